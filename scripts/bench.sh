@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# bench.sh — times rangecopy against peer tools on the same copy, on the dev databases.
+#
+#   scripts/bench.sh [ROWS] [--regen]        ROWS defaults to 5000000
+#   BENCH_ONLY=psql,pgcopydb,rangecopy       the tools to run (default: all of them)
+#
+# PostgreSQL → PostgreSQL section: generates table `orders` (ROWS rows) in database rc_bench on
+# the PG source (kept between runs when it already holds exactly ROWS rows; --regen forces),
+# then copies it, one tool after the other, into a fresh database rc_bench_<tool> on the PG
+# target:
+#   psql       psql COPY TO STDOUT (binary) | psql COPY FROM STDIN, then ADD PRIMARY KEY
+#   pgcopydb   pgcopydb clone --table-jobs 2 --index-jobs 2 (its timing includes the VACUUM
+#              ANALYZE that pgcopydb 0.10 always runs on the target)
+#   rangecopy  target/release/rangecopy copy --job bench (creates, loads, builds the key, digests)
+# Each run is timed for wall time and the peak RSS of the client processes (not the servers),
+# its row count on the target is checked, and the figures go to target/bench/results.json.
+# Per-tool output is kept in target/bench/<tool>.log.
+#
+# Adding a section (e.g. MariaDB → PostgreSQL): write bench_<tool> functions that call
+# `measure` (or `record` for hand-timed pipes) and `check_rows`, and a section_* function that
+# prepares the data and calls them; add it to main.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ROWS=5000000
+REGEN=0
+BENCH_DIR=$REPO/target/bench
+BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy}
+BIN=$REPO/target/release/rangecopy
+
+# ---------------------------------------------------------------- results accumulator
+
+declare -A WALL_S=() RSS_KIB=() FAILED=()
+TOOLS_RUN=()
+
+# record TOOL WALL_SECONDS PEAK_RSS_KIB
+record() {
+    TOOLS_RUN+=("$1")
+    WALL_S[$1]=$2
+    RSS_KIB[$1]=$3
+}
+
+# fail TOOL REASON: the tool's figures are not valid; the run ends with exit 1.
+fail() {
+    log "FAILED: $1: $2"
+    FAILED[$1]=$2
+    [[ -n ${WALL_S[$1]+set} ]] || TOOLS_RUN+=("$1")
+}
+
+selected() { [[ ,$BENCH_TOOLS, == *,$1,* ]]; }
+
+# ---------------------------------------------------------------- helpers
+
+# measure TOOL CMD...: runs CMD under /usr/bin/time (output to target/bench/TOOL.log) and
+# records its wall time and peak RSS.
+measure() {
+    local tool=$1; shift
+    local timing=$BENCH_DIR/$tool.time log_file=$BENCH_DIR/$tool.log
+    log "running $tool"
+    if /usr/bin/time -f '%e %M' -o "$timing" "$@" >"$log_file" 2>&1; then
+        local wall rss
+        read -r wall rss <"$timing"
+        record "$tool" "$wall" "$rss"
+        log "$tool: ${wall} s"
+    else
+        tail -n 15 "$log_file" >&2
+        fail "$tool" "command failed (see $log_file)"
+    fi
+}
+
+# A quiet psql that stops at the first error; the password comes from PGPASSWORD.
+sql() {
+    local url=$1; shift
+    psql -X -q -At -v ON_ERROR_STOP=1 "$url" "$@"
+}
+
+recreate_db() {
+    sql "$1/postgres" -c "SET client_min_messages = warning" \
+        -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" -c "CREATE DATABASE $2"
+}
+
+# check_rows TOOL URL TABLE: the copy must have exactly ROWS rows.
+check_rows() {
+    local count
+    count=$(sql "$2" -c "SELECT count(*) FROM $3" 2>&1) || count="error: $count"
+    if [[ $count != "$ROWS" ]]; then
+        fail "$1" "target has $count rows in $3, expected $ROWS"
+    fi
+}
+
+# postgres://user:pass@host:port/db → postgres://user@host:port (password to PGPASSWORD)
+strip_password() { sed -E 's#^([a-z]+://[^:/@]+):[^@]*@#\1@#; s#/[^/]*$##' <<<"$1"; }
+url_password() { sed -E 's#^[a-z]+://[^:/@]+:([^@]*)@.*#\1#' <<<"$1"; }
+
+install_tools() {
+    apt_install time
+    if selected pgcopydb && ! command -v pgcopydb >/dev/null; then
+        (apt_install pgcopydb) || log "could not install pgcopydb"
+    fi
+}
+
+# ---------------------------------------------------------------- PostgreSQL → PostgreSQL
+
+orders_ddl() {
+    cat <<'SQL'
+CREATE TABLE orders (
+    id           bigint,
+    customer_id  bigint NOT NULL,
+    amount       numeric(12,2),
+    status       varchar(16),
+    created_at   timestamp,
+    shipped      boolean,
+    weight       double precision,
+    note         text
+);
+SQL
+}
+
+# The marker comment is set last, so an interrupted generation is redone.
+generate_orders() {
+    local marker="rangecopy bench: $ROWS rows, complete"
+    if [[ $REGEN -eq 0 ]] &&
+        [[ $(sql "$PG_SRC/postgres" -c "SELECT 1 FROM pg_database WHERE datname = 'rc_bench'") == 1 ]] &&
+        [[ $(sql "$PG_SRC/rc_bench" -c "SELECT obj_description('orders'::regclass, 'pg_class')" 2>/dev/null) == "$marker" ]] &&
+        [[ $(sql "$PG_SRC/rc_bench" -c "SELECT count(*) FROM orders") == "$ROWS" ]]; then
+        log "rc_bench.orders already has $ROWS rows (--regen to rebuild)"
+        return 0
+    fi
+    log "generating rc_bench.orders with $ROWS rows"
+    local start=$SECONDS
+    recreate_db "$PG_SRC" rc_bench
+    { orders_ddl; cat <<SQL; } | sql "$PG_SRC/rc_bench"
+INSERT INTO orders
+SELECT g,
+       (g * 7919) % 100000,
+       round((random() * 10000)::numeric, 2),
+       (ARRAY['pending', 'paid', 'shipped', 'delivered', 'cancelled'])[1 + g % 5],
+       timestamp '2020-01-01' + g * interval '13 seconds',
+       g % 3 = 0,
+       random() * 100,
+       repeat(md5(g::text), (1 + g % 4)::int)
+FROM generate_series(1, $ROWS::bigint) AS g;
+ALTER TABLE orders ADD PRIMARY KEY (id);
+COMMENT ON TABLE orders IS '$marker';
+SQL
+    sql "$PG_SRC/rc_bench" -c "VACUUM ANALYZE orders"
+    log "generated in $((SECONDS - start)) s"
+}
+
+# (a) psql | psql, then the primary key: timed by hand (wall from the clock, peak RSS the
+# largest of the three psql processes).
+bench_psql() {
+    local db=rc_bench_psql t=$BENCH_DIR/psql
+    recreate_db "$PG_TGT" "$db"
+    orders_ddl | sql "$PG_TGT/$db"
+    log "running psql"
+    local start end status=0
+    start=$(date +%s.%N)
+    {
+        /usr/bin/time -f '%M' -o "$t.out.time" \
+            psql -X -q -v ON_ERROR_STOP=1 "$PG_SRC/rc_bench" -c "COPY orders TO STDOUT (FORMAT binary)" |
+            /usr/bin/time -f '%M' -o "$t.in.time" \
+                psql -X -q -v ON_ERROR_STOP=1 "$PG_TGT/$db" -c "COPY orders FROM STDIN (FORMAT binary)" &&
+            /usr/bin/time -f '%M' -o "$t.pk.time" \
+                psql -X -q -v ON_ERROR_STOP=1 "$PG_TGT/$db" -c "ALTER TABLE orders ADD PRIMARY KEY (id)"
+    } >"$t.log" 2>&1 || status=$?
+    end=$(date +%s.%N)
+    if [[ $status -ne 0 ]]; then
+        tail -n 15 "$t.log" >&2
+        fail psql "pipe failed (see $t.log)"
+        return 0
+    fi
+    local wall rss
+    wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+    rss=$(tail -q -n 1 "$t.out.time" "$t.in.time" "$t.pk.time" | sort -n | tail -n 1)
+    record psql "$wall" "$rss"
+    log "psql: ${wall} s"
+    check_rows psql "$PG_TGT/$db" orders
+}
+
+# (b) pgcopydb clone of the whole rc_bench database.
+bench_pgcopydb() {
+    if ! command -v pgcopydb >/dev/null; then
+        log "SKIPPED pgcopydb: the Debian package pgcopydb is not available on this machine"
+        return 0
+    fi
+    local db=rc_bench_pgcopydb work=$BENCH_DIR/pgcopydb-work
+    recreate_db "$PG_TGT" "$db"
+    rm -rf "$work"
+    measure pgcopydb pgcopydb clone --source "$PG_SRC/rc_bench" --target "$PG_TGT/$db" \
+        --dir "$work" --table-jobs 2 --index-jobs 2 --no-owner --no-acl --skip-extensions
+    [[ -n ${FAILED[pgcopydb]+set} ]] || check_rows pgcopydb "$PG_TGT/$db" orders
+}
+
+# (c) rangecopy, from the release build.
+bench_rangecopy() {
+    local db=rc_bench_rangecopy
+    log "building the release binary"
+    if ! (cd "$REPO" && cargo build --release --quiet); then
+        fail rangecopy "cargo build --release failed"
+        return 0
+    fi
+    recreate_db "$PG_TGT" "$db"
+    measure rangecopy "$BIN" copy --source "$PG_SRC_FULL/rc_bench" --target "$PG_TGT_FULL/$db" \
+        --job bench
+    [[ -n ${FAILED[rangecopy]+set} ]] || check_rows rangecopy "$PG_TGT/$db" orders
+}
+
+section_pg_to_pg() {
+    generate_orders
+    local tool
+    for tool in psql pgcopydb rangecopy; do
+        if selected "$tool"; then "bench_$tool"; fi
+    done
+}
+
+# ---------------------------------------------------------------- report
+
+# ratio A B FIELD: A's figure over B's, when both ran.
+ratio() {
+    local a=$1 b=$2
+    [[ -n ${WALL_S[$a]:-} && -n ${WALL_S[$b]:-} && -z ${FAILED[$a]:-} && -z ${FAILED[$b]:-} ]] || return 1
+    awk -v wa="${WALL_S[$a]}" -v wb="${WALL_S[$b]}" -v ra="${RSS_KIB[$a]}" -v rb="${RSS_KIB[$b]}" \
+        'BEGIN { printf "%.3f %.3f %.3f", wa / wb, wb / wa, ra / rb }'
+}
+
+print_table() {
+    printf '\n%-12s %10s %14s %14s  %s\n' tool wall_s rows/s peak_rss_MiB status
+    local tool
+    for tool in "${TOOLS_RUN[@]}"; do
+        if [[ -n ${WALL_S[$tool]:-} ]]; then
+            awk -v t="$tool" -v w="${WALL_S[$tool]}" -v r="${RSS_KIB[$tool]}" -v n="$ROWS" \
+                -v s="${FAILED[$tool]:-ok}" \
+                'BEGIN { printf "%-12s %10.2f %14.0f %14.1f  %s\n", t, w, n / w, r / 1024, s }'
+        else
+            printf '%-12s %10s %14s %14s  %s\n' "$tool" - - - "${FAILED[$tool]}"
+        fi
+    done
+    local peer r wall speed rss
+    for peer in psql pgcopydb; do
+        if r=$(ratio rangecopy "$peer"); then
+            read -r wall speed rss <<<"$r"
+            printf 'rangecopy/%-9s wall time x%s, throughput x%s, peak RSS x%s\n' \
+                "$peer:" "$wall" "$speed" "$rss"
+        fi
+    done
+    echo
+}
+
+write_json() {
+    local file=$BENCH_DIR/results.json commit dirty=false tool sep="" peer r wall speed rss
+    commit=$(git -C "$REPO" rev-parse --verify -q HEAD 2>/dev/null) || commit=unknown
+    [[ -z $(git -C "$REPO" status --porcelain 2>/dev/null) ]] || dirty=true
+    {
+        printf '{\n  "rows": %s,\n  "timestamp": "%s",\n' "$ROWS" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        printf '  "git_commit": "%s",\n  "git_dirty": %s,\n  "tools": {' "$commit" "$dirty"
+        for tool in "${TOOLS_RUN[@]}"; do
+            printf '%s\n    "%s": ' "$sep" "$tool"
+            if [[ -n ${FAILED[$tool]:-} ]]; then
+                printf '{"error": "%s"}' "${FAILED[$tool]//\"/\'}"
+            else
+                awk -v w="${WALL_S[$tool]}" -v r="${RSS_KIB[$tool]}" -v n="$ROWS" \
+                    'BEGIN { printf "{\"wall_s\": %.2f, \"rows_per_s\": %.0f, \"peak_rss_kib\": %d}", w, n / w, r }'
+            fi
+            sep=,
+        done
+        printf '\n  },\n  "ratios": {'
+        sep=
+        for peer in psql pgcopydb; do
+            r=$(ratio rangecopy "$peer") || continue
+            read -r wall speed rss <<<"$r"
+            printf '%s\n    "rangecopy/%s": {"wall_s": %s, "rows_per_s": %s, "peak_rss": %s}' \
+                "$sep" "$peer" "$wall" "$speed" "$rss"
+            sep=,
+        done
+        printf '\n  }\n}\n'
+    } >"$file"
+    log "results written to $file"
+}
+
+# ---------------------------------------------------------------- main
+
+parse_args() {
+    local arg
+    for arg in "$@"; do
+        case $arg in
+            --regen) REGEN=1 ;;
+            '' | *[!0-9]* | 0*) usage ;;
+            *) ROWS=$arg ;;
+        esac
+    done
+}
+
+usage() {
+    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy)" >&2
+    exit 2
+}
+
+main() {
+    parse_args "$@"
+    cd "$REPO"
+    mkdir -p "$BENCH_DIR"
+    scripts/dev-db.sh start
+    eval "$(scripts/dev-db.sh env)"
+    install_tools
+    PG_SRC_FULL=${RANGECOPY_TEST_PG_SOURCE%/*}
+    PG_TGT_FULL=${RANGECOPY_TEST_PG_TARGET%/*}
+    PG_SRC=$(strip_password "$RANGECOPY_TEST_PG_SOURCE")
+    PG_TGT=$(strip_password "$RANGECOPY_TEST_PG_TARGET")
+    PGPASSWORD=$(url_password "$RANGECOPY_TEST_PG_SOURCE")
+    export PGPASSWORD
+
+    section_pg_to_pg
+
+    print_table
+    write_json
+    if [[ ${#FAILED[@]} -gt 0 ]]; then
+        log "BENCHMARK FAILED for: ${!FAILED[*]}"
+        exit 1
+    fi
+}
+
+main "$@"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# test.sh — runs rangecopy's whole Rust test suite against the dev databases.
+#
+# Starts the throwaway servers (scripts/dev-db.sh start), exports their URLs
+# (RANGECOPY_TEST_PG_SOURCE, RANGECOPY_TEST_PG_TARGET, RANGECOPY_TEST_MYSQL), then runs
+# `cargo test --all-targets` with any extra arguments passed through. Doc tests are not run.
+# The exit code is cargo's. CI=true, when set, reaches the tests unchanged (they then fail
+# instead of skipping when a database is unreachable).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+main() {
+    cd "$REPO"
+    if [[ -n ${CI+set} ]]; then export CI; fi
+    scripts/dev-db.sh start
+    eval "$(scripts/dev-db.sh env)"
+    log "cargo test --all-targets $*"
+    exec cargo test --all-targets "$@"
+}
+
+main "$@"
