@@ -1,0 +1,350 @@
+//! Validated configuration, built from the raw command line.
+//!
+//! Everything past this module sees checked values: parsed endpoints with their secrets
+//! registered for redaction, positive counts, parsed table names. It must never connect to
+//! a database; checks that need one happen in the command that owns the connection.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{CopyArgs, StatusArgs};
+use crate::error::{register_secret, Error, Result};
+
+/// Which engine a source URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgres,
+}
+
+/// A PostgreSQL endpoint: connection settings plus a password-free form for messages.
+#[derive(Clone)]
+pub struct PgEndpoint {
+    pub config: postgres::Config,
+    /// `postgres://user@host:port/db`, never containing the password.
+    pub display: String,
+    pub database: String,
+}
+
+impl std::fmt::Debug for PgEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl PgEndpoint {
+    /// Parses a `postgres://` / `postgresql://` URL. `role` names it in errors (source/target).
+    pub fn parse(url: &str, role: &str) -> Result<Self> {
+        let scheme = url.split("://").next().unwrap_or("");
+        if !url.contains("://") || !matches!(scheme, "postgres" | "postgresql") {
+            return Err(Error::input(format!(
+                "--{role}: expected a URL like postgres://user:password@host:5432/database, got {}",
+                redact_url(url)
+            )));
+        }
+        let mut config: postgres::Config = url.parse().map_err(|e| {
+            Error::input(format!("--{role}: invalid PostgreSQL URL {}: {e}", redact_url(url)))
+        })?;
+        if let Some(pw) = config.get_password() {
+            register_secret(&String::from_utf8_lossy(pw));
+        } else if let Ok(pw) = std::env::var("PGPASSWORD") {
+            register_secret(&pw);
+            config.password(pw);
+        }
+        if config.get_user().is_none() {
+            let user = std::env::var("PGUSER")
+                .or_else(|_| std::env::var("USER"))
+                .map_err(|_| Error::input(format!("--{role}: the URL names no user and PGUSER is not set")))?;
+            config.user(&user);
+        }
+        if config.get_hosts().is_empty() {
+            return Err(Error::input(format!("--{role}: the URL names no host")));
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        config.application_name("rangecopy");
+        let user = config.get_user().unwrap_or_default().to_string();
+        let database = config.get_dbname().unwrap_or(&user).to_string();
+        config.dbname(&database);
+        let host = match &config.get_hosts()[0] {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let display = format!("postgres://{user}@{host}:{port}/{database}");
+        Ok(PgEndpoint { config, display, database })
+    }
+}
+
+/// Replaces the password of a URL (`scheme://user:password@host`) with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return crate::error::redact(url) };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    // Query parameters may carry a password too (`?password=…`).
+    let tail: String = tail
+        .split('&')
+        .map(|part| match part.split_once("password=") {
+            Some((head, _)) => format!("{head}password=***"),
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    crate::error::redact(&format!("{scheme}://{authority}{tail}"))
+}
+
+/// A table as named on the command line, before it is looked up in the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    pub schema: Option<String>,
+    pub name: String,
+    /// Whether the user quoted the name (then it is matched exactly, never case-folded).
+    pub quoted: bool,
+}
+
+impl TableSpec {
+    /// Parses `name`, `schema.name`, `"Sch.ema"."Na""me"` as SQL would split them.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = |why: &str| Error::input(format!("table {text:?}: {why}"));
+        let mut parts: Vec<(String, bool)> = Vec::new();
+        let mut chars = text.chars().peekable();
+        loop {
+            let mut part = String::new();
+            let quoted = chars.peek() == Some(&'"');
+            if quoted {
+                chars.next();
+                loop {
+                    match chars.next() {
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            part.push('"');
+                        }
+                        Some('"') => break,
+                        Some(c) => part.push(c),
+                        None => return Err(bad("unterminated double quote")),
+                    }
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    if c == '.' {
+                        break;
+                    }
+                    if c == '"' {
+                        return Err(bad("a double quote may only open a name part"));
+                    }
+                    part.push(c);
+                    chars.next();
+                }
+            }
+            if part.is_empty() {
+                return Err(bad("empty name part"));
+            }
+            parts.push((part, quoted));
+            match chars.next() {
+                None => break,
+                Some('.') => continue,
+                Some(_) => return Err(bad("expected `.` after a quoted name part")),
+            }
+        }
+        match parts.len() {
+            1 => {
+                let (name, quoted) = parts.pop().unwrap();
+                Ok(TableSpec { schema: None, name, quoted })
+            }
+            2 => {
+                let (name, q2) = parts.pop().unwrap();
+                let (schema, q1) = parts.pop().unwrap();
+                Ok(TableSpec { schema: Some(schema), name, quoted: q1 || q2 })
+            }
+            _ => Err(bad("expected `name` or `schema.name` (quote parts that contain dots)")),
+        }
+    }
+}
+
+/// What to do with an existing job of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartMode {
+    /// The job must not exist yet (or must have been removed).
+    Fresh,
+    Resume,
+    Restart,
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    Bars,
+    Lines,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct CopyConfig {
+    pub engine: Engine,
+    pub source: PgEndpoint,
+    pub target: PgEndpoint,
+    pub tables: Vec<TableSpec>,
+    pub job: String,
+    pub workers: usize,
+    pub chunk_rows: u64,
+    pub mode: StartMode,
+    pub report: Option<PathBuf>,
+    pub progress: ProgressMode,
+    pub progress_interval: Duration,
+}
+
+impl CopyConfig {
+    pub fn from_args(args: &CopyArgs) -> Result<Self> {
+        let engine = source_engine(&args.source)?;
+        let source = PgEndpoint::parse(&args.source, "source")?;
+        let target = PgEndpoint::parse(&args.target, "target")?;
+        let tables = args.tables.iter().map(|t| TableSpec::parse(t)).collect::<Result<Vec<_>>>()?;
+        let workers = match args.workers {
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            Some(n) => positive(n, "--workers")? as usize,
+        };
+        if workers > 256 {
+            return Err(Error::input("--workers: at most 256 (each worker holds two connections)"));
+        }
+        let chunk_rows = positive(args.chunk_rows, "--chunk-rows")?;
+        let job = match &args.job {
+            Some(j) if j.trim().is_empty() => return Err(Error::input("--job: the name must not be empty")),
+            Some(j) => j.clone(),
+            None => source.database.clone(),
+        };
+        let mode = match (args.resume, args.restart) {
+            (true, _) => StartMode::Resume,
+            (_, true) => StartMode::Restart,
+            _ => StartMode::Fresh,
+        };
+        let progress = match args.progress.as_str() {
+            "bars" => ProgressMode::Bars,
+            "lines" => ProgressMode::Lines,
+            "none" => ProgressMode::None,
+            _ if std::io::IsTerminal::is_terminal(&std::io::stderr()) => ProgressMode::Bars,
+            _ => ProgressMode::Lines,
+        };
+        if !(args.progress_interval.is_finite() && args.progress_interval > 0.0) {
+            return Err(Error::input("--progress-interval: expected a positive number of seconds"));
+        }
+        if let Some(path) = &args.report {
+            check_report_path(path)?;
+        }
+        Ok(CopyConfig {
+            engine,
+            source,
+            target,
+            tables,
+            job,
+            workers,
+            chunk_rows,
+            mode,
+            report: args.report.clone(),
+            progress,
+            progress_interval: Duration::from_secs_f64(args.progress_interval),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusConfig {
+    pub target: PgEndpoint,
+    pub job: Option<String>,
+}
+
+impl StatusConfig {
+    pub fn from_args(args: &StatusArgs) -> Result<Self> {
+        Ok(StatusConfig { target: PgEndpoint::parse(&args.target, "target")?, job: args.job.clone() })
+    }
+}
+
+fn source_engine(url: &str) -> Result<Engine> {
+    match url.split("://").next().unwrap_or("") {
+        "postgres" | "postgresql" => Ok(Engine::Postgres),
+        "mysql" | "mariadb" => Err(Error::input(
+            "--source: MySQL/MariaDB sources are not supported by this build yet; use a postgres:// source",
+        )),
+        _ => Err(Error::input(format!(
+            "--source: unsupported URL {}; expected postgres://user:password@host:5432/database",
+            redact_url(url)
+        ))),
+    }
+}
+
+fn positive(n: i64, flag: &str) -> Result<u64> {
+    if n <= 0 {
+        return Err(Error::input(format!("{flag}: expected a positive number, got {n}")));
+    }
+    Ok(n as u64)
+}
+
+fn check_report_path(path: &std::path::Path) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        return Err(Error::input(format!(
+            "--report: directory {} does not exist; create it or choose another path",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_specs_split_like_sql() {
+        let t = TableSpec::parse("orders").unwrap();
+        assert_eq!((t.schema, t.name.as_str(), t.quoted), (None, "orders", false));
+        let t = TableSpec::parse("shop.orders").unwrap();
+        assert_eq!((t.schema.as_deref(), t.name.as_str()), (Some("shop"), "orders"));
+        let t = TableSpec::parse(r#""My.Schema"."we""ird name""#).unwrap();
+        assert_eq!((t.schema.as_deref(), t.name.as_str(), t.quoted), (Some("My.Schema"), r#"we"ird name"#, true));
+        let t = TableSpec::parse("with space").unwrap();
+        assert_eq!(t.name, "with space");
+    }
+
+    #[test]
+    fn malformed_table_specs_are_refused() {
+        for bad in ["", "a.", ".b", "a.b.c", r#""open"#, r#"a"b"#, r#""x"y"#] {
+            let err = TableSpec::parse(bad).unwrap_err();
+            assert!(err.is_input(), "{bad:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h:5432/db?sslmode=require"), "postgres://u:***@h:5432/db?sslmode=require");
+        assert_eq!(redact_url("postgres://u@h/db?password=pw&x=1"), "postgres://u@h/db?password=***&x=1");
+        assert_eq!(redact_url("mysql://h/db"), "mysql://h/db");
+    }
+
+    #[test]
+    fn endpoint_display_never_holds_the_password() {
+        let ep = PgEndpoint::parse("postgres://alice:hunter2-xyz@localhost:5433/app", "source").unwrap();
+        assert_eq!(ep.display, "postgres://alice@localhost:5433/app");
+        assert!(!format!("{ep:?}").contains("hunter2-xyz"));
+        assert_eq!(crate::error::redact("x hunter2-xyz"), "x ***");
+    }
+
+    #[test]
+    fn wrong_schemes_are_input_errors() {
+        assert!(PgEndpoint::parse("http://x/y", "target").unwrap_err().is_input());
+        assert!(PgEndpoint::parse("localhost:5432", "target").unwrap_err().is_input());
+        assert!(source_engine("mysql://u@h/db").unwrap_err().is_input());
+    }
+}

@@ -1,0 +1,313 @@
+//! The `copy` command from start to end: check everything that can be checked before
+//! writing (tables, target tables, the job's state), set the job up in one target
+//! transaction, run the pipeline, record the outcome, write the report.
+//!
+//! Every refusal happens before the setup transaction commits, so bad input leaves nothing
+//! behind. This module must never copy rows itself; the pipeline does.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{CopyConfig, StartMode};
+use crate::error::{redact, Error, Result};
+use crate::pipeline::{self, RunContext, TableWork};
+use crate::progress::{self, Progress};
+use crate::report;
+use crate::schema::{Table, TableName};
+use crate::source::postgres::PgSource;
+use crate::state::{self, JobRecord, TableRecord};
+use crate::target::postgres::{self as target, Existing, PgTarget};
+
+/// What a finished run did, for the summary line and the report.
+pub struct CopyOutcome {
+    pub job: String,
+    pub seconds: f64,
+    pub rows_this_run: u64,
+    pub bytes_this_run: u64,
+}
+
+/// Runs the copy. `cancel` is set by the Ctrl-C handler.
+pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
+    let started = Instant::now();
+    let mut source = PgSource::connect(&cfg.source)?;
+    let mut target = PgTarget::connect(&cfg.target)?;
+    if !state::try_lock_job(&mut target.conn, &cfg.job)? {
+        return Err(Error::input(format!(
+            "job {:?} is being run by another rangecopy process on this target; wait for it or stop it first",
+            cfg.job
+        )));
+    }
+    let existing = state::load_job(&mut target.conn, &cfg.job)?;
+    let records = match (cfg.mode, &existing) {
+        (StartMode::Fresh, Some(job)) => return Err(already_exists(cfg, job)),
+        (StartMode::Resume, None) => {
+            return Err(Error::input(format!(
+                "--resume: the target has no job named {:?}; run without --resume to start it",
+                cfg.job
+            )))
+        }
+        (StartMode::Resume, Some(job)) => resume(cfg, &mut target, job)?,
+        (StartMode::Restart, old) | (StartMode::Fresh, old @ None) => {
+            let old_tables = match old {
+                Some(_) => state::load_tables(&mut target.conn, &cfg.job)?,
+                None => Vec::new(),
+            };
+            setup(cfg, &mut source, &mut target, &old_tables)?
+        }
+    };
+    for r in &records {
+        if r.table.key.is_none() && r.phase != "done" {
+            eprintln!(
+                "warning: table {} has no primary key or unique NOT NULL key: it is copied as one chunk, \
+                 so an interrupted copy of it starts that table over on resume (committed tables are kept)",
+                r.table.name
+            );
+        }
+    }
+    let work = plan_work(cfg, &mut target, &records)?;
+    let done_before = state::table_progress(&mut target.conn, &cfg.job)?;
+    let progress = Arc::new(Progress::new(
+        records
+            .iter()
+            .map(|r| {
+                let p = done_before.iter().find(|p| p.table_no == r.table_no);
+                let (rows, bytes) = p.map_or((0, 0), |p| (p.rows as u64, p.bytes as u64));
+                (r.table.name.to_string(), r.table.estimated_rows.max(rows), rows, bytes, r.phase == "done")
+            })
+            .collect(),
+    ));
+    let base: (u64, u64) = done_before.iter().fold((0, 0), |a, p| (a.0 + p.rows as u64, a.1 + p.bytes as u64));
+    let ctx = RunContext {
+        job: cfg.job.clone(),
+        source: cfg.source.clone(),
+        target: cfg.target.clone(),
+        tables: records.iter().map(|r| r.table.clone()).collect(),
+        chunk_rows: cfg.chunk_rows,
+        workers: cfg.workers,
+        progress: progress.clone(),
+        progress_mode: cfg.progress,
+        progress_interval: cfg.progress_interval,
+        cancel: cancel.clone(),
+    };
+    let result = pipeline::run(&ctx, &work);
+    let seconds = started.elapsed().as_secs_f64();
+    let outcome = CopyOutcome {
+        job: cfg.job.clone(),
+        seconds,
+        rows_this_run: total(&progress, |t| t.rows.load(Ordering::Relaxed)).saturating_sub(base.0),
+        bytes_this_run: total(&progress, |t| t.bytes.load(Ordering::Relaxed)).saturating_sub(base.1),
+    };
+    match result {
+        Ok(()) => {
+            state::set_job_status(&mut target.conn, &cfg.job, "done", None)?;
+            if let Some(path) = &cfg.report {
+                report::write_copy_report(&mut target.conn, cfg, &outcome, path)?;
+            }
+            Ok(outcome)
+        }
+        Err(err) => {
+            let status = if matches!(err.root(), Error::Interrupted) { "interrupted" } else { "failed" };
+            // Best effort: the target may be the thing that failed.
+            let mut recorded = state::set_job_status(&mut target.conn, &cfg.job, status, Some(&redact(&err.to_string())));
+            if recorded.is_err() {
+                recorded = PgTarget::connect(&cfg.target)
+                    .and_then(|mut t| state::set_job_status(&mut t.conn, &cfg.job, status, Some(&redact(&err.to_string()))));
+            }
+            if let (Some(path), Ok(())) = (&cfg.report, &recorded) {
+                let _ = PgTarget::connect(&cfg.target)
+                    .and_then(|mut t| report::write_copy_report(&mut t.conn, cfg, &outcome, path));
+            }
+            Err(err)
+        }
+    }
+}
+
+fn total(progress: &Progress, f: impl Fn(&progress::TableCounters) -> u64) -> u64 {
+    progress.tables.iter().map(f).sum()
+}
+
+/// The command that resumes this job (passwords are never part of it).
+pub fn resume_hint(cfg: &CopyConfig) -> String {
+    format!(
+        "rangecopy copy --source {} --target {} --job {} --resume   (passwords via the URL or PGPASSWORD)",
+        cfg.source.display,
+        cfg.target.display,
+        shell_word(&cfg.job)
+    )
+}
+
+fn shell_word(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/@".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn already_exists(cfg: &CopyConfig, job: &JobRecord) -> Error {
+    if job.status == "done" {
+        Error::input(format!(
+            "job {:?} already finished on this target (at {}); use --restart to copy it again, or another --job name",
+            cfg.job,
+            job.finished_at.as_deref().unwrap_or("?")
+        ))
+    } else {
+        Error::input(format!(
+            "job {:?} exists and is unfinished ({}); resume it with:\n  {}\nor start it over with --restart",
+            cfg.job,
+            job.status,
+            resume_hint(cfg)
+        ))
+    }
+}
+
+/// Checks a resumed job against this run's arguments and marks it running again.
+fn resume(cfg: &CopyConfig, target: &mut PgTarget, job: &JobRecord) -> Result<Vec<TableRecord>> {
+    let records = state::load_tables(&mut target.conn, &cfg.job)?;
+    if !cfg.tables.is_empty() {
+        let named: Vec<String> = cfg.tables.iter().map(|t| format!("{}.{}", t.schema.as_deref().unwrap_or("*"), t.name)).collect();
+        let recorded: Vec<String> = records.iter().map(|r| r.table.name.to_string()).collect();
+        let matches = cfg.tables.len() == records.len()
+            && cfg.tables.iter().all(|s| {
+                records.iter().any(|r| r.table.name.name == s.name && s.schema.as_ref().is_none_or(|sc| sc == &r.table.name.schema))
+            });
+        if !matches {
+            return Err(Error::input(format!(
+                "--resume: job {:?} copies {}, but this run names {}; resume without naming tables, or use --restart",
+                cfg.job,
+                recorded.join(", "),
+                named.join(", ")
+            )));
+        }
+    }
+    if job.source != cfg.source.display {
+        eprintln!("warning: job {:?} was started from {}; resuming from {}", cfg.job, job.source, cfg.source.display);
+    }
+    state::resume_job(&mut target.conn, &cfg.job, &settings(cfg))?;
+    Ok(records)
+}
+
+/// Checks the source tables against the target and records a new job, creating missing
+/// target tables, all in one target transaction (for `--restart`, after removing the old
+/// job and the rows it loaded).
+fn setup(cfg: &CopyConfig, source: &mut PgSource, target: &mut PgTarget, old: &[TableRecord]) -> Result<Vec<TableRecord>> {
+    let tables = source.describe_tables(&cfg.tables)?;
+    let others = other_jobs_tables(target, &cfg.job)?;
+    let mut plan: Vec<(Table, bool)> = Vec::with_capacity(tables.len());
+    for table in tables {
+        if let Some(job) = others.iter().find(|(_, name)| name == &table.name).map(|(job, _)| job) {
+            return Err(Error::input(format!(
+                "target table {} is being filled by unfinished job {job:?}; resume or restart that job instead",
+                table.name
+            )));
+        }
+        let ours = old.iter().find(|r| r.table.name == table.name);
+        let create = match (target.inspect(&table.name)?, ours) {
+            (Existing::Missing, _) => true,
+            // A table the old job created is dropped and created afresh.
+            (Existing::Present { .. }, Some(r)) if r.created_by_job => true,
+            (Existing::Present { columns, .. }, Some(_)) => {
+                target::check_columns(&table, &columns)?;
+                false
+            }
+            (Existing::Present { has_rows: true, .. }, None) => {
+                return Err(Error::input(format!(
+                    "target table {} already has rows and no rangecopy job is filling it; \
+                     empty or drop it, or copy into another database",
+                    table.name
+                )))
+            }
+            (Existing::Present { columns, .. }, None) => {
+                target::check_columns(&table, &columns)?;
+                false
+            }
+        };
+        plan.push((table, create));
+    }
+    let endpoint = target.conn.endpoint.clone();
+    let mut tx = target.conn.client.transaction().map_err(|e| Error::sql(&endpoint, "starting the job setup", e))?;
+    let setup_error = |e: Error| Error::input(format!("{e}\nnothing was written to the target"));
+    state::ensure_schema(&mut tx, &endpoint).map_err(setup_error)?;
+    if !old.is_empty() || cfg.mode == StartMode::Restart {
+        state::delete_job(&mut tx, &endpoint, &cfg.job).map_err(setup_error)?;
+        for r in old {
+            if r.created_by_job {
+                target::drop_table(&mut tx, &endpoint, &r.table.name).map_err(setup_error)?;
+            } else {
+                target::truncate_table(&mut tx, &endpoint, &r.table.name).map_err(setup_error)?;
+            }
+        }
+    }
+    state::create_job(&mut tx, &endpoint, &cfg.job, &cfg.source.display, &settings(cfg), &plan).map_err(setup_error)?;
+    for (table, create) in &plan {
+        if *create {
+            target::create_table(&mut tx, &endpoint, table).map_err(setup_error)?;
+        }
+    }
+    tx.commit().map_err(|e| Error::sql(&endpoint, "committing the job setup", e))?;
+    Ok(plan
+        .into_iter()
+        .enumerate()
+        .map(|(table_no, (table, created_by_job))| TableRecord {
+            table_no,
+            table,
+            created_by_job,
+            plan_complete: false,
+            phase: "copying".into(),
+            deferred_done: 0,
+        })
+        .collect())
+}
+
+/// Target tables of other unfinished jobs: (job, table).
+fn other_jobs_tables(target: &mut PgTarget, job: &str) -> Result<Vec<(String, TableName)>> {
+    if !state::schema_exists(&mut target.conn)? {
+        return Ok(Vec::new());
+    }
+    let rows = target.conn.query(
+        "SELECT t.job, t.target_schema, t.target_name FROM rangecopy.tables t JOIN rangecopy.jobs j USING (job)
+          WHERE j.status <> 'done' AND j.job <> $1",
+        &[&job],
+        "reading other jobs",
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)))).collect())
+}
+
+/// The remaining work of each unfinished table.
+fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -> Result<Vec<TableWork>> {
+    let mut work = Vec::new();
+    for r in records.iter().filter(|r| r.phase != "done") {
+        let (pending, cursor) = state::resume_point(&mut target.conn, &cfg.job, r.table_no)?;
+        let mut elem_rewrites = Vec::new();
+        for (i, col) in r.table.copied_columns().enumerate() {
+            if let Some(type_sql) = &col.user_elem_type_sql {
+                elem_rewrites.push((i, target.type_oid(type_sql)?));
+            }
+        }
+        work.push(TableWork {
+            table_no: r.table_no,
+            pending,
+            cursor: (!r.plan_complete).then_some(cursor),
+            deferred_done: r.deferred_done,
+            elem_rewrites,
+        });
+    }
+    Ok(work)
+}
+
+/// The job's settings as recorded in the state and the report (no secrets).
+pub fn settings(cfg: &CopyConfig) -> serde_json::Value {
+    serde_json::json!({
+        "engine": cfg.engine,
+        "source": cfg.source.display,
+        "target": cfg.target.display,
+        "tables": cfg.tables.iter().map(|t| match &t.schema {
+            Some(s) => format!("{s}.{}", t.name),
+            None => t.name.clone(),
+        }).collect::<Vec<_>>(),
+        "workers": cfg.workers,
+        "chunk_rows": cfg.chunk_rows,
+        "mode": cfg.mode,
+    })
+}

@@ -1,0 +1,167 @@
+//! Error types with the context a user needs to act: which endpoint, table, chunk and key range.
+//!
+//! This module also owns the two cross-cutting rules about errors: which exit code an error
+//! maps to (bad input is 2, a failure at run time is 1), and that no registered secret ever
+//! appears in a message (`redact`). It must never print anything itself.
+
+use std::sync::{Mutex, OnceLock};
+
+use crate::copy_format::CopyFormatError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input found before anything was written: wrong arguments, missing tables, a target
+    /// table that is not ours to fill, an unfinished job run without `--resume`. Exit code 2.
+    #[error("{0}")]
+    Input(String),
+
+    /// A connection could not be opened (unreachable host, wrong password, missing database).
+    /// Reported before anything is written, so it is bad input too: exit code 2.
+    #[error("cannot connect to {endpoint}: {detail}")]
+    Connect { endpoint: String, detail: String },
+
+    /// A statement failed on one of the databases.
+    #[error("{what} on {endpoint}: {detail}")]
+    Sql { endpoint: String, what: String, detail: String, sqlstate: Option<String> },
+
+    /// A chunk failed; the chunk's transaction was rolled back and committed chunks are kept.
+    #[error("table {table}, chunk {chunk} (key range {range}): {source}")]
+    Chunk { table: String, chunk: u32, range: String, source: Box<Error> },
+
+    /// The binary COPY stream from the source could not be decoded.
+    #[error("malformed COPY data: {0}")]
+    CopyFormat(#[from] CopyFormatError),
+
+    /// The source returned a different number of rows than the target loaded.
+    #[error("row count mismatch: source sent {sent} rows but the target loaded {loaded}")]
+    RowCount { sent: u64, loaded: u64 },
+
+    /// The run was stopped by Ctrl-C / SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+impl Error {
+    /// The process exit code for this error: 2 for bad input, 1 for failures at run time.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Input(_) | Error::Connect { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether the error was detected before anything was written (exit code 2).
+    pub fn is_input(&self) -> bool {
+        self.exit_code() == 2
+    }
+
+    pub fn input(msg: impl Into<String>) -> Self {
+        Error::Input(msg.into())
+    }
+
+    /// Wraps a driver error from a statement, keeping SQLSTATE, message, detail and hint.
+    pub fn sql(endpoint: &str, what: impl Into<String>, err: postgres::Error) -> Self {
+        Error::Sql {
+            endpoint: endpoint.to_string(),
+            what: what.into(),
+            sqlstate: err.code().map(|c| c.code().to_string()),
+            detail: describe_pg_error(&err),
+        }
+    }
+
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { what: what.into(), source }
+    }
+
+    /// The innermost error, looking through chunk context.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Chunk { source, .. } => source.root(),
+            other => other,
+        }
+    }
+}
+
+/// One line describing a PostgreSQL driver error: severity, message, SQLSTATE, detail, hint.
+pub fn describe_pg_error(err: &postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            s.push_str("; detail: ");
+            s.push_str(detail);
+        }
+        if let Some(hint) = db.hint() {
+            s.push_str("; hint: ");
+            s.push_str(hint);
+        }
+        return redact(&s);
+    }
+    // Non-database errors (I/O, protocol, TLS): the source chain says what happened.
+    let mut s = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = inner.source();
+    }
+    redact(&s)
+}
+
+fn secrets() -> &'static Mutex<Vec<String>> {
+    static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    SECRETS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Registers a secret (a password) that must never appear in any output.
+pub fn register_secret(secret: &str) {
+    if secret.is_empty() {
+        return;
+    }
+    let mut list = secrets().lock().unwrap_or_else(|e| e.into_inner());
+    if !list.iter().any(|s| s == secret) {
+        list.push(secret.to_string());
+        // Longest first, so a secret that contains another is replaced whole.
+        list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// Replaces every registered secret in `text` with `***`. Every message that leaves the
+/// process passes through here; it is not on any per-row path.
+pub fn redact(text: &str) -> String {
+    let list = secrets().lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_string();
+    for secret in list.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_registered_secrets() {
+        register_secret("s3cr3t-pw");
+        assert_eq!(redact("password=s3cr3t-pw host=x"), "password=*** host=x");
+        assert_eq!(redact("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn bad_input_exits_2_and_runtime_failure_exits_1() {
+        assert_eq!(Error::input("x").exit_code(), 2);
+        assert_eq!(Error::Connect { endpoint: "e".into(), detail: "d".into() }.exit_code(), 2);
+        assert_eq!(Error::Interrupted.exit_code(), 1);
+        assert_eq!(Error::RowCount { sent: 1, loaded: 0 }.exit_code(), 1);
+    }
+}

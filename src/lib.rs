@@ -1,0 +1,20 @@
+//! rangecopy: parallel, resumable, checksummed bulk copy into PostgreSQL.
+//!
+//! The binary (`main.rs`) is a thin shell over this library; the library is also what the
+//! benchmarks in `benches/` measure. See DESIGN.md for how the stages fit together.
+
+pub mod canonical;
+pub mod cli;
+pub mod config;
+pub mod copy;
+pub mod copy_format;
+pub mod error;
+pub mod pg;
+pub mod pipeline;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod schema;
+pub mod source;
+pub mod state;
+pub mod target;

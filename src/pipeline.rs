@@ -1,0 +1,364 @@
+//! The running copy: one planner thread walking keys ahead, N workers each copying one chunk
+//! at a time, and a progress display. This is the only module that spawns threads.
+//!
+//! Per chunk, a worker runs two threads joined by a channel of at most `QUEUE_BLOCKS` blocks
+//! of about `BLOCK_BYTES` each (so memory per worker is bounded in bytes): the extractor reads
+//! the source's binary COPY stream; the loader hashes each tuple, forwards the bytes into the
+//! target's `COPY … FROM STDIN`, and commits the rows together with the chunk's done-mark.
+//! A worker owns its connections and its chunk; workers share nothing but channels, atomics
+//! and the state table. A table's indexes are built by whichever thread sees its last chunk
+//! finish. Cancellation (an error or Ctrl-C) rolls back in-flight chunks and keeps the rest.
+
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+
+use crate::config::{PgEndpoint, ProgressMode};
+use crate::copy_format::ChunkHasher;
+use crate::error::{Error, Result};
+use crate::plan::{plan_table, Chunk, PlanCursor};
+use crate::progress::{self, Progress};
+use crate::schema::Table;
+use crate::source::postgres::{copy_out_sql, PgSource};
+use crate::state;
+use crate::target::postgres::{copy_in_sql, PgTarget};
+
+/// Bytes per block read from the source (a block may exceed it by one network message).
+pub const BLOCK_BYTES: usize = 1 << 20;
+/// Blocks in flight between a worker's extractor and loader.
+pub const QUEUE_BLOCKS: usize = 4;
+
+/// Everything the threads of one run share, read-only but for atomics.
+pub struct RunContext {
+    pub job: String,
+    pub source: PgEndpoint,
+    pub target: PgEndpoint,
+    pub tables: Vec<Table>,
+    pub chunk_rows: u64,
+    pub workers: usize,
+    pub progress: Arc<Progress>,
+    pub progress_mode: ProgressMode,
+    pub progress_interval: Duration,
+    /// Set on Ctrl-C or on the first error: every thread stops at its next check.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// What is left to do for one table of the job.
+#[derive(Debug, Clone)]
+pub struct TableWork {
+    pub table_no: usize,
+    /// Chunks already planned (persisted) but not yet copied.
+    pub pending: Vec<Chunk>,
+    /// Where planning continues, if it is not complete.
+    pub cursor: Option<PlanCursor>,
+    /// Deferred DDL statements already built (on resume).
+    pub deferred_done: usize,
+    /// Array columns whose element type OID must be rewritten: (copied column index, target OID).
+    pub elem_rewrites: Vec<(usize, u32)>,
+}
+
+/// A table whose chunks are all loaded, ready for its indexes.
+struct Finalize {
+    table_no: usize,
+    deferred_done: usize,
+}
+
+struct Shared<'a> {
+    ctx: &'a RunContext,
+    work: &'a [TableWork],
+    /// Per table: chunks handed out and not yet committed, plus one while planning goes on.
+    outstanding: Vec<AtomicI64>,
+    finalize_tx: Sender<Finalize>,
+    first_error: Mutex<Option<Error>>,
+}
+
+impl Shared<'_> {
+    fn fail(&self, err: Error) {
+        self.ctx.cancel.store(true, Ordering::SeqCst);
+        let mut slot = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+        // Keep the first real error; errors caused by the cancellation itself are noise.
+        if slot.is_none() || matches!(slot.as_ref(), Some(Error::Interrupted)) {
+            *slot = Some(err);
+        }
+    }
+
+    /// One unit of a table's work is finished; whoever finishes the last one queues the
+    /// table's index build.
+    fn release(&self, table_no: usize) {
+        if self.outstanding[table_no].fetch_sub(1, Ordering::AcqRel) == 1 {
+            let deferred_done = self.work.iter().find(|w| w.table_no == table_no).map_or(0, |w| w.deferred_done);
+            let _ = self.finalize_tx.send(Finalize { table_no, deferred_done });
+        }
+    }
+}
+
+/// Runs the job's remaining work to completion or to the first error.
+pub fn run(ctx: &RunContext, work: &[TableWork]) -> Result<()> {
+    let (chunk_tx, chunk_rx) = bounded::<Chunk>(ctx.workers);
+    let (finalize_tx, finalize_rx) = unbounded::<Finalize>();
+    let shared = Shared {
+        ctx,
+        work,
+        outstanding: ctx.tables.iter().map(|_| AtomicI64::new(0)).collect(),
+        finalize_tx,
+        first_error: Mutex::new(None),
+    };
+    for w in work {
+        // The planning hold: released when the table's planning is complete.
+        shared.outstanding[w.table_no].store(1, Ordering::SeqCst);
+    }
+    let display_stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| progress::display(&ctx.progress, ctx.progress_mode, ctx.progress_interval, &display_stop));
+        let workers: Vec<_> = (0..ctx.workers)
+            .map(|_| {
+                let (chunks, finals, shared) = (chunk_rx.clone(), finalize_rx.clone(), &shared);
+                s.spawn(move || {
+                    if let Err(e) = work_loop(shared, chunks, finals) {
+                        shared.fail(e);
+                    }
+                })
+            })
+            .collect();
+        drop(chunk_rx);
+        if let Err(e) = planner(&shared, chunk_tx) {
+            shared.fail(e);
+        }
+        for w in workers {
+            if w.join().is_err() {
+                shared.fail(Error::input("a worker thread panicked; this is a bug in rangecopy"));
+            }
+        }
+        display_stop.store(true, Ordering::SeqCst);
+    });
+    match shared.first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(err) => Err(err),
+        None if ctx.cancel.load(Ordering::SeqCst) => Err(Error::Interrupted),
+        None => Ok(()),
+    }
+}
+
+/// Hands out persisted pending chunks, then plans and persists new ones, table by table.
+fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>) -> Result<()> {
+    let ctx = shared.ctx;
+    let mut source = PgSource::connect(&ctx.source)?;
+    let mut target = PgTarget::connect(&ctx.target)?;
+    for w in shared.work {
+        let send = |chunk: Chunk| -> bool {
+            if ctx.cancel.load(Ordering::SeqCst) {
+                return false;
+            }
+            shared.outstanding[w.table_no].fetch_add(1, Ordering::AcqRel);
+            if chunks.send(chunk).is_err() {
+                shared.outstanding[w.table_no].fetch_sub(1, Ordering::AcqRel);
+                return false;
+            }
+            true
+        };
+        for chunk in &w.pending {
+            if !send(chunk.clone()) {
+                return Ok(());
+            }
+        }
+        if let Some(cursor) = &w.cursor {
+            let table = &ctx.tables[w.table_no];
+            let complete = plan_table(&mut source, w.table_no, table, ctx.chunk_rows, cursor.clone(), |chunk, last| {
+                state::insert_chunk(&mut target.conn, &ctx.job, &chunk, last)?;
+                Ok(send(chunk))
+            })?;
+            if !complete {
+                return Ok(());
+            }
+        }
+        shared.release(w.table_no);
+    }
+    Ok(())
+}
+
+/// A worker: copies chunks and builds finished tables' indexes until the work runs out.
+fn work_loop(shared: &Shared<'_>, chunks: Receiver<Chunk>, finals: Receiver<Finalize>) -> Result<()> {
+    let ctx = shared.ctx;
+    let mut worker = Worker { source: PgSource::connect(&ctx.source)?, target: PgTarget::connect(&ctx.target)?, shared };
+    loop {
+        if ctx.cancel.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        select! {
+            recv(finals) -> f => {
+                if let Ok(f) = f {
+                    worker.finalize(f)?;
+                }
+            }
+            recv(chunks) -> c => match c {
+                Ok(chunk) => {
+                    worker.copy_chunk(&chunk)?;
+                    shared.release(chunk.table_no);
+                }
+                Err(_) => {
+                    // No more chunks: finish any index builds queued meanwhile, then stop.
+                    while let Ok(f) = finals.try_recv() {
+                        worker.finalize(f)?;
+                    }
+                    return Ok(());
+                }
+            },
+        }
+    }
+}
+
+struct Worker<'a> {
+    source: PgSource,
+    target: PgTarget,
+    shared: &'a Shared<'a>,
+}
+
+impl Worker<'_> {
+    fn copy_chunk(&mut self, chunk: &Chunk) -> Result<()> {
+        let ctx = self.shared.ctx;
+        let table = &ctx.tables[chunk.table_no];
+        let mut added = (0i64, 0i64);
+        let result = self.copy_chunk_inner(table, chunk, &mut added);
+        match result {
+            Ok(()) => {
+                ctx.progress.chunk_done(chunk.table_no);
+                Ok(())
+            }
+            Err(e) => {
+                ctx.progress.add(chunk.table_no, -added.0, -added.1);
+                if matches!(e, Error::Interrupted) {
+                    return Err(e);
+                }
+                Err(Error::Chunk {
+                    table: table.name.to_string(),
+                    chunk: chunk.chunk_no,
+                    range: chunk.range_text(),
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+
+    fn copy_chunk_inner(&mut self, table: &Table, chunk: &Chunk, added: &mut (i64, i64)) -> Result<()> {
+        let ctx = self.shared.ctx;
+        let work = self.shared.work.iter().find(|w| w.table_no == chunk.table_no).expect("chunk of a planned table");
+        let columns: Vec<&crate::schema::Column> = table.copied_columns().collect();
+        let mut hasher = ChunkHasher::new(&columns);
+        for &(col, oid) in &work.elem_rewrites {
+            hasher = hasher.with_elem_oid_rewrite(col, oid);
+        }
+        let out_sql = copy_out_sql(table, chunk);
+        let in_sql = copy_in_sql(table);
+        let Worker { source, target, .. } = self;
+        let src = source.conn();
+        let (src_client, src_endpoint) = (&mut src.client, src.endpoint.as_str());
+        let tgt_endpoint = target.conn.endpoint.clone();
+        let mut tx = target.conn.client.transaction().map_err(|e| Error::sql(&tgt_endpoint, "starting a chunk", e))?;
+        let mut writer = tx.copy_in(&in_sql).map_err(|e| Error::sql(&tgt_endpoint, "starting COPY into the target", e))?;
+        let cancel = &ctx.cancel;
+        std::thread::scope(|s| -> Result<()> {
+            let (block_tx, block_rx) = bounded::<Vec<u8>>(QUEUE_BLOCKS);
+            let (free_tx, free_rx) = bounded::<Vec<u8>>(QUEUE_BLOCKS + 1);
+            let extractor = s.spawn(move || extract(src_client, src_endpoint, &out_sql, block_tx, free_rx, cancel));
+            let mut out = Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4);
+            let mut rows_seen = 0u64;
+            for block in block_rx.iter() {
+                hasher.feed(&block, &mut out)?;
+                writer.write_all(&out).map_err(|e| target_io_error(&tgt_endpoint, e))?;
+                out.clear();
+                let rows = hasher.rows();
+                let delta = ((rows - rows_seen) as i64, block.len() as i64);
+                ctx.progress.add(chunk.table_no, delta.0, delta.1);
+                added.0 += delta.0;
+                added.1 += delta.1;
+                rows_seen = rows;
+                let _ = free_tx.try_send(block);
+            }
+            extractor.join().unwrap_or_else(|_| Err(Error::input("the extractor thread panicked; this is a bug")))
+        })?;
+        let loaded = writer.finish().map_err(|e| Error::sql(&tgt_endpoint, "finishing COPY into the target", e))?;
+        let summary = hasher.finish()?;
+        if loaded != summary.rows {
+            return Err(Error::RowCount { sent: summary.rows, loaded });
+        }
+        state::mark_chunk_done(&mut tx, &tgt_endpoint, &ctx.job, chunk, summary.rows, summary.bytes, &summary.digest.to_string())?;
+        tx.commit().map_err(|e| Error::sql(&tgt_endpoint, "committing a chunk", e))
+    }
+
+    /// Builds a loaded table's deferred indexes and carries its sequences over.
+    fn finalize(&mut self, f: Finalize) -> Result<()> {
+        let ctx = self.shared.ctx;
+        let table = &ctx.tables[f.table_no];
+        let job = ctx.job.as_str();
+        state::set_table_phase(&mut self.target.conn, job, f.table_no, "indexing")?;
+        self.target.build_deferred(table, f.deferred_done, |tx, endpoint, done| {
+            state::set_deferred_done(tx, endpoint, job, f.table_no, done)
+        })?;
+        for seq in &table.ddl.sequences {
+            let (value, called) = self.source.sequence_position(&seq.source_sql)?;
+            self.target.set_sequence(&seq.target_sql, value, called)?;
+        }
+        state::set_table_phase(&mut self.target.conn, job, f.table_no, "done")?;
+        ctx.progress.table_done(f.table_no);
+        Ok(())
+    }
+}
+
+/// Streams one chunk's binary COPY output from the source into `blocks`, reusing the
+/// buffers the loader hands back on `free`.
+fn extract(
+    client: &mut postgres::Client,
+    endpoint: &str,
+    sql: &str,
+    blocks: Sender<Vec<u8>>,
+    free: Receiver<Vec<u8>>,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let mut reader = client.copy_out(sql).map_err(|e| Error::sql(endpoint, "starting COPY from the source", e))?;
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let mut buf = free.try_recv().unwrap_or_else(|_| Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4));
+        buf.clear();
+        let mut eof = false;
+        while buf.len() < BLOCK_BYTES {
+            let data = reader.fill_buf().map_err(|e| source_io_error(endpoint, e))?;
+            if data.is_empty() {
+                eof = true;
+                break;
+            }
+            let n = data.len();
+            buf.extend_from_slice(data);
+            reader.consume(n);
+        }
+        if !buf.is_empty() && blocks.send(buf).is_err() {
+            // The loader stopped (it failed); it reports why.
+            return Ok(());
+        }
+        if eof {
+            return Ok(());
+        }
+    }
+}
+
+fn source_io_error(endpoint: &str, e: std::io::Error) -> Error {
+    pg_io_error(endpoint, "reading a chunk from the source", e)
+}
+
+fn target_io_error(endpoint: &str, e: std::io::Error) -> Error {
+    pg_io_error(endpoint, "writing a chunk to the target", e)
+}
+
+/// The driver reports COPY stream errors as I/O errors wrapping its own error.
+fn pg_io_error(endpoint: &str, what: &str, e: std::io::Error) -> Error {
+    match e.into_inner() {
+        Some(inner) => match inner.downcast::<postgres::Error>() {
+            Ok(pg) => Error::sql(endpoint, what, *pg),
+            Err(other) => Error::io(format!("{what} ({endpoint})"), std::io::Error::other(other)),
+        },
+        None => Error::io(format!("{what} ({endpoint})"), std::io::Error::other("connection error")),
+    }
+}

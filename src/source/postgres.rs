@@ -1,0 +1,583 @@
+//! PostgreSQL source: finding tables, introspecting them into engine-neutral `Table`s with the
+//! DDL that recreates them, walking keys to plan chunks, and the COPY query that extracts one.
+//!
+//! Every statement here is read-only and bounded by a chunk; the session is read-only.
+//! This module must never write to the source, and never hold a lock across chunks.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::{PgEndpoint, TableSpec};
+use crate::error::{Error, Result};
+use crate::pg::PgConn;
+use crate::plan::{Bound, Chunk};
+use crate::schema::{quote_ident, quote_literal, Column, Key, LogicalType, SequenceSync, Table, TableName, TargetDdl};
+
+/// Source sessions never write, and see names schema-qualified (search_path = pg_catalog) so
+/// that introspected DDL names user types and sequences unambiguously.
+const SOURCE_SESSION: &str = "SET default_transaction_read_only = on; SET search_path = pg_catalog";
+
+/// User objects start at this OID; anything below is built in and the same on every server.
+const FIRST_NORMAL_OID: u32 = 16384;
+
+pub struct PgSource {
+    conn: PgConn,
+}
+
+/// A base table found in the source catalog.
+#[derive(Debug, Clone)]
+struct Candidate {
+    oid: u32,
+    name: TableName,
+    partitioned: bool,
+}
+
+impl PgSource {
+    pub fn connect(ep: &PgEndpoint) -> Result<Self> {
+        Ok(PgSource { conn: PgConn::connect(ep, SOURCE_SESSION)? })
+    }
+
+    pub fn conn(&mut self) -> &mut PgConn {
+        &mut self.conn
+    }
+
+    /// Resolves the tables named on the command line (or all base tables of all non-system
+    /// schemas when none are named) and introspects each of them.
+    pub fn describe_tables(&mut self, specs: &[TableSpec]) -> Result<Vec<Table>> {
+        let candidates = self.candidates()?;
+        let chosen = if specs.is_empty() {
+            candidates.clone()
+        } else {
+            let search_path: Vec<String> = self
+                .conn
+                .query_one("SELECT current_schemas(false)::text[]", &[], "reading search_path")?
+                .get(0);
+            let mut chosen: Vec<Candidate> = Vec::new();
+            for spec in specs {
+                let found = resolve(spec, &candidates, &search_path)?;
+                if chosen.iter().any(|c| c.oid == found.oid) {
+                    return Err(Error::input(format!("table {} is listed more than once", found.name)));
+                }
+                chosen.push(found);
+            }
+            chosen
+        };
+        if chosen.is_empty() {
+            return Err(Error::input(format!(
+                "the source database {} has no tables to copy",
+                self.conn.endpoint
+            )));
+        }
+        chosen.iter().map(|c| self.describe(c)).collect()
+    }
+
+    fn candidates(&mut self) -> Result<Vec<Candidate>> {
+        let rows = self.conn.query(
+            "SELECT c.oid::oid, n.nspname::text, c.relname::text, c.relkind = 'p'
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'rangecopy')
+                AND n.nspname !~ '^pg_(toast|temp)'
+                AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+              ORDER BY 2, 3",
+            &[],
+            "listing source tables",
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Candidate { oid: r.get(0), name: TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)), partitioned: r.get(3) })
+            .collect())
+    }
+
+    fn describe(&mut self, cand: &Candidate) -> Result<Table> {
+        let what = format!("introspecting {}", cand.name);
+        let rows = self.conn.query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                    pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text,
+                    a.atttypid, CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0
+                                     THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END,
+                    pg_get_serial_sequence(quote_ident($2) || '.' || quote_ident($3), a.attname)
+               FROM pg_attribute a
+               JOIN pg_type t ON t.oid = a.atttypid
+               LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+               LEFT JOIN pg_collation co ON co.oid = a.attcollation
+               LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum",
+            &[&cand.oid, &cand.name.schema, &cand.name.name],
+            &what,
+        )?;
+        let mut types = TypeResolver::default();
+        let mut columns = Vec::with_capacity(rows.len());
+        let mut sequences = Vec::new();
+        let mut col_sql = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let name: String = r.get(0);
+            let type_sql: String = r.get(1);
+            let not_null: bool = r.get(2);
+            let expr: Option<String> = r.get(3);
+            let identity: String = r.get(4);
+            let generated: String = r.get(5);
+            let type_oid: u32 = r.get(6);
+            let collation: Option<String> = r.get(7);
+            let serial_seq: Option<String> = r.get(8);
+            let (logical, elem) = types.logical(&mut self.conn, type_oid)?;
+            let generated_sql = (generated == "s").then(|| expr.clone()).flatten();
+            let default_sql = if generated_sql.is_some() { None } else { expr };
+            let identity_sql = match identity.as_str() {
+                "a" => Some("GENERATED ALWAYS AS IDENTITY".to_string()),
+                "d" => Some("GENERATED BY DEFAULT AS IDENTITY".to_string()),
+                _ => None,
+            };
+            if let Some(seq) = &serial_seq {
+                let target_sql = if identity_sql.is_some() {
+                    format!(
+                        "pg_get_serial_sequence({}, {})",
+                        quote_literal(&cand.name.quoted()),
+                        quote_literal(&quote_ident(&name))
+                    )
+                } else {
+                    format!("{}::regclass", quote_literal(seq))
+                };
+                sequences.push(SequenceSync { source_sql: format!("{}::regclass", quote_literal(seq)), target_sql });
+            }
+            let mut sql = format!("{} {}", quote_ident(&name), type_sql);
+            if let Some(c) = &collation {
+                sql.push_str(" COLLATE ");
+                sql.push_str(c);
+            }
+            if let Some(id) = &identity_sql {
+                sql.push(' ');
+                sql.push_str(id);
+            }
+            if not_null {
+                sql.push_str(" NOT NULL");
+            }
+            if let Some(d) = &default_sql {
+                sql.push_str(" DEFAULT ");
+                sql.push_str(d);
+            }
+            if let Some(g) = &generated_sql {
+                sql.push_str(&format!(" GENERATED ALWAYS AS ({g}) STORED"));
+            }
+            col_sql.push(sql);
+            columns.push(Column {
+                name,
+                type_sql,
+                logical,
+                not_null,
+                default_sql,
+                identity_sql,
+                generated_sql,
+                user_elem_oid: elem.as_ref().map(|e| e.0),
+                user_elem_type_sql: elem.map(|e| e.1),
+            });
+        }
+
+        let key = self.find_key(cand, &columns)?;
+        let (checks, deferred) = self.constraints_and_indexes(cand)?;
+        col_sql.extend(checks);
+        let mut prerequisites = vec![format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&cand.name.schema))];
+        prerequisites.extend(types.ddl);
+        for seq in &sequences {
+            // Serial columns' sequences are plain objects that must exist before the default
+            // that names them; identity sequences are created by the column itself.
+            if !seq.target_sql.starts_with("pg_get_serial_sequence") {
+                let name = seq.source_sql.trim_end_matches("::regclass");
+                let name = name.trim_matches('\'').replace("''", "'");
+                prerequisites.push(format!("CREATE SEQUENCE IF NOT EXISTS {name}"));
+            }
+        }
+        let create_table = format!("CREATE TABLE {} (\n  {}\n)", cand.name.quoted(), col_sql.join(",\n  "));
+        let stats = self.conn.query_one(
+            "SELECT GREATEST(c.reltuples, 0)::int8, pg_table_size(c.oid)::int8 FROM pg_class c WHERE c.oid = $1",
+            &[&cand.oid],
+            &what,
+        )?;
+        Ok(Table {
+            name: cand.name.clone(),
+            columns,
+            key,
+            estimated_rows: stats.get::<_, i64>(0) as u64,
+            estimated_bytes: stats.get::<_, i64>(1) as u64,
+            ddl: TargetDdl { prerequisites, create_table, after_create: Vec::new(), deferred, sequences },
+            partitioned: cand.partitioned,
+        })
+    }
+
+    /// The primary key, else the narrowest unique, non-partial, expression-free index whose
+    /// columns are all NOT NULL.
+    fn find_key(&mut self, cand: &Candidate, columns: &[Column]) -> Result<Option<Key>> {
+        let rows = self.conn.query(
+            "SELECT i.indisprimary, ic.relname::text,
+                    (i.indkey::int2[])[0:i.indnkeyatts - 1]
+               FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+              WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisunique) AND i.indisvalid
+                AND i.indpred IS NULL AND i.indexprs IS NULL
+              ORDER BY i.indisprimary DESC, i.indnkeyatts, ic.relname",
+            &[&cand.oid],
+            &format!("finding the key of {}", cand.name),
+        )?;
+        let attnums = self.attnums(cand)?;
+        for r in rows {
+            let primary: bool = r.get(0);
+            let index: String = r.get(1);
+            let keys: Vec<i16> = r.get(2);
+            let Some(idx) = keys.iter().map(|k| attnums.get(k).copied()).collect::<Option<Vec<usize>>>() else {
+                continue;
+            };
+            if !idx.iter().all(|&i| columns[i].not_null) {
+                continue;
+            }
+            let names: Vec<String> = idx.iter().map(|&i| quote_ident(&columns[i].name)).collect();
+            let description = if primary {
+                format!("primary key ({})", names.join(", "))
+            } else {
+                format!("unique index {} ({})", quote_ident(&index), names.join(", "))
+            };
+            return Ok(Some(Key { columns: idx, description }));
+        }
+        Ok(None)
+    }
+
+    /// Maps attribute numbers to positions in the column list (dropped columns leave gaps).
+    fn attnums(&mut self, cand: &Candidate) -> Result<HashMap<i16, usize>> {
+        let rows = self.conn.query(
+            "SELECT attnum FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&cand.oid],
+            &format!("introspecting {}", cand.name),
+        )?;
+        Ok(rows.iter().enumerate().map(|(i, r)| (r.get::<_, i16>(0), i)).collect())
+    }
+
+    /// CHECK constraints that go into CREATE TABLE, and the deferred DDL: primary key, unique
+    /// and exclusion constraints, NOT VALID checks, and plain indexes.
+    fn constraints_and_indexes(&mut self, cand: &Candidate) -> Result<(Vec<String>, Vec<String>)> {
+        let what = format!("reading constraints and indexes of {}", cand.name);
+        let rows = self.conn.query(
+            "SELECT conname::text, contype::text, pg_get_constraintdef(oid), convalidated
+               FROM pg_constraint WHERE conrelid = $1 AND contype IN ('p', 'u', 'x', 'c')
+              ORDER BY contype = 'p' DESC, contype, conname",
+            &[&cand.oid],
+            &what,
+        )?;
+        let mut inline = Vec::new();
+        let mut deferred = Vec::new();
+        for r in rows {
+            let name: String = r.get(0);
+            let kind: String = r.get(1);
+            let def: String = r.get(2);
+            let validated: bool = r.get(3);
+            if kind == "c" && validated {
+                inline.push(format!("CONSTRAINT {} {def}", quote_ident(&name)));
+            } else {
+                deferred.push(format!("ALTER TABLE {} ADD CONSTRAINT {} {def}", cand.name.quoted(), quote_ident(&name)));
+            }
+        }
+        let rows = self.conn.query(
+            "SELECT pg_get_indexdef(i.indexrelid)
+               FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+              WHERE i.indrelid = $1
+                AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid)
+              ORDER BY ic.relname",
+            &[&cand.oid],
+            &what,
+        )?;
+        // A partitioned parent's indexes are `ON ONLY`; the target table is a plain one.
+        deferred.extend(rows.iter().map(|r| r.get::<_, String>(0).replacen(" ON ONLY ", " ON ", 1)));
+        Ok((inline, deferred))
+    }
+
+    /// The key tuple `rows` rows past `from` (inclusive), as text: the next chunk boundary.
+    /// `None` means fewer rows remain, so the chunk starting at `from` is the last.
+    pub fn next_boundary(&mut self, table: &Table, from: &Bound, rows: u64) -> Result<Bound> {
+        let key = table.key_columns();
+        let select: Vec<String> = key.iter().map(|c| format!("{}::text", quote_ident(&c.name))).collect();
+        let order: Vec<String> = key.iter().map(|c| quote_ident(&c.name)).collect();
+        let mut sql = format!("SELECT {} FROM {}", select.join(", "), from_clause(table));
+        if let Some(lo) = from {
+            sql.push_str(" WHERE ");
+            sql.push_str(&key_compare(&key, ">=", lo));
+        }
+        sql.push_str(&format!(" ORDER BY {} OFFSET {rows} LIMIT 1", order.join(", ")));
+        let row = self.conn.query_opt(&sql, &[], &format!("walking the key of {}", table.name))?;
+        Ok(row.map(|r| (0..key.len()).map(|i| r.get::<_, String>(i)).collect()))
+    }
+
+    /// Reads a sequence's position: (last_value, is_called).
+    pub fn sequence_position(&mut self, source_sql: &str) -> Result<(i64, bool)> {
+        let row = self.conn.query_one(
+            &format!("SELECT last_value, is_called FROM {}", regclass_to_relation(source_sql)),
+            &[],
+            "reading a sequence position",
+        )?;
+        Ok((row.get(0), row.get(1)))
+    }
+}
+
+/// `COPY (SELECT … WHERE key in [lo, hi) ORDER BY key) TO STDOUT (FORMAT binary)` for a chunk.
+pub fn copy_out_sql(table: &Table, chunk: &Chunk) -> String {
+    let cols: Vec<String> = table.copied_columns().map(|c| quote_ident(&c.name)).collect();
+    let key = table.key_columns();
+    let mut sql = format!("COPY (SELECT {} FROM {}", cols.join(", "), from_clause(table));
+    let mut conds = Vec::new();
+    if let Some(lo) = &chunk.lo {
+        conds.push(key_compare(&key, ">=", lo));
+    }
+    if let Some(hi) = &chunk.hi {
+        conds.push(key_compare(&key, "<", hi));
+    }
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    if !key.is_empty() {
+        let order: Vec<String> = key.iter().map(|c| quote_ident(&c.name)).collect();
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&order.join(", "));
+    }
+    sql.push_str(") TO STDOUT (FORMAT binary)");
+    sql
+}
+
+/// `ONLY` keeps inheritance children's rows out of a plain table's copy; partitioned tables
+/// are read whole through their parent (`ONLY` would read nothing).
+fn from_clause(table: &Table) -> String {
+    if table.partitioned {
+        table.name.quoted()
+    } else {
+        format!("ONLY {}", table.name.quoted())
+    }
+}
+
+/// `(k1, k2) op ('v1'::t1, 'v2'::t2)`, comparing in the key columns' own types and collations.
+fn key_compare(key: &[&Column], op: &str, values: &[String]) -> String {
+    let lhs: Vec<String> = key.iter().map(|c| quote_ident(&c.name)).collect();
+    let rhs: Vec<String> =
+        key.iter().zip(values).map(|(c, v)| format!("{}::{}", quote_literal(v), c.type_sql)).collect();
+    if key.len() == 1 {
+        format!("{} {op} {}", lhs[0], rhs[0])
+    } else {
+        format!("({}) {op} ({})", lhs.join(", "), rhs.join(", "))
+    }
+}
+
+/// `'s.seq'::regclass` → `s.seq` (the literal's text is already a quoted, qualified name).
+fn regclass_to_relation(sql: &str) -> String {
+    sql.trim_end_matches("::regclass").trim_matches('\'').replace("''", "'")
+}
+
+fn resolve(spec: &TableSpec, candidates: &[Candidate], search_path: &[String]) -> Result<Candidate> {
+    let matches_name = |c: &Candidate, fold: bool| {
+        let eq = |a: &str, b: &str| if fold { a == b.to_lowercase() } else { a == b };
+        eq(&c.name.name, &spec.name) && spec.schema.as_deref().is_none_or(|s| eq(&c.name.schema, s))
+    };
+    let mut found: Vec<&Candidate> = candidates.iter().filter(|c| matches_name(c, false)).collect();
+    if found.is_empty() && !spec.quoted {
+        found = candidates.iter().filter(|c| matches_name(c, true)).collect();
+    }
+    match found.len() {
+        0 => Err(Error::input(format!(
+            "table {} not found in the source (only base tables of non-system schemas are copied)",
+            match &spec.schema {
+                Some(s) => TableName::new(s, &spec.name).to_string(),
+                None => TableName::new("", &spec.name).to_string().trim_start_matches('.').to_string(),
+            }
+        ))),
+        1 => Ok(found[0].clone()),
+        _ => {
+            // Unqualified and in several schemas: take the first on the search path, as SQL would.
+            for schema in search_path {
+                if let Some(c) = found.iter().find(|c| &c.name.schema == schema) {
+                    return Ok((*c).clone());
+                }
+            }
+            let names: Vec<String> = found.iter().map(|c| c.name.to_string()).collect();
+            Err(Error::input(format!(
+                "table {:?} exists in several schemas ({}); name it as schema.table",
+                spec.name,
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// Maps type OIDs to logical types, collecting the DDL of the user-defined types it meets
+/// (enums and domains), in dependency order.
+#[derive(Default)]
+struct TypeResolver {
+    seen: HashSet<u32>,
+    ddl: Vec<String>,
+}
+
+impl TypeResolver {
+    /// The logical type of `oid`, and for arrays of user-defined types the element's
+    /// (OID, DDL name).
+    fn logical(&mut self, conn: &mut PgConn, oid: u32) -> Result<(LogicalType, Option<(u32, String)>)> {
+        let row = conn.query_one(
+            "SELECT t.typtype::text, t.typbasetype, t.typelem, t.typsend::text, format_type(t.oid, NULL),
+                    n.nspname::text, t.typcategory::text, t.typlen::int4
+               FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = $1",
+            &[&oid],
+            "reading a column type",
+        )?;
+        let typtype: String = row.get(0);
+        let base: u32 = row.get(1);
+        let elem: u32 = row.get(2);
+        let send: String = row.get(3);
+        let type_sql: String = row.get(4);
+        let category: String = row.get(6);
+        let typlen: i32 = row.get(7);
+        if oid >= FIRST_NORMAL_OID {
+            self.user_type_ddl(conn, oid, &typtype, base, &type_sql, row.get(5))?;
+        }
+        if typtype == "d" {
+            return self.logical(conn, base);
+        }
+        if category == "A" && elem != 0 && typlen == -1 {
+            let (inner, _) = self.logical(conn, elem)?;
+            let user_elem = (elem >= FIRST_NORMAL_OID).then(|| {
+                let name = conn
+                    .query_one("SELECT format_type($1, NULL)", &[&elem], "reading an array element type")
+                    .map(|r| r.get::<_, String>(0));
+                name.map(|n| (elem, n))
+            });
+            return Ok((LogicalType::Array(Box::new(inner)), user_elem.transpose()?));
+        }
+        Ok((logical_from_send(&send, oid), None))
+    }
+
+    fn user_type_ddl(
+        &mut self,
+        conn: &mut PgConn,
+        oid: u32,
+        typtype: &str,
+        base: u32,
+        type_sql: &str,
+        schema: String,
+    ) -> Result<()> {
+        if !self.seen.insert(oid) {
+            return Ok(());
+        }
+        let schema_ddl = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema));
+        let create = match typtype {
+            "e" => {
+                let labels: Vec<String> = conn
+                    .query(
+                        "SELECT enumlabel::text FROM pg_enum WHERE enumtypid = $1 ORDER BY enumsortorder",
+                        &[&oid],
+                        "reading enum labels",
+                    )?
+                    .iter()
+                    .map(|r| quote_literal(&r.get::<_, String>(0)))
+                    .collect();
+                format!("CREATE TYPE {type_sql} AS ENUM ({})", labels.join(", "))
+            }
+            "d" => {
+                // The base type (and its own user types) must exist first.
+                self.logical(conn, base)?;
+                let row = conn.query_one(
+                    "SELECT format_type(t.typbasetype, t.typtypmod), t.typnotnull, t.typdefault,
+                            coalesce((SELECT string_agg(' CONSTRAINT ' || quote_ident(c.conname) || ' ' || pg_get_constraintdef(c.oid), '' ORDER BY c.conname)
+                                        FROM pg_constraint c WHERE c.contypid = t.oid), '')
+                       FROM pg_type t WHERE t.oid = $1",
+                    &[&oid],
+                    "reading a domain definition",
+                )?;
+                let base_sql: String = row.get(0);
+                let not_null: bool = row.get(1);
+                let default: Option<String> = row.get(2);
+                let checks: String = row.get(3);
+                let mut sql = format!("CREATE DOMAIN {type_sql} AS {base_sql}");
+                if let Some(d) = default {
+                    sql.push_str(&format!(" DEFAULT {d}"));
+                }
+                if not_null {
+                    sql.push_str(" NOT NULL");
+                }
+                sql.push_str(&checks);
+                sql
+            }
+            // Arrays of user types and other user-defined types: nothing to create here (the
+            // element is resolved by the caller), or a type we cannot recreate (the CREATE
+            // TABLE then fails with a message naming it).
+            _ => return Ok(()),
+        };
+        self.ddl.push(schema_ddl);
+        self.ddl.push(format!(
+            "DO $rangecopy$ BEGIN {create}; EXCEPTION WHEN duplicate_object THEN NULL; END $rangecopy$"
+        ));
+        Ok(())
+    }
+}
+
+/// The logical type of a built-in or extension type, by its binary send function: types that
+/// share a send function share a binary format (citext sends as text, for example).
+fn logical_from_send(send: &str, oid: u32) -> LogicalType {
+    match send {
+        "boolsend" => LogicalType::Bool,
+        "int2send" => LogicalType::Int2,
+        "int4send" => LogicalType::Int4,
+        "int8send" => LogicalType::Int8,
+        "oidsend" => LogicalType::Oid,
+        "numeric_send" => LogicalType::Numeric,
+        "float4send" => LogicalType::Float4,
+        "float8send" => LogicalType::Float8,
+        "textsend" | "varcharsend" | "namesend" => LogicalType::Text,
+        "bpcharsend" => LogicalType::Bpchar,
+        "byteasend" => LogicalType::Bytea,
+        "date_send" => LogicalType::Date,
+        "time_send" => LogicalType::Time,
+        "timetz_send" => LogicalType::TimeTz,
+        "timestamp_send" => LogicalType::Timestamp,
+        "timestamptz_send" => LogicalType::TimestampTz,
+        "interval_send" => LogicalType::Interval,
+        "uuid_send" => LogicalType::Uuid,
+        "json_send" => LogicalType::Json,
+        "jsonb_send" => LogicalType::Jsonb,
+        "enum_send" => LogicalType::Enum,
+        _ => LogicalType::Raw(oid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, type_sql: &str) -> Column {
+        Column {
+            name: name.into(),
+            type_sql: type_sql.into(),
+            logical: LogicalType::Text,
+            not_null: true,
+            default_sql: None,
+            identity_sql: None,
+            generated_sql: None,
+            user_elem_oid: None,
+            user_elem_type_sql: None,
+        }
+    }
+
+    #[test]
+    fn key_comparisons_quote_names_and_values() {
+        let a = col("a", "integer");
+        let b = col("we\"ird", "text");
+        assert_eq!(key_compare(&[&a], ">=", &["5".into()]), "\"a\" >= '5'::integer");
+        assert_eq!(
+            key_compare(&[&a, &b], "<", &["-1".into(), "it's".into()]),
+            "(\"a\", \"we\"\"ird\") < ('-1'::integer, 'it''s'::text)"
+        );
+    }
+
+    #[test]
+    fn send_functions_pick_decoders() {
+        assert_eq!(logical_from_send("textsend", 25), LogicalType::Text);
+        assert_eq!(logical_from_send("numeric_send", 1700), LogicalType::Numeric);
+        assert_eq!(logical_from_send("point_send", 600), LogicalType::Raw(600));
+    }
+
+    #[test]
+    fn regclass_literals_become_relation_names() {
+        assert_eq!(regclass_to_relation("'public.\"my''seq\"'::regclass"), "public.\"my'seq\"");
+    }
+}

@@ -1,0 +1,396 @@
+//! Jobs, tables and chunks, kept in the `rangecopy` schema of the target database.
+//!
+//! The state is what makes a copy exactly-once: a chunk row is written (pending) before the
+//! chunk is copied, and marked done in the same transaction that commits the chunk's rows.
+//! Resume and `status` read only these tables. This module must never hold a password: the
+//! endpoints it stores are the redacted display forms.
+
+use postgres::GenericClient;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::pg::PgConn;
+use crate::plan::{Chunk, PlanCursor};
+use crate::schema::Table;
+
+/// Created on first use, in one transaction with the job's first rows.
+const SCHEMA_DDL: &str = "
+CREATE SCHEMA IF NOT EXISTS rangecopy;
+CREATE TABLE IF NOT EXISTS rangecopy.jobs (
+    job          text PRIMARY KEY,
+    status       text NOT NULL,          -- running | failed | interrupted | done
+    source       text NOT NULL,          -- redacted URL
+    settings     jsonb NOT NULL,
+    runs         int NOT NULL DEFAULT 1,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz,
+    last_error   text
+);
+CREATE TABLE IF NOT EXISTS rangecopy.tables (
+    job            text NOT NULL REFERENCES rangecopy.jobs ON DELETE CASCADE,
+    table_no       int NOT NULL,
+    source_table   text NOT NULL,
+    target_schema  text NOT NULL,
+    target_name    text NOT NULL,
+    key            text,                 -- description of the key chunks are ranges of
+    created_by_job boolean NOT NULL,
+    definition     jsonb NOT NULL,       -- the introspected table the job copies
+    plan_complete  boolean NOT NULL DEFAULT false,
+    phase          text NOT NULL DEFAULT 'copying',  -- copying | indexing | done
+    deferred_done  int NOT NULL DEFAULT 0,
+    estimated_rows bigint NOT NULL DEFAULT 0,
+    started_at     timestamptz,
+    finished_at    timestamptz,
+    PRIMARY KEY (job, table_no)
+);
+CREATE TABLE IF NOT EXISTS rangecopy.chunks (
+    job          text NOT NULL,
+    table_no     int NOT NULL,
+    chunk_no     int NOT NULL,
+    lo           text[],
+    hi           text[],
+    status       text NOT NULL DEFAULT 'pending',  -- pending | done
+    rows         bigint,
+    bytes        bigint,
+    digest       text,
+    attempts     int NOT NULL DEFAULT 0,
+    started_at   timestamptz,
+    finished_at  timestamptz,
+    PRIMARY KEY (job, table_no, chunk_no),
+    FOREIGN KEY (job, table_no) REFERENCES rangecopy.tables ON DELETE CASCADE
+);
+";
+
+/// A job as recorded in the target.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    pub job: String,
+    pub status: String,
+    pub source: String,
+    pub settings: serde_json::Value,
+    pub runs: i32,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// A table of a job, as recorded in the target.
+#[derive(Debug, Clone)]
+pub struct TableRecord {
+    pub table_no: usize,
+    pub table: Table,
+    pub created_by_job: bool,
+    pub plan_complete: bool,
+    pub phase: String,
+    pub deferred_done: usize,
+}
+
+/// Per-table totals for status and reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableProgress {
+    pub table_no: usize,
+    pub source_table: String,
+    pub target_table: String,
+    pub key: Option<String>,
+    pub phase: String,
+    pub plan_complete: bool,
+    pub chunks_total: i64,
+    pub chunks_done: i64,
+    pub rows: i64,
+    pub bytes: i64,
+    pub estimated_rows: i64,
+    pub digests: Vec<String>,
+    pub seconds: Option<f64>,
+}
+
+pub fn schema_exists(conn: &mut PgConn) -> Result<bool> {
+    let row = conn.query_one(
+        "SELECT to_regclass('rangecopy.chunks') IS NOT NULL",
+        &[],
+        "looking for the rangecopy state schema",
+    )?;
+    Ok(row.get(0))
+}
+
+/// Creates the state schema if it is missing (inside the caller's transaction).
+pub fn ensure_schema(client: &mut impl GenericClient, endpoint: &str) -> Result<()> {
+    client.batch_execute(SCHEMA_DDL).map_err(|e| Error::sql(endpoint, "creating the rangecopy state schema", e))
+}
+
+pub fn load_job(conn: &mut PgConn, job: &str) -> Result<Option<JobRecord>> {
+    if !schema_exists(conn)? {
+        return Ok(None);
+    }
+    let row = conn.query_opt(
+        "SELECT job, status, source, settings::text, runs, started_at::text, finished_at::text, last_error
+           FROM rangecopy.jobs WHERE job = $1",
+        &[&job],
+        "reading the job state",
+    )?;
+    Ok(row.map(|r| job_from_row(&r)))
+}
+
+pub fn list_jobs(conn: &mut PgConn) -> Result<Vec<JobRecord>> {
+    if !schema_exists(conn)? {
+        return Ok(Vec::new());
+    }
+    let rows = conn.query(
+        "SELECT job, status, source, settings::text, runs, started_at::text, finished_at::text, last_error
+           FROM rangecopy.jobs ORDER BY started_at",
+        &[],
+        "listing jobs",
+    )?;
+    Ok(rows.iter().map(job_from_row).collect())
+}
+
+fn job_from_row(r: &postgres::Row) -> JobRecord {
+    JobRecord {
+        job: r.get(0),
+        status: r.get(1),
+        source: r.get(2),
+        settings: serde_json::from_str(r.get::<_, &str>(3)).unwrap_or(serde_json::Value::Null),
+        runs: r.get(4),
+        started_at: r.get(5),
+        finished_at: r.get(6),
+        last_error: r.get(7),
+    }
+}
+
+/// Records a new job and its tables (inside the caller's setup transaction).
+pub fn create_job(
+    client: &mut impl GenericClient,
+    endpoint: &str,
+    job: &str,
+    source: &str,
+    settings: &serde_json::Value,
+    tables: &[(Table, bool)],
+) -> Result<()> {
+    let what = "recording the job";
+    let err = |e| Error::sql(endpoint, what, e);
+    client
+        .execute(
+            "INSERT INTO rangecopy.jobs (job, status, source, settings) VALUES ($1, 'running', $2, $3::text::jsonb)",
+            &[&job, &source, &settings.to_string()],
+        )
+        .map_err(err)?;
+    for (no, (table, created)) in tables.iter().enumerate() {
+        let definition = serde_json::to_string(table).expect("a table serializes");
+        client
+            .execute(
+                "INSERT INTO rangecopy.tables (job, table_no, source_table, target_schema, target_name, key,
+                                               created_by_job, definition, estimated_rows)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9)",
+                &[
+                    &job,
+                    &(no as i32),
+                    &table.name.to_string(),
+                    &table.name.schema,
+                    &table.name.name,
+                    &table.key.as_ref().map(|k| k.description.clone()),
+                    created,
+                    &definition,
+                    &(table.estimated_rows as i64),
+                ],
+            )
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Deletes a job and everything recorded under it (its tables' rows are the caller's business).
+pub fn delete_job(client: &mut impl GenericClient, endpoint: &str, job: &str) -> Result<()> {
+    client
+        .execute("DELETE FROM rangecopy.jobs WHERE job = $1", &[&job])
+        .map(|_| ())
+        .map_err(|e| Error::sql(endpoint, "removing the old job state", e))
+}
+
+pub fn load_tables(conn: &mut PgConn, job: &str) -> Result<Vec<TableRecord>> {
+    let rows = conn.query(
+        "SELECT table_no, definition::text, created_by_job, plan_complete, phase, deferred_done
+           FROM rangecopy.tables WHERE job = $1 ORDER BY table_no",
+        &[&job],
+        "reading the job's tables",
+    )?;
+    rows.iter()
+        .map(|r| {
+            let table: Table = serde_json::from_str(r.get::<_, &str>(1)).map_err(|e| {
+                Error::input(format!(
+                    "job {job}: its recorded table definition cannot be read by this version ({e}); use --restart"
+                ))
+            })?;
+            Ok(TableRecord {
+                table_no: r.get::<_, i32>(0) as usize,
+                table,
+                created_by_job: r.get(2),
+                plan_complete: r.get(3),
+                phase: r.get(4),
+                deferred_done: r.get::<_, i32>(5) as usize,
+            })
+        })
+        .collect()
+}
+
+/// The chunks of a table still to copy, and where planning resumes.
+pub fn resume_point(conn: &mut PgConn, job: &str, table_no: usize) -> Result<(Vec<Chunk>, PlanCursor)> {
+    let rows = conn.query(
+        "SELECT chunk_no, lo, hi, status FROM rangecopy.chunks WHERE job = $1 AND table_no = $2 ORDER BY chunk_no",
+        &[&job, &(table_no as i32)],
+        "reading the job's chunks",
+    )?;
+    let mut pending = Vec::new();
+    let mut cursor = PlanCursor::start();
+    for r in &rows {
+        let chunk = Chunk { table_no, chunk_no: r.get::<_, i32>(0) as u32, lo: r.get(1), hi: r.get(2) };
+        cursor = PlanCursor { next_chunk_no: chunk.chunk_no + 1, lo: chunk.hi.clone() };
+        if r.get::<_, &str>(3) != "done" {
+            pending.push(chunk);
+        }
+    }
+    Ok((pending, cursor))
+}
+
+/// Persists a planned chunk (pending) before it is handed to a worker.
+pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool) -> Result<()> {
+    let mut tx = conn.client.transaction().map_err(|e| Error::sql(&conn.endpoint, "recording a chunk", e))?;
+    tx.execute(
+        "INSERT INTO rangecopy.chunks (job, table_no, chunk_no, lo, hi) VALUES ($1, $2, $3, $4, $5)",
+        &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &chunk.lo, &chunk.hi],
+    )
+    .map_err(|e| Error::sql(&conn.endpoint, "recording a chunk", e))?;
+    if last {
+        tx.execute(
+            "UPDATE rangecopy.tables SET plan_complete = true WHERE job = $1 AND table_no = $2",
+            &[&job, &(chunk.table_no as i32)],
+        )
+        .map_err(|e| Error::sql(&conn.endpoint, "recording a chunk", e))?;
+    }
+    tx.commit().map_err(|e| Error::sql(&conn.endpoint, "recording a chunk", e))
+}
+
+/// Marks a chunk done with its totals and digest, inside the transaction that loaded its rows.
+pub fn mark_chunk_done(
+    client: &mut impl GenericClient,
+    endpoint: &str,
+    job: &str,
+    chunk: &Chunk,
+    rows: u64,
+    bytes: u64,
+    digest: &str,
+) -> Result<()> {
+    let n = client
+        .execute(
+            "UPDATE rangecopy.chunks SET status = 'done', rows = $4, bytes = $5, digest = $6,
+                    attempts = attempts + 1, finished_at = now()
+              WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND status = 'pending'",
+            &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &(rows as i64), &(bytes as i64), &digest],
+        )
+        .map_err(|e| Error::sql(endpoint, "marking a chunk done", e))?;
+    if n != 1 {
+        // Another process finished this chunk: committing would duplicate its rows.
+        return Err(Error::input(format!(
+            "chunk {} of job {job} is not pending any more; is another rangecopy running this job?",
+            chunk.chunk_no
+        )));
+    }
+    Ok(())
+}
+
+pub fn set_table_phase(conn: &mut PgConn, job: &str, table_no: usize, phase: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE rangecopy.tables SET phase = $3,
+                started_at = coalesce(started_at, now()),
+                finished_at = CASE WHEN $3 = 'done' THEN now() END
+          WHERE job = $1 AND table_no = $2",
+        &[&job, &(table_no as i32), &phase],
+        "recording a table's phase",
+    )
+    .map(|_| ())
+}
+
+/// Records that the deferred DDL statement `done - 1` of a table is built (same transaction).
+pub fn set_deferred_done(
+    client: &mut impl GenericClient,
+    endpoint: &str,
+    job: &str,
+    table_no: usize,
+    done: usize,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE rangecopy.tables SET deferred_done = $3 WHERE job = $1 AND table_no = $2",
+            &[&job, &(table_no as i32), &(done as i32)],
+        )
+        .map(|_| ())
+        .map_err(|e| Error::sql(endpoint, "recording an index build", e))
+}
+
+pub fn set_job_status(conn: &mut PgConn, job: &str, status: &str, error: Option<&str>) -> Result<()> {
+    conn.execute(
+        "UPDATE rangecopy.jobs SET status = $2, last_error = $3, updated_at = now(),
+                finished_at = CASE WHEN $2 = 'done' THEN now() END
+          WHERE job = $1",
+        &[&job, &status, &error],
+        "recording the job's status",
+    )
+    .map(|_| ())
+}
+
+/// Marks a job running again for a resumed run, with the settings of this run.
+pub fn resume_job(conn: &mut PgConn, job: &str, settings: &serde_json::Value) -> Result<()> {
+    conn.execute(
+        "UPDATE rangecopy.jobs SET status = 'running', runs = runs + 1, last_error = NULL, updated_at = now(),
+                settings = $2::text::jsonb
+          WHERE job = $1",
+        &[&job, &settings.to_string()],
+        "recording the resumed run",
+    )
+    .map(|_| ())
+}
+
+/// Per-table totals of a job, for status and reports.
+pub fn table_progress(conn: &mut PgConn, job: &str) -> Result<Vec<TableProgress>> {
+    let rows = conn.query(
+        "SELECT t.table_no, t.source_table, quote_ident(t.target_schema) || '.' || quote_ident(t.target_name),
+                t.key, t.phase, t.plan_complete, count(c.chunk_no), count(c.chunk_no) FILTER (WHERE c.status = 'done'),
+                coalesce(sum(c.rows), 0)::int8, coalesce(sum(c.bytes), 0)::int8, t.estimated_rows,
+                coalesce(array_agg(c.digest ORDER BY c.chunk_no) FILTER (WHERE c.status = 'done'), '{}'),
+                extract(epoch FROM (coalesce(t.finished_at, now()) - t.started_at))::float8
+           FROM rangecopy.tables t
+           LEFT JOIN rangecopy.chunks c ON c.job = t.job AND c.table_no = t.table_no
+          WHERE t.job = $1
+          GROUP BY t.job, t.table_no ORDER BY t.table_no",
+        &[&job],
+        "reading the job's progress",
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| TableProgress {
+            table_no: r.get::<_, i32>(0) as usize,
+            source_table: r.get(1),
+            target_table: r.get(2),
+            key: r.get(3),
+            phase: r.get(4),
+            plan_complete: r.get(5),
+            chunks_total: r.get(6),
+            chunks_done: r.get(7),
+            rows: r.get(8),
+            bytes: r.get(9),
+            estimated_rows: r.get(10),
+            digests: r.get(11),
+            seconds: r.get(12),
+        })
+        .collect())
+}
+
+/// Holds the job's advisory lock for the life of the connection, so two processes never
+/// run the same job at once. Returns false if another session holds it.
+pub fn try_lock_job(conn: &mut PgConn, job: &str) -> Result<bool> {
+    let row = conn.query_one(
+        "SELECT pg_try_advisory_lock(hashtext('rangecopy job'), hashtext($1))",
+        &[&job],
+        "locking the job",
+    )?;
+    Ok(row.get(0))
+}

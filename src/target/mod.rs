@@ -1,0 +1,3 @@
+//! The target, always PostgreSQL: DDL, COPY loading and index builds.
+
+pub mod postgres;

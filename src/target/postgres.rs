@@ -1,0 +1,209 @@
+//! PostgreSQL target: checking existing tables, creating missing ones (without indexes),
+//! loading chunks with binary COPY, and building indexes and syncing sequences once a table's
+//! chunks are all in.
+//!
+//! Target sessions use `synchronous_commit = off`: a chunk's rows and its done-mark commit in
+//! one transaction, so a server crash can lose only whole recent chunks, which resume redoes.
+//! This module must never read the source.
+
+use postgres::GenericClient;
+
+use crate::config::PgEndpoint;
+use crate::error::{Error, Result};
+use crate::pg::PgConn;
+use crate::schema::{quote_ident, quote_literal, Table, TableName};
+
+const TARGET_SESSION: &str = "SET synchronous_commit = off";
+
+/// Memory for index builds; PostgreSQL's default (64MB) makes large builds spill to disk.
+const INDEX_SESSION: &str = "SET maintenance_work_mem = '512MB'";
+
+/// What the target already has under a table's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Existing {
+    Missing,
+    Present { has_rows: bool, columns: Vec<(String, String)> },
+}
+
+pub struct PgTarget {
+    pub conn: PgConn,
+}
+
+impl PgTarget {
+    pub fn connect(ep: &PgEndpoint) -> Result<Self> {
+        Ok(PgTarget { conn: PgConn::connect(ep, TARGET_SESSION)? })
+    }
+
+    /// Whether the table exists on the target, and if so its columns and whether it has rows.
+    pub fn inspect(&mut self, name: &TableName) -> Result<Existing> {
+        let what = format!("inspecting target table {name}");
+        let oid = self.conn.query_one("SELECT to_regclass($1)::oid", &[&name.quoted()], &what)?;
+        let Some(oid) = oid.get::<_, Option<u32>>(0) else { return Ok(Existing::Missing) };
+        let columns = self
+            .conn
+            .query(
+                "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                &[&oid],
+                &what,
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let has_rows = self.conn.query_one(&format!("SELECT EXISTS (SELECT 1 FROM {})", name.quoted()), &[], &what)?;
+        Ok(Existing::Present { has_rows: has_rows.get(0), columns })
+    }
+
+    /// The OID of a type on the target, to rewrite array element types in binary COPY data.
+    pub fn type_oid(&mut self, type_sql: &str) -> Result<u32> {
+        let row = self.conn.query_one(
+            "SELECT to_regtype($1)::oid",
+            &[&type_sql],
+            &format!("looking up type {type_sql} on the target"),
+        )?;
+        row.get::<_, Option<u32>>(0)
+            .ok_or_else(|| Error::input(format!("type {type_sql} does not exist on the target; create it first")))
+    }
+
+    /// Builds the deferred DDL (primary key, unique constraints, indexes) from statement
+    /// `from` on, each in its own transaction with its progress mark, then carries sequences
+    /// over. `progress(done)` is called inside each transaction to record it.
+    pub fn build_deferred(
+        &mut self,
+        table: &Table,
+        from: usize,
+        mut record: impl FnMut(&mut postgres::Transaction<'_>, &str, usize) -> Result<()>,
+    ) -> Result<()> {
+        self.conn.batch(INDEX_SESSION, "preparing an index build")?;
+        for (i, sql) in table.ddl.deferred.iter().enumerate().skip(from) {
+            let what = format!("building an index of {}", table.name);
+            let endpoint = self.conn.endpoint.clone();
+            let mut tx = self.conn.client.transaction().map_err(|e| Error::sql(&endpoint, &what, e))?;
+            tx.batch_execute(sql).map_err(|e| Error::sql(&endpoint, format!("{what} ({sql})"), e))?;
+            record(&mut tx, &endpoint, i + 1)?;
+            tx.commit().map_err(|e| Error::sql(&endpoint, &what, e))?;
+        }
+        Ok(())
+    }
+
+    /// Moves a target sequence to the source's position.
+    pub fn set_sequence(&mut self, target_sql: &str, last_value: i64, is_called: bool) -> Result<()> {
+        self.conn
+            .execute(
+                &format!("SELECT setval({target_sql}, $1, $2)"),
+                &[&last_value, &is_called],
+                "carrying a sequence position over",
+            )
+            .map(|_| ())
+    }
+}
+
+/// Creates a table and its prerequisites (inside the caller's setup transaction).
+pub fn create_table(client: &mut impl GenericClient, endpoint: &str, table: &Table) -> Result<()> {
+    let ddl = &table.ddl;
+    for sql in ddl.prerequisites.iter().chain(std::iter::once(&ddl.create_table)).chain(&ddl.after_create) {
+        client.batch_execute(sql).map_err(|e| Error::sql(endpoint, format!("creating target table {}", table.name), e))?;
+    }
+    Ok(())
+}
+
+/// Empties a table the job had loaded (for `--restart` of a table that existed before the job).
+pub fn truncate_table(client: &mut impl GenericClient, endpoint: &str, name: &TableName) -> Result<()> {
+    client
+        .batch_execute(&format!("TRUNCATE {}", name.quoted()))
+        .map_err(|e| Error::sql(endpoint, format!("emptying target table {name} for --restart"), e))
+}
+
+/// Drops a table the job had created (for `--restart`), so it is created afresh.
+pub fn drop_table(client: &mut impl GenericClient, endpoint: &str, name: &TableName) -> Result<()> {
+    client
+        .batch_execute(&format!("DROP TABLE IF EXISTS {}", name.quoted()))
+        .map_err(|e| Error::sql(endpoint, format!("dropping target table {name} for --restart"), e))
+}
+
+/// `COPY "s"."t" ("a", "b") FROM STDIN (FORMAT binary)` for the table's copied columns.
+pub fn copy_in_sql(table: &Table) -> String {
+    let cols: Vec<String> = table.copied_columns().map(|c| quote_ident(&c.name)).collect();
+    format!("COPY {} ({}) FROM STDIN (FORMAT binary)", table.name.quoted(), cols.join(", "))
+}
+
+/// Checks that an existing target table can take the source's rows: every copied column
+/// present with the same type. Extra target columns are allowed (they get their defaults).
+pub fn check_columns(table: &Table, existing: &[(String, String)]) -> Result<()> {
+    let mut problems = Vec::new();
+    for col in table.copied_columns() {
+        match existing.iter().find(|(n, _)| n == &col.name) {
+            None => problems.push(format!("column {} is missing", quote_ident(&col.name))),
+            Some((_, t)) if !same_type(t, &col.type_sql) => problems.push(format!(
+                "column {} is {t} on the target but {} on the source",
+                quote_ident(&col.name),
+                col.type_sql
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::input(format!(
+            "target table {} does not match the source: {}; fix or drop the target table",
+            table.name,
+            problems.join("; ")
+        )))
+    }
+}
+
+/// Type names compare without schema qualification of built-in types (`pg_catalog.`).
+fn same_type(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.trim_start_matches("pg_catalog.").replace('"', "");
+    norm(a) == norm(b)
+}
+
+/// A regclass literal for a relation name (for messages and `setval`).
+pub fn regclass(name: &TableName) -> String {
+    format!("{}::regclass", quote_literal(&name.quoted()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Column, LogicalType, TargetDdl};
+
+    fn table() -> Table {
+        let col = |name: &str, type_sql: &str, generated: bool| Column {
+            name: name.into(),
+            type_sql: type_sql.into(),
+            logical: LogicalType::Int8,
+            not_null: false,
+            default_sql: None,
+            identity_sql: None,
+            generated_sql: generated.then(|| "id * 2".to_string()),
+            user_elem_oid: None,
+            user_elem_type_sql: None,
+        };
+        Table {
+            name: TableName::new("s", "t"),
+            columns: vec![col("id", "bigint", false), col("twice", "bigint", true), col("note", "text", false)],
+            key: None,
+            estimated_rows: 0,
+            estimated_bytes: 0,
+            ddl: TargetDdl::default(),
+            partitioned: false,
+        }
+    }
+
+    #[test]
+    fn copy_in_skips_generated_columns() {
+        assert_eq!(copy_in_sql(&table()), "COPY \"s\".\"t\" (\"id\", \"note\") FROM STDIN (FORMAT binary)");
+    }
+
+    #[test]
+    fn mismatched_target_columns_are_refused_by_name() {
+        let t = table();
+        let ok = vec![("id".into(), "bigint".into()), ("note".into(), "text".into()), ("extra".into(), "int".into())];
+        check_columns(&t, &ok).unwrap();
+        let err = check_columns(&t, &[("id".into(), "integer".into())]).unwrap_err().to_string();
+        assert!(err.contains("\"id\" is integer on the target but bigint"), "{err}");
+        assert!(err.contains("\"note\" is missing"), "{err}");
+    }
+}
