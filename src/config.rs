@@ -20,7 +20,7 @@ pub enum Engine {
 /// A PostgreSQL endpoint: connection settings plus a password-free form for messages.
 #[derive(Clone)]
 pub struct PgEndpoint {
-    pub config: postgres::Config,
+    pub config: tokio_postgres::Config,
     /// `postgres://user@host:port/db`, never containing the password.
     pub display: String,
     pub database: String,
@@ -44,7 +44,7 @@ impl PgEndpoint {
                 redact_url(url)
             )));
         }
-        let mut config: postgres::Config = url.parse().map_err(|e| {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             Error::input(format!("--{role}: invalid PostgreSQL URL {}: {e}", redact_url(url)))
         })?;
         if let Some(pw) = config.get_password() {
@@ -70,8 +70,8 @@ impl PgEndpoint {
         let database = config.get_dbname().unwrap_or(&user).to_string();
         config.dbname(&database);
         let host = match &config.get_hosts()[0] {
-            postgres::config::Host::Tcp(h) => h.clone(),
-            postgres::config::Host::Unix(p) => p.display().to_string(),
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let display = format!("postgres://{user}@{host}:{port}/{database}");

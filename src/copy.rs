@@ -225,27 +225,31 @@ fn setup(cfg: &CopyConfig, source: &mut PgSource, target: &mut PgTarget, old: &[
         };
         plan.push((table, create));
     }
-    let endpoint = target.conn.endpoint.clone();
-    let mut tx = target.conn.client.transaction().map_err(|e| Error::sql(&endpoint, "starting the job setup", e))?;
-    let setup_error = |e: Error| Error::input(format!("{e}\nnothing was written to the target"));
-    state::ensure_schema(&mut tx, &endpoint).map_err(setup_error)?;
-    if !old.is_empty() || cfg.mode == StartMode::Restart {
-        state::delete_job(&mut tx, &endpoint, &cfg.job).map_err(setup_error)?;
-        for r in old {
-            if r.created_by_job {
-                target::drop_table(&mut tx, &endpoint, &r.table.name).map_err(setup_error)?;
-            } else {
-                target::truncate_table(&mut tx, &endpoint, &r.table.name).map_err(setup_error)?;
+    let restart = !old.is_empty() || cfg.mode == StartMode::Restart;
+    target
+        .conn
+        .transaction("setting up the job", |conn| {
+            state::ensure_schema(conn)?;
+            if restart {
+                state::delete_job(conn, &cfg.job)?;
+                for r in old {
+                    if r.created_by_job {
+                        target::drop_table(conn, &r.table.name)?;
+                    } else {
+                        target::truncate_table(conn, &r.table.name)?;
+                    }
+                }
             }
-        }
-    }
-    state::create_job(&mut tx, &endpoint, &cfg.job, &cfg.source.display, &settings(cfg), &plan).map_err(setup_error)?;
-    for (table, create) in &plan {
-        if *create {
-            target::create_table(&mut tx, &endpoint, table).map_err(setup_error)?;
-        }
-    }
-    tx.commit().map_err(|e| Error::sql(&endpoint, "committing the job setup", e))?;
+            state::create_job(conn, &cfg.job, &cfg.source.display, &settings(cfg), &plan)?;
+            for (table, create) in &plan {
+                if *create {
+                    target::create_table(conn, table)?;
+                }
+            }
+            Ok(())
+        })
+        // Rolled back: whatever stopped the setup, nothing was written.
+        .map_err(|e| Error::input(format!("{e}\nnothing was written to the target")))?;
     Ok(plan
         .into_iter()
         .enumerate()

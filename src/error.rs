@@ -65,7 +65,7 @@ impl Error {
     }
 
     /// Wraps a driver error from a statement, keeping SQLSTATE, message, detail and hint.
-    pub fn sql(endpoint: &str, what: impl Into<String>, err: postgres::Error) -> Self {
+    pub fn sql(endpoint: &str, what: impl Into<String>, err: tokio_postgres::Error) -> Self {
         Error::Sql {
             endpoint: endpoint.to_string(),
             what: what.into(),
@@ -88,7 +88,7 @@ impl Error {
 }
 
 /// One line describing a PostgreSQL driver error: severity, message, SQLSTATE, detail, hint.
-pub fn describe_pg_error(err: &postgres::Error) -> String {
+pub fn describe_pg_error(err: &tokio_postgres::Error) -> String {
     if let Some(db) = err.as_db_error() {
         let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
         if let Some(detail) = db.detail() {

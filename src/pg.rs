@@ -1,35 +1,54 @@
 //! PostgreSQL connections shared by the source and target sides: connecting with the session
-//! settings every rangecopy session needs, and statement helpers that attach the endpoint
-//! and what was being done to any error.
+//! settings every rangecopy session needs, statement helpers that attach the endpoint and
+//! what was being done to any error, transactions, and the two COPY streams.
+//!
+//! Each connection owns a single-threaded tokio runtime and is used from one thread at a time.
+//! Calls block on that runtime, so the rest of rangecopy is plain threads; a COPY stream is
+//! driven inside one `block_on` per chunk, never one per row.
 //!
 //! Session settings make text forms of values exact and stable (ISO dates in UTC, shortest
 //! exact floats, hex bytea), because chunk bounds travel as text and must round-trip.
 //! This module must never decide policy (what to copy, what is retriable).
 
-use postgres::{Client, NoTls, Row};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::runtime::Runtime;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, CopyInSink, NoTls, Row};
 
 use crate::config::PgEndpoint;
 use crate::error::{describe_pg_error, Error, Result};
 
-/// Settings that make value text forms exact and engine-independent of the server's defaults.
+/// Settings that make value text forms exact and independent of the server's defaults.
 const SESSION_SETTINGS: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
      SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = 'hex'; \
      SET standard_conforming_strings = on; SET client_encoding = 'UTF8'";
 
+pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
 /// A connection that knows which endpoint it talks to, for error messages.
 pub struct PgConn {
-    pub client: Client,
+    rt: Runtime,
+    client: Client,
     pub endpoint: String,
 }
 
 impl PgConn {
     /// Connects and applies the common session settings plus `extra` (a `;`-separated list).
     pub fn connect(ep: &PgEndpoint, extra: &str) -> Result<Self> {
-        let client = ep
-            .config
-            .connect(NoTls)
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| Error::io("starting a connection runtime", e))?;
+        let (client, connection) = rt
+            .block_on(ep.config.connect(NoTls))
             .map_err(|e| Error::Connect { endpoint: ep.display.clone(), detail: connect_hint(&e) })?;
-        let mut conn = PgConn { client, endpoint: ep.display.clone() };
+        // Driven whenever this thread blocks on the runtime; ends when the client is dropped.
+        rt.spawn(async move {
+            let _ = connection.await;
+        });
+        let mut conn = PgConn { rt, client, endpoint: ep.display.clone() };
         conn.batch(SESSION_SETTINGS, "setting up the session")?;
         if !extra.is_empty() {
             conn.batch(extra, "setting up the session")?;
@@ -37,29 +56,82 @@ impl PgConn {
         Ok(conn)
     }
 
+    fn err(&self, what: &str) -> impl FnOnce(tokio_postgres::Error) -> Error + '_ {
+        let what = what.to_string();
+        move |e| Error::sql(&self.endpoint, what, e)
+    }
+
     pub fn batch(&mut self, sql: &str, what: &str) -> Result<()> {
-        self.client.batch_execute(sql).map_err(|e| Error::sql(&self.endpoint, what, e))
+        self.rt.block_on(self.client.batch_execute(sql)).map_err(self.err(what))
     }
 
-    pub fn query(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)], what: &str) -> Result<Vec<Row>> {
-        self.client.query(sql, params).map_err(|e| Error::sql(&self.endpoint, what, e))
+    pub fn query(&mut self, sql: &str, params: Params<'_>, what: &str) -> Result<Vec<Row>> {
+        self.rt.block_on(self.client.query(sql, params)).map_err(self.err(what))
     }
 
-    pub fn query_opt(
+    pub fn query_opt(&mut self, sql: &str, params: Params<'_>, what: &str) -> Result<Option<Row>> {
+        self.rt.block_on(self.client.query_opt(sql, params)).map_err(self.err(what))
+    }
+
+    pub fn query_one(&mut self, sql: &str, params: Params<'_>, what: &str) -> Result<Row> {
+        self.rt.block_on(self.client.query_one(sql, params)).map_err(self.err(what))
+    }
+
+    pub fn execute(&mut self, sql: &str, params: Params<'_>, what: &str) -> Result<u64> {
+        self.rt.block_on(self.client.execute(sql, params)).map_err(self.err(what))
+    }
+
+    /// Runs `body` in a transaction: committed if it returns Ok, rolled back otherwise.
+    pub fn transaction<T>(&mut self, what: &str, body: impl FnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
+        self.batch("BEGIN", what)?;
+        match body(self) {
+            Ok(value) => {
+                self.batch("COMMIT", what)?;
+                Ok(value)
+            }
+            Err(e) => {
+                // Best effort: a broken connection has rolled back already.
+                let _ = self.batch("ROLLBACK", what);
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts `COPY … FROM STDIN`; the returned writer must be finished, or it aborts the COPY
+    /// when dropped.
+    pub fn copy_in(&mut self, sql: &str) -> Result<CopyIn<'_>> {
+        let sink = self.rt.block_on(self.client.copy_in::<_, Bytes>(sql)).map_err(self.err("starting COPY"))?;
+        Ok(CopyIn { conn: self, sink: Box::pin(sink) })
+    }
+
+    /// Runs `COPY … TO STDOUT` and hands its data to `on_block` in blocks of at least
+    /// `block_bytes` (the last may be smaller). Buffers come from `new_buffer`, so the caller
+    /// can recycle them. Stops early, without error, when `on_block` returns false.
+    pub fn copy_out_blocks(
         &mut self,
         sql: &str,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-        what: &str,
-    ) -> Result<Option<Row>> {
-        self.client.query_opt(sql, params).map_err(|e| Error::sql(&self.endpoint, what, e))
-    }
-
-    pub fn query_one(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)], what: &str) -> Result<Row> {
-        self.client.query_one(sql, params).map_err(|e| Error::sql(&self.endpoint, what, e))
-    }
-
-    pub fn execute(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)], what: &str) -> Result<u64> {
-        self.client.execute(sql, params).map_err(|e| Error::sql(&self.endpoint, what, e))
+        block_bytes: usize,
+        mut new_buffer: impl FnMut() -> Vec<u8>,
+        mut on_block: impl FnMut(Vec<u8>) -> Result<bool>,
+    ) -> Result<()> {
+        let endpoint = self.endpoint.clone();
+        let err = |e| Error::sql(&endpoint, "reading COPY data from the source", e);
+        let client = &self.client;
+        self.rt.block_on(async {
+            let stream = client.copy_out(sql).await.map_err(err)?;
+            futures_util::pin_mut!(stream);
+            let mut buf = new_buffer();
+            while let Some(data) = stream.next().await {
+                buf.extend_from_slice(&data.map_err(err)?);
+                if buf.len() >= block_bytes && !on_block(std::mem::replace(&mut buf, new_buffer()))? {
+                    return Ok(());
+                }
+            }
+            if !buf.is_empty() {
+                on_block(buf)?;
+            }
+            Ok(())
+        })
     }
 
     /// The server's major version, e.g. 15.
@@ -69,8 +141,33 @@ impl PgConn {
     }
 }
 
+/// A `COPY … FROM STDIN` in progress. `finish` returns the rows the server loaded; dropping
+/// it unfinished aborts the COPY (and with it the transaction).
+pub struct CopyIn<'a> {
+    conn: &'a mut PgConn,
+    sink: std::pin::Pin<Box<CopyInSink<Bytes>>>,
+}
+
+impl CopyIn<'_> {
+    pub fn write(&mut self, data: Bytes) -> Result<()> {
+        let endpoint = &self.conn.endpoint;
+        self.conn
+            .rt
+            .block_on(self.sink.send(data))
+            .map_err(|e| Error::sql(endpoint, "writing COPY data to the target", e))
+    }
+
+    pub fn finish(mut self) -> Result<u64> {
+        let endpoint = &self.conn.endpoint;
+        self.conn
+            .rt
+            .block_on(self.sink.as_mut().finish())
+            .map_err(|e| Error::sql(endpoint, "finishing COPY into the target", e))
+    }
+}
+
 /// Adds what to check to the driver's connection error.
-fn connect_hint(err: &postgres::Error) -> String {
+fn connect_hint(err: &tokio_postgres::Error) -> String {
     let detail = describe_pg_error(err);
     let hint = match err.code().map(|c| c.code()) {
         Some("28P01") | Some("28000") => "; check the user name and password (URL or PGPASSWORD)",

@@ -9,7 +9,6 @@
 //! and the state table. A table's indexes are built by whichever thread sees its last chunk
 //! finish. Cancellation (an error or Ctrl-C) rolls back in-flight chunks and keeps the rest.
 
-use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +18,7 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use crate::config::{PgEndpoint, ProgressMode};
 use crate::copy_format::ChunkHasher;
 use crate::error::{Error, Result};
+use crate::pg::PgConn;
 use crate::plan::{plan_table, Chunk, PlanCursor};
 use crate::progress::{self, Progress};
 use crate::schema::Table;
@@ -252,39 +252,36 @@ impl Worker<'_> {
         let out_sql = copy_out_sql(table, chunk);
         let in_sql = copy_in_sql(table);
         let Worker { source, target, .. } = self;
-        let src = source.conn();
-        let (src_client, src_endpoint) = (&mut src.client, src.endpoint.as_str());
-        let tgt_endpoint = target.conn.endpoint.clone();
-        let mut tx = target.conn.client.transaction().map_err(|e| Error::sql(&tgt_endpoint, "starting a chunk", e))?;
-        let mut writer = tx.copy_in(&in_sql).map_err(|e| Error::sql(&tgt_endpoint, "starting COPY into the target", e))?;
+        let source = source.conn();
         let cancel = &ctx.cancel;
-        std::thread::scope(|s| -> Result<()> {
-            let (block_tx, block_rx) = bounded::<Vec<u8>>(QUEUE_BLOCKS);
-            let (free_tx, free_rx) = bounded::<Vec<u8>>(QUEUE_BLOCKS + 1);
-            let extractor = s.spawn(move || extract(src_client, src_endpoint, &out_sql, block_tx, free_rx, cancel));
-            let mut out = Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4);
-            let mut rows_seen = 0u64;
-            for block in block_rx.iter() {
-                hasher.feed(&block, &mut out)?;
-                writer.write_all(&out).map_err(|e| target_io_error(&tgt_endpoint, e))?;
-                out.clear();
-                let rows = hasher.rows();
-                let delta = ((rows - rows_seen) as i64, block.len() as i64);
-                ctx.progress.add(chunk.table_no, delta.0, delta.1);
-                added.0 += delta.0;
-                added.1 += delta.1;
-                rows_seen = rows;
-                let _ = free_tx.try_send(block);
+        target.conn.transaction("copying a chunk", |conn| {
+            let mut writer = conn.copy_in(&in_sql)?;
+            std::thread::scope(|s| -> Result<()> {
+                let (block_tx, block_rx) = bounded::<Vec<u8>>(QUEUE_BLOCKS);
+                let (free_tx, free_rx) = bounded::<Vec<u8>>(QUEUE_BLOCKS + 1);
+                let extractor = s.spawn(move || extract(source, &out_sql, block_tx, free_rx, cancel));
+                let mut rows_seen = 0u64;
+                for block in block_rx.iter() {
+                    let mut out = Vec::with_capacity(block.len() + 64);
+                    hasher.feed(&block, &mut out)?;
+                    writer.write(out.into())?;
+                    let rows = hasher.rows();
+                    let delta = ((rows - rows_seen) as i64, block.len() as i64);
+                    ctx.progress.add(chunk.table_no, delta.0, delta.1);
+                    added.0 += delta.0;
+                    added.1 += delta.1;
+                    rows_seen = rows;
+                    let _ = free_tx.try_send(block);
+                }
+                extractor.join().unwrap_or_else(|_| Err(Error::input("the extractor thread panicked; this is a bug")))
+            })?;
+            let loaded = writer.finish()?;
+            let summary = hasher.finish()?;
+            if loaded != summary.rows {
+                return Err(Error::RowCount { sent: summary.rows, loaded });
             }
-            extractor.join().unwrap_or_else(|_| Err(Error::input("the extractor thread panicked; this is a bug")))
-        })?;
-        let loaded = writer.finish().map_err(|e| Error::sql(&tgt_endpoint, "finishing COPY into the target", e))?;
-        let summary = hasher.finish()?;
-        if loaded != summary.rows {
-            return Err(Error::RowCount { sent: summary.rows, loaded });
-        }
-        state::mark_chunk_done(&mut tx, &tgt_endpoint, &ctx.job, chunk, summary.rows, summary.bytes, &summary.digest.to_string())?;
-        tx.commit().map_err(|e| Error::sql(&tgt_endpoint, "committing a chunk", e))
+            state::mark_chunk_done(conn, &ctx.job, chunk, summary.rows, summary.bytes, &summary.digest.to_string())
+        })
     }
 
     /// Builds a loaded table's deferred indexes and carries its sequences over.
@@ -293,9 +290,8 @@ impl Worker<'_> {
         let table = &ctx.tables[f.table_no];
         let job = ctx.job.as_str();
         state::set_table_phase(&mut self.target.conn, job, f.table_no, "indexing")?;
-        self.target.build_deferred(table, f.deferred_done, |tx, endpoint, done| {
-            state::set_deferred_done(tx, endpoint, job, f.table_no, done)
-        })?;
+        self.target
+            .build_deferred(table, f.deferred_done, |conn, done| state::set_deferred_done(conn, job, f.table_no, done))?;
         for seq in &table.ddl.sequences {
             let (value, called) = self.source.sequence_position(&seq.source_sql)?;
             self.target.set_sequence(&seq.target_sql, value, called)?;
@@ -309,56 +305,22 @@ impl Worker<'_> {
 /// Streams one chunk's binary COPY output from the source into `blocks`, reusing the
 /// buffers the loader hands back on `free`.
 fn extract(
-    client: &mut postgres::Client,
-    endpoint: &str,
+    source: &mut PgConn,
     sql: &str,
     blocks: Sender<Vec<u8>>,
     free: Receiver<Vec<u8>>,
     cancel: &AtomicBool,
 ) -> Result<()> {
-    let mut reader = client.copy_out(sql).map_err(|e| Error::sql(endpoint, "starting COPY from the source", e))?;
-    loop {
+    let new_buffer = || {
+        let mut buf = free.try_recv().unwrap_or_else(|_| Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4));
+        buf.clear();
+        buf
+    };
+    source.copy_out_blocks(sql, BLOCK_BYTES, new_buffer, |block| {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        let mut buf = free.try_recv().unwrap_or_else(|_| Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4));
-        buf.clear();
-        let mut eof = false;
-        while buf.len() < BLOCK_BYTES {
-            let data = reader.fill_buf().map_err(|e| source_io_error(endpoint, e))?;
-            if data.is_empty() {
-                eof = true;
-                break;
-            }
-            let n = data.len();
-            buf.extend_from_slice(data);
-            reader.consume(n);
-        }
-        if !buf.is_empty() && blocks.send(buf).is_err() {
-            // The loader stopped (it failed); it reports why.
-            return Ok(());
-        }
-        if eof {
-            return Ok(());
-        }
-    }
-}
-
-fn source_io_error(endpoint: &str, e: std::io::Error) -> Error {
-    pg_io_error(endpoint, "reading a chunk from the source", e)
-}
-
-fn target_io_error(endpoint: &str, e: std::io::Error) -> Error {
-    pg_io_error(endpoint, "writing a chunk to the target", e)
-}
-
-/// The driver reports COPY stream errors as I/O errors wrapping its own error.
-fn pg_io_error(endpoint: &str, what: &str, e: std::io::Error) -> Error {
-    match e.into_inner() {
-        Some(inner) => match inner.downcast::<postgres::Error>() {
-            Ok(pg) => Error::sql(endpoint, what, *pg),
-            Err(other) => Error::io(format!("{what} ({endpoint})"), std::io::Error::other(other)),
-        },
-        None => Error::io(format!("{what} ({endpoint})"), std::io::Error::other("connection error")),
-    }
+        // A closed channel means the loader stopped; it reports why.
+        Ok(blocks.send(block).is_ok())
+    })
 }

@@ -5,7 +5,6 @@
 //! Resume and `status` read only these tables. This module must never hold a password: the
 //! endpoints it stores are the redacted display forms.
 
-use postgres::GenericClient;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -114,8 +113,8 @@ pub fn schema_exists(conn: &mut PgConn) -> Result<bool> {
 }
 
 /// Creates the state schema if it is missing (inside the caller's transaction).
-pub fn ensure_schema(client: &mut impl GenericClient, endpoint: &str) -> Result<()> {
-    client.batch_execute(SCHEMA_DDL).map_err(|e| Error::sql(endpoint, "creating the rangecopy state schema", e))
+pub fn ensure_schema(conn: &mut PgConn) -> Result<()> {
+    conn.batch(SCHEMA_DDL, "creating the rangecopy state schema")
 }
 
 pub fn load_job(conn: &mut PgConn, job: &str) -> Result<Option<JobRecord>> {
@@ -144,7 +143,7 @@ pub fn list_jobs(conn: &mut PgConn) -> Result<Vec<JobRecord>> {
     Ok(rows.iter().map(job_from_row).collect())
 }
 
-fn job_from_row(r: &postgres::Row) -> JobRecord {
+fn job_from_row(r: &tokio_postgres::Row) -> JobRecord {
     JobRecord {
         job: r.get(0),
         status: r.get(1),
@@ -159,25 +158,21 @@ fn job_from_row(r: &postgres::Row) -> JobRecord {
 
 /// Records a new job and its tables (inside the caller's setup transaction).
 pub fn create_job(
-    client: &mut impl GenericClient,
-    endpoint: &str,
+    conn: &mut PgConn,
     job: &str,
     source: &str,
     settings: &serde_json::Value,
     tables: &[(Table, bool)],
 ) -> Result<()> {
     let what = "recording the job";
-    let err = |e| Error::sql(endpoint, what, e);
-    client
-        .execute(
-            "INSERT INTO rangecopy.jobs (job, status, source, settings) VALUES ($1, 'running', $2, $3::text::jsonb)",
-            &[&job, &source, &settings.to_string()],
-        )
-        .map_err(err)?;
+    conn.execute(
+        "INSERT INTO rangecopy.jobs (job, status, source, settings) VALUES ($1, 'running', $2, $3::text::jsonb)",
+        &[&job, &source, &settings.to_string()],
+        what,
+    )?;
     for (no, (table, created)) in tables.iter().enumerate() {
         let definition = serde_json::to_string(table).expect("a table serializes");
-        client
-            .execute(
+        conn.execute(
                 "INSERT INTO rangecopy.tables (job, table_no, source_table, target_schema, target_name, key,
                                                created_by_job, definition, estimated_rows)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9)",
@@ -192,18 +187,15 @@ pub fn create_job(
                     &definition,
                     &(table.estimated_rows as i64),
                 ],
-            )
-            .map_err(err)?;
+                what,
+            )?;
     }
     Ok(())
 }
 
 /// Deletes a job and everything recorded under it (its tables' rows are the caller's business).
-pub fn delete_job(client: &mut impl GenericClient, endpoint: &str, job: &str) -> Result<()> {
-    client
-        .execute("DELETE FROM rangecopy.jobs WHERE job = $1", &[&job])
-        .map(|_| ())
-        .map_err(|e| Error::sql(endpoint, "removing the old job state", e))
+pub fn delete_job(conn: &mut PgConn, job: &str) -> Result<()> {
+    conn.execute("DELETE FROM rangecopy.jobs WHERE job = $1", &[&job], "removing the old job state").map(|_| ())
 }
 
 pub fn load_tables(conn: &mut PgConn, job: &str) -> Result<Vec<TableRecord>> {
@@ -253,40 +245,40 @@ pub fn resume_point(conn: &mut PgConn, job: &str, table_no: usize) -> Result<(Ve
 
 /// Persists a planned chunk (pending) before it is handed to a worker.
 pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool) -> Result<()> {
-    let mut tx = conn.client.transaction().map_err(|e| Error::sql(&conn.endpoint, "recording a chunk", e))?;
-    tx.execute(
-        "INSERT INTO rangecopy.chunks (job, table_no, chunk_no, lo, hi) VALUES ($1, $2, $3, $4, $5)",
-        &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &chunk.lo, &chunk.hi],
-    )
-    .map_err(|e| Error::sql(&conn.endpoint, "recording a chunk", e))?;
-    if last {
-        tx.execute(
-            "UPDATE rangecopy.tables SET plan_complete = true WHERE job = $1 AND table_no = $2",
-            &[&job, &(chunk.table_no as i32)],
-        )
-        .map_err(|e| Error::sql(&conn.endpoint, "recording a chunk", e))?;
-    }
-    tx.commit().map_err(|e| Error::sql(&conn.endpoint, "recording a chunk", e))
+    let what = "recording a chunk";
+    conn.transaction(what, |conn| {
+        conn.execute(
+            "INSERT INTO rangecopy.chunks (job, table_no, chunk_no, lo, hi) VALUES ($1, $2, $3, $4, $5)",
+            &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &chunk.lo, &chunk.hi],
+            what,
+        )?;
+        if last {
+            conn.execute(
+                "UPDATE rangecopy.tables SET plan_complete = true WHERE job = $1 AND table_no = $2",
+                &[&job, &(chunk.table_no as i32)],
+                what,
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// Marks a chunk done with its totals and digest, inside the transaction that loaded its rows.
 pub fn mark_chunk_done(
-    client: &mut impl GenericClient,
-    endpoint: &str,
+    conn: &mut PgConn,
     job: &str,
     chunk: &Chunk,
     rows: u64,
     bytes: u64,
     digest: &str,
 ) -> Result<()> {
-    let n = client
-        .execute(
-            "UPDATE rangecopy.chunks SET status = 'done', rows = $4, bytes = $5, digest = $6,
-                    attempts = attempts + 1, finished_at = now()
-              WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND status = 'pending'",
-            &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &(rows as i64), &(bytes as i64), &digest],
-        )
-        .map_err(|e| Error::sql(endpoint, "marking a chunk done", e))?;
+    let n = conn.execute(
+        "UPDATE rangecopy.chunks SET status = 'done', rows = $4, bytes = $5, digest = $6,
+                attempts = attempts + 1, finished_at = now()
+          WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND status = 'pending'",
+        &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &(rows as i64), &(bytes as i64), &digest],
+        "marking a chunk done",
+    )?;
     if n != 1 {
         // Another process finished this chunk: committing would duplicate its rows.
         return Err(Error::input(format!(
@@ -310,20 +302,13 @@ pub fn set_table_phase(conn: &mut PgConn, job: &str, table_no: usize, phase: &st
 }
 
 /// Records that the deferred DDL statement `done - 1` of a table is built (same transaction).
-pub fn set_deferred_done(
-    client: &mut impl GenericClient,
-    endpoint: &str,
-    job: &str,
-    table_no: usize,
-    done: usize,
-) -> Result<()> {
-    client
-        .execute(
-            "UPDATE rangecopy.tables SET deferred_done = $3 WHERE job = $1 AND table_no = $2",
-            &[&job, &(table_no as i32), &(done as i32)],
-        )
-        .map(|_| ())
-        .map_err(|e| Error::sql(endpoint, "recording an index build", e))
+pub fn set_deferred_done(conn: &mut PgConn, job: &str, table_no: usize, done: usize) -> Result<()> {
+    conn.execute(
+        "UPDATE rangecopy.tables SET deferred_done = $3 WHERE job = $1 AND table_no = $2",
+        &[&job, &(table_no as i32), &(done as i32)],
+        "recording an index build",
+    )
+    .map(|_| ())
 }
 
 pub fn set_job_status(conn: &mut PgConn, job: &str, status: &str, error: Option<&str>) -> Result<()> {

@@ -6,12 +6,10 @@
 //! one transaction, so a server crash can lose only whole recent chunks, which resume redoes.
 //! This module must never read the source.
 
-use postgres::GenericClient;
-
 use crate::config::PgEndpoint;
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
-use crate::schema::{quote_ident, quote_literal, Table, TableName};
+use crate::schema::{quote_ident, Table, TableName};
 
 const TARGET_SESSION: &str = "SET synchronous_commit = off";
 
@@ -67,21 +65,20 @@ impl PgTarget {
 
     /// Builds the deferred DDL (primary key, unique constraints, indexes) from statement
     /// `from` on, each in its own transaction with its progress mark, then carries sequences
-    /// over. `progress(done)` is called inside each transaction to record it.
+    /// over. `record(conn, done)` is called inside each transaction to record it.
     pub fn build_deferred(
         &mut self,
         table: &Table,
         from: usize,
-        mut record: impl FnMut(&mut postgres::Transaction<'_>, &str, usize) -> Result<()>,
+        mut record: impl FnMut(&mut PgConn, usize) -> Result<()>,
     ) -> Result<()> {
         self.conn.batch(INDEX_SESSION, "preparing an index build")?;
         for (i, sql) in table.ddl.deferred.iter().enumerate().skip(from) {
-            let what = format!("building an index of {}", table.name);
-            let endpoint = self.conn.endpoint.clone();
-            let mut tx = self.conn.client.transaction().map_err(|e| Error::sql(&endpoint, &what, e))?;
-            tx.batch_execute(sql).map_err(|e| Error::sql(&endpoint, format!("{what} ({sql})"), e))?;
-            record(&mut tx, &endpoint, i + 1)?;
-            tx.commit().map_err(|e| Error::sql(&endpoint, &what, e))?;
+            let what = format!("building an index of {} ({sql})", table.name);
+            self.conn.transaction(&what, |conn| {
+                conn.batch(sql, &what)?;
+                record(conn, i + 1)
+            })?;
         }
         Ok(())
     }
@@ -99,26 +96,23 @@ impl PgTarget {
 }
 
 /// Creates a table and its prerequisites (inside the caller's setup transaction).
-pub fn create_table(client: &mut impl GenericClient, endpoint: &str, table: &Table) -> Result<()> {
+pub fn create_table(conn: &mut PgConn, table: &Table) -> Result<()> {
     let ddl = &table.ddl;
+    let what = format!("creating target table {}", table.name);
     for sql in ddl.prerequisites.iter().chain(std::iter::once(&ddl.create_table)).chain(&ddl.after_create) {
-        client.batch_execute(sql).map_err(|e| Error::sql(endpoint, format!("creating target table {}", table.name), e))?;
+        conn.batch(sql, &what)?;
     }
     Ok(())
 }
 
 /// Empties a table the job had loaded (for `--restart` of a table that existed before the job).
-pub fn truncate_table(client: &mut impl GenericClient, endpoint: &str, name: &TableName) -> Result<()> {
-    client
-        .batch_execute(&format!("TRUNCATE {}", name.quoted()))
-        .map_err(|e| Error::sql(endpoint, format!("emptying target table {name} for --restart"), e))
+pub fn truncate_table(conn: &mut PgConn, name: &TableName) -> Result<()> {
+    conn.batch(&format!("TRUNCATE {}", name.quoted()), &format!("emptying target table {name} for --restart"))
 }
 
 /// Drops a table the job had created (for `--restart`), so it is created afresh.
-pub fn drop_table(client: &mut impl GenericClient, endpoint: &str, name: &TableName) -> Result<()> {
-    client
-        .batch_execute(&format!("DROP TABLE IF EXISTS {}", name.quoted()))
-        .map_err(|e| Error::sql(endpoint, format!("dropping target table {name} for --restart"), e))
+pub fn drop_table(conn: &mut PgConn, name: &TableName) -> Result<()> {
+    conn.batch(&format!("DROP TABLE IF EXISTS {}", name.quoted()), &format!("dropping target table {name} for --restart"))
 }
 
 /// `COPY "s"."t" ("a", "b") FROM STDIN (FORMAT binary)` for the table's copied columns.
@@ -157,11 +151,6 @@ pub fn check_columns(table: &Table, existing: &[(String, String)]) -> Result<()>
 fn same_type(a: &str, b: &str) -> bool {
     let norm = |s: &str| s.trim_start_matches("pg_catalog.").replace('"', "");
     norm(a) == norm(b)
-}
-
-/// A regclass literal for a relation name (for messages and `setval`).
-pub fn regclass(name: &TableName) -> String {
-    format!("{}::regclass", quote_literal(&name.quoted()))
 }
 
 #[cfg(test)]
