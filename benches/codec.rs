@@ -40,9 +40,7 @@ fn orders() -> Vec<Order> {
         .map(|id| {
             let r = next();
             let note_len = 32 + (r % 97) as usize;
-            let note = (0..note_len)
-                .map(|i| (b'a' + ((r >> (i % 50)) % 26) as u8) as char)
-                .collect();
+            let note = (0..note_len).map(|i| (b'a' + ((r >> (i % 50)) % 26) as u8) as char).collect();
             Order {
                 id,
                 customer_id: (r % 1_000_000) as i64,
@@ -91,11 +89,9 @@ fn encode_copy(rows: &[Order], mut sink: impl FnMut(Vec<u8>)) -> u64 {
         copy.begin_row(8);
         copy.i64(o.id);
         copy.i64(o.customer_id);
-        copy.numeric_from_decimal_str(&o.amount)
-            .expect("generated decimals are valid");
+        copy.numeric_from_decimal_str(&o.amount).expect("generated decimals are valid");
         copy.field(o.status.as_bytes());
-        copy.timestamp_from_unix_us(o.created_at_unix_us)
-            .expect("in range");
+        copy.timestamp_from_unix_us(o.created_at_unix_us).expect("in range");
         copy.bool(o.shipped);
         copy.f64(o.weight);
         copy.field(o.note.as_bytes());
@@ -114,8 +110,7 @@ fn hash_rows(rows: &[Order]) -> RangeDigest {
     for o in rows {
         enc.int(o.id.into());
         enc.int(o.customer_id.into());
-        enc.decimal(&o.amount)
-            .expect("generated decimals are valid");
+        enc.decimal(&o.amount).expect("generated decimals are valid");
         enc.text(o.status.as_bytes());
         enc.timestamp_us(o.created_at_unix_us);
         enc.bool(o.shipped);
@@ -139,10 +134,7 @@ fn codec(c: &mut Criterion) {
     for block in stream.chunks(BLOCK) {
         check.feed(block, &mut forwarded).expect("valid stream");
     }
-    assert_eq!(
-        check.finish().expect("complete stream").digest,
-        hash_rows(&rows)
-    );
+    assert_eq!(check.finish().expect("complete stream").digest, hash_rows(&rows));
     assert_eq!(forwarded, stream);
     eprintln!(
         "orders stream: {ROWS} rows, {} bytes ({:.1} bytes/row)",
@@ -151,10 +143,7 @@ fn codec(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("codec");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
 
     group.throughput(Throughput::Bytes(stream.len() as u64));
     group.bench_function("chunk_hasher_feed_1MiB_blocks", |b| {
@@ -163,9 +152,7 @@ fn codec(c: &mut Criterion) {
             let mut hasher = ChunkHasher::new(&column_refs);
             for block in stream.chunks(BLOCK) {
                 out.clear();
-                hasher
-                    .feed(black_box(block), &mut out)
-                    .expect("valid stream");
+                hasher.feed(black_box(block), &mut out).expect("valid stream");
                 black_box(&out);
             }
             black_box(hasher.finish().expect("complete stream"))
@@ -173,14 +160,10 @@ fn codec(c: &mut Criterion) {
     });
 
     group.throughput(Throughput::Elements(ROWS as u64));
-    group.bench_function("row_encoder_finish_row", |b| {
-        b.iter(|| black_box(hash_rows(black_box(&rows))))
-    });
+    group.bench_function("row_encoder_finish_row", |b| b.iter(|| black_box(hash_rows(black_box(&rows)))));
 
     group.throughput(Throughput::Elements(ROWS as u64));
-    group.bench_function("copy_encoder", |b| {
-        b.iter(|| encode_copy(black_box(&rows), |block| drop(black_box(block))))
-    });
+    group.bench_function("copy_encoder", |b| b.iter(|| encode_copy(black_box(&rows), |block| drop(black_box(block)))));
     group.finish();
 }
 

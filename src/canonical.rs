@@ -159,9 +159,7 @@ pub struct RowEncoder {
 
 impl RowEncoder {
     pub fn new() -> Self {
-        RowEncoder {
-            buf: Vec::with_capacity(256),
-        }
+        RowEncoder { buf: Vec::with_capacity(256) }
     }
 
     /// The canonical bytes of the row so far (for diagnostics and row-level localization).
@@ -240,9 +238,7 @@ impl RowEncoder {
             }
             Err(()) => {
                 self.buf.truncate(at - 1);
-                Err(CanonicalError::DecimalOutOfRange {
-                    text: excerpt(text),
-                })
+                Err(CanonicalError::DecimalOutOfRange { text: excerpt(text) })
             }
         }
     }
@@ -338,9 +334,7 @@ impl RowEncoder {
     /// A JSON document, parsed and re-serialized canonically. On error nothing is written.
     pub fn json(&mut self, text: &str) -> Result<(), CanonicalError> {
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| CanonicalError::InvalidJson {
-                reason: e.to_string(),
-            })?;
+            serde_json::from_str(text).map_err(|e| CanonicalError::InvalidJson { reason: e.to_string() })?;
         let at = self.open(tag::JSON);
         match write_json(&value, &mut self.buf) {
             Ok(()) => {
@@ -363,11 +357,7 @@ impl RowEncoder {
     /// User-defined OIDs (≥ 16384) are hashed as 0: they differ from server to server.
     #[inline]
     pub fn raw(&mut self, oid: u32, value: &[u8]) {
-        let oid = if oid >= FIRST_NORMAL_OBJECT_ID {
-            0
-        } else {
-            oid
-        };
+        let oid = if oid >= FIRST_NORMAL_OBJECT_ID { 0 } else { oid };
         self.header(tag::RAW, 4 + value.len());
         self.buf.extend_from_slice(&oid.to_le_bytes());
         self.buf.extend_from_slice(value);
@@ -378,8 +368,7 @@ impl RowEncoder {
     #[inline]
     pub fn begin_array(&mut self, dims: &[ArrayDim]) -> ArrayMark {
         let len_at = self.open(tag::ARRAY);
-        self.buf
-            .extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&(dims.len() as u32).to_le_bytes());
         for dim in dims {
             self.buf.extend_from_slice(&dim.len.to_le_bytes());
             self.buf.extend_from_slice(&dim.lower_bound.to_le_bytes());
@@ -546,9 +535,7 @@ pub(crate) struct FiniteDecimal<'a> {
 
 impl<'a> ParsedDecimal<'a> {
     pub(crate) fn parse(text: &'a str) -> Result<Self, CanonicalError> {
-        let invalid = || CanonicalError::InvalidDecimal {
-            text: excerpt(text),
-        };
+        let invalid = || CanonicalError::InvalidDecimal { text: excerpt(text) };
         let t = text.trim_matches(|c: char| c.is_ascii_whitespace());
         let (negative, body) = match t.as_bytes().first() {
             Some(b'-') => (true, &t[1..]),
@@ -562,8 +549,7 @@ impl<'a> ParsedDecimal<'a> {
             return Ok(ParsedDecimal::Infinity { negative });
         }
         let b = body.as_bytes();
-        let digits_end =
-            |from: usize| from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let digits_end = |from: usize| from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
         let int_end = digits_end(0);
         let int = &b[..int_end];
         let mut at = int_end;
@@ -606,12 +592,7 @@ impl<'a> ParsedDecimal<'a> {
         if at != b.len() {
             return Err(invalid());
         }
-        Ok(ParsedDecimal::Finite(FiniteDecimal {
-            negative,
-            int,
-            frac,
-            exp,
-        }))
+        Ok(ParsedDecimal::Finite(FiniteDecimal { negative, int, frac, exp }))
     }
 
     /// Appends the canonical text; `Err` when a finite value would exceed [`MAX_DECIMAL_DIGITS`].
@@ -688,14 +669,11 @@ fn write_json(value: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), Canoni
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
             let text = n.as_str();
-            let parsed = ParsedDecimal::parse(text).map_err(|_| CanonicalError::InvalidJson {
-                reason: format!("number {text:?}"),
+            let parsed = ParsedDecimal::parse(text)
+                .map_err(|_| CanonicalError::InvalidJson { reason: format!("number {text:?}") })?;
+            parsed.write_canonical(out).map_err(|()| CanonicalError::InvalidJson {
+                reason: format!("number {} out of range", excerpt(text)),
             })?;
-            parsed
-                .write_canonical(out)
-                .map_err(|()| CanonicalError::InvalidJson {
-                    reason: format!("number {} out of range", excerpt(text)),
-                })?;
         }
         Value::String(s) => write_json_string(s, out),
         Value::Array(items) => {
@@ -770,10 +748,7 @@ mod tests {
 
     fn canonical_decimal(text: &str) -> String {
         let mut out = Vec::new();
-        ParsedDecimal::parse(text)
-            .unwrap()
-            .write_canonical(&mut out)
-            .unwrap();
+        ParsedDecimal::parse(text).unwrap().write_canonical(&mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -785,18 +760,9 @@ mod tests {
         int.extend([0; 15]);
         assert_eq!(bytes_of(|e| e.int(5)), int);
         assert_eq!(bytes_of(|e| e.text(b"ab")), [0x05, 2, 0, 0, 0, b'a', b'b']);
-        assert_eq!(
-            bytes_of(|e| e.decimal("-01.50").unwrap()),
-            [0x03, 4, 0, 0, 0, b'-', b'1', b'.', b'5']
-        );
-        assert_eq!(
-            bytes_of(|e| e.raw(0x0000_0304, b"z")),
-            [0x11, 5, 0, 0, 0, 0x04, 0x03, 0x00, 0x00, b'z']
-        );
-        assert_eq!(
-            bytes_of(|e| e.timestamp_infinity(true)),
-            [0x08, 1, 0, 0, 0, 1]
-        );
+        assert_eq!(bytes_of(|e| e.decimal("-01.50").unwrap()), [0x03, 4, 0, 0, 0, b'-', b'1', b'.', b'5']);
+        assert_eq!(bytes_of(|e| e.raw(0x0000_0304, b"z")), [0x11, 5, 0, 0, 0, 0x04, 0x03, 0x00, 0x00, b'z']);
+        assert_eq!(bytes_of(|e| e.timestamp_infinity(true)), [0x08, 1, 0, 0, 0, 1]);
         assert_eq!(bytes_of(|e| e.date_infinity(false)), [0x0A, 1, 0, 0, 0, 0]);
     }
 
@@ -839,10 +805,7 @@ mod tests {
             ("10E-1", "1"),
             ("123.456e1", "1234.56"),
             ("  7  ", "7"),
-            (
-                "12345678901234567890123456789.000000001",
-                "12345678901234567890123456789.000000001",
-            ),
+            ("12345678901234567890123456789.000000001", "12345678901234567890123456789.000000001"),
             ("NaN", "NaN"),
             ("nan", "NaN"),
             ("Infinity", "Infinity"),
@@ -851,43 +814,23 @@ mod tests {
         ] {
             assert_eq!(canonical_decimal(input), expected, "input {input:?}");
         }
-        assert_eq!(
-            row(|e| e.decimal("1.50").unwrap()),
-            row(|e| e.decimal("1.5").unwrap())
-        );
-        assert_eq!(
-            row(|e| e.decimal("-0").unwrap()),
-            row(|e| e.decimal("0").unwrap())
-        );
-        assert_ne!(
-            row(|e| e.decimal("1.5").unwrap()),
-            row(|e| e.decimal("1.05").unwrap())
-        );
-        assert_ne!(
-            row(|e| e.decimal("NaN").unwrap()),
-            row(|e| e.float(f64::NAN))
-        );
+        assert_eq!(row(|e| e.decimal("1.50").unwrap()), row(|e| e.decimal("1.5").unwrap()));
+        assert_eq!(row(|e| e.decimal("-0").unwrap()), row(|e| e.decimal("0").unwrap()));
+        assert_ne!(row(|e| e.decimal("1.5").unwrap()), row(|e| e.decimal("1.05").unwrap()));
+        assert_ne!(row(|e| e.decimal("NaN").unwrap()), row(|e| e.float(f64::NAN)));
         // A decimal is not an integer: the two come from different column types.
         assert_ne!(row(|e| e.decimal("5").unwrap()), row(|e| e.int(5)));
     }
 
     #[test]
     fn invalid_decimals_are_rejected_and_write_nothing() {
-        for bad in [
-            "", "-", ".", "1.2.3", "1e", "e5", "1e+", "abc", "1,5", "--1", "NaNx", "-NaN", "0x10",
-        ] {
+        for bad in ["", "-", ".", "1.2.3", "1e", "e5", "1e+", "abc", "1,5", "--1", "NaNx", "-NaN", "0x10"] {
             let mut enc = RowEncoder::new();
-            assert!(
-                matches!(enc.decimal(bad), Err(CanonicalError::InvalidDecimal { .. })),
-                "accepted {bad:?}"
-            );
+            assert!(matches!(enc.decimal(bad), Err(CanonicalError::InvalidDecimal { .. })), "accepted {bad:?}");
             assert!(enc.as_bytes().is_empty());
         }
         let mut enc = RowEncoder::new();
-        assert!(matches!(
-            enc.decimal("1e999999999"),
-            Err(CanonicalError::DecimalOutOfRange { .. })
-        ));
+        assert!(matches!(enc.decimal("1e999999999"), Err(CanonicalError::DecimalOutOfRange { .. })));
         assert!(enc.as_bytes().is_empty());
         assert!(enc.decimal("0e999999999").is_ok());
     }
@@ -899,19 +842,10 @@ mod tests {
         let nan_b = f64::from_bits(0xFFF0_0000_0000_0100);
         assert!(nan_a.is_nan() && nan_b.is_nan());
         assert_eq!(row(|e| e.float(nan_a)), row(|e| e.float(nan_b)));
-        assert_eq!(
-            row(|e| e.float(f64::from(f32::NAN))),
-            row(|e| e.float(f64::NAN))
-        );
+        assert_eq!(row(|e| e.float(f64::from(f32::NAN))), row(|e| e.float(f64::NAN)));
         let x = 0.1f64;
-        assert_ne!(
-            row(|e| e.float(x)),
-            row(|e| e.float(f64::from_bits(x.to_bits() + 1)))
-        );
-        assert_ne!(
-            row(|e| e.float(f64::INFINITY)),
-            row(|e| e.float(f64::NEG_INFINITY))
-        );
+        assert_ne!(row(|e| e.float(x)), row(|e| e.float(f64::from_bits(x.to_bits() + 1))));
+        assert_ne!(row(|e| e.float(f64::INFINITY)), row(|e| e.float(f64::NEG_INFINITY)));
         assert_ne!(row(|e| e.float(f64::INFINITY)), row(|e| e.float(f64::MAX)));
         assert_ne!(row(|e| e.float(f64::INFINITY)), row(|e| e.float(f64::NAN)));
         // float4 values are widened, so a real 1.1 is not a double 1.1.
@@ -972,64 +906,32 @@ mod tests {
         assert_ne!(plus, max);
         assert_ne!(minus, min);
         assert_ne!(row(|e| e.date_infinity(true)), plus);
-        assert_ne!(
-            row(|e| e.date_infinity(true)),
-            row(|e| e.date_days(i32::MAX))
-        );
+        assert_ne!(row(|e| e.date_infinity(true)), row(|e| e.date_days(i32::MAX)));
         assert_ne!(row(|e| e.date_days(0)), row(|e| e.timestamp_us(0)));
         assert_ne!(row(|e| e.time_us(0)), row(|e| e.timestamp_us(0)));
         assert_ne!(row(|e| e.timetz(0, 0)), row(|e| e.timetz(0, 3600)));
         assert_ne!(row(|e| e.interval(1, 0, 0)), row(|e| e.interval(0, 30, 0)));
-        assert_ne!(
-            row(|e| e.interval(0, 1, 0)),
-            row(|e| e.interval(0, 0, 86_400_000_000))
-        );
+        assert_ne!(row(|e| e.interval(0, 1, 0)), row(|e| e.interval(0, 0, 86_400_000_000)));
     }
 
     #[test]
     fn json_is_canonical() {
-        let a = row(|e| {
-            e.json(r#"{"b": [1, 2.50, {"y":null,"x":true}], "a": "s\u00e9\n"}"#)
-                .unwrap()
-        });
-        let b = row(|e| {
-            e.json("{\"a\":\"sé\\n\",\"b\":[1.0,2.5,{\"x\":true,\"y\":null}]}")
-                .unwrap()
-        });
+        let a = row(|e| e.json(r#"{"b": [1, 2.50, {"y":null,"x":true}], "a": "s\u00e9\n"}"#).unwrap());
+        let b = row(|e| e.json("{\"a\":\"sé\\n\",\"b\":[1.0,2.5,{\"x\":true,\"y\":null}]}").unwrap());
         assert_eq!(a, b);
         assert_eq!(
-            bytes_of(|e| e
-                .json(r#" { "b" : 1e2 , "a" : [ -0 , "\u0001\"\\/" ] } "#)
-                .unwrap())[5..],
+            bytes_of(|e| e.json(r#" { "b" : 1e2 , "a" : [ -0 , "\u0001\"\\/" ] } "#).unwrap())[5..],
             *br#"{"a":[0,"\u0001\"\\/"],"b":100}"#
         );
-        assert_ne!(
-            row(|e| e.json(r#"{"a":1}"#).unwrap()),
-            row(|e| e.json(r#"{"a":"1"}"#).unwrap())
-        );
-        assert_ne!(
-            row(|e| e.json(r#"[1,2]"#).unwrap()),
-            row(|e| e.json(r#"[2,1]"#).unwrap())
-        );
+        assert_ne!(row(|e| e.json(r#"{"a":1}"#).unwrap()), row(|e| e.json(r#"{"a":"1"}"#).unwrap()));
+        assert_ne!(row(|e| e.json(r#"[1,2]"#).unwrap()), row(|e| e.json(r#"[2,1]"#).unwrap()));
         // Duplicate keys: the last one wins, as in jsonb.
-        assert_eq!(
-            row(|e| e.json(r#"{"a":1,"a":2}"#).unwrap()),
-            row(|e| e.json(r#"{"a":2}"#).unwrap())
-        );
+        assert_eq!(row(|e| e.json(r#"{"a":1,"a":2}"#).unwrap()), row(|e| e.json(r#"{"a":2}"#).unwrap()));
         assert_ne!(row(|e| e.json("null").unwrap()), row(|e| e.null()));
-        assert_ne!(
-            row(|e| e.json(r#""x""#).unwrap()),
-            row(|e| e.text(b"\"x\""))
-        );
+        assert_ne!(row(|e| e.json(r#""x""#).unwrap()), row(|e| e.text(b"\"x\"")));
         let mut enc = RowEncoder::new();
-        assert!(matches!(
-            enc.json("{\"a\":"),
-            Err(CanonicalError::InvalidJson { .. })
-        ));
-        assert!(matches!(
-            enc.json("[1e999999999]"),
-            Err(CanonicalError::InvalidJson { .. })
-        ));
+        assert!(matches!(enc.json("{\"a\":"), Err(CanonicalError::InvalidJson { .. })));
+        assert!(matches!(enc.json("[1e999999999]"), Err(CanonicalError::InvalidJson { .. })));
         assert!(enc.as_bytes().is_empty());
     }
 
@@ -1046,10 +948,7 @@ mod tests {
 
     #[test]
     fn arrays() {
-        let dim = |len| ArrayDim {
-            len,
-            lower_bound: 1,
-        };
+        let dim = |len| ArrayDim { len, lower_bound: 1 };
         let empty = row(|e| {
             let a = e.begin_array(&[]);
             e.end_array(a)
@@ -1074,10 +973,7 @@ mod tests {
             e.end_array(a)
         });
         let shifted = row(|e| {
-            let a = e.begin_array(&[ArrayDim {
-                len: 4,
-                lower_bound: 0,
-            }]);
+            let a = e.begin_array(&[ArrayDim { len: 4, lower_bound: 0 }]);
             (1..=4).for_each(|i| e.int(i));
             e.end_array(a)
         });
@@ -1092,10 +988,7 @@ mod tests {
         });
         assert_eq!(
             bytes,
-            [
-                0x10, 18, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0x05, 1, 0, 0, 0, b'x', 0,
-                0, 0, 0, 0
-            ]
+            [0x10, 18, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0x05, 1, 0, 0, 0, b'x', 0, 0, 0, 0, 0]
         );
     }
 
@@ -1200,10 +1093,7 @@ mod tests {
         for d in [empty, one, many] {
             assert_eq!(d.to_string().parse::<RangeDigest>().unwrap(), d);
         }
-        assert_eq!(
-            one.to_hex().to_uppercase().parse::<RangeDigest>().unwrap(),
-            one
-        );
+        assert_eq!(one.to_hex().to_uppercase().parse::<RangeDigest>().unwrap(), one);
         let zeros = "0".repeat(64);
         for bad in [
             String::new(),

@@ -55,9 +55,10 @@ pub struct CopyArgs {
     #[arg(long, value_name = "N")]
     pub workers: Option<i64>,
 
-    /// Rows per chunk: the unit of work, of resume and of checksums.
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
-    pub chunk_rows: i64,
+    /// Rows per chunk: the unit of work, of resume and of checksums [default: 100000].
+    /// A resumed job keeps the chunk size it was started with.
+    #[arg(long, value_name = "N")]
+    pub chunk_rows: Option<i64>,
 
     /// Continue an unfinished job from its committed chunks.
     #[arg(long, conflicts_with = "restart")]

@@ -32,6 +32,8 @@ impl std::fmt::Debug for PgEndpoint {
     }
 }
 
+pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
+
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl PgEndpoint {
@@ -44,9 +46,9 @@ impl PgEndpoint {
                 redact_url(url)
             )));
         }
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-            Error::input(format!("--{role}: invalid PostgreSQL URL {}: {e}", redact_url(url)))
-        })?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::input(format!("--{role}: invalid PostgreSQL URL {}: {e}", redact_url(url))))?;
         if let Some(pw) = config.get_password() {
             register_secret(&String::from_utf8_lossy(pw));
         } else if let Ok(pw) = std::env::var("PGPASSWORD") {
@@ -200,6 +202,8 @@ pub struct CopyConfig {
     pub job: String,
     pub workers: usize,
     pub chunk_rows: u64,
+    /// Whether `--chunk-rows` was given (a resumed job otherwise keeps its own).
+    pub chunk_rows_given: bool,
     pub mode: StartMode,
     pub report: Option<PathBuf>,
     pub progress: ProgressMode,
@@ -219,7 +223,7 @@ impl CopyConfig {
         if workers > 256 {
             return Err(Error::input("--workers: at most 256 (each worker holds two connections)"));
         }
-        let chunk_rows = positive(args.chunk_rows, "--chunk-rows")?;
+        let chunk_rows = positive(args.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS as i64), "--chunk-rows")?;
         let job = match &args.job {
             Some(j) if j.trim().is_empty() => return Err(Error::input("--job: the name must not be empty")),
             Some(j) => j.clone(),
@@ -251,6 +255,7 @@ impl CopyConfig {
             job,
             workers,
             chunk_rows,
+            chunk_rows_given: args.chunk_rows.is_some(),
             mode,
             report: args.report.clone(),
             progress,
@@ -328,7 +333,10 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(redact_url("postgres://u:pw@h:5432/db?sslmode=require"), "postgres://u:***@h:5432/db?sslmode=require");
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db?sslmode=require"),
+            "postgres://u:***@h:5432/db?sslmode=require"
+        );
         assert_eq!(redact_url("postgres://u@h/db?password=pw&x=1"), "postgres://u@h/db?password=***&x=1");
         assert_eq!(redact_url("mysql://h/db"), "mysql://h/db");
     }

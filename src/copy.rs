@@ -30,6 +30,8 @@ pub struct CopyOutcome {
 /// Runs the copy. `cancel` is set by the Ctrl-C handler.
 pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
     let started = Instant::now();
+    let mut cfg = cfg.clone();
+    let cfg = &mut cfg;
     let mut source = PgSource::connect(&cfg.source)?;
     let mut target = PgTarget::connect(&cfg.target)?;
     if !state::try_lock_job(&mut target.conn, &cfg.job)? {
@@ -47,7 +49,10 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
                 cfg.job
             )))
         }
-        (StartMode::Resume, Some(job)) => resume(cfg, &mut target, job)?,
+        (StartMode::Resume, Some(job)) => {
+            keep_chunk_rows(cfg, job);
+            resume(cfg, &mut target, job)?
+        }
         (StartMode::Restart, old) | (StartMode::Fresh, old @ None) => {
             let old_tables = match old {
                 Some(_) => state::load_tables(&mut target.conn, &cfg.job)?,
@@ -90,7 +95,7 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         progress_interval: cfg.progress_interval,
         cancel: cancel.clone(),
     };
-    let result = pipeline::run(&ctx, &work);
+    let result = pipeline::run(&ctx, &work, &mut source, &mut target);
     let seconds = started.elapsed().as_secs_f64();
     let outcome = CopyOutcome {
         job: cfg.job.clone(),
@@ -109,10 +114,12 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         Err(err) => {
             let status = if matches!(err.root(), Error::Interrupted) { "interrupted" } else { "failed" };
             // Best effort: the target may be the thing that failed.
-            let mut recorded = state::set_job_status(&mut target.conn, &cfg.job, status, Some(&redact(&err.to_string())));
+            let mut recorded =
+                state::set_job_status(&mut target.conn, &cfg.job, status, Some(&redact(&err.to_string())));
             if recorded.is_err() {
-                recorded = PgTarget::connect(&cfg.target)
-                    .and_then(|mut t| state::set_job_status(&mut t.conn, &cfg.job, status, Some(&redact(&err.to_string()))));
+                recorded = PgTarget::connect(&cfg.target).and_then(|mut t| {
+                    state::set_job_status(&mut t.conn, &cfg.job, status, Some(&redact(&err.to_string())))
+                });
             }
             if let (Some(path), Ok(())) = (&cfg.report, &recorded) {
                 let _ = PgTarget::connect(&cfg.target)
@@ -162,15 +169,31 @@ fn already_exists(cfg: &CopyConfig, job: &JobRecord) -> Error {
     }
 }
 
+/// A resumed job goes on planning with the chunk size it was started with, so its chunks
+/// stay alike (and their digests comparable).
+fn keep_chunk_rows(cfg: &mut CopyConfig, job: &JobRecord) {
+    let Some(recorded) = job.settings.get("chunk_rows").and_then(|v| v.as_u64()) else { return };
+    if cfg.chunk_rows_given && cfg.chunk_rows != recorded {
+        eprintln!(
+            "warning: job {:?} keeps its chunk size of {recorded} rows (--chunk-rows {} ignored)",
+            cfg.job, cfg.chunk_rows
+        );
+    }
+    cfg.chunk_rows = recorded;
+}
+
 /// Checks a resumed job against this run's arguments and marks it running again.
 fn resume(cfg: &CopyConfig, target: &mut PgTarget, job: &JobRecord) -> Result<Vec<TableRecord>> {
     let records = state::load_tables(&mut target.conn, &cfg.job)?;
     if !cfg.tables.is_empty() {
-        let named: Vec<String> = cfg.tables.iter().map(|t| format!("{}.{}", t.schema.as_deref().unwrap_or("*"), t.name)).collect();
+        let named: Vec<String> =
+            cfg.tables.iter().map(|t| format!("{}.{}", t.schema.as_deref().unwrap_or("*"), t.name)).collect();
         let recorded: Vec<String> = records.iter().map(|r| r.table.name.to_string()).collect();
         let matches = cfg.tables.len() == records.len()
             && cfg.tables.iter().all(|s| {
-                records.iter().any(|r| r.table.name.name == s.name && s.schema.as_ref().is_none_or(|sc| sc == &r.table.name.schema))
+                records.iter().any(|r| {
+                    r.table.name.name == s.name && s.schema.as_ref().is_none_or(|sc| sc == &r.table.name.schema)
+                })
             });
         if !matches {
             return Err(Error::input(format!(
@@ -191,7 +214,12 @@ fn resume(cfg: &CopyConfig, target: &mut PgTarget, job: &JobRecord) -> Result<Ve
 /// Checks the source tables against the target and records a new job, creating missing
 /// target tables, all in one target transaction (for `--restart`, after removing the old
 /// job and the rows it loaded).
-fn setup(cfg: &CopyConfig, source: &mut PgSource, target: &mut PgTarget, old: &[TableRecord]) -> Result<Vec<TableRecord>> {
+fn setup(
+    cfg: &CopyConfig,
+    source: &mut PgSource,
+    target: &mut PgTarget,
+    old: &[TableRecord],
+) -> Result<Vec<TableRecord>> {
     let tables = source.describe_tables(&cfg.tables)?;
     let others = other_jobs_tables(target, &cfg.job)?;
     let mut plan: Vec<(Table, bool)> = Vec::with_capacity(tables.len());

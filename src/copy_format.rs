@@ -58,29 +58,13 @@ pub enum CopyFormatError {
     BadHeader { reason: String },
     /// A tuple's field count is not the number of copied columns.
     #[error("row {row}: binary COPY tuple has {got} fields, expected {expected} ({names})")]
-    FieldCount {
-        row: u64,
-        expected: usize,
-        got: i16,
-        names: String,
-    },
+    FieldCount { row: u64, expected: usize, got: i16, names: String },
     /// A field could not be decoded as its column's type.
     #[error("row {row}, column {column} ({type_sql}): {problem}")]
-    Field {
-        row: u64,
-        column: String,
-        type_sql: String,
-        problem: FieldProblem,
-    },
+    Field { row: u64, column: String, type_sql: String, problem: FieldProblem },
     /// The stream ended inside the header or a tuple.
-    #[error(
-        "binary COPY stream truncated after {rows} rows: {pending} bytes of an incomplete {what}"
-    )]
-    Truncated {
-        rows: u64,
-        pending: usize,
-        what: &'static str,
-    },
+    #[error("binary COPY stream truncated after {rows} rows: {pending} bytes of an incomplete {what}")]
+    Truncated { rows: u64, pending: usize, what: &'static str },
     /// The stream ended cleanly between tuples but without the trailer.
     #[error("binary COPY stream ended after {rows} rows without its trailer")]
     MissingTrailer { rows: u64 },
@@ -264,11 +248,7 @@ impl ChunkHasher {
     /// If `col_index` is not an array column of this hasher.
     pub fn with_elem_oid_rewrite(mut self, col_index: usize, target_oid: u32) -> Self {
         let column = &mut self.columns[col_index];
-        assert!(
-            column.is_array,
-            "column {} ({}) is not an array",
-            column.name, column.type_sql
-        );
+        assert!(column.is_array, "column {} ({}) is not an array", column.name, column.type_sql);
         column.rewrite_elem_oid = Some(target_oid.to_be_bytes());
         self
     }
@@ -305,36 +285,22 @@ impl ChunkHasher {
     /// The digest and counts of the whole stream; an error unless it ended with its trailer.
     pub fn finish(self) -> Result<ChunkSummary, CopyFormatError> {
         match self.state {
-            State::Done => Ok(ChunkSummary {
-                rows: self.rows,
-                bytes: self.bytes,
-                digest: self.digest,
-            }),
+            State::Done => Ok(ChunkSummary { rows: self.rows, bytes: self.bytes, digest: self.digest }),
             State::Failed => Err(CopyFormatError::AlreadyFailed),
             State::Header if !self.carry.is_empty() || self.bytes > 0 => {
-                Err(CopyFormatError::Truncated {
-                    rows: 0,
-                    pending: self.carry.len(),
-                    what: "header",
-                })
+                Err(CopyFormatError::Truncated { rows: 0, pending: self.carry.len(), what: "header" })
             }
             State::Header => Err(CopyFormatError::MissingTrailer { rows: 0 }),
-            State::Tuples if !self.carry.is_empty() => Err(CopyFormatError::Truncated {
-                rows: self.rows,
-                pending: self.carry.len(),
-                what: "tuple",
-            }),
+            State::Tuples if !self.carry.is_empty() => {
+                Err(CopyFormatError::Truncated { rows: self.rows, pending: self.carry.len(), what: "tuple" })
+            }
             State::Tuples => Err(CopyFormatError::MissingTrailer { rows: self.rows }),
         }
     }
 
     fn feed_inner(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), CopyFormatError> {
         if self.state == State::Done {
-            return if data.is_empty() {
-                Ok(())
-            } else {
-                Err(CopyFormatError::DataAfterTrailer { bytes: data.len() })
-            };
+            return if data.is_empty() { Ok(()) } else { Err(CopyFormatError::DataAfterTrailer { bytes: data.len() }) };
         }
         if !self.carry.is_empty() {
             // Complete the pending item with just the bytes it still needs, so the carry never
@@ -397,9 +363,7 @@ impl ChunkHasher {
             self.patches.clear();
         }
         if self.state == State::Done && pos < buf.len() {
-            return Err(CopyFormatError::DataAfterTrailer {
-                bytes: buf.len() - pos,
-            });
+            return Err(CopyFormatError::DataAfterTrailer { bytes: buf.len() - pos });
         }
         Ok(pos)
     }
@@ -416,20 +380,14 @@ impl ChunkHasher {
         }
         let flags = u32::from_be_bytes(buf[11..15].try_into().expect("4 bytes"));
         if flags & FLAG_HAS_OIDS != 0 {
-            return Err(CopyFormatError::BadHeader {
-                reason: "tuples carry OIDs".into(),
-            });
+            return Err(CopyFormatError::BadHeader { reason: "tuples carry OIDs".into() });
         }
         if flags & FLAGS_CRITICAL != 0 {
-            return Err(CopyFormatError::BadHeader {
-                reason: format!("unknown critical flags {flags:#010x}"),
-            });
+            return Err(CopyFormatError::BadHeader { reason: format!("unknown critical flags {flags:#010x}") });
         }
         let extension = u32::from_be_bytes(buf[15..19].try_into().expect("4 bytes"));
         if extension > MAX_HEADER_EXTENSION {
-            return Err(CopyFormatError::BadHeader {
-                reason: format!("header extension of {extension} bytes"),
-            });
+            return Err(CopyFormatError::BadHeader { reason: format!("header extension of {extension} bytes") });
         }
         Ok(Some(HEADER_FIXED_LEN + extension as usize))
     }
@@ -437,18 +395,13 @@ impl ChunkHasher {
     /// The length of the item that starts in `carry` and may continue in `data`, once the
     /// bytes that determine it have arrived.
     fn item_len(&self, data: &[u8]) -> Result<Option<usize>, CopyFormatError> {
-        let joined = Joined {
-            a: &self.carry,
-            b: data,
-        };
+        let joined = Joined { a: &self.carry, b: data };
         match self.state {
             State::Header => {
                 let mut head = [0u8; HEADER_FIXED_LEN];
                 let n = joined.len().min(HEADER_FIXED_LEN);
                 joined.copy_to(0, &mut head[..n]);
-                Ok(self
-                    .header_len(&head[..n])?
-                    .filter(|&len| joined.len() >= len))
+                Ok(self.header_len(&head[..n])?.filter(|&len| joined.len() >= len))
             }
             State::Tuples => {
                 let Some(count) = joined.array::<2>(0) else {
@@ -484,18 +437,8 @@ impl ChunkHasher {
         if got >= 0 && got as usize == self.columns.len() {
             return Ok(());
         }
-        let names = self
-            .columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        Err(CopyFormatError::FieldCount {
-            row: self.rows + 1,
-            expected: self.columns.len(),
-            got,
-            names,
-        })
+        let names = self.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+        Err(CopyFormatError::FieldCount { row: self.rows + 1, expected: self.columns.len(), got, names })
     }
 
     #[cold]
@@ -575,11 +518,7 @@ impl Joined<'_> {
     fn copy_to(&self, at: usize, dst: &mut [u8]) {
         for (i, byte) in dst.iter_mut().enumerate() {
             let k = at + i;
-            *byte = if k < self.a.len() {
-                self.a[k]
-            } else {
-                self.b[k - self.a.len()]
-            };
+            *byte = if k < self.a.len() { self.a[k] } else { self.b[k - self.a.len()] };
         }
     }
 
@@ -595,10 +534,7 @@ impl Joined<'_> {
 
 #[inline]
 fn fixed<const N: usize>(field: &[u8]) -> Result<[u8; N], FieldProblem> {
-    field.try_into().map_err(|_| FieldProblem::Length {
-        expected: N,
-        got: field.len(),
-    })
+    field.try_into().map_err(|_| FieldProblem::Length { expected: N, got: field.len() })
 }
 
 /// Decodes one non-NULL value in its `*_send` format into the canonical encoder.
@@ -638,10 +574,7 @@ fn decode_scalar(
         Scalar::Timestamp => match i64::from_be_bytes(fixed(field)?) {
             i64::MAX => enc.timestamp_infinity(true),
             i64::MIN => enc.timestamp_infinity(false),
-            us => enc.timestamp_us(
-                us.checked_add(PG_EPOCH_UNIX_US)
-                    .ok_or(FieldProblem::TimestampRange(us))?,
-            ),
+            us => enc.timestamp_us(us.checked_add(PG_EPOCH_UNIX_US).ok_or(FieldProblem::TimestampRange(us))?),
         },
         Scalar::Interval => {
             let bytes: [u8; 16] = fixed(field)?;
@@ -669,26 +602,16 @@ fn decode_json(text: &[u8], enc: &mut RowEncoder) -> Result<(), FieldProblem> {
 
 /// numeric_send: ndigits, weight, sign, dscale (int16 each), then ndigits base-10000 digits,
 /// the first worth 10000^weight. Rendered straight into canonical decimal text.
-fn decode_numeric(
-    field: &[u8],
-    enc: &mut RowEncoder,
-    scratch: &mut Scratch,
-) -> Result<(), FieldProblem> {
+fn decode_numeric(field: &[u8], enc: &mut RowEncoder, scratch: &mut Scratch) -> Result<(), FieldProblem> {
     if field.len() < 8 {
-        return Err(FieldProblem::TooShort {
-            min: 8,
-            got: field.len(),
-        });
+        return Err(FieldProblem::TooShort { min: 8, got: field.len() });
     }
     let word = |i: usize| u16::from_be_bytes([field[2 * i], field[2 * i + 1]]);
     let ndigits = word(0) as usize;
     let mut weight = i32::from(word(1) as i16);
     let sign = word(2);
     if field.len() != 8 + 2 * ndigits {
-        return Err(FieldProblem::Length {
-            expected: 8 + 2 * ndigits,
-            got: field.len(),
-        });
+        return Err(FieldProblem::Length { expected: 8 + 2 * ndigits, got: field.len() });
     }
     let special: &[u8] = match sign {
         NUMERIC_POS | NUMERIC_NEG => b"",
@@ -712,9 +635,7 @@ fn decode_numeric(
         enc.decimal_canonical(b"0");
         return Ok(());
     };
-    let last = (0..ndigits)
-        .rfind(|&i| digit(i) != 0)
-        .expect("a non-zero digit exists");
+    let last = (0..ndigits).rfind(|&i| digit(i) != 0).expect("a non-zero digit exists");
     weight -= first as i32;
     let n = last - first + 1;
     let group = |i: i32| {
@@ -756,32 +677,16 @@ fn decode_numeric(
 #[inline]
 fn push_group(text: &mut Vec<u8>, group: u16, pad: bool) {
     let ds = [group / 1000, group / 100 % 10, group / 10 % 10, group % 10];
-    let skip = if pad {
-        0
-    } else {
-        ds.iter().take_while(|&&d| d == 0).count().min(3)
-    };
+    let skip = if pad { 0 } else { ds.iter().take_while(|&&d| d == 0).count().min(3) };
     text.extend(ds[skip..].iter().map(|&d| b'0' + d as u8));
 }
 
 /// array_send: ndim, has-nulls flag, element OID (int32 each), then per dimension its length
 /// and lower bound, then every element as int32 length (-1 NULL) and its `*_send` bytes.
-fn decode_array(
-    elem: Scalar,
-    field: &[u8],
-    enc: &mut RowEncoder,
-    scratch: &mut Scratch,
-) -> Result<(), FieldProblem> {
-    let int = |at: usize| {
-        field
-            .get(at..at + 4)
-            .map(|b| i32::from_be_bytes(b.try_into().expect("4 bytes")))
-    };
+fn decode_array(elem: Scalar, field: &[u8], enc: &mut RowEncoder, scratch: &mut Scratch) -> Result<(), FieldProblem> {
+    let int = |at: usize| field.get(at..at + 4).map(|b| i32::from_be_bytes(b.try_into().expect("4 bytes")));
     if field.len() < 12 {
-        return Err(FieldProblem::TooShort {
-            min: 12,
-            got: field.len(),
-        });
+        return Err(FieldProblem::TooShort { min: 12, got: field.len() });
     }
     let ndim = int(0).expect("checked length");
     let flags = int(4).expect("checked length");
@@ -796,16 +701,10 @@ fn decode_array(
     let mut items: u64 = 1;
     for (i, dim) in dims[..ndim].iter_mut().enumerate() {
         let (Some(len), Some(lower_bound)) = (int(12 + 8 * i), int(16 + 8 * i)) else {
-            return Err(FieldProblem::TooShort {
-                min: 12 + 8 * ndim,
-                got: field.len(),
-            });
+            return Err(FieldProblem::TooShort { min: 12 + 8 * ndim, got: field.len() });
         };
         if len < 0 {
-            return Err(FieldProblem::Array(format!(
-                "dimension {} has length {len}",
-                i + 1
-            )));
+            return Err(FieldProblem::Array(format!("dimension {} has length {len}", i + 1)));
         }
         *dim = ArrayDim { len, lower_bound };
         items = items.saturating_mul(len as u64);
@@ -817,33 +716,22 @@ fn decode_array(
     let mut pos = 12 + 8 * ndim;
     for item in 0..items {
         let Some(len) = int(pos) else {
-            return Err(FieldProblem::Array(format!(
-                "ends before element {} of {items}",
-                item + 1
-            )));
+            return Err(FieldProblem::Array(format!("ends before element {} of {items}", item + 1)));
         };
         pos += 4;
         if len == -1 {
             enc.null();
             continue;
         }
-        let element = usize::try_from(len)
-            .ok()
-            .and_then(|len| field.get(pos..pos + len));
+        let element = usize::try_from(len).ok().and_then(|len| field.get(pos..pos + len));
         let Some(element) = element else {
-            return Err(FieldProblem::Array(format!(
-                "element {} of {items} has length {len}",
-                item + 1
-            )));
+            return Err(FieldProblem::Array(format!("element {} of {items} has length {len}", item + 1)));
         };
         decode_scalar(elem, element, enc, scratch)?;
         pos += element.len();
     }
     if pos != field.len() {
-        return Err(FieldProblem::Array(format!(
-            "{} bytes after the last element",
-            field.len() - pos
-        )));
+        return Err(FieldProblem::Array(format!("{} bytes after the last element", field.len() - pos)));
     }
     enc.end_array(mark);
     Ok(())
@@ -887,11 +775,7 @@ impl CopyEncoder {
         buf.extend_from_slice(SIGNATURE);
         buf.extend_from_slice(&0u32.to_be_bytes());
         buf.extend_from_slice(&0u32.to_be_bytes());
-        CopyEncoder {
-            buf,
-            rows: 0,
-            fields_left: 0,
-        }
+        CopyEncoder { buf, rows: 0, fields_left: 0 }
     }
 
     /// Rows begun so far.
@@ -914,10 +798,7 @@ impl CopyEncoder {
     pub fn finish(mut self) -> FinishedCopy {
         debug_assert_eq!(self.fields_left, 0, "the last row is missing fields");
         self.buf.extend_from_slice(&TRAILER);
-        FinishedCopy {
-            bytes: std::mem::take(&mut self.buf),
-            rows: self.rows,
-        }
+        FinishedCopy { bytes: std::mem::take(&mut self.buf), rows: self.rows }
     }
 
     /// Starts a row of `fields` fields.
@@ -1012,10 +893,7 @@ impl CopyEncoder {
                 self.i32(pg_days);
                 Ok(())
             }
-            _ => Err(CopyFormatError::Unencodable {
-                what: "date",
-                reason: format!("{days} days since 1970"),
-            }),
+            _ => Err(CopyFormatError::Unencodable { what: "date", reason: format!("{days} days since 1970") }),
         }
     }
 
@@ -1032,10 +910,7 @@ impl CopyEncoder {
                 self.i64(pg_us);
                 Ok(())
             }
-            _ => Err(CopyFormatError::Unencodable {
-                what: "timestamp",
-                reason: format!("{unix_us} µs since 1970"),
-            }),
+            _ => Err(CopyFormatError::Unencodable { what: "timestamp", reason: format!("{unix_us} µs since 1970") }),
         }
     }
 
@@ -1073,10 +948,7 @@ impl CopyEncoder {
     /// is the text's: `1.50` is sent with dscale 2, as PostgreSQL would. Infinities need
     /// PostgreSQL 14 or later on the target.
     pub fn numeric_from_decimal_str(&mut self, text: &str) -> Result<(), CopyFormatError> {
-        let unencodable = |reason: String| CopyFormatError::Unencodable {
-            what: "numeric",
-            reason,
-        };
+        let unencodable = |reason: String| CopyFormatError::Unencodable { what: "numeric", reason };
         let parsed = ParsedDecimal::parse(text).map_err(|e| unencodable(e.to_string()))?;
         let special = match parsed {
             ParsedDecimal::NaN => NUMERIC_NAN,
@@ -1090,9 +962,7 @@ impl CopyEncoder {
         };
         let dscale = (d.frac.len() as i64).saturating_sub(d.exp).max(0);
         if dscale > NUMERIC_MAX_SCALE {
-            return Err(unencodable(format!(
-                "scale {dscale} of {text:?} exceeds {NUMERIC_MAX_SCALE}"
-            )));
+            return Err(unencodable(format!("scale {dscale} of {text:?} exceeds {NUMERIC_MAX_SCALE}")));
         }
         let Some((first, last, point)) = d.significant() else {
             // Zero: no digits, positive, keeping the scale.
@@ -1100,9 +970,7 @@ impl CopyEncoder {
             return Ok(());
         };
         if point - first > NUMERIC_MAX_INT_DIGITS {
-            return Err(unencodable(format!(
-                "{text:?} has more than {NUMERIC_MAX_INT_DIGITS} integer digits"
-            )));
+            return Err(unencodable(format!("{text:?} has more than {NUMERIC_MAX_INT_DIGITS} integer digits")));
         }
         // The digit at index k of int ++ frac is worth 10^(point - 1 - k); base-10000 digit w
         // covers 10^(4w) ..= 10^(4w + 3).
@@ -1114,13 +982,10 @@ impl CopyEncoder {
         let negative = d.negative;
         self.buf.extend_from_slice(&(ndigits as u16).to_be_bytes());
         self.buf.extend_from_slice(&(high as i16).to_be_bytes());
-        self.buf
-            .extend_from_slice(&(if negative { NUMERIC_NEG } else { NUMERIC_POS }).to_be_bytes());
+        self.buf.extend_from_slice(&(if negative { NUMERIC_NEG } else { NUMERIC_POS }).to_be_bytes());
         self.buf.extend_from_slice(&(dscale as u16).to_be_bytes());
         for w in (low..=high).rev() {
-            let group = (0..4).fold(0u16, |acc, j| {
-                acc * 10 + u16::from(d.digit(point - 1 - (4 * w + 3 - j)))
-            });
+            let group = (0..4).fold(0u16, |acc, j| acc * 10 + u16::from(d.digit(point - 1 - (4 * w + 3 - j))));
             self.buf.extend_from_slice(&group.to_be_bytes());
         }
         Ok(())
@@ -1186,9 +1051,7 @@ mod tests {
 
     /// A deterministic pseudo-random sequence (no dependency needed for cut points).
     fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         *seed >> 33
     }
 
@@ -1200,9 +1063,8 @@ mod tests {
         splits.extend((1..stream.len()).map(|cut| vec![cut]));
         let mut seed = 42;
         for _ in 0..200 {
-            let mut cuts: Vec<usize> = (0..1 + lcg(&mut seed) % 8)
-                .map(|_| (lcg(&mut seed) as usize) % (stream.len() + 1))
-                .collect();
+            let mut cuts: Vec<usize> =
+                (0..1 + lcg(&mut seed) % 8).map(|_| (lcg(&mut seed) as usize) % (stream.len() + 1)).collect();
             cuts.sort_unstable();
             splits.push(cuts);
         }
@@ -1216,60 +1078,51 @@ mod tests {
     // A real `COPY (…) TO STDOUT (FORMAT binary)` from PostgreSQL 15 of one row of the values in
     // `real_fixture_hashes_as_its_values` and one row of NULLs.
     const REAL_FIXTURE: &[u8] = &[
-        0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x28, 0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x00, 0x00, 0x02,
-        0x80, 0x00, 0x00, 0x00, 0x00, 0x04, 0x7f, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x08, 0x80,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0xff, 0xff, 0xff, 0xff,
-        0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x0c, 0x00, 0x02, 0x00, 0x00, 0x40, 0x00, 0x00, 0x04, 0x04, 0xd2, 0x15, 0xe0, 0x00, 0x00,
-        0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00,
-        0x00, 0x00, 0x00, 0xd0, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00,
-        0xf0, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x01, 0xff, 0xfe, 0x00, 0x00, 0x00,
-        0x09, 0x00, 0x7b, 0x00, 0x00, 0x00, 0x1a, 0x00, 0x09, 0x00, 0x07, 0x00, 0x00, 0x00, 0x01,
-        0x00, 0x0c, 0x0d, 0x80, 0x1e, 0xd2, 0x04, 0xd2, 0x16, 0x2e, 0x23, 0x34, 0x0d, 0x80, 0x1e,
-        0xd2, 0x13, 0x88, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x01, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x01, 0x00, 0x00, 0x00, 0x04, 0x3f, 0x8c, 0xcc, 0xcd, 0x00, 0x00, 0x00, 0x08, 0x80,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x7f, 0xf8, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0xff, 0xf0, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x06, 0x68, 0xc3, 0xa9, 0x6c, 0x6c, 0x6f, 0x00, 0x00, 0x00, 0x06,
-        0x61, 0x62, 0x20, 0x20, 0x20, 0x20, 0x00, 0x00, 0x00, 0x02, 0x00, 0xff, 0x00, 0x00, 0x00,
-        0x04, 0x00, 0x00, 0x22, 0x79, 0x00, 0x00, 0x00, 0x04, 0x7f, 0xff, 0xff, 0xff, 0x00, 0x00,
-        0x00, 0x04, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0xff, 0xff, 0x71, 0x54, 0x00,
-        0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x14, 0x1d, 0xd7, 0x5f, 0xff, 0x00, 0x00, 0x00, 0x0c,
-        0x00, 0x00, 0x00, 0x0a, 0x0e, 0xeb, 0xb0, 0x00, 0xff, 0xff, 0xe3, 0xe0, 0x00, 0x00, 0x00,
-        0x08, 0x00, 0x02, 0xb5, 0x83, 0x41, 0x72, 0x86, 0x14, 0x00, 0x00, 0x00, 0x08, 0x80, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x02, 0xb0, 0xd1, 0xa4,
-        0x07, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x03, 0x6c, 0x96, 0x6e, 0xe0,
-        0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x0e, 0x00, 0x00, 0x00, 0x10, 0xa0, 0xee, 0xbc,
-        0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11, 0x00, 0x00,
-        0x00, 0x15, 0x7b, 0x22, 0x62, 0x22, 0x3a, 0x31, 0x2c, 0x20, 0x22, 0x61, 0x22, 0x3a, 0x5b,
-        0x31, 0x2e, 0x35, 0x30, 0x2c, 0x32, 0x5d, 0x7d, 0x00, 0x00, 0x00, 0x19, 0x01, 0x7b, 0x22,
-        0x61, 0x22, 0x3a, 0x20, 0x5b, 0x31, 0x2e, 0x35, 0x30, 0x2c, 0x20, 0x32, 0x5d, 0x2c, 0x20,
-        0x22, 0x62, 0x22, 0x3a, 0x20, 0x31, 0x7d, 0x00, 0x00, 0x00, 0x38, 0x00, 0x00, 0x00, 0x02,
-        0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00,
-        0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00,
-        0x00, 0x01, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x03, 0x00,
-        0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00, 0x1d, 0x00, 0x00, 0x00,
-        0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x19, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00,
-        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x61, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x24,
-        0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00,
-        0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00,
-        0x00, 0x04, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x24, 0x00, 0x00, 0x00, 0x01, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x05, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01,
-        0x00, 0x00, 0x00, 0x05, 0x68, 0x61, 0x70, 0x70, 0x79, 0x00, 0x00, 0x00, 0x03, 0x73, 0x61,
-        0x64, 0x00, 0x00, 0x00, 0x02, 0x6f, 0x6b, 0x00, 0x00, 0x00, 0x10, 0x3f, 0xf0, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x28, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x28, 0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x00, 0x00, 0x02, 0x80, 0x00, 0x00, 0x00, 0x00, 0x04,
+        0x7f, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x08, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x04, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x0c, 0x00, 0x02, 0x00, 0x00, 0x40, 0x00, 0x00, 0x04, 0x04, 0xd2, 0x15, 0xe0, 0x00, 0x00,
+        0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00,
+        0xd0, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0xf0, 0x00, 0x00, 0x20, 0x00, 0x00,
+        0x00, 0x0a, 0x00, 0x01, 0xff, 0xfe, 0x00, 0x00, 0x00, 0x09, 0x00, 0x7b, 0x00, 0x00, 0x00, 0x1a, 0x00, 0x09,
+        0x00, 0x07, 0x00, 0x00, 0x00, 0x01, 0x00, 0x0c, 0x0d, 0x80, 0x1e, 0xd2, 0x04, 0xd2, 0x16, 0x2e, 0x23, 0x34,
+        0x0d, 0x80, 0x1e, 0xd2, 0x13, 0x88, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x01, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x04, 0x3f, 0x8c, 0xcc, 0xcd, 0x00, 0x00, 0x00, 0x08, 0x80, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x7f, 0xf8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x08, 0xff, 0xf0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, 0x68, 0xc3, 0xa9, 0x6c,
+        0x6c, 0x6f, 0x00, 0x00, 0x00, 0x06, 0x61, 0x62, 0x20, 0x20, 0x20, 0x20, 0x00, 0x00, 0x00, 0x02, 0x00, 0xff,
+        0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x22, 0x79, 0x00, 0x00, 0x00, 0x04, 0x7f, 0xff, 0xff, 0xff, 0x00, 0x00,
+        0x00, 0x04, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0xff, 0xff, 0x71, 0x54, 0x00, 0x00, 0x00, 0x08,
+        0x00, 0x00, 0x00, 0x14, 0x1d, 0xd7, 0x5f, 0xff, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x0a, 0x0e, 0xeb,
+        0xb0, 0x00, 0xff, 0xff, 0xe3, 0xe0, 0x00, 0x00, 0x00, 0x08, 0x00, 0x02, 0xb5, 0x83, 0x41, 0x72, 0x86, 0x14,
+        0x00, 0x00, 0x00, 0x08, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x02,
+        0xb0, 0xd1, 0xa4, 0x07, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x03, 0x6c, 0x96, 0x6e, 0xe0,
+        0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x0e, 0x00, 0x00, 0x00, 0x10, 0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b,
+        0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11, 0x00, 0x00, 0x00, 0x15, 0x7b, 0x22, 0x62, 0x22,
+        0x3a, 0x31, 0x2c, 0x20, 0x22, 0x61, 0x22, 0x3a, 0x5b, 0x31, 0x2e, 0x35, 0x30, 0x2c, 0x32, 0x5d, 0x7d, 0x00,
+        0x00, 0x00, 0x19, 0x01, 0x7b, 0x22, 0x61, 0x22, 0x3a, 0x20, 0x5b, 0x31, 0x2e, 0x35, 0x30, 0x2c, 0x20, 0x32,
+        0x5d, 0x2c, 0x20, 0x22, 0x62, 0x22, 0x3a, 0x20, 0x31, 0x7d, 0x00, 0x00, 0x00, 0x38, 0x00, 0x00, 0x00, 0x02,
+        0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+        0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x01, 0xff, 0xff, 0xff, 0xff,
+        0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00,
+        0x00, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00, 0x1d,
+        0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x19, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x61, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x24, 0x00, 0x00, 0x00,
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00,
+        0x24, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x05, 0x00, 0x00, 0x00, 0x02, 0x00,
+        0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x05, 0x68, 0x61, 0x70, 0x70, 0x79, 0x00, 0x00, 0x00, 0x03, 0x73, 0x61,
+        0x64, 0x00, 0x00, 0x00, 0x02, 0x6f, 0x6b, 0x00, 0x00, 0x00, 0x10, 0x3f, 0xf0, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x28, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
     ];
 
@@ -1320,11 +1173,8 @@ mod tests {
             Enum,
             Raw(600),
         ];
-        let mut columns: Vec<Column> = types
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| column(&format!("c{i}"), t))
-            .collect();
+        let mut columns: Vec<Column> =
+            types.into_iter().enumerate().map(|(i, t)| column(&format!("c{i}"), t)).collect();
         columns[37].user_elem_oid = Some(FIXTURE_MOOD_OID);
         columns
     }
@@ -1366,10 +1216,7 @@ mod tests {
         e.timestamp_infinity(false);
         e.timestamp_us(1_704_049_200_000_000);
         e.interval(14, 3, ((4 * 60 + 5) * 60 + 6) * 1_000_000 + 700_000);
-        e.uuid(&[
-            0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38,
-            0x0a, 0x11,
-        ]);
+        e.uuid(&[0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11]);
         e.json(r#"{"a":[1.5,2],"b":1}"#).unwrap();
         e.json(r#"{"a":[1.5,2],"b":1}"#).unwrap();
         let dim = |len, lower_bound| ArrayDim { len, lower_bound };
@@ -1412,10 +1259,7 @@ mod tests {
         let (summary, out) = run(hasher(&columns), REAL_FIXTURE).unwrap();
         assert_eq!(summary.rows, 2);
         assert_eq!(summary.bytes, REAL_FIXTURE.len() as u64);
-        assert_eq!(
-            summary.digest,
-            digest_of(&[fixture_row_hash(), null_row_hash(columns.len())])
-        );
+        assert_eq!(summary.digest, digest_of(&[fixture_row_hash(), null_row_hash(columns.len())]));
         assert_eq!(out, REAL_FIXTURE);
     }
 
@@ -1433,12 +1277,7 @@ mod tests {
         let (plain, _) = run(hasher(&columns), REAL_FIXTURE).unwrap();
         assert_eq!(summary, plain, "hashing ignores the rewrite");
         let old = FIXTURE_MOOD_OID.to_be_bytes();
-        let at: Vec<usize> = REAL_FIXTURE
-            .windows(4)
-            .enumerate()
-            .filter(|(_, w)| *w == old)
-            .map(|(i, _)| i)
-            .collect();
+        let at: Vec<usize> = REAL_FIXTURE.windows(4).enumerate().filter(|(_, w)| *w == old).map(|(i, _)| i).collect();
         assert_eq!(at.len(), 1, "the fixture holds the enum OID once");
         let mut expected = REAL_FIXTURE.to_vec();
         expected[at[0]..at[0] + 4].copy_from_slice(&[1, 2, 3, 4]);
@@ -1491,8 +1330,7 @@ mod tests {
                 copy.field(b"shipped");
                 canon.text(b"shipped");
             }
-            copy.timestamp_from_unix_us(1_600_000_000_000_000 + i as i64 * 1_000_003)
-                .unwrap();
+            copy.timestamp_from_unix_us(1_600_000_000_000_000 + i as i64 * 1_000_003).unwrap();
             canon.timestamp_us(1_600_000_000_000_000 + i as i64 * 1_000_003);
             copy.bool(i % 2 == 0);
             canon.bool(i % 2 == 0);
@@ -1522,14 +1360,12 @@ mod tests {
     #[test]
     fn encoder_round_trips_every_typed_writer() {
         use LogicalType::*;
-        let columns: Vec<Column> = [
-            Int2, Int4, Float4, Date, Date, Timestamp, Time, TimeTz, Interval, Uuid, Jsonb, Bytea,
-            Numeric,
-        ]
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| column(&format!("c{i}"), t))
-        .collect();
+        let columns: Vec<Column> =
+            [Int2, Int4, Float4, Date, Date, Timestamp, Time, TimeTz, Interval, Uuid, Jsonb, Bytea, Numeric]
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| column(&format!("c{i}"), t))
+                .collect();
         let mut copy = CopyEncoder::new();
         let mut canon = RowEncoder::new();
         let mut expected = RangeDigest::new();
@@ -1566,11 +1402,8 @@ mod tests {
             canon.json(r#"{"a":[true,null],"z":1}"#).unwrap();
             copy.field(&vec![0xAB; i as usize * 1000]);
             canon.bytes(&vec![0xAB; i as usize * 1000]);
-            copy.numeric_from_decimal_str(["NaN", "-Infinity", "-0.000"][i as usize])
-                .unwrap();
-            canon
-                .decimal(["NaN", "-Infinity", "0"][i as usize])
-                .unwrap();
+            copy.numeric_from_decimal_str(["NaN", "-Infinity", "-0.000"][i as usize]).unwrap();
+            canon.decimal(["NaN", "-Infinity", "0"][i as usize]).unwrap();
             expected.add(&canon.finish_row());
         }
         let (summary, _) = run(hasher(&columns), &copy.finish().bytes).unwrap();
@@ -1595,12 +1428,7 @@ mod tests {
             ("NaN", &[0, 0, 0xC000, 0]),
             ("-Infinity", &[0, 0, 0xF000, 0x20]),
             ("0.000001230", &[1, 0xFFFE, 0, 9, 123]),
-            (
-                "123456789012345678901234567890.5",
-                &[
-                    9, 7, 0, 1, 12, 3456, 7890, 1234, 5678, 9012, 3456, 7890, 5000,
-                ],
-            ),
+            ("123456789012345678901234567890.5", &[9, 7, 0, 1, 12, 3456, 7890, 1234, 5678, 9012, 3456, 7890, 5000]),
             ("1e20", &[1, 5, 0, 0, 1]),
         ];
         for (text, words) in cases {
@@ -1610,9 +1438,7 @@ mod tests {
             } else {
                 assert_eq!(numeric_bytes(text), expected, "{text}");
             }
-            let at = REAL_FIXTURE
-                .windows(expected.len())
-                .position(|w| w == expected.as_slice());
+            let at = REAL_FIXTURE.windows(expected.len()).position(|w| w == expected.as_slice());
             assert!(at.is_some(), "{text} is not in the fixture");
         }
     }
@@ -1690,16 +1516,7 @@ mod tests {
         let empty = be(&[0, 0, 21]);
         let stream = stream_of(&[vec![Some(field)], vec![Some(empty)], vec![None]]);
         let mut e = RowEncoder::new();
-        let a = e.begin_array(&[
-            ArrayDim {
-                len: 3,
-                lower_bound: 1,
-            },
-            ArrayDim {
-                len: 2,
-                lower_bound: -2,
-            },
-        ]);
+        let a = e.begin_array(&[ArrayDim { len: 3, lower_bound: 1 }, ArrayDim { len: 2, lower_bound: -2 }]);
         e.null();
         e.int(7);
         e.int(8);
@@ -1721,12 +1538,7 @@ mod tests {
 
     fn field_problem(columns: &[Column], field: Vec<u8>) -> FieldProblem {
         match run(hasher(columns), &stream_of(&[vec![Some(field)]])) {
-            Err(CopyFormatError::Field {
-                row: 1,
-                column,
-                problem,
-                ..
-            }) => {
+            Err(CopyFormatError::Field { row: 1, column, problem, .. }) => {
                 assert_eq!(column, columns[0].name);
                 problem
             }
@@ -1737,77 +1549,30 @@ mod tests {
     #[test]
     fn malformed_fields_name_their_column() {
         let int4 = [column("qty", LogicalType::Int4)];
-        assert!(matches!(
-            field_problem(&int4, vec![0, 1]),
-            FieldProblem::Length {
-                expected: 4,
-                got: 2
-            }
-        ));
+        assert!(matches!(field_problem(&int4, vec![0, 1]), FieldProblem::Length { expected: 4, got: 2 }));
         let json = [column("doc", LogicalType::Json)];
-        assert!(matches!(
-            field_problem(&json, vec![b'"', 0xFF, b'"']),
-            FieldProblem::JsonUtf8
-        ));
-        assert!(matches!(
-            field_problem(&json, b"{".to_vec()),
-            FieldProblem::Json(_)
-        ));
+        assert!(matches!(field_problem(&json, vec![b'"', 0xFF, b'"']), FieldProblem::JsonUtf8));
+        assert!(matches!(field_problem(&json, b"{".to_vec()), FieldProblem::Json(_)));
         let jsonb = [column("doc", LogicalType::Jsonb)];
-        assert!(matches!(
-            field_problem(&jsonb, b"\x02{}".to_vec()),
-            FieldProblem::JsonbVersion(2)
-        ));
+        assert!(matches!(field_problem(&jsonb, b"\x02{}".to_vec()), FieldProblem::JsonbVersion(2)));
         let numeric = [column("amount", LogicalType::Numeric)];
         let words = |w: &[u16]| w.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
-        assert!(matches!(
-            field_problem(&numeric, words(&[1, 0, 0, 0, 10_000])),
-            FieldProblem::Numeric(_)
-        ));
-        assert!(matches!(
-            field_problem(&numeric, words(&[0, 0, 0x1234, 0])),
-            FieldProblem::Numeric(_)
-        ));
+        assert!(matches!(field_problem(&numeric, words(&[1, 0, 0, 0, 10_000])), FieldProblem::Numeric(_)));
+        assert!(matches!(field_problem(&numeric, words(&[0, 0, 0x1234, 0])), FieldProblem::Numeric(_)));
         assert!(matches!(
             field_problem(&numeric, words(&[2, 0, 0, 0, 1])),
-            FieldProblem::Length {
-                expected: 12,
-                got: 10
-            }
+            FieldProblem::Length { expected: 12, got: 10 }
         ));
-        assert!(matches!(
-            field_problem(&numeric, vec![0; 6]),
-            FieldProblem::TooShort { min: 8, got: 6 }
-        ));
-        let array = [column(
-            "tags",
-            LogicalType::Array(Box::new(LogicalType::Int4)),
-        )];
-        assert!(matches!(
-            field_problem(&array, be(&[7, 0, 23])),
-            FieldProblem::Array(_)
-        ));
-        assert!(matches!(
-            field_problem(&array, be(&[1, 0, 23, 1, 1, 4, 5, 0])),
-            FieldProblem::Array(_)
-        ));
-        assert!(matches!(
-            field_problem(&array, be(&[1, 0, 23, 2, 1, 4, 5])),
-            FieldProblem::Array(_)
-        ));
-        assert!(matches!(
-            field_problem(&array, be(&[1, 0, 23, 1, 1, 2, 5])),
-            FieldProblem::Length { .. }
-        ));
+        assert!(matches!(field_problem(&numeric, vec![0; 6]), FieldProblem::TooShort { min: 8, got: 6 }));
+        let array = [column("tags", LogicalType::Array(Box::new(LogicalType::Int4)))];
+        assert!(matches!(field_problem(&array, be(&[7, 0, 23])), FieldProblem::Array(_)));
+        assert!(matches!(field_problem(&array, be(&[1, 0, 23, 1, 1, 4, 5, 0])), FieldProblem::Array(_)));
+        assert!(matches!(field_problem(&array, be(&[1, 0, 23, 2, 1, 4, 5])), FieldProblem::Array(_)));
+        assert!(matches!(field_problem(&array, be(&[1, 0, 23, 1, 1, 2, 5])), FieldProblem::Length { .. }));
         let ts = [column("at", LogicalType::Timestamp)];
         let late = (i64::MAX - 1).to_be_bytes().to_vec();
-        assert!(matches!(
-            field_problem(&ts, late),
-            FieldProblem::TimestampRange(_)
-        ));
-        let message = run(hasher(&int4), &stream_of(&[vec![Some(vec![1])]]))
-            .unwrap_err()
-            .to_string();
+        assert!(matches!(field_problem(&ts, late), FieldProblem::TimestampRange(_)));
+        let message = run(hasher(&int4), &stream_of(&[vec![Some(vec![1])]])).unwrap_err().to_string();
         assert!(message.contains("column qty"), "{message}");
     }
 
@@ -1825,18 +1590,7 @@ mod tests {
     fn field_count_mismatch_names_the_columns() {
         let columns = orders_columns();
         let err = run(hasher(&columns), &stream_of(&[vec![None, None]])).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CopyFormatError::FieldCount {
-                    row: 1,
-                    expected: 8,
-                    got: 2,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, CopyFormatError::FieldCount { row: 1, expected: 8, got: 2, .. }), "{err:?}");
         assert!(err.to_string().contains("id, customer_id, amount"), "{err}");
     }
 
@@ -1849,38 +1603,21 @@ mod tests {
             h.feed(&REAL_FIXTURE[..len], &mut out).unwrap();
             let err = h.finish().unwrap_err();
             assert!(
-                matches!(
-                    err,
-                    CopyFormatError::Truncated { .. } | CopyFormatError::MissingTrailer { .. }
-                ),
+                matches!(err, CopyFormatError::Truncated { .. } | CopyFormatError::MissingTrailer { .. }),
                 "{len}: {err:?}"
             );
         }
         let mut h = hasher(&columns);
         let mut out = Vec::new();
-        h.feed(&REAL_FIXTURE[..REAL_FIXTURE.len() - 2], &mut out)
-            .unwrap();
+        h.feed(&REAL_FIXTURE[..REAL_FIXTURE.len() - 2], &mut out).unwrap();
         assert_eq!(out, &REAL_FIXTURE[..REAL_FIXTURE.len() - 2]);
-        assert!(matches!(
-            h.finish(),
-            Err(CopyFormatError::MissingTrailer { rows: 2 })
-        ));
+        assert!(matches!(h.finish(), Err(CopyFormatError::MissingTrailer { rows: 2 })));
         let mut h = hasher(&columns);
         h.feed(&REAL_FIXTURE[..100], &mut out).unwrap();
-        assert!(matches!(
-            h.finish(),
-            Err(CopyFormatError::Truncated {
-                rows: 0,
-                what: "tuple",
-                ..
-            })
-        ));
+        assert!(matches!(h.finish(), Err(CopyFormatError::Truncated { rows: 0, what: "tuple", .. })));
         let mut h = hasher(&columns);
         h.feed(&REAL_FIXTURE[..5], &mut out).unwrap();
-        assert!(matches!(
-            h.finish(),
-            Err(CopyFormatError::Truncated { what: "header", .. })
-        ));
+        assert!(matches!(h.finish(), Err(CopyFormatError::Truncated { what: "header", .. })));
     }
 
     #[test]
@@ -1889,35 +1626,20 @@ mod tests {
         let (stream, _) = orders_stream(1);
         let mut bad = stream.clone();
         bad[0] = b'X';
-        assert!(matches!(
-            run(hasher(&columns), &bad),
-            Err(CopyFormatError::BadSignature)
-        ));
+        assert!(matches!(run(hasher(&columns), &bad), Err(CopyFormatError::BadSignature)));
         // Detected on the first wrong byte, even one byte at a time.
         let mut h = hasher(&columns);
         let mut out = Vec::new();
         h.feed(b"PGCOPY\n", &mut out).unwrap();
-        assert!(matches!(
-            h.feed(b"\xfe", &mut out),
-            Err(CopyFormatError::BadSignature)
-        ));
-        assert!(matches!(
-            h.feed(b"", &mut out),
-            Err(CopyFormatError::AlreadyFailed)
-        ));
+        assert!(matches!(h.feed(b"\xfe", &mut out), Err(CopyFormatError::BadSignature)));
+        assert!(matches!(h.feed(b"", &mut out), Err(CopyFormatError::AlreadyFailed)));
         assert!(out.is_empty());
         let mut oids = stream.clone();
         oids[13] = 1;
-        assert!(matches!(
-            run(hasher(&columns), &oids),
-            Err(CopyFormatError::BadHeader { .. })
-        ));
+        assert!(matches!(run(hasher(&columns), &oids), Err(CopyFormatError::BadHeader { .. })));
         let mut critical = stream.clone();
         critical[14] = 4;
-        assert!(matches!(
-            run(hasher(&columns), &critical),
-            Err(CopyFormatError::BadHeader { .. })
-        ));
+        assert!(matches!(run(hasher(&columns), &critical), Err(CopyFormatError::BadHeader { .. })));
         // A header extension is skipped and forwarded.
         let mut extended = stream[..15].to_vec();
         extended.extend(be(&[3]));
@@ -1933,21 +1655,14 @@ mod tests {
         let columns = orders_columns();
         let (mut stream, _) = orders_stream(2);
         stream.push(0);
-        assert!(matches!(
-            run(hasher(&columns), &stream),
-            Err(CopyFormatError::DataAfterTrailer { bytes: 1 })
-        ));
+        assert!(matches!(run(hasher(&columns), &stream), Err(CopyFormatError::DataAfterTrailer { bytes: 1 })));
         let mut h = hasher(&columns);
         let mut out = Vec::new();
         h.feed(&stream[..stream.len() - 1], &mut out).unwrap();
-        assert!(matches!(
-            h.feed(&[0], &mut out),
-            Err(CopyFormatError::DataAfterTrailer { bytes: 1 })
-        ));
+        assert!(matches!(h.feed(&[0], &mut out), Err(CopyFormatError::DataAfterTrailer { bytes: 1 })));
         // Also when the trailer completes from the carry.
         let mut h = hasher(&columns);
-        h.feed(&stream[..stream.len() - 2], &mut Vec::new())
-            .unwrap();
+        h.feed(&stream[..stream.len() - 2], &mut Vec::new()).unwrap();
         assert!(matches!(
             h.feed(&stream[stream.len() - 2..], &mut Vec::new()),
             Err(CopyFormatError::DataAfterTrailer { .. })
@@ -1958,26 +1673,17 @@ mod tests {
     fn empty_stream_and_zero_column_rows() {
         let (summary, out) = run(hasher(&[]), &stream_of(&[vec![], vec![]])).unwrap();
         assert_eq!(summary.rows, 2);
-        assert_eq!(
-            summary.digest,
-            digest_of(&[RowEncoder::new().finish_row(); 2])
-        );
+        assert_eq!(summary.digest, digest_of(&[RowEncoder::new().finish_row(); 2]));
         assert_eq!(out.len() as u64, summary.bytes);
         let (summary, _) = run(hasher(&orders_columns()), &stream_of(&[])).unwrap();
         assert_eq!(summary.rows, 0);
         assert_eq!(summary.digest, RangeDigest::new());
-        assert!(matches!(
-            hasher(&[]).finish(),
-            Err(CopyFormatError::MissingTrailer { rows: 0 })
-        ));
+        assert!(matches!(hasher(&[]).finish(), Err(CopyFormatError::MissingTrailer { rows: 0 })));
     }
 
     #[test]
     fn multi_megabyte_fields_carry_only_the_partial_tail() {
-        let columns = [
-            column("id", LogicalType::Int4),
-            column("blob", LogicalType::Bytea),
-        ];
+        let columns = [column("id", LogicalType::Int4), column("blob", LogicalType::Bytea)];
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
         let mut copy = CopyEncoder::new();
         let mut canon = RowEncoder::new();
@@ -1997,10 +1703,7 @@ mod tests {
         let block = 64 * 1024;
         for piece in stream.chunks(block) {
             h.feed(piece, &mut out).unwrap();
-            assert!(
-                h.carry.len() <= big.len() + 10,
-                "carry holds one row at most"
-            );
+            assert!(h.carry.len() <= big.len() + 10, "carry holds one row at most");
         }
         let summary = h.finish().unwrap();
         assert_eq!(summary.digest, expected);

@@ -50,10 +50,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 eprintln!("stopping: rolling back chunks in flight, keeping everything committed…");
             });
-            let outcome = copy::run(&cfg, cancel).map_err(|error| Failure {
-                resume: (!error.is_input()).then(|| copy::resume_hint(&cfg)),
-                error,
-            })?;
+            let outcome = copy::run(&cfg, cancel)
+                .map_err(|error| Failure { resume: (!error.is_input()).then(|| copy::resume_hint(&cfg)), error })?;
             eprintln!("{}", report::summary_line(&outcome));
             if let Some(path) = &cfg.report {
                 eprintln!("report written to {}", path.display());

@@ -136,7 +136,8 @@ impl PgConn {
 
     /// The server's major version, e.g. 15.
     pub fn server_major_version(&mut self) -> Result<u32> {
-        let row = self.query_one("SELECT current_setting('server_version_num')::int", &[], "reading the server version")?;
+        let row =
+            self.query_one("SELECT current_setting('server_version_num')::int", &[], "reading the server version")?;
         Ok((row.get::<_, i32>(0) / 10000) as u32)
     }
 }

@@ -95,8 +95,9 @@ impl Shared<'_> {
     }
 }
 
-/// Runs the job's remaining work to completion or to the first error.
-pub fn run(ctx: &RunContext, work: &[TableWork]) -> Result<()> {
+/// Runs the job's remaining work to completion or to the first error. The planner uses the
+/// caller's connections (saving two logins); workers open their own.
+pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut PgSource, target: &mut PgTarget) -> Result<()> {
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(ctx.workers);
     let (finalize_tx, finalize_rx) = unbounded::<Finalize>();
     let shared = Shared {
@@ -124,7 +125,7 @@ pub fn run(ctx: &RunContext, work: &[TableWork]) -> Result<()> {
             })
             .collect();
         drop(chunk_rx);
-        if let Err(e) = planner(&shared, chunk_tx) {
+        if let Err(e) = planner(&shared, chunk_tx, source, target) {
             shared.fail(e);
         }
         for w in workers {
@@ -142,10 +143,8 @@ pub fn run(ctx: &RunContext, work: &[TableWork]) -> Result<()> {
 }
 
 /// Hands out persisted pending chunks, then plans and persists new ones, table by table.
-fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>) -> Result<()> {
+fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut PgSource, target: &mut PgTarget) -> Result<()> {
     let ctx = shared.ctx;
-    let mut source = PgSource::connect(&ctx.source)?;
-    let mut target = PgTarget::connect(&ctx.target)?;
     for w in shared.work {
         let send = |chunk: Chunk| -> bool {
             if ctx.cancel.load(Ordering::SeqCst) {
@@ -165,7 +164,7 @@ fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>) -> Result<()> {
         }
         if let Some(cursor) = &w.cursor {
             let table = &ctx.tables[w.table_no];
-            let complete = plan_table(&mut source, w.table_no, table, ctx.chunk_rows, cursor.clone(), |chunk, last| {
+            let complete = plan_table(source, w.table_no, table, ctx.chunk_rows, cursor.clone(), |chunk, last| {
                 state::insert_chunk(&mut target.conn, &ctx.job, &chunk, last)?;
                 Ok(send(chunk))
             })?;
@@ -181,7 +180,8 @@ fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>) -> Result<()> {
 /// A worker: copies chunks and builds finished tables' indexes until the work runs out.
 fn work_loop(shared: &Shared<'_>, chunks: Receiver<Chunk>, finals: Receiver<Finalize>) -> Result<()> {
     let ctx = shared.ctx;
-    let mut worker = Worker { source: PgSource::connect(&ctx.source)?, target: PgTarget::connect(&ctx.target)?, shared };
+    let mut worker =
+        Worker { source: PgSource::connect(&ctx.source)?, target: PgTarget::connect(&ctx.target)?, shared };
     loop {
         if ctx.cancel.load(Ordering::SeqCst) {
             return Ok(());
@@ -290,8 +290,9 @@ impl Worker<'_> {
         let table = &ctx.tables[f.table_no];
         let job = ctx.job.as_str();
         state::set_table_phase(&mut self.target.conn, job, f.table_no, "indexing")?;
-        self.target
-            .build_deferred(table, f.deferred_done, |conn, done| state::set_deferred_done(conn, job, f.table_no, done))?;
+        self.target.build_deferred(table, f.deferred_done, |conn, done| {
+            state::set_deferred_done(conn, job, f.table_no, done)
+        })?;
         for seq in &table.ddl.sequences {
             let (value, called) = self.source.sequence_position(&seq.source_sql)?;
             self.target.set_sequence(&seq.target_sql, value, called)?;

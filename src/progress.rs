@@ -129,7 +129,8 @@ fn wait(stop: &AtomicBool, d: Duration) -> bool {
 /// One plain progress line, for logs and non-terminals.
 pub fn line(progress: &Progress) -> String {
     let t = progress.totals();
-    let pct = if t.estimated > 0 { format!(" ({:.0}%)", 100.0 * t.rows as f64 / t.estimated as f64) } else { String::new() };
+    let pct =
+        if t.estimated > 0 { format!(" ({:.0}%)", 100.0 * t.rows as f64 / t.estimated as f64) } else { String::new() };
     format!(
         "progress: {}/{} rows{pct}, {}, {} rows/s, {}/s, ETA {}, tables done {}/{}",
         human_count(t.rows),
@@ -145,11 +146,10 @@ pub fn line(progress: &Progress) -> String {
 
 fn bars(progress: &Progress, stop: &AtomicBool) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5));
-    let total_style = ProgressStyle::with_template(
-        "{prefix:>12.bold} [{bar:30.cyan/blue}] {pos}/{len} rows {msg} ETA {eta}",
-    )
-    .expect("valid template")
-    .progress_chars("=> ");
+    let total_style =
+        ProgressStyle::with_template("{prefix:>12.bold} [{bar:30.cyan/blue}] {pos}/{len} rows {msg} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> ");
     let table_style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} rows {msg}")
         .expect("valid template")
         .progress_chars("=> ");
@@ -174,7 +174,8 @@ fn bars(progress: &Progress, stop: &AtomicBool) {
             let done = counters.done.load(Relaxed);
             match bar {
                 None if rows > 0 && !done => {
-                    let b = multi.add(ProgressBar::new(counters.estimated_rows.max(rows)).with_style(table_style.clone()));
+                    let b =
+                        multi.add(ProgressBar::new(counters.estimated_rows.max(rows)).with_style(table_style.clone()));
                     b.set_prefix(truncate(&counters.name, 12));
                     *bar = Some(b);
                 }

@@ -173,22 +173,22 @@ pub fn create_job(
     for (no, (table, created)) in tables.iter().enumerate() {
         let definition = serde_json::to_string(table).expect("a table serializes");
         conn.execute(
-                "INSERT INTO rangecopy.tables (job, table_no, source_table, target_schema, target_name, key,
+            "INSERT INTO rangecopy.tables (job, table_no, source_table, target_schema, target_name, key,
                                                created_by_job, definition, estimated_rows)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9)",
-                &[
-                    &job,
-                    &(no as i32),
-                    &table.name.to_string(),
-                    &table.name.schema,
-                    &table.name.name,
-                    &table.key.as_ref().map(|k| k.description.clone()),
-                    created,
-                    &definition,
-                    &(table.estimated_rows as i64),
-                ],
-                what,
-            )?;
+            &[
+                &job,
+                &(no as i32),
+                &table.name.to_string(),
+                &table.name.schema,
+                &table.name.name,
+                &table.key.as_ref().map(|k| k.description.clone()),
+                created,
+                &definition,
+                &(table.estimated_rows as i64),
+            ],
+            what,
+        )?;
     }
     Ok(())
 }
@@ -264,17 +264,10 @@ pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool) -> 
 }
 
 /// Marks a chunk done with its totals and digest, inside the transaction that loaded its rows.
-pub fn mark_chunk_done(
-    conn: &mut PgConn,
-    job: &str,
-    chunk: &Chunk,
-    rows: u64,
-    bytes: u64,
-    digest: &str,
-) -> Result<()> {
+pub fn mark_chunk_done(conn: &mut PgConn, job: &str, chunk: &Chunk, rows: u64, bytes: u64, digest: &str) -> Result<()> {
     let n = conn.execute(
         "UPDATE rangecopy.chunks SET status = 'done', rows = $4, bytes = $5, digest = $6,
-                attempts = attempts + 1, finished_at = now()
+                attempts = attempts + 1, started_at = now(), finished_at = clock_timestamp()
           WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND status = 'pending'",
         &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &(rows as i64), &(bytes as i64), &digest],
         "marking a chunk done",

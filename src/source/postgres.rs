@@ -47,10 +47,8 @@ impl PgSource {
         let chosen = if specs.is_empty() {
             candidates.clone()
         } else {
-            let search_path: Vec<String> = self
-                .conn
-                .query_one("SELECT current_schemas(false)::text[]", &[], "reading search_path")?
-                .get(0);
+            let search_path: Vec<String> =
+                self.conn.query_one("SELECT current_schemas(false)::text[]", &[], "reading search_path")?.get(0);
             let mut chosen: Vec<Candidate> = Vec::new();
             for spec in specs {
                 let found = resolve(spec, &candidates, &search_path)?;
@@ -62,10 +60,7 @@ impl PgSource {
             chosen
         };
         if chosen.is_empty() {
-            return Err(Error::input(format!(
-                "the source database {} has no tables to copy",
-                self.conn.endpoint
-            )));
+            return Err(Error::input(format!("the source database {} has no tables to copy", self.conn.endpoint)));
         }
         chosen.iter().map(|c| self.describe(c)).collect()
     }
@@ -85,7 +80,11 @@ impl PgSource {
         )?;
         Ok(rows
             .iter()
-            .map(|r| Candidate { oid: r.get(0), name: TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)), partitioned: r.get(3) })
+            .map(|r| Candidate {
+                oid: r.get(0),
+                name: TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+                partitioned: r.get(3),
+            })
             .collect())
     }
 
@@ -271,7 +270,11 @@ impl PgSource {
             if kind == "c" && validated {
                 inline.push(format!("CONSTRAINT {} {def}", quote_ident(&name)));
             } else {
-                deferred.push(format!("ALTER TABLE {} ADD CONSTRAINT {} {def}", cand.name.quoted(), quote_ident(&name)));
+                deferred.push(format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {def}",
+                    cand.name.quoted(),
+                    quote_ident(&name)
+                ));
             }
         }
         let rows = self.conn.query(
@@ -292,7 +295,9 @@ impl PgSource {
     /// `None` means fewer rows remain, so the chunk starting at `from` is the last.
     pub fn next_boundary(&mut self, table: &Table, from: &Bound, rows: u64) -> Result<Bound> {
         let key = table.key_columns();
-        let select: Vec<String> = key.iter().map(|c| format!("{}::text", quote_ident(&c.name))).collect();
+        // Aliased: an output column named like the key would make ORDER BY sort the text.
+        let select: Vec<String> =
+            key.iter().enumerate().map(|(i, c)| format!("{}::text AS rangecopy_k{i}", quote_ident(&c.name))).collect();
         let order: Vec<String> = key.iter().map(|c| quote_ident(&c.name)).collect();
         let mut sql = format!("SELECT {} FROM {}", select.join(", "), from_clause(table));
         if let Some(lo) = from {
@@ -504,9 +509,8 @@ impl TypeResolver {
             _ => return Ok(()),
         };
         self.ddl.push(schema_ddl);
-        self.ddl.push(format!(
-            "DO $rangecopy$ BEGIN {create}; EXCEPTION WHEN duplicate_object THEN NULL; END $rangecopy$"
-        ));
+        self.ddl
+            .push(format!("DO $rangecopy$ BEGIN {create}; EXCEPTION WHEN duplicate_object THEN NULL; END $rangecopy$"));
         Ok(())
     }
 }

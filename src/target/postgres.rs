@@ -112,7 +112,10 @@ pub fn truncate_table(conn: &mut PgConn, name: &TableName) -> Result<()> {
 
 /// Drops a table the job had created (for `--restart`), so it is created afresh.
 pub fn drop_table(conn: &mut PgConn, name: &TableName) -> Result<()> {
-    conn.batch(&format!("DROP TABLE IF EXISTS {}", name.quoted()), &format!("dropping target table {name} for --restart"))
+    conn.batch(
+        &format!("DROP TABLE IF EXISTS {}", name.quoted()),
+        &format!("dropping target table {name} for --restart"),
+    )
 }
 
 /// `COPY "s"."t" ("a", "b") FROM STDIN (FORMAT binary)` for the table's copied columns.
