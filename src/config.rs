@@ -17,6 +17,39 @@ pub enum Engine {
     Postgres,
 }
 
+/// Where rows come from.
+#[derive(Debug, Clone)]
+pub enum SourceEndpoint {
+    Postgres(PgEndpoint),
+}
+
+impl SourceEndpoint {
+    fn parse(url: &str) -> Result<Self> {
+        match source_engine(url)? {
+            Engine::Postgres => Ok(SourceEndpoint::Postgres(PgEndpoint::parse(url, "source")?)),
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            SourceEndpoint::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// The password-free URL, for messages, state and reports.
+    pub fn display(&self) -> &str {
+        match self {
+            SourceEndpoint::Postgres(ep) => &ep.display,
+        }
+    }
+
+    pub fn database(&self) -> &str {
+        match self {
+            SourceEndpoint::Postgres(ep) => &ep.database,
+        }
+    }
+}
+
 /// A PostgreSQL endpoint: connection settings plus a password-free form for messages.
 #[derive(Clone)]
 pub struct PgEndpoint {
@@ -195,8 +228,7 @@ pub enum ProgressMode {
 
 #[derive(Debug, Clone)]
 pub struct CopyConfig {
-    pub engine: Engine,
-    pub source: PgEndpoint,
+    pub source: SourceEndpoint,
     pub target: PgEndpoint,
     pub tables: Vec<TableSpec>,
     pub job: String,
@@ -212,8 +244,7 @@ pub struct CopyConfig {
 
 impl CopyConfig {
     pub fn from_args(args: &CopyArgs) -> Result<Self> {
-        let engine = source_engine(&args.source)?;
-        let source = PgEndpoint::parse(&args.source, "source")?;
+        let source = SourceEndpoint::parse(&args.source)?;
         let target = PgEndpoint::parse(&args.target, "target")?;
         let tables = args.tables.iter().map(|t| TableSpec::parse(t)).collect::<Result<Vec<_>>>()?;
         let workers = match args.workers {
@@ -227,7 +258,7 @@ impl CopyConfig {
         let job = match &args.job {
             Some(j) if j.trim().is_empty() => return Err(Error::input("--job: the name must not be empty")),
             Some(j) => j.clone(),
-            None => source.database.clone(),
+            None => source.database().to_string(),
         };
         let mode = match (args.resume, args.restart) {
             (true, _) => StartMode::Resume,
@@ -248,7 +279,6 @@ impl CopyConfig {
             check_report_path(path)?;
         }
         Ok(CopyConfig {
-            engine,
             source,
             target,
             tables,

@@ -15,7 +15,7 @@ use crate::pipeline::{self, RunContext, TableWork};
 use crate::progress::{self, Progress};
 use crate::report;
 use crate::schema::{Table, TableName};
-use crate::source::postgres::PgSource;
+use crate::source::{ChunkPrep, Source};
 use crate::state::{self, JobRecord, TableRecord};
 use crate::target::postgres::{self as target, Existing, PgTarget};
 
@@ -32,7 +32,7 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
     let started = Instant::now();
     let mut cfg = cfg.clone();
     let cfg = &mut cfg;
-    let mut source = PgSource::connect(&cfg.source)?;
+    let mut source = Source::connect(&cfg.source)?;
     let mut target = PgTarget::connect(&cfg.target)?;
     if !state::try_lock_job(&mut target.conn, &cfg.job)? {
         return Err(Error::input(format!(
@@ -138,7 +138,7 @@ fn total(progress: &Progress, f: impl Fn(&progress::TableCounters) -> u64) -> u6
 pub fn resume_hint(cfg: &CopyConfig) -> String {
     format!(
         "rangecopy copy --source {} --target {} --job {} --resume   (passwords via the URL or PGPASSWORD)",
-        cfg.source.display,
+        cfg.source.display(),
         cfg.target.display,
         shell_word(&cfg.job)
     )
@@ -204,8 +204,8 @@ fn resume(cfg: &CopyConfig, target: &mut PgTarget, job: &JobRecord) -> Result<Ve
             )));
         }
     }
-    if job.source != cfg.source.display {
-        eprintln!("warning: job {:?} was started from {}; resuming from {}", cfg.job, job.source, cfg.source.display);
+    if job.source != cfg.source.display() {
+        eprintln!("warning: job {:?} was started from {}; resuming from {}", cfg.job, job.source, cfg.source.display());
     }
     state::resume_job(&mut target.conn, &cfg.job, &settings(cfg))?;
     Ok(records)
@@ -216,7 +216,7 @@ fn resume(cfg: &CopyConfig, target: &mut PgTarget, job: &JobRecord) -> Result<Ve
 /// job and the rows it loaded).
 fn setup(
     cfg: &CopyConfig,
-    source: &mut PgSource,
+    source: &mut Source,
     target: &mut PgTarget,
     old: &[TableRecord],
 ) -> Result<Vec<TableRecord>> {
@@ -268,7 +268,7 @@ fn setup(
                     }
                 }
             }
-            state::create_job(conn, &cfg.job, &cfg.source.display, &settings(cfg), &plan)?;
+            state::create_job(conn, &cfg.job, &cfg.source.display(), &settings(cfg), &plan)?;
             for (table, create) in &plan {
                 if *create {
                     target::create_table(conn, table)?;
@@ -311,10 +311,10 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
     let mut work = Vec::new();
     for r in records.iter().filter(|r| r.phase != "done") {
         let (pending, cursor) = state::resume_point(&mut target.conn, &cfg.job, r.table_no)?;
-        let mut elem_rewrites = Vec::new();
+        let mut prep = ChunkPrep::default();
         for (i, col) in r.table.copied_columns().enumerate() {
             if let Some(type_sql) = &col.user_elem_type_sql {
-                elem_rewrites.push((i, target.type_oid(type_sql)?));
+                prep.elem_rewrites.push((i, target.type_oid(type_sql)?));
             }
         }
         work.push(TableWork {
@@ -322,7 +322,7 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
             pending,
             cursor: (!r.plan_complete).then_some(cursor),
             deferred_done: r.deferred_done,
-            elem_rewrites,
+            prep,
         });
     }
     Ok(work)
@@ -331,8 +331,8 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
 /// The job's settings as recorded in the state and the report (no secrets).
 pub fn settings(cfg: &CopyConfig) -> serde_json::Value {
     serde_json::json!({
-        "engine": cfg.engine,
-        "source": cfg.source.display,
+        "engine": cfg.source.engine(),
+        "source": cfg.source.display(),
         "target": cfg.target.display,
         "tables": cfg.tables.iter().map(|t| match &t.schema {
             Some(s) => format!("{s}.{}", t.name),

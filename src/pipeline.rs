@@ -15,14 +15,12 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
-use crate::config::{PgEndpoint, ProgressMode};
-use crate::copy_format::ChunkHasher;
+use crate::config::{PgEndpoint, ProgressMode, SourceEndpoint};
 use crate::error::{Error, Result};
-use crate::pg::PgConn;
 use crate::plan::{plan_table, Chunk, PlanCursor};
 use crate::progress::{self, Progress};
 use crate::schema::Table;
-use crate::source::postgres::{copy_out_sql, PgSource};
+use crate::source::{ChunkPrep, Source};
 use crate::state;
 use crate::target::postgres::{copy_in_sql, PgTarget};
 
@@ -34,7 +32,7 @@ pub const QUEUE_BLOCKS: usize = 4;
 /// Everything the threads of one run share, read-only but for atomics.
 pub struct RunContext {
     pub job: String,
-    pub source: PgEndpoint,
+    pub source: SourceEndpoint,
     pub target: PgEndpoint,
     pub tables: Vec<Table>,
     pub chunk_rows: u64,
@@ -56,8 +54,8 @@ pub struct TableWork {
     pub cursor: Option<PlanCursor>,
     /// Deferred DDL statements already built (on resume).
     pub deferred_done: usize,
-    /// Array columns whose element type OID must be rewritten: (copied column index, target OID).
-    pub elem_rewrites: Vec<(usize, u32)>,
+    /// How its chunks are extracted.
+    pub prep: ChunkPrep,
 }
 
 /// A table whose chunks are all loaded, ready for its indexes.
@@ -97,7 +95,7 @@ impl Shared<'_> {
 
 /// Runs the job's remaining work to completion or to the first error. The planner uses the
 /// caller's connections (saving two logins); workers open their own.
-pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut PgSource, target: &mut PgTarget) -> Result<()> {
+pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &mut PgTarget) -> Result<()> {
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(ctx.workers);
     let (finalize_tx, finalize_rx) = unbounded::<Finalize>();
     let shared = Shared {
@@ -143,7 +141,7 @@ pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut PgSource, target: 
 }
 
 /// Hands out persisted pending chunks, then plans and persists new ones, table by table.
-fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut PgSource, target: &mut PgTarget) -> Result<()> {
+fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut Source, target: &mut PgTarget) -> Result<()> {
     let ctx = shared.ctx;
     for w in shared.work {
         let send = |chunk: Chunk| -> bool {
@@ -180,8 +178,7 @@ fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut PgSource, ta
 /// A worker: copies chunks and builds finished tables' indexes until the work runs out.
 fn work_loop(shared: &Shared<'_>, chunks: Receiver<Chunk>, finals: Receiver<Finalize>) -> Result<()> {
     let ctx = shared.ctx;
-    let mut worker =
-        Worker { source: PgSource::connect(&ctx.source)?, target: PgTarget::connect(&ctx.target)?, shared };
+    let mut worker = Worker { source: Source::connect(&ctx.source)?, target: PgTarget::connect(&ctx.target)?, shared };
     loop {
         if ctx.cancel.load(Ordering::SeqCst) {
             return Ok(());
@@ -210,7 +207,7 @@ fn work_loop(shared: &Shared<'_>, chunks: Receiver<Chunk>, finals: Receiver<Fina
 }
 
 struct Worker<'a> {
-    source: PgSource,
+    source: Source,
     target: PgTarget,
     shared: &'a Shared<'a>,
 }
@@ -244,42 +241,36 @@ impl Worker<'_> {
     fn copy_chunk_inner(&mut self, table: &Table, chunk: &Chunk, added: &mut (i64, i64)) -> Result<()> {
         let ctx = self.shared.ctx;
         let work = self.shared.work.iter().find(|w| w.table_no == chunk.table_no).expect("chunk of a planned table");
-        let columns: Vec<&crate::schema::Column> = table.copied_columns().collect();
-        let mut hasher = ChunkHasher::new(&columns);
-        for &(col, oid) in &work.elem_rewrites {
-            hasher = hasher.with_elem_oid_rewrite(col, oid);
-        }
-        let out_sql = copy_out_sql(table, chunk);
         let in_sql = copy_in_sql(table);
         let Worker { source, target, .. } = self;
-        let source = source.conn();
-        let cancel = &ctx.cancel;
         target.conn.transaction("copying a chunk", |conn| {
             let mut writer = conn.copy_in(&in_sql)?;
-            std::thread::scope(|s| -> Result<()> {
+            let summary = std::thread::scope(|s| -> Result<_> {
                 let (block_tx, block_rx) = bounded::<Vec<u8>>(QUEUE_BLOCKS);
-                let (free_tx, free_rx) = bounded::<Vec<u8>>(QUEUE_BLOCKS + 1);
-                let extractor = s.spawn(move || extract(source, &out_sql, block_tx, free_rx, cancel));
-                let mut rows_seen = 0u64;
+                let extractor = s.spawn(move || {
+                    let new_buffer = || Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4);
+                    source.extract_chunk(table, chunk, &work.prep, BLOCK_BYTES, new_buffer, |block| {
+                        if ctx.cancel.load(Ordering::Relaxed) {
+                            return Err(Error::Interrupted);
+                        }
+                        // A closed channel means the loader stopped; it reports why.
+                        Ok(block_tx.send(block).is_ok())
+                    })
+                });
                 for block in block_rx.iter() {
-                    let mut out = Vec::with_capacity(block.len() + 64);
-                    hasher.feed(&block, &mut out)?;
-                    writer.write(out.into())?;
-                    let rows = hasher.rows();
-                    let delta = ((rows - rows_seen) as i64, block.len() as i64);
-                    ctx.progress.add(chunk.table_no, delta.0, delta.1);
-                    added.0 += delta.0;
-                    added.1 += delta.1;
-                    rows_seen = rows;
-                    let _ = free_tx.try_send(block);
+                    let bytes = block.len() as i64;
+                    writer.write(block.into())?;
+                    ctx.progress.add(chunk.table_no, 0, bytes);
+                    added.1 += bytes;
                 }
                 extractor.join().unwrap_or_else(|_| Err(Error::input("the extractor thread panicked; this is a bug")))
             })?;
             let loaded = writer.finish()?;
-            let summary = hasher.finish()?;
             if loaded != summary.rows {
                 return Err(Error::RowCount { sent: summary.rows, loaded });
             }
+            ctx.progress.add(chunk.table_no, summary.rows as i64, 0);
+            added.0 += summary.rows as i64;
             state::mark_chunk_done(conn, &ctx.job, chunk, summary.rows, summary.bytes, &summary.digest.to_string())
         })
     }
@@ -294,34 +285,11 @@ impl Worker<'_> {
             state::set_deferred_done(conn, job, f.table_no, done)
         })?;
         for seq in &table.ddl.sequences {
-            let (value, called) = self.source.sequence_position(&seq.source_sql)?;
+            let (value, called) = self.source.sequence_position(seq)?;
             self.target.set_sequence(&seq.target_sql, value, called)?;
         }
         state::set_table_phase(&mut self.target.conn, job, f.table_no, "done")?;
         ctx.progress.table_done(f.table_no);
         Ok(())
     }
-}
-
-/// Streams one chunk's binary COPY output from the source into `blocks`, reusing the
-/// buffers the loader hands back on `free`.
-fn extract(
-    source: &mut PgConn,
-    sql: &str,
-    blocks: Sender<Vec<u8>>,
-    free: Receiver<Vec<u8>>,
-    cancel: &AtomicBool,
-) -> Result<()> {
-    let new_buffer = || {
-        let mut buf = free.try_recv().unwrap_or_else(|_| Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4));
-        buf.clear();
-        buf
-    };
-    source.copy_out_blocks(sql, BLOCK_BYTES, new_buffer, |block| {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(Error::Interrupted);
-        }
-        // A closed channel means the loader stopped; it reports why.
-        Ok(blocks.send(block).is_ok())
-    })
 }

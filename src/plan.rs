@@ -6,7 +6,7 @@
 
 use crate::error::Result;
 use crate::schema::Table;
-use crate::source::postgres::PgSource;
+use crate::source::Source;
 
 /// One side of a key range: the key tuple as text, or `None` for unbounded.
 pub type Bound = Option<Vec<String>>;
@@ -49,7 +49,7 @@ impl PlanCursor {
 /// persist it before it is copied). Returns `false` if `emit` asked to stop early.
 /// A table without a usable key is a single chunk covering everything.
 pub fn plan_table(
-    source: &mut PgSource,
+    source: &mut Source,
     table_no: usize,
     table: &Table,
     chunk_rows: u64,

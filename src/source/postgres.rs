@@ -4,9 +4,12 @@
 //! Every statement here is read-only and bounded by a chunk; the session is read-only.
 //! This module must never write to the source, and never hold a lock across chunks.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 
+use super::ChunkPrep;
 use crate::config::{PgEndpoint, TableSpec};
+use crate::copy_format::{ChunkHasher, ChunkSummary};
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
 use crate::plan::{Bound, Chunk};
@@ -307,6 +310,40 @@ impl PgSource {
         sql.push_str(&format!(" ORDER BY {} OFFSET {rows} LIMIT 1", order.join(", ")));
         let row = self.conn.query_opt(&sql, &[], &format!("walking the key of {}", table.name))?;
         Ok(row.map(|r| (0..key.len()).map(|i| r.get::<_, String>(i)).collect()))
+    }
+
+    /// Streams one chunk's binary COPY output, hashing each tuple and rewriting array element
+    /// OIDs on the way, in blocks for the target.
+    pub fn extract_chunk(
+        &mut self,
+        table: &Table,
+        chunk: &Chunk,
+        prep: &ChunkPrep,
+        block_bytes: usize,
+        mut new_buffer: impl FnMut() -> Vec<u8>,
+        mut on_block: impl FnMut(Vec<u8>) -> Result<bool>,
+    ) -> Result<ChunkSummary> {
+        let columns: Vec<&Column> = table.copied_columns().collect();
+        let mut hasher = ChunkHasher::new(&columns);
+        for &(col, oid) in &prep.elem_rewrites {
+            hasher = hasher.with_elem_oid_rewrite(col, oid);
+        }
+        let sql = copy_out_sql(table, chunk);
+        // Raw blocks come back to `spare` once hashed; forwarded blocks use the caller's buffers.
+        let spare: Cell<Option<Vec<u8>>> = Cell::new(None);
+        let raw_buffer = || spare.take().unwrap_or_else(|| Vec::with_capacity(block_bytes + block_bytes / 4));
+        let mut hash_block = |mut raw: Vec<u8>| -> Result<bool> {
+            let mut out = new_buffer();
+            hasher.feed(&raw, &mut out)?;
+            raw.clear();
+            spare.set(Some(raw));
+            if out.is_empty() {
+                return Ok(true);
+            }
+            on_block(out)
+        };
+        self.conn.copy_out_blocks(&sql, block_bytes, raw_buffer, &mut hash_block)?;
+        Ok(hasher.finish()?)
     }
 
     /// Reads a sequence's position: (last_value, is_called).
