@@ -78,6 +78,7 @@ fn columns() -> Vec<Column> {
         generated_sql: None,
         user_elem_oid: None,
         user_elem_type_sql: None,
+        source_type: String::new(),
     })
     .collect()
 }

@@ -15,24 +15,28 @@ use crate::error::{register_secret, Error, Result};
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     Postgres,
+    Mysql,
 }
 
 /// Where rows come from.
 #[derive(Debug, Clone)]
 pub enum SourceEndpoint {
     Postgres(PgEndpoint),
+    Mysql(MyEndpoint),
 }
 
 impl SourceEndpoint {
     fn parse(url: &str) -> Result<Self> {
         match source_engine(url)? {
             Engine::Postgres => Ok(SourceEndpoint::Postgres(PgEndpoint::parse(url, "source")?)),
+            Engine::Mysql => Ok(SourceEndpoint::Mysql(MyEndpoint::parse(url)?)),
         }
     }
 
     pub fn engine(&self) -> Engine {
         match self {
             SourceEndpoint::Postgres(_) => Engine::Postgres,
+            SourceEndpoint::Mysql(_) => Engine::Mysql,
         }
     }
 
@@ -40,13 +44,60 @@ impl SourceEndpoint {
     pub fn display(&self) -> &str {
         match self {
             SourceEndpoint::Postgres(ep) => &ep.display,
+            SourceEndpoint::Mysql(ep) => &ep.display,
         }
     }
 
     pub fn database(&self) -> &str {
         match self {
             SourceEndpoint::Postgres(ep) => &ep.database,
+            SourceEndpoint::Mysql(ep) => &ep.database,
         }
+    }
+}
+
+/// A MySQL/MariaDB endpoint: connection options plus a password-free form for messages.
+#[derive(Clone)]
+pub struct MyEndpoint {
+    pub opts: mysql::Opts,
+    /// `mysql://user@host:port/db`, never containing the password.
+    pub display: String,
+    pub database: String,
+}
+
+impl std::fmt::Debug for MyEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl MyEndpoint {
+    /// Parses a `mysql://` / `mariadb://` URL; the password may also come from MYSQL_PWD.
+    pub fn parse(url: &str) -> Result<Self> {
+        let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+        let opts = mysql::Opts::from_url(&format!("mysql://{rest}")).map_err(|e| {
+            Error::input(format!(
+                "--source: invalid MySQL URL {} ({e}); expected mysql://user:password@host:3306/database",
+                redact_url(url)
+            ))
+        })?;
+        let mut builder = mysql::OptsBuilder::from_opts(opts.clone());
+        match opts.get_pass() {
+            Some(pw) => register_secret(pw),
+            None => {
+                if let Ok(pw) = std::env::var("MYSQL_PWD") {
+                    register_secret(&pw);
+                    builder = builder.pass(Some(pw));
+                }
+            }
+        }
+        let database = opts.get_db_name().filter(|d| !d.is_empty()).map(str::to_string).ok_or_else(|| {
+            Error::input("--source: the MySQL URL names no database; use mysql://user@host:3306/database")
+        })?;
+        let user = opts.get_user().unwrap_or("").to_string();
+        builder = builder.tcp_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
+        let display = format!("mysql://{user}@{}:{}/{database}", opts.get_ip_or_hostname(), opts.get_tcp_port());
+        Ok(MyEndpoint { opts: builder.into(), display, database })
     }
 }
 

@@ -224,14 +224,14 @@ fn setup(
     let others = other_jobs_tables(target, &cfg.job)?;
     let mut plan: Vec<(Table, bool)> = Vec::with_capacity(tables.len());
     for table in tables {
-        if let Some(job) = others.iter().find(|(_, name)| name == &table.name).map(|(job, _)| job) {
+        if let Some(job) = others.iter().find(|(_, name)| name == &table.target).map(|(job, _)| job) {
             return Err(Error::input(format!(
                 "target table {} is being filled by unfinished job {job:?}; resume or restart that job instead",
-                table.name
+                table.target
             )));
         }
-        let ours = old.iter().find(|r| r.table.name == table.name);
-        let create = match (target.inspect(&table.name)?, ours) {
+        let ours = old.iter().find(|r| r.table.target == table.target);
+        let create = match (target.inspect(&table.target)?, ours) {
             (Existing::Missing, _) => true,
             // A table the old job created is dropped and created afresh.
             (Existing::Present { .. }, Some(r)) if r.created_by_job => true,
@@ -243,7 +243,7 @@ fn setup(
                 return Err(Error::input(format!(
                     "target table {} already has rows and no rangecopy job is filling it; \
                      empty or drop it, or copy into another database",
-                    table.name
+                    table.target
                 )))
             }
             (Existing::Present { columns, .. }, None) => {
@@ -262,9 +262,9 @@ fn setup(
                 state::delete_job(conn, &cfg.job)?;
                 for r in old {
                     if r.created_by_job {
-                        target::drop_table(conn, &r.table.name)?;
+                        target::drop_table(conn, &r.table.target)?;
                     } else {
-                        target::truncate_table(conn, &r.table.name)?;
+                        target::truncate_table(conn, &r.table.target)?;
                     }
                 }
             }

@@ -1017,6 +1017,7 @@ mod tests {
             generated_sql: None,
             user_elem_oid: None,
             user_elem_type_sql: None,
+            source_type: String::new(),
         }
     }
 

@@ -127,6 +127,10 @@ pub struct Column {
     pub user_elem_oid: Option<u32>,
     /// The element type of such an array as PostgreSQL DDL spells it, to find the target's OID.
     pub user_elem_type_sql: Option<String>,
+    /// The column's type as the source engine declares it (`tinyint(1) unsigned` on MySQL);
+    /// for PostgreSQL sources the same as `type_sql`.
+    #[serde(default)]
+    pub source_type: String,
 }
 
 impl Column {
@@ -148,7 +152,10 @@ pub struct Key {
 /// A source table as introspected.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Table {
+    /// The table's name in the source (for MySQL/MariaDB, `schema` is the database).
     pub name: TableName,
+    /// The table's name on the target; `ddl` creates it under this name.
+    pub target: TableName,
     pub columns: Vec<Column>,
     /// None when the table has no primary key and no unique NOT NULL key.
     pub key: Option<Key>,

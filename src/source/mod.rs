@@ -5,6 +5,7 @@
 //! over in blocks, plus a summary with the chunk's row count and canonical digest, so the
 //! target side never needs to know where rows came from.
 
+pub mod mysql;
 pub mod postgres;
 
 use crate::config::SourceEndpoint;
@@ -25,12 +26,14 @@ pub struct ChunkPrep {
 /// A connection to the source database.
 pub enum Source {
     Postgres(postgres::PgSource),
+    Mysql(mysql::MySource),
 }
 
 impl Source {
     pub fn connect(ep: &SourceEndpoint) -> Result<Self> {
         match ep {
             SourceEndpoint::Postgres(pg) => Ok(Source::Postgres(postgres::PgSource::connect(pg)?)),
+            SourceEndpoint::Mysql(my) => Ok(Source::Mysql(mysql::MySource::connect(my)?)),
         }
     }
 
@@ -38,6 +41,7 @@ impl Source {
     pub fn describe_tables(&mut self, specs: &[crate::config::TableSpec]) -> Result<Vec<Table>> {
         match self {
             Source::Postgres(s) => s.describe_tables(specs),
+            Source::Mysql(s) => s.describe_tables(specs),
         }
     }
 
@@ -45,6 +49,7 @@ impl Source {
     pub fn next_boundary(&mut self, table: &Table, from: &Bound, rows: u64) -> Result<Bound> {
         match self {
             Source::Postgres(s) => s.next_boundary(table, from, rows),
+            Source::Mysql(s) => s.next_boundary(table, from, rows),
         }
     }
 
@@ -62,6 +67,7 @@ impl Source {
     ) -> Result<ChunkSummary> {
         match self {
             Source::Postgres(s) => s.extract_chunk(table, chunk, prep, block_bytes, new_buffer, on_block),
+            Source::Mysql(s) => s.extract_chunk(table, chunk, block_bytes, new_buffer, on_block),
         }
     }
 
@@ -69,6 +75,7 @@ impl Source {
     pub fn sequence_position(&mut self, seq: &SequenceSync) -> Result<(i64, bool)> {
         match self {
             Source::Postgres(s) => s.sequence_position(&seq.source_sql),
+            Source::Mysql(s) => s.sequence_position(&seq.source_sql),
         }
     }
 
@@ -76,6 +83,7 @@ impl Source {
     pub fn pg_conn(&mut self) -> Option<&mut PgConn> {
         match self {
             Source::Postgres(s) => Some(s.conn()),
+            Source::Mysql(_) => None,
         }
     }
 }

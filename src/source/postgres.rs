@@ -163,6 +163,7 @@ impl PgSource {
                 sql.push_str(&format!(" GENERATED ALWAYS AS ({g}) STORED"));
             }
             col_sql.push(sql);
+            let source_type = type_sql.clone();
             columns.push(Column {
                 name,
                 type_sql,
@@ -173,6 +174,7 @@ impl PgSource {
                 generated_sql,
                 user_elem_oid: elem.as_ref().map(|e| e.0),
                 user_elem_type_sql: elem.map(|e| e.1),
+                source_type,
             });
         }
 
@@ -198,6 +200,7 @@ impl PgSource {
         )?;
         Ok(Table {
             name: cand.name.clone(),
+            target: cand.name.clone(),
             columns,
             key,
             estimated_rows: stats.get::<_, i64>(0) as u64,
@@ -596,6 +599,7 @@ mod tests {
             generated_sql: None,
             user_elem_oid: None,
             user_elem_type_sql: None,
+            source_type: String::new(),
         }
     }
 

@@ -74,7 +74,7 @@ impl PgTarget {
     ) -> Result<()> {
         self.conn.batch(INDEX_SESSION, "preparing an index build")?;
         for (i, sql) in table.ddl.deferred.iter().enumerate().skip(from) {
-            let what = format!("building an index of {} ({sql})", table.name);
+            let what = format!("building an index of {} ({sql})", table.target);
             self.conn.transaction(&what, |conn| {
                 conn.batch(sql, &what)?;
                 record(conn, i + 1)
@@ -98,7 +98,7 @@ impl PgTarget {
 /// Creates a table and its prerequisites (inside the caller's setup transaction).
 pub fn create_table(conn: &mut PgConn, table: &Table) -> Result<()> {
     let ddl = &table.ddl;
-    let what = format!("creating target table {}", table.name);
+    let what = format!("creating target table {}", table.target);
     for sql in ddl.prerequisites.iter().chain(std::iter::once(&ddl.create_table)).chain(&ddl.after_create) {
         conn.batch(sql, &what)?;
     }
@@ -121,7 +121,7 @@ pub fn drop_table(conn: &mut PgConn, name: &TableName) -> Result<()> {
 /// `COPY "s"."t" ("a", "b") FROM STDIN (FORMAT binary)` for the table's copied columns.
 pub fn copy_in_sql(table: &Table) -> String {
     let cols: Vec<String> = table.copied_columns().map(|c| quote_ident(&c.name)).collect();
-    format!("COPY {} ({}) FROM STDIN (FORMAT binary)", table.name.quoted(), cols.join(", "))
+    format!("COPY {} ({}) FROM STDIN (FORMAT binary)", table.target.quoted(), cols.join(", "))
 }
 
 /// Checks that an existing target table can take the source's rows: every copied column
@@ -144,7 +144,7 @@ pub fn check_columns(table: &Table, existing: &[(String, String)]) -> Result<()>
     } else {
         Err(Error::input(format!(
             "target table {} does not match the source: {}; fix or drop the target table",
-            table.name,
+            table.target,
             problems.join("; ")
         )))
     }
@@ -172,9 +172,11 @@ mod tests {
             generated_sql: generated.then(|| "id * 2".to_string()),
             user_elem_oid: None,
             user_elem_type_sql: None,
+            source_type: String::new(),
         };
         Table {
             name: TableName::new("s", "t"),
+            target: TableName::new("s", "t"),
             columns: vec![col("id", "bigint", false), col("twice", "bigint", true), col("note", "text", false)],
             key: None,
             estimated_rows: 0,
