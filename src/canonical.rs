@@ -729,6 +729,129 @@ fn write_json_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Splits a row's canonical bytes into its values (each with its tag and length), in column
+/// order. Canonical values are self-delimiting, so no offsets need to be kept per row.
+pub fn split_values(row: &[u8]) -> Vec<&[u8]> {
+    let mut values = Vec::new();
+    let mut pos = 0;
+    while pos + 5 <= row.len() {
+        let len = u32::from_le_bytes(row[pos + 1..pos + 5].try_into().expect("4 bytes")) as usize;
+        let end = (pos + 5 + len).min(row.len());
+        values.push(&row[pos..end]);
+        pos = end;
+    }
+    values
+}
+
+/// A value's canonical bytes in a form a person can read (for difference reports): numbers and
+/// text as themselves, times in ISO 8601 UTC, bytes as hex. Long values are shortened.
+pub fn display_value(value: &[u8]) -> String {
+    const MAX_CHARS: usize = 300;
+    let text = display_full(value);
+    if text.chars().count() <= MAX_CHARS {
+        return text;
+    }
+    let head: String = text.chars().take(MAX_CHARS).collect();
+    format!("{head}… ({} bytes)", value.len().saturating_sub(5))
+}
+
+fn display_full(value: &[u8]) -> String {
+    if value.len() < 5 {
+        return "<malformed>".into();
+    }
+    let payload = &value[5..];
+    let int = |b: &[u8]| -> i128 {
+        let mut a = [0u8; 16];
+        a[..b.len().min(16)].copy_from_slice(&b[..b.len().min(16)]);
+        i128::from_le_bytes(a)
+    };
+    let le_i64 = |b: &[u8]| b.get(..8).map_or(0, |b| i64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let le_i32 = |b: &[u8]| b.get(..4).map_or(0, |b| i32::from_le_bytes(b.try_into().expect("4 bytes")));
+    match value[0] {
+        tag::NULL => "NULL".into(),
+        tag::BOOL => (payload.first() == Some(&1)).to_string(),
+        tag::INT => int(payload).to_string(),
+        tag::DECIMAL | tag::JSON | tag::TEXT => String::from_utf8_lossy(payload).into_owned(),
+        tag::FLOAT => format!("{:?}", f64::from_bits(le_i64(payload) as u64)),
+        tag::BYTES => format!("\\x{}", hex(payload)),
+        tag::TIMESTAMP => civil_timestamp(le_i64(payload)),
+        tag::TIMESTAMP_INFINITY | tag::DATE_INFINITY => {
+            if payload.first() == Some(&1) { "infinity".into() } else { "-infinity".into() }
+        }
+        tag::DATE => civil_date(le_i32(payload) as i64),
+        tag::TIME => clock(le_i64(payload)),
+        tag::TIMETZ => {
+            let offset = le_i32(payload.get(8..).unwrap_or_default());
+            let sign = if offset < 0 { '-' } else { '+' };
+            let o = offset.unsigned_abs();
+            format!("{}{sign}{:02}:{:02}", clock(le_i64(payload)), o / 3600, o % 3600 / 60)
+        }
+        tag::INTERVAL => {
+            let months = le_i32(payload);
+            let days = le_i32(payload.get(4..).unwrap_or_default());
+            let us = le_i64(payload.get(8..).unwrap_or_default());
+            format!("{months} mons {days} days {}", clock(us))
+        }
+        tag::UUID if payload.len() == 16 => {
+            let h = hex(payload);
+            format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+        }
+        tag::ARRAY => {
+            let ndim = payload.get(..4).map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes"))) as usize;
+            let elements = payload.get(4 + ndim * 8..).unwrap_or_default();
+            let items: Vec<String> = split_values(elements).into_iter().map(display_full).collect();
+            format!("{{{}}}", items.join(","))
+        }
+        tag::RAW => {
+            let oid = payload.get(..4).map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+            format!("raw({oid}):\\x{}", hex(payload.get(4..).unwrap_or_default()))
+        }
+        other => format!("<tag {other:#04x}>"),
+    }
+}
+
+/// `HH:MM:SS[.ffffff]` for signed microseconds (hours may exceed 24).
+fn clock(us: i64) -> String {
+    let sign = if us < 0 { "-" } else { "" };
+    let us = us.unsigned_abs();
+    let (secs, frac) = (us / 1_000_000, us % 1_000_000);
+    let base = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60);
+    if frac == 0 {
+        base
+    } else {
+        format!("{base}.{frac:06}")
+    }
+}
+
+/// `YYYY-MM-DD` for days since 1970-01-01 (proleptic Gregorian; years before 1 shown as BC).
+fn civil_date(days: i64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if year <= 0 {
+        format!("{:04}-{month:02}-{day:02} BC", 1 - year)
+    } else {
+        format!("{year:04}-{month:02}-{day:02}")
+    }
+}
+
+fn civil_timestamp(us: i64) -> String {
+    let days = us.div_euclid(86_400_000_000);
+    let rest = us.rem_euclid(86_400_000_000);
+    let date = civil_date(days);
+    match date.strip_suffix(" BC") {
+        Some(d) => format!("{d} {} BC", clock(rest)),
+        None => format!("{date} {}", clock(rest)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1107,5 +1230,35 @@ mod tests {
         ] {
             assert!(bad.parse::<RangeDigest>().is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn values_split_and_display_for_people() {
+        let mut e = RowEncoder::new();
+        e.int(-42);
+        e.null();
+        e.text("héllo".as_bytes());
+        e.timestamp_us(1_700_000_000_123_456);
+        e.date_days(-719_162);
+        e.time_us(-3_600_000_001);
+        e.float(1.5);
+        e.bytes(&[0xde, 0xad]);
+        e.uuid(&[0x11; 16]);
+        let row = e.as_bytes().to_vec();
+        let shown: Vec<String> = split_values(&row).into_iter().map(display_value).collect();
+        assert_eq!(
+            shown,
+            [
+                "-42",
+                "NULL",
+                "héllo",
+                "2023-11-14 22:13:20.123456",
+                "0001-01-01",
+                "-01:00:00.000001",
+                "1.5",
+                "\\xdead",
+                "11111111-1111-1111-1111-111111111111"
+            ]
+        );
     }
 }

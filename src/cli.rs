@@ -28,6 +28,49 @@ pub enum Command {
     Copy(CopyArgs),
     /// Show the progress and state of copy jobs recorded in the target.
     Status(StatusArgs),
+    /// Compare source and target range by range with canonical checksums, and list the rows
+    /// that differ. Exit code 0: identical; 1: differences found; 2: could not verify.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Source database URL (as for `copy`).
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+
+    /// Target PostgreSQL URL.
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+
+    /// Tables to verify, as `name` or `schema.name` (source names). None means every table of
+    /// the job (with --job) or every base table of the source.
+    #[arg(value_name = "TABLE")]
+    pub tables: Vec<String>,
+
+    /// Verify the tables of this copy job, range by range along its chunks.
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+
+    /// Parallel workers, each reading one range from both sides at once. Default: CPU cores.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<i64>,
+
+    /// Rows per range when planning ranges (without --job) [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub chunk_rows: Option<i64>,
+
+    /// Write a report: FILE.json (machine-readable) or FILE.html (for people).
+    #[arg(long, value_name = "FILE")]
+    pub report: Vec<PathBuf>,
+
+    /// Show differing rows by key and column only, never their values.
+    #[arg(long)]
+    pub redact_values: bool,
+
+    /// Differing rows listed in full per run (all are counted).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_diff_rows: i64,
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +115,11 @@ pub struct CopyArgs {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 
+    /// Once the copy is done, verify every table range by range (as `rangecopy verify --job`)
+    /// and fail the job if anything differs.
+    #[arg(long)]
+    pub verify: bool,
+
     /// Progress display: bars on a terminal, periodic lines otherwise (auto), or none.
     #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "bars", "lines", "none"])]
     pub progress: String,
@@ -79,6 +127,32 @@ pub struct CopyArgs {
     /// Seconds between progress lines when not drawing bars.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub progress_interval: f64,
+
+    /// MySQL/MariaDB sources: the target schema the tables go into [default: the source
+    /// database's name].
+    #[arg(long, value_name = "NAME")]
+    pub target_schema: Option<String>,
+
+    /// MySQL/MariaDB sources: what to do with zero dates ('0000-00-00', '2024-00-10', zero
+    /// DATETIME/TIMESTAMP), which PostgreSQL cannot hold: `null` copies them as NULL and counts
+    /// them per column [default], `error` stops at the first one, naming table, column and key.
+    #[arg(long, value_name = "POLICY", value_parser = ["null", "error"])]
+    pub zero_dates: Option<String>,
+
+    /// MySQL/MariaDB sources: map a type or one column to another PostgreSQL type (repeatable):
+    /// `type:MYSQLTYPE=PGTYPE` (MYSQLTYPE is a column type as MySQL shows it, `tinyint(1)`,
+    /// `int unsigned`, or a type name, `geometry`, `datetime`) or `column:[DB.]TABLE.COLUMN=PGTYPE`
+    /// (backquote parts that contain dots). PGTYPE is one of boolean (integers and BIT: 0/1,
+    /// any other value is an error), text (any type, as MySQL renders it; spatial types as WKT),
+    /// bytea (strings, binary, JSON; spatial types as MySQL's SRID + WKB), jsonb (strings) or
+    /// uuid (BINARY(16), CHAR(36)). Column rules win over type rules.
+    #[arg(long = "cast", value_name = "RULE")]
+    pub casts: Vec<String>,
+
+    /// MySQL/MariaDB sources: leave a column out of the copy (repeatable): `[DB.]TABLE.COLUMN`.
+    /// Indexes that use it are not created on the target.
+    #[arg(long = "exclude-column", value_name = "[DB.]TABLE.COLUMN")]
+    pub exclude_columns: Vec<String>,
 }
 
 #[derive(Debug, Args)]

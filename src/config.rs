@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{CopyArgs, StatusArgs};
+use crate::cli::{CopyArgs, StatusArgs, VerifyArgs};
 use crate::error::{register_secret, Error, Result};
 
 /// Which engine a source URL points at.
@@ -289,6 +289,8 @@ pub struct CopyConfig {
     pub chunk_rows_given: bool,
     pub mode: StartMode,
     pub report: Option<PathBuf>,
+    /// Verify the tables once copied (`--verify`).
+    pub verify: bool,
     pub progress: ProgressMode,
     pub progress_interval: Duration,
 }
@@ -298,13 +300,7 @@ impl CopyConfig {
         let source = SourceEndpoint::parse(&args.source)?;
         let target = PgEndpoint::parse(&args.target, "target")?;
         let tables = args.tables.iter().map(|t| TableSpec::parse(t)).collect::<Result<Vec<_>>>()?;
-        let workers = match args.workers {
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
-            Some(n) => positive(n, "--workers")? as usize,
-        };
-        if workers > 256 {
-            return Err(Error::input("--workers: at most 256 (each worker holds two connections)"));
-        }
+        let workers = workers(args.workers)?;
         let chunk_rows = positive(args.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS as i64), "--chunk-rows")?;
         let job = match &args.job {
             Some(j) if j.trim().is_empty() => return Err(Error::input("--job: the name must not be empty")),
@@ -339,9 +335,82 @@ impl CopyConfig {
             chunk_rows_given: args.chunk_rows.is_some(),
             mode,
             report: args.report.clone(),
+            verify: args.verify,
             progress,
             progress_interval: Duration::from_secs_f64(args.progress_interval),
         })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    pub source: SourceEndpoint,
+    pub target: PgEndpoint,
+    pub tables: Vec<TableSpec>,
+    pub job: Option<String>,
+    pub workers: usize,
+    pub chunk_rows: u64,
+    pub json_report: Option<PathBuf>,
+    pub html_report: Option<PathBuf>,
+    pub redact_values: bool,
+    pub max_diff_rows: usize,
+}
+
+impl VerifyConfig {
+    pub fn from_args(args: &VerifyArgs) -> Result<Self> {
+        let source = SourceEndpoint::parse(&args.source)?;
+        let target = PgEndpoint::parse(&args.target, "target")?;
+        let tables = args.tables.iter().map(|t| TableSpec::parse(t)).collect::<Result<Vec<_>>>()?;
+        let workers = workers(args.workers)?;
+        let chunk_rows = positive(args.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS as i64), "--chunk-rows")?;
+        let max_diff_rows = positive(args.max_diff_rows, "--max-diff-rows")? as usize;
+        let (mut json_report, mut html_report) = (None, None);
+        for path in &args.report {
+            check_report_path(path)?;
+            let slot = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+                Some("json") => &mut json_report,
+                Some("html") | Some("htm") => &mut html_report,
+                _ => {
+                    return Err(Error::input(format!(
+                        "--report {}: name the file .json or .html to choose the format",
+                        path.display()
+                    )))
+                }
+            };
+            if slot.replace(path.clone()).is_some() {
+                return Err(Error::input("--report: give at most one .json and one .html file"));
+            }
+        }
+        Ok(VerifyConfig {
+            source,
+            target,
+            tables,
+            job: args.job.clone(),
+            workers,
+            chunk_rows,
+            json_report,
+            html_report,
+            redact_values: args.redact_values,
+            max_diff_rows,
+        })
+    }
+}
+
+impl VerifyConfig {
+    /// The verification `copy --verify` runs: the job's tables along its chunks.
+    pub fn for_copy(copy: &CopyConfig) -> Self {
+        VerifyConfig {
+            source: copy.source.clone(),
+            target: copy.target.clone(),
+            tables: Vec::new(),
+            job: Some(copy.job.clone()),
+            workers: copy.workers,
+            chunk_rows: copy.chunk_rows,
+            json_report: None,
+            html_report: None,
+            redact_values: false,
+            max_diff_rows: 1000,
+        }
     }
 }
 
@@ -368,6 +437,18 @@ fn source_engine(url: &str) -> Result<Engine> {
             redact_url(url)
         ))),
     }
+}
+
+/// `--workers`: default the number of cores; at most 256 (each holds two connections).
+fn workers(arg: Option<i64>) -> Result<usize> {
+    let n = match arg {
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        Some(n) => positive(n, "--workers")? as usize,
+    };
+    if n > 256 {
+        return Err(Error::input("--workers: at most 256 (each worker holds two connections)"));
+    }
+    Ok(n)
 }
 
 fn positive(n: i64, flag: &str) -> Result<u64> {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{CopyConfig, StartMode};
+use crate::config::{CopyConfig, StartMode, VerifyConfig};
 use crate::error::{redact, Error, Result};
 use crate::pipeline::{self, RunContext, TableWork};
 use crate::progress::{self, Progress};
@@ -103,6 +103,7 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         rows_this_run: total(&progress, |t| t.rows.load(Ordering::Relaxed)).saturating_sub(base.0),
         bytes_this_run: total(&progress, |t| t.bytes.load(Ordering::Relaxed)).saturating_sub(base.1),
     };
+    let result = result.and_then(|()| if cfg.verify { verify_copy(cfg, &cancel) } else { Ok(()) });
     match result {
         Ok(()) => {
             state::set_job_status(&mut target.conn, &cfg.job, "done", None)?;
@@ -128,6 +129,22 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
             Err(err)
         }
     }
+}
+
+/// `--verify`: compares every table of the job with its source along the job's chunks; a
+/// difference fails the job (its data stays; `rangecopy verify` shows the rows).
+fn verify_copy(cfg: &CopyConfig, cancel: &AtomicBool) -> Result<()> {
+    eprintln!("verifying the copied tables…");
+    let v = crate::verify::run(&VerifyConfig::for_copy(cfg), cancel)?;
+    report::print_verification(&v, &mut std::io::stderr().lock())?;
+    if v.identical() {
+        return Ok(());
+    }
+    Err(Error::Verification(format!(
+        "the target differs from the source in {} rows; see `rangecopy verify --source … --target … --job {}`",
+        v.tables.iter().map(|t| t.differing_rows).sum::<usize>(),
+        cfg.job
+    )))
 }
 
 fn total(progress: &Progress, f: impl Fn(&progress::TableCounters) -> u64) -> u64 {

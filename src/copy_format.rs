@@ -14,7 +14,7 @@
 //! column is chosen once per chunk from its [`LogicalType`]; the per-row loop only dispatches on
 //! that prepared plan and allocates nothing in the steady state.
 
-use crate::canonical::{ArrayDim, CanonicalError, ParsedDecimal, RangeDigest, RowEncoder};
+use crate::canonical::{ArrayDim, CanonicalError, ParsedDecimal, RangeDigest, RowEncoder, RowHash};
 use crate::schema::{Column, LogicalType};
 
 /// `PGCOPY\n\377\r\n\0`: the first 11 bytes of every binary COPY stream.
@@ -211,6 +211,15 @@ pub struct ChunkHasher {
     state: State,
     rows: u64,
     bytes: u64,
+    /// Every row's canonical bytes and hash, when asked for (row-level verification).
+    captured: Option<Vec<CapturedRow>>,
+}
+
+/// One row as hashed: its canonical bytes (self-delimiting values, one per column) and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedRow {
+    pub canonical: Vec<u8>,
+    pub hash: RowHash,
 }
 
 impl ChunkHasher {
@@ -236,7 +245,20 @@ impl ChunkHasher {
             state: State::Header,
             rows: 0,
             bytes: 0,
+            captured: None,
         }
+    }
+
+    /// Keeps every row's canonical bytes and hash, for row-level comparison of a range whose
+    /// digest differs. Memory grows with the range: use it on one chunk at a time.
+    pub fn capturing_rows(mut self) -> Self {
+        self.captured = Some(Vec::new());
+        self
+    }
+
+    /// The rows captured so far (empty unless [`capturing_rows`](Self::capturing_rows)).
+    pub fn take_captured(&mut self) -> Vec<CapturedRow> {
+        self.captured.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Rewrites the element type OID of array column `col_index` to `target_oid` in the
@@ -490,9 +512,13 @@ impl ChunkHasher {
             }
             pos += len as usize;
         }
+        let canonical = self.captured.is_some().then(|| self.encoder.as_bytes().to_vec());
         let hash = self.encoder.finish_row();
         self.digest.add(&hash);
         self.rows += 1;
+        if let (Some(rows), Some(canonical)) = (self.captured.as_mut(), canonical) {
+            rows.push(CapturedRow { canonical, hash });
+        }
         Ok(Some(pos - start))
     }
 

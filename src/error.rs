@@ -38,6 +38,10 @@ pub enum Error {
     #[error("row count mismatch: source sent {sent} rows but the target loaded {loaded}")]
     RowCount { sent: u64, loaded: u64 },
 
+    /// `copy --verify` found the target different from the source.
+    #[error("verification failed: {0}")]
+    Verification(String),
+
     /// The run was stopped by Ctrl-C / SIGTERM.
     #[error("interrupted")]
     Interrupted,

@@ -18,3 +18,4 @@ pub mod schema;
 pub mod source;
 pub mod state;
 pub mod target;
+pub mod verify;

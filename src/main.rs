@@ -8,64 +8,93 @@ use std::sync::Arc;
 use clap::Parser;
 
 use rangecopy::cli::{Cli, Command};
-use rangecopy::config::{CopyConfig, StatusConfig};
+use rangecopy::config::{CopyConfig, StatusConfig, VerifyConfig};
 use rangecopy::error::{redact, Error};
-use rangecopy::{copy, report};
+use rangecopy::{copy, report, verify};
 
-/// An error, and for failures that kept state, the command that resumes.
+/// An error, the exit code it means for this command, and for failures that kept state,
+/// the command that resumes.
 struct Failure {
     error: Error,
+    exit: u8,
     resume: Option<String>,
 }
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        Failure { error, resume: None }
+        Failure { exit: error.exit_code(), error, resume: None }
     }
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure { error, resume }) => {
+        Ok(code) => code,
+        Err(Failure { error, exit, resume }) => {
             eprintln!("error: {}", redact(&error.to_string()));
             if let Some(hint) = resume {
-                eprintln!("committed chunks are kept; once the cause is fixed, resume with:\n  {hint}");
+                let when = if matches!(error.root(), Error::Interrupted) { "" } else { "once the cause is fixed, " };
+                eprintln!("committed chunks are kept; {when}resume with:\n  {hint}");
             }
-            ExitCode::from(error.exit_code())
+            ExitCode::from(exit)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Copy(args) => {
             let cfg = CopyConfig::from_args(&args)?;
-            let cancel = Arc::new(AtomicBool::new(false));
-            let flag = cancel.clone();
-            // A second Ctrl-C leaves at once; the state is consistent at every moment anyway.
-            let _ = ctrlc::set_handler(move || {
-                if flag.swap(true, Ordering::SeqCst) {
-                    std::process::exit(130);
-                }
-                eprintln!("stopping: rolling back chunks in flight, keeping everything committed…");
-            });
-            let outcome = copy::run(&cfg, cancel)
-                .map_err(|error| Failure { resume: (!error.is_input()).then(|| copy::resume_hint(&cfg)), error })?;
+            let outcome = copy::run(&cfg, interrupt_flag()).map_err(|error| Failure {
+                resume: (!error.is_input()).then(|| copy::resume_hint(&cfg)),
+                exit: error.exit_code(),
+                error,
+            })?;
             eprintln!("{}", report::summary_line(&outcome));
             if let Some(path) = &cfg.report {
                 eprintln!("report written to {}", path.display());
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {
             let cfg = StatusConfig::from_args(&args)?;
-            let stdout = std::io::stdout();
-            match report::print_status(&cfg, &mut stdout.lock()) {
+            match report::print_status(&cfg, &mut std::io::stdout().lock()) {
                 // A closed pipe (`status | head`) is not an error.
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                other => Ok(other?),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+                other => Ok(other.map(|()| ExitCode::SUCCESS)?),
             }
         }
+        Command::Verify(args) => {
+            // Whatever stops a verification, the answer is "could not verify": exit 2.
+            let could_not = |error: Error| Failure { error, exit: 2, resume: None };
+            let cfg = VerifyConfig::from_args(&args).map_err(could_not)?;
+            let v = verify::run(&cfg, &interrupt_flag()).map_err(could_not)?;
+            match report::print_verification(&v, &mut std::io::stdout().lock()) {
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.map_err(could_not)?,
+            }
+            if let Some(path) = &cfg.json_report {
+                report::write_verify_json(&cfg, &v, path).map_err(could_not)?;
+                eprintln!("report written to {}", path.display());
+            }
+            if let Some(path) = &cfg.html_report {
+                report::write_verify_html(&cfg, &v, path).map_err(could_not)?;
+                eprintln!("report written to {}", path.display());
+            }
+            Ok(if v.identical() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
     }
+}
+
+/// A flag that Ctrl-C / SIGTERM sets; a second one leaves at once (the state in the target is
+/// consistent at every moment, so nothing is lost either way).
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("stopping: rolling back work in flight, keeping everything committed…");
+    });
+    cancel
 }

@@ -293,3 +293,60 @@ impl Worker<'_> {
         Ok(())
     }
 }
+
+/// Runs `f` over `items` on `workers` threads, each with its own state from `init` (its
+/// connections), stopping early once `cancel` is set. Results come back in completion order;
+/// an `init` failure is the result of every item that worker would have taken.
+pub fn parallel_map<T: Send, W, R: Send>(
+    workers: usize,
+    items: Vec<T>,
+    cancel: &AtomicBool,
+    init: impl Fn() -> Result<W> + Sync,
+    f: impl Fn(&mut W, T) -> R + Sync,
+) -> Result<Vec<R>> {
+    let (item_tx, item_rx) = unbounded::<T>();
+    for item in items {
+        item_tx.send(item).expect("the receiver is alive");
+    }
+    drop(item_tx);
+    let (result_tx, result_rx) = unbounded::<R>();
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            let (items, results, init, f, first_error) = (item_rx.clone(), result_tx.clone(), &init, &f, &first_error);
+            s.spawn(move || {
+                let mut state = match init() {
+                    Ok(state) => state,
+                    Err(e) => {
+                        cancel.store(true, Ordering::SeqCst);
+                        first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                        return;
+                    }
+                };
+                for item in items.iter() {
+                    if cancel.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let _ = results.send(f(&mut state, item));
+                }
+            });
+        }
+    });
+    drop(result_tx);
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    if cancel.load(Ordering::SeqCst) {
+        return Err(Error::Interrupted);
+    }
+    Ok(result_rx.iter().collect())
+}
+
+/// Runs `a` on a second thread while `b` runs on this one, and returns both results.
+pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|s| {
+        let handle = s.spawn(a);
+        let b = b();
+        (handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), b)
+    })
+}

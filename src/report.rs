@@ -5,18 +5,20 @@
 //! what a process believes. This module must never print or store a password: it only sees
 //! the redacted endpoint forms.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::canonical::RangeDigest;
-use crate::config::{CopyConfig, StatusConfig};
+use crate::config::{CopyConfig, StatusConfig, VerifyConfig};
 use crate::copy::{settings, CopyOutcome};
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
 use crate::progress::{human_bytes, human_count, human_duration};
 use crate::state::{self, TableProgress};
+use crate::verify::{DiffKind, TableStatus, Verification};
 
 #[derive(Serialize)]
 struct CopyReport<'a> {
@@ -205,4 +207,211 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The verification summary on stdout: a line per table, the first differing keys, a verdict.
+pub fn print_verification(v: &Verification, out: &mut impl Write) -> Result<()> {
+    let io = |e| Error::io("writing the verification summary", e);
+    let width = v.tables.iter().map(|t| t.source_table.chars().count()).max().unwrap_or(5).max(5);
+    writeln!(
+        out,
+        "{:<width$}  {:>12}  {:>12}  {:>7}  {:>8}  {:>9}  {:>7}  status",
+        "table", "source rows", "target rows", "ranges", "diff rng", "diff rows", "time"
+    )
+    .map_err(io)?;
+    for t in &v.tables {
+        writeln!(
+            out,
+            "{:<width$}  {:>12}  {:>12}  {:>7}  {:>8}  {:>9}  {:>6.1}s  {}",
+            t.source_table,
+            t.source_rows,
+            t.target_rows,
+            t.ranges.len(),
+            t.differing_ranges,
+            t.differing_rows,
+            t.seconds,
+            status_word(t.status)
+        )
+        .map_err(io)?;
+    }
+    for t in v.tables.iter().filter(|t| !t.diffs.is_empty()) {
+        writeln!(out, "\nfirst differences in {}:", t.source_table).map_err(io)?;
+        for d in t.diffs.iter().take(10) {
+            let key: Vec<String> = d.key.iter().map(|(c, v)| format!("{c}={v}")).collect();
+            let cols: Vec<&str> = d.columns.iter().map(|c| c.column.as_str()).collect();
+            let what = match d.kind {
+                DiffKind::Missing => "missing on target".to_string(),
+                DiffKind::Extra => "extra on target".to_string(),
+                DiffKind::Changed => format!("changed: {}", cols.join(", ")),
+            };
+            writeln!(out, "  {}  {what}", key.join(" ")).map_err(io)?;
+        }
+        if t.differing_rows > t.diffs.len().min(10) {
+            writeln!(out, "  … {} differing rows in all (see the report)", t.differing_rows).map_err(io)?;
+        }
+    }
+    let differing = v.tables.iter().filter(|t| t.status != TableStatus::Identical).count();
+    let rows: usize = v.tables.iter().map(|t| t.differing_rows).sum();
+    let verdict = if differing == 0 {
+        format!("IDENTICAL: {} tables match ({:.1}s)", v.tables.len(), v.seconds)
+    } else {
+        format!(
+            "DIFFERENT: {differing} of {} tables differ, {rows} differing rows ({:.1}s)",
+            v.tables.len(),
+            v.seconds
+        )
+    };
+    writeln!(out, "\n{verdict}").map_err(io)
+}
+
+fn status_word(s: TableStatus) -> &'static str {
+    match s {
+        TableStatus::Identical => "identical",
+        TableStatus::Different => "DIFFERENT",
+        TableStatus::MissingOnTarget => "MISSING ON TARGET",
+    }
+}
+
+#[derive(Serialize)]
+struct VerifyReport<'a> {
+    rangecopy_version: &'static str,
+    verdict: &'static str,
+    settings: serde_json::Value,
+    seconds: f64,
+    tables: &'a [crate::verify::TableResult],
+}
+
+fn verify_settings(cfg: &VerifyConfig) -> serde_json::Value {
+    serde_json::json!({
+        "source": cfg.source.display(),
+        "target": cfg.target.display,
+        "job": cfg.job,
+        "workers": cfg.workers,
+        "chunk_rows": cfg.chunk_rows,
+        "redact_values": cfg.redact_values,
+        "max_diff_rows": cfg.max_diff_rows,
+    })
+}
+
+/// Writes the machine-readable verification report.
+pub fn write_verify_json(cfg: &VerifyConfig, v: &Verification, path: &Path) -> Result<()> {
+    let report = VerifyReport {
+        rangecopy_version: env!("CARGO_PKG_VERSION"),
+        verdict: if v.identical() { "identical" } else { "different" },
+        settings: verify_settings(cfg),
+        seconds: v.seconds,
+        tables: &v.tables,
+    };
+    let text = serde_json::to_string_pretty(&report).expect("the report serializes");
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(format!("writing the report {}", path.display()), e))
+}
+
+/// Writes the verification report as one self-contained HTML page: totals and settings, per
+/// table a map of its ranges colored by status, and the differing rows side by side.
+pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> Result<()> {
+    let mut h = String::new();
+    let identical = v.identical();
+    h.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rangecopy verify</title><style>");
+    h.push_str(
+        "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d2330}h1{margin:0 0 .2em}\
+         .verdict{font-size:1.3em;font-weight:600;padding:.5em .8em;border-radius:6px;display:inline-block}\
+         .ok{background:#dff5e3;color:#14532d}.bad{background:#fde2e1;color:#7f1d1d}\
+         table{border-collapse:collapse;margin:.6em 0 1.4em}td,th{border:1px solid #d5d9e0;padding:.25em .6em;text-align:left;vertical-align:top}\
+         th{background:#f3f5f8}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+         .map{display:flex;flex-wrap:wrap;gap:2px;margin:.4em 0 1em}.map span{width:12px;height:12px;border-radius:2px}\
+         .map .r-ok{background:#34a853}.map .r-bad{background:#d93025}code{font-size:13px}\
+         .missing{color:#7f1d1d}.extra{color:#1e3a8a}.changed{color:#92400e}.muted{color:#6b7280}",
+    );
+    h.push_str("</style></head><body>");
+    h.push_str("<h1>rangecopy verify</h1>");
+    let rows: usize = v.tables.iter().map(|t| t.differing_rows).sum();
+    let _ = write!(
+        h,
+        "<p class=\"verdict {}\">{}</p>",
+        if identical { "ok" } else { "bad" },
+        if identical {
+            format!("Identical: {} tables match", v.tables.len())
+        } else {
+            format!(
+                "Different: {} of {} tables differ, {rows} differing rows",
+                v.tables.iter().filter(|t| t.status != TableStatus::Identical).count(),
+                v.tables.len()
+            )
+        }
+    );
+    h.push_str("<h2>Tables</h2><table><tr><th>table</th><th>target</th><th>source rows</th><th>target rows</th><th>ranges</th><th>differing ranges</th><th>differing rows</th><th>time</th><th>status</th></tr>");
+    for t in &v.tables {
+        let _ = write!(
+            h,
+            "<tr><td><a href=\"#t{}\">{}</a></td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{:.1}s</td><td>{}</td></tr>",
+            esc(&t.source_table), esc(&t.source_table), esc(&t.target_table), t.source_rows, t.target_rows,
+            t.ranges.len(), t.differing_ranges, t.differing_rows, t.seconds, status_word(t.status)
+        );
+    }
+    h.push_str("</table>");
+    for t in &v.tables {
+        let _ = write!(h, "<h2 id=\"t{}\">{}</h2>", esc(&t.source_table), esc(&t.source_table));
+        let _ = write!(
+            h,
+            "<p class=muted>key: {} · source digest <code>{}</code> · target digest <code>{}</code></p>",
+            esc(t.key.as_deref().unwrap_or("none (compared as a whole)")),
+            esc(&t.source_digest),
+            esc(&t.target_digest)
+        );
+        h.push_str("<div class=map>");
+        for r in &t.ranges {
+            let range = crate::plan::Chunk { table_no: 0, chunk_no: r.range, lo: r.lo.clone(), hi: r.hi.clone() };
+            let _ = write!(
+                h,
+                "<span class=\"{}\" title=\"range {} {}: {} / {} rows{}\"></span>",
+                if r.identical { "r-ok" } else { "r-bad" },
+                r.range,
+                esc(&range.range_text()),
+                r.source_rows,
+                r.target_rows,
+                if r.identical { String::new() } else { format!(", {} differing", r.differing_rows) }
+            );
+        }
+        h.push_str("</div>");
+        if t.diffs.is_empty() {
+            continue;
+        }
+        h.push_str("<table><tr><th>key</th><th>difference</th><th>column</th><th>source</th><th>target</th></tr>");
+        for d in &t.diffs {
+            let key: Vec<String> = d.key.iter().map(|(c, v)| format!("{c} = {v}")).collect();
+            let (class, word) = match d.kind {
+                DiffKind::Missing => ("missing", "missing on target"),
+                DiffKind::Extra => ("extra", "extra on target"),
+                DiffKind::Changed => ("changed", "changed"),
+            };
+            let span = d.columns.len().max(1);
+            let _ = write!(h, "<tr><td rowspan={span}><code>{}</code></td><td rowspan={span} class={class}>{word}</td>", esc(&key.join(", ")));
+            for (i, c) in d.columns.iter().enumerate() {
+                if i > 0 {
+                    h.push_str("<tr>");
+                }
+                let cell = |v: &Option<String>| v.as_deref().map(esc).unwrap_or_else(|| "<span class=muted>—</span>".into());
+                let _ = write!(h, "<td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>", esc(&c.column), cell(&c.source), cell(&c.target));
+            }
+            if d.columns.is_empty() {
+                h.push_str("<td></td><td></td><td></td></tr>");
+            }
+        }
+        h.push_str("</table>");
+        if t.differing_rows > t.diffs.len() {
+            let _ = write!(h, "<p class=muted>{} more differing rows are counted but not listed (--max-diff-rows).</p>", t.differing_rows - t.diffs.len());
+        }
+    }
+    h.push_str("<h2>Settings</h2><table>");
+    if let serde_json::Value::Object(map) = verify_settings(cfg) {
+        for (k, val) in map {
+            let _ = write!(h, "<tr><th>{}</th><td><code>{}</code></td></tr>", esc(&k), esc(&val.to_string()));
+        }
+    }
+    let _ = write!(h, "<tr><th>time</th><td>{:.1}s</td></tr><tr><th>rangecopy</th><td>{}</td></tr></table></body></html>\n", v.seconds, env!("CARGO_PKG_VERSION"));
+    std::fs::write(path, h).map_err(|e| Error::io(format!("writing the report {}", path.display()), e))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

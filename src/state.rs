@@ -243,6 +243,16 @@ pub fn resume_point(conn: &mut PgConn, job: &str, table_no: usize) -> Result<(Ve
     Ok((pending, cursor))
 }
 
+/// Every chunk planned for a table, in key order (for verifying a job range by range).
+pub fn job_chunks(conn: &mut PgConn, job: &str, table_no: usize) -> Result<Vec<Chunk>> {
+    let rows = conn.query(
+        "SELECT chunk_no, lo, hi FROM rangecopy.chunks WHERE job = $1 AND table_no = $2 ORDER BY chunk_no",
+        &[&job, &(table_no as i32)],
+        "reading the job's chunks",
+    )?;
+    Ok(rows.iter().map(|r| Chunk { table_no, chunk_no: r.get::<_, i32>(0) as u32, lo: r.get(1), hi: r.get(2) }).collect())
+}
+
 /// Persists a planned chunk (pending) before it is handed to a worker.
 pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool) -> Result<()> {
     let what = "recording a chunk";

@@ -9,7 +9,7 @@ pub mod mysql;
 pub mod postgres;
 
 use crate::config::SourceEndpoint;
-use crate::copy_format::ChunkSummary;
+use crate::copy_format::{CapturedRow, ChunkSummary};
 use crate::error::Result;
 use crate::pg::PgConn;
 use crate::plan::{Bound, Chunk};
@@ -68,6 +68,17 @@ impl Source {
         match self {
             Source::Postgres(s) => s.extract_chunk(table, chunk, prep, block_bytes, new_buffer, on_block),
             Source::Mysql(s) => s.extract_chunk(table, chunk, block_bytes, new_buffer, on_block),
+        }
+    }
+
+    /// Reads one chunk for verification: its summary and, with `capture`, every row's
+    /// canonical bytes and hash, without producing COPY data.
+    pub fn scan_range(&mut self, table: &Table, chunk: &Chunk, capture: bool) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
+        match self {
+            Source::Postgres(s) => postgres::scan_rows(s.conn(), &postgres::copy_out_sql(table, chunk), table, capture),
+            Source::Mysql(_) => Err(crate::error::Error::input(
+                "verify does not read MySQL/MariaDB sources yet; verify PostgreSQL sources only",
+            )),
         }
     }
 

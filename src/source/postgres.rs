@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::ChunkPrep;
 use crate::config::{PgEndpoint, TableSpec};
-use crate::copy_format::{ChunkHasher, ChunkSummary};
+use crate::copy_format::{CapturedRow, ChunkHasher, ChunkSummary};
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
 use crate::plan::{Bound, Chunk};
@@ -362,9 +362,15 @@ impl PgSource {
 
 /// `COPY (SELECT … WHERE key in [lo, hi) ORDER BY key) TO STDOUT (FORMAT binary)` for a chunk.
 pub fn copy_out_sql(table: &Table, chunk: &Chunk) -> String {
+    range_copy_sql(table, &from_clause(table), chunk)
+}
+
+/// The same COPY of a chunk's key range, from `relation` (the source table, or its copy on
+/// the target, whose columns have the same names and types).
+pub fn range_copy_sql(table: &Table, relation: &str, chunk: &Chunk) -> String {
     let cols: Vec<String> = table.copied_columns().map(|c| quote_ident(&c.name)).collect();
     let key = table.key_columns();
-    let mut sql = format!("COPY (SELECT {} FROM {}", cols.join(", "), from_clause(table));
+    let mut sql = format!("COPY (SELECT {} FROM {relation}", cols.join(", "));
     let mut conds = Vec::new();
     if let Some(lo) = &chunk.lo {
         conds.push(key_compare(&key, ">=", lo));
@@ -384,6 +390,30 @@ pub fn copy_out_sql(table: &Table, chunk: &Chunk) -> String {
     sql.push_str(") TO STDOUT (FORMAT binary)");
     sql
 }
+
+/// Reads a chunk's COPY data through a hasher without forwarding it: its summary, and every
+/// row's canonical bytes and hash when `capture` is set (for row-level comparison).
+pub fn scan_rows(conn: &mut PgConn, sql: &str, table: &Table, capture: bool) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
+    let columns: Vec<&Column> = table.copied_columns().collect();
+    let mut hasher = ChunkHasher::new(&columns);
+    if capture {
+        hasher = hasher.capturing_rows();
+    }
+    let mut sink = Vec::new();
+    let spare: Cell<Vec<u8>> = Cell::new(Vec::new());
+    conn.copy_out_blocks(sql, BLOCK, || spare.take(), |mut block| {
+        hasher.feed(&block, &mut sink)?;
+        sink.clear();
+        block.clear();
+        spare.set(block);
+        Ok(true)
+    })?;
+    let rows = hasher.take_captured();
+    Ok((hasher.finish()?, rows))
+}
+
+/// Block size for scans that only hash.
+const BLOCK: usize = 1 << 20;
 
 /// `ONLY` keeps inheritance children's rows out of a plain table's copy; partitioned tables
 /// are read whole through their parent (`ONLY` would read nothing).
