@@ -1,0 +1,19 @@
+//! rangecopy's integration tests: the real binary against the dev PostgreSQL servers
+//! (`scripts/dev-db.sh start`; `eval "$(scripts/dev-db.sh env)"`).
+//!
+//! Every test works in its own freshly created source and target databases, so the tests run
+//! in parallel; each compares what arrived with what left through PostgreSQL itself, never
+//! through rangecopy's code.
+
+mod common;
+
+mod cli;
+mod digest;
+mod fidelity;
+mod keys;
+mod names;
+mod refusals;
+mod report;
+mod restart;
+mod resume;
+mod secrets;
