@@ -115,6 +115,19 @@ pub struct CopyArgs {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 
+    /// Times a chunk (or planning step, or index build) is retried after a transient failure
+    /// (connection lost, server restarting, deadlock, serialization failure, lock timeout).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub retries: i64,
+
+    /// Longest wait between retries, in seconds (waits double from half a second up to this).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub retry_max_wait: f64,
+
+    /// Seconds to wait for a connection before giving up on a server.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
+    pub connect_timeout: f64,
+
     /// Once the copy is done, verify every table range by range (as `rangecopy verify --job`)
     /// and fail the job if anything differs.
     #[arg(long)]

@@ -54,6 +54,17 @@ impl SourceEndpoint {
             SourceEndpoint::Mysql(ep) => &ep.database,
         }
     }
+
+    pub fn set_connect_timeout(&mut self, timeout: Duration) {
+        match self {
+            SourceEndpoint::Postgres(ep) => {
+                ep.config.connect_timeout(timeout);
+            }
+            SourceEndpoint::Mysql(ep) => {
+                ep.opts = mysql::OptsBuilder::from_opts(ep.opts.clone()).tcp_connect_timeout(Some(timeout)).into();
+            }
+        }
+    }
 }
 
 /// A MySQL/MariaDB endpoint: connection options plus a password-free form for messages.
@@ -291,14 +302,18 @@ pub struct CopyConfig {
     pub report: Option<PathBuf>,
     /// Verify the tables once copied (`--verify`).
     pub verify: bool,
+    pub retry: RetryPolicy,
     pub progress: ProgressMode,
     pub progress_interval: Duration,
 }
 
 impl CopyConfig {
     pub fn from_args(args: &CopyArgs) -> Result<Self> {
-        let source = SourceEndpoint::parse(&args.source)?;
-        let target = PgEndpoint::parse(&args.target, "target")?;
+        let mut source = SourceEndpoint::parse(&args.source)?;
+        let connect_timeout = seconds(args.connect_timeout, "--connect-timeout")?;
+        source.set_connect_timeout(connect_timeout);
+        let mut target = PgEndpoint::parse(&args.target, "target")?;
+        target.config.connect_timeout(connect_timeout);
         let tables = args.tables.iter().map(|t| TableSpec::parse(t)).collect::<Result<Vec<_>>>()?;
         let workers = workers(args.workers)?;
         let chunk_rows = positive(args.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS as i64), "--chunk-rows")?;
@@ -336,6 +351,10 @@ impl CopyConfig {
             mode,
             report: args.report.clone(),
             verify: args.verify,
+            retry: RetryPolicy {
+                retries: nonnegative(args.retries, "--retries")? as u32,
+                max_wait: seconds(args.retry_max_wait, "--retry-max-wait")?,
+            },
             progress,
             progress_interval: Duration::from_secs_f64(args.progress_interval),
         })
@@ -437,6 +456,35 @@ fn source_engine(url: &str) -> Result<Engine> {
             redact_url(url)
         ))),
     }
+}
+
+/// How transient failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub max_wait: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait before retry `attempt` (1-based): half a second, doubling, capped.
+    pub fn wait(&self, attempt: u32) -> Duration {
+        let secs = 0.5 * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+        Duration::from_secs_f64(secs).min(self.max_wait)
+    }
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration> {
+    if !(value.is_finite() && value > 0.0 && value < 1e9) {
+        return Err(Error::input(format!("{flag}: expected a positive number of seconds, got {value}")));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn nonnegative(n: i64, flag: &str) -> Result<u64> {
+    if n < 0 {
+        return Err(Error::input(format!("{flag}: expected zero or a positive number, got {n}")));
+    }
+    Ok(n as u64)
 }
 
 /// `--workers`: default the number of cores; at most 256 (each holds two connections).

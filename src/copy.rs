@@ -93,6 +93,7 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         progress: progress.clone(),
         progress_mode: cfg.progress,
         progress_interval: cfg.progress_interval,
+        retry: cfg.retry,
         cancel: cancel.clone(),
     };
     let result = pipeline::run(&ctx, &work, &mut source, &mut target);
@@ -104,27 +105,31 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         bytes_this_run: total(&progress, |t| t.bytes.load(Ordering::Relaxed)).saturating_sub(base.1),
     };
     let result = result.and_then(|()| if cfg.verify { verify_copy(cfg, &cancel) } else { Ok(()) });
+    // The main connection may have been lost (the target restarted); a fresh one records the end.
+    let status = match &result {
+        Ok(()) => "done",
+        Err(e) if matches!(e.root(), Error::Interrupted) => "interrupted",
+        Err(_) => "failed",
+    };
+    let message = result.as_ref().err().map(|e| redact(&e.to_string()));
+    let mut recorded = state::set_job_status(&mut target.conn, &cfg.job, status, message.as_deref());
+    if recorded.is_err() {
+        if let Ok(fresh) = PgTarget::connect(&cfg.target) {
+            target = fresh;
+            recorded = state::set_job_status(&mut target.conn, &cfg.job, status, message.as_deref());
+        }
+    }
     match result {
         Ok(()) => {
-            state::set_job_status(&mut target.conn, &cfg.job, "done", None)?;
+            recorded?;
             if let Some(path) = &cfg.report {
                 report::write_copy_report(&mut target.conn, cfg, &outcome, path)?;
             }
             Ok(outcome)
         }
         Err(err) => {
-            let status = if matches!(err.root(), Error::Interrupted) { "interrupted" } else { "failed" };
-            // Best effort: the target may be the thing that failed.
-            let mut recorded =
-                state::set_job_status(&mut target.conn, &cfg.job, status, Some(&redact(&err.to_string())));
-            if recorded.is_err() {
-                recorded = PgTarget::connect(&cfg.target).and_then(|mut t| {
-                    state::set_job_status(&mut t.conn, &cfg.job, status, Some(&redact(&err.to_string())))
-                });
-            }
             if let (Some(path), Ok(())) = (&cfg.report, &recorded) {
-                let _ = PgTarget::connect(&cfg.target)
-                    .and_then(|mut t| report::write_copy_report(&mut t.conn, cfg, &outcome, path));
+                let _ = report::write_copy_report(&mut target.conn, cfg, &outcome, path);
             }
             Err(err)
         }

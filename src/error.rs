@@ -24,7 +24,7 @@ pub enum Error {
 
     /// A statement failed on one of the databases.
     #[error("{what} on {endpoint}: {detail}")]
-    Sql { endpoint: String, what: String, detail: String, sqlstate: Option<String> },
+    Sql { endpoint: String, what: String, detail: String, code: ErrorCode },
 
     /// A chunk failed; the chunk's transaction was rolled back and committed chunks are kept.
     #[error("table {table}, chunk {chunk} (key range {range}): {source}")]
@@ -68,13 +68,47 @@ impl Error {
         Error::Input(msg.into())
     }
 
-    /// Wraps a driver error from a statement, keeping SQLSTATE, message, detail and hint.
+    /// Wraps a PostgreSQL driver error from a statement, keeping SQLSTATE, message, detail and hint.
     pub fn sql(endpoint: &str, what: impl Into<String>, err: tokio_postgres::Error) -> Self {
-        Error::Sql {
-            endpoint: endpoint.to_string(),
-            what: what.into(),
-            sqlstate: err.code().map(|c| c.code().to_string()),
-            detail: describe_pg_error(&err),
+        let code = match err.code() {
+            Some(state) => ErrorCode::Sqlstate(state.code().to_string()),
+            None if err.is_closed() || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()) => {
+                ErrorCode::ConnectionLost
+            }
+            None => ErrorCode::Other,
+        };
+        Error::Sql { endpoint: endpoint.to_string(), what: what.into(), detail: describe_pg_error(&err), code }
+    }
+
+    /// Wraps a MySQL/MariaDB driver error from a statement, keeping the server's error code.
+    pub fn mysql(endpoint: &str, what: impl Into<String>, err: mysql::Error) -> Self {
+        let code = match &err {
+            mysql::Error::MySqlError(e) => ErrorCode::Mysql(e.code),
+            mysql::Error::IoError(_)
+            | mysql::Error::DriverError(mysql::DriverError::ConnectTimeout | mysql::DriverError::CouldNotConnect(_)) => {
+                ErrorCode::ConnectionLost
+            }
+            _ => ErrorCode::Other,
+        };
+        Error::Sql { endpoint: endpoint.to_string(), what: what.into(), detail: redact(&err.to_string()), code }
+    }
+
+    /// Whether doing the same work again, on fresh connections, may succeed: the one place
+    /// that decides what is retriable. Connection failures during a run are retried too (the
+    /// caller decides that, since the same failure at start is bad input).
+    pub fn is_retriable(&self) -> bool {
+        match self.root() {
+            Error::Sql { code, .. } => code.is_transient(),
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::TimedOut
+            ),
+            _ => false,
         }
     }
 
@@ -87,6 +121,55 @@ impl Error {
         match self {
             Error::Chunk { source, .. } => source.root(),
             other => other,
+        }
+    }
+}
+
+/// What kind of failure a statement had, as far as the server or driver says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A PostgreSQL SQLSTATE.
+    Sqlstate(String),
+    /// A MySQL/MariaDB server error number.
+    Mysql(u16),
+    /// The connection broke (reset, closed, server gone).
+    ConnectionLost,
+    Other,
+}
+
+impl ErrorCode {
+    /// Failures that a retry on a fresh connection can get past.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ErrorCode::Sqlstate(s) => {
+                s.starts_with("08")               // connection exception
+                    || matches!(
+                        s.as_str(),
+                        "40001"                   // serialization_failure
+                        | "40P01"                 // deadlock_detected
+                        | "53300"                 // too_many_connections
+                        | "55P03"                 // lock_not_available (lock_timeout)
+                        | "57P01"                 // admin_shutdown (pg_terminate_backend, restart)
+                        | "57P02"                 // crash_shutdown
+                        | "57P03"                 // cannot_connect_now (starting up)
+                        | "57014"                 // query_canceled (statement_timeout)
+                    )
+            }
+            ErrorCode::Mysql(code) => matches!(
+                code,
+                1040    // too many connections
+                | 1053  // server shutdown in progress
+                | 1205  // lock wait timeout
+                | 1213  // deadlock
+                | 1317  // query interrupted
+                | 1927  // connection killed (MariaDB)
+                | 2006  // server has gone away
+                | 2013  // lost connection during query
+                | 3024  // max_execution_time exceeded (MySQL)
+                | 1969  // max_statement_time exceeded (MariaDB)
+            ),
+            ErrorCode::ConnectionLost => true,
+            ErrorCode::Other => false,
         }
     }
 }
@@ -167,5 +250,23 @@ mod tests {
         assert_eq!(Error::Connect { endpoint: "e".into(), detail: "d".into() }.exit_code(), 2);
         assert_eq!(Error::Interrupted.exit_code(), 1);
         assert_eq!(Error::RowCount { sent: 1, loaded: 0 }.exit_code(), 1);
+    }
+
+    #[test]
+    fn transient_failures_are_retriable_and_others_are_not() {
+        let sql = |code: ErrorCode| Error::Sql { endpoint: "e".into(), what: "w".into(), detail: "d".into(), code };
+        for code in ["08006", "40001", "40P01", "57P01", "57P03", "53300"] {
+            assert!(sql(ErrorCode::Sqlstate(code.into())).is_retriable(), "{code}");
+        }
+        for code in ["23505", "42P01", "53100", "22P02", "42501"] {
+            assert!(!sql(ErrorCode::Sqlstate(code.into())).is_retriable(), "{code}");
+        }
+        assert!(sql(ErrorCode::Mysql(2013)).is_retriable());
+        assert!(sql(ErrorCode::Mysql(1927)).is_retriable());
+        assert!(!sql(ErrorCode::Mysql(1146)).is_retriable());
+        assert!(sql(ErrorCode::ConnectionLost).is_retriable());
+        let chunk = Error::Chunk { table: "t".into(), chunk: 1, range: "r".into(), source: Box::new(sql(ErrorCode::ConnectionLost)) };
+        assert!(chunk.is_retriable());
+        assert!(!Error::input("bad").is_retriable());
     }
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
-use crate::config::{PgEndpoint, ProgressMode, SourceEndpoint};
-use crate::error::{Error, Result};
+use crate::config::{PgEndpoint, ProgressMode, RetryPolicy, SourceEndpoint};
+use crate::error::{redact, Error, Result};
 use crate::plan::{plan_table, Chunk, PlanCursor};
 use crate::progress::{self, Progress};
 use crate::schema::Table;
@@ -40,6 +40,7 @@ pub struct RunContext {
     pub progress: Arc<Progress>,
     pub progress_mode: ProgressMode,
     pub progress_interval: Duration,
+    pub retry: RetryPolicy,
     /// Set on Ctrl-C or on the first error: every thread stops at its next check.
     pub cancel: Arc<AtomicBool>,
 }
@@ -61,7 +62,6 @@ pub struct TableWork {
 /// A table whose chunks are all loaded, ready for its indexes.
 struct Finalize {
     table_no: usize,
-    deferred_done: usize,
 }
 
 struct Shared<'a> {
@@ -87,8 +87,7 @@ impl Shared<'_> {
     /// table's index build.
     fn release(&self, table_no: usize) {
         if self.outstanding[table_no].fetch_sub(1, Ordering::AcqRel) == 1 {
-            let deferred_done = self.work.iter().find(|w| w.table_no == table_no).map_or(0, |w| w.deferred_done);
-            let _ = self.finalize_tx.send(Finalize { table_no, deferred_done });
+            let _ = self.finalize_tx.send(Finalize { table_no });
         }
     }
 }
@@ -143,6 +142,7 @@ pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &m
 /// Hands out persisted pending chunks, then plans and persists new ones, table by table.
 fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut Source, target: &mut PgTarget) -> Result<()> {
     let ctx = shared.ctx;
+    let mut conns = (source, target);
     for w in shared.work {
         let send = |chunk: Chunk| -> bool {
             if ctx.cancel.load(Ordering::SeqCst) {
@@ -160,12 +160,32 @@ fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut Source, targ
                 return Ok(());
             }
         }
-        if let Some(cursor) = &w.cursor {
+        if let Some(start) = &w.cursor {
             let table = &ctx.tables[w.table_no];
-            let complete = plan_table(source, w.table_no, table, ctx.chunk_rows, cursor.clone(), |chunk, last| {
-                state::insert_chunk(&mut target.conn, &ctx.job, &chunk, last)?;
-                Ok(send(chunk))
-            })?;
+            // Planning continues after a retry from the last chunk it persisted and sent.
+            let mut cursor = start.clone();
+            let complete = retrying(
+                ctx,
+                || format!("planning {}", table.name),
+                &mut conns,
+                |(source, target)| {
+                    plan_table(source, w.table_no, table, ctx.chunk_rows, cursor.clone(), |chunk, last| {
+                        state::insert_chunk(&mut target.conn, &ctx.job, &chunk, last)?;
+                        let next = PlanCursor { next_chunk_no: chunk.chunk_no + 1, lo: chunk.hi.clone() };
+                        let sent = send(chunk);
+                        cursor = next;
+                        Ok(sent)
+                    })
+                },
+                |(source, target)| {
+                    **source = Source::connect(&ctx.source)?;
+                    **target = PgTarget::connect(&ctx.target)?;
+                    if !state::try_lock_job(&mut target.conn, &ctx.job)? {
+                        return Err(Error::input("another rangecopy process took over this job while the target was away"));
+                    }
+                    Ok(())
+                },
+            )?;
             if !complete {
                 return Ok(());
             }
@@ -178,7 +198,13 @@ fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut Source, targ
 /// A worker: copies chunks and builds finished tables' indexes until the work runs out.
 fn work_loop(shared: &Shared<'_>, chunks: Receiver<Chunk>, finals: Receiver<Finalize>) -> Result<()> {
     let ctx = shared.ctx;
-    let mut worker = Worker { source: Source::connect(&ctx.source)?, target: PgTarget::connect(&ctx.target)?, shared };
+    let mut worker = retrying(
+        ctx,
+        || "connecting a worker".to_string(),
+        &mut (),
+        |_| Ok(Worker { source: Source::connect(&ctx.source)?, target: PgTarget::connect(&ctx.target)?, shared }),
+        |_| Ok(()),
+    )?;
     loop {
         if ctx.cancel.load(Ordering::SeqCst) {
             return Ok(());
@@ -191,7 +217,7 @@ fn work_loop(shared: &Shared<'_>, chunks: Receiver<Chunk>, finals: Receiver<Fina
             }
             recv(chunks) -> c => match c {
                 Ok(chunk) => {
-                    worker.copy_chunk(&chunk)?;
+                    worker.copy_chunk_retrying(&chunk)?;
                     shared.release(chunk.table_no);
                 }
                 Err(_) => {
@@ -213,6 +239,35 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
+    fn reconnect(&mut self) -> Result<()> {
+        let ctx = self.shared.ctx;
+        self.source = Source::connect(&ctx.source)?;
+        self.target = PgTarget::connect(&ctx.target)?;
+        Ok(())
+    }
+
+    /// Copies a chunk, retrying it from its start on fresh connections after a transient
+    /// failure. A chunk whose commit went through but whose answer was lost is found done in
+    /// the state and not copied again.
+    fn copy_chunk_retrying(&mut self, chunk: &Chunk) -> Result<()> {
+        let ctx = self.shared.ctx;
+        let mut first = true;
+        retrying(
+            ctx,
+            // The error itself names the table, chunk and range.
+            String::new,
+            self,
+            |w| {
+                if !std::mem::take(&mut first) && state::chunk_is_done(&mut w.target.conn, &ctx.job, chunk)? {
+                    ctx.progress.chunk_done(chunk.table_no);
+                    return Ok(());
+                }
+                w.copy_chunk(chunk)
+            },
+            |w| w.reconnect(),
+        )
+    }
+
     fn copy_chunk(&mut self, chunk: &Chunk) -> Result<()> {
         let ctx = self.shared.ctx;
         let table = &ctx.tables[chunk.table_no];
@@ -279,11 +334,17 @@ impl Worker<'_> {
     fn finalize(&mut self, f: Finalize) -> Result<()> {
         let ctx = self.shared.ctx;
         let table = &ctx.tables[f.table_no];
+        retrying(ctx, || format!("building the indexes of {}", table.target), self, |w| w.finalize_once(&f), |w| w.reconnect())
+    }
+
+    /// One attempt at a table's index builds, from the first one the state says is not built.
+    fn finalize_once(&mut self, f: &Finalize) -> Result<()> {
+        let ctx = self.shared.ctx;
+        let table = &ctx.tables[f.table_no];
         let job = ctx.job.as_str();
         state::set_table_phase(&mut self.target.conn, job, f.table_no, "indexing")?;
-        self.target.build_deferred(table, f.deferred_done, |conn, done| {
-            state::set_deferred_done(conn, job, f.table_no, done)
-        })?;
+        let built = state::deferred_done(&mut self.target.conn, job, f.table_no)?;
+        self.target.build_deferred(table, built, |conn, done| state::set_deferred_done(conn, job, f.table_no, done))?;
         for seq in &table.ddl.sequences {
             let (value, called) = self.source.sequence_position(seq)?;
             self.target.set_sequence(&seq.target_sql, value, called)?;
@@ -349,4 +410,62 @@ pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> 
         let b = b();
         (handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), b)
     })
+}
+
+/// Runs `op`; after a transient failure (see `Error::is_retriable`) waits with exponential
+/// backoff, calls `reconnect`, and runs `op` again, until it succeeds, fails for good, the
+/// policy's retries run out, or the run is cancelled. A failed reconnect counts as a retry:
+/// a server that is restarting refuses connections for a while.
+fn retrying<C, T>(
+    ctx: &RunContext,
+    what: impl Fn() -> String,
+    conns: &mut C,
+    mut op: impl FnMut(&mut C) -> Result<T>,
+    mut reconnect: impl FnMut(&mut C) -> Result<()>,
+) -> Result<T> {
+    let mut attempt = 0;
+    let mut error = match op(conns) {
+        Ok(value) => return Ok(value),
+        Err(e) if e.is_retriable() => e,
+        Err(e) => return Err(e),
+    };
+    loop {
+        attempt += 1;
+        if attempt > ctx.retry.retries || ctx.cancel.load(Ordering::SeqCst) {
+            return Err(error);
+        }
+        let wait = ctx.retry.wait(attempt);
+        let what = what();
+        eprintln!(
+            "warning: {what}{}{}; retry {attempt} of {} in {:.1}s",
+            if what.is_empty() { "" } else { ": " },
+            redact(&error.to_string()),
+            ctx.retry.retries,
+            wait.as_secs_f64()
+        );
+        if sleep_unless_cancelled(&ctx.cancel, wait) {
+            return Err(Error::Interrupted);
+        }
+        let result = reconnect(conns).and_then(|()| op(conns));
+        error = match result {
+            Ok(value) => return Ok(value),
+            Err(e) if e.is_retriable() || matches!(e, Error::Connect { .. }) => e,
+            Err(e) => return Err(e),
+        };
+    }
+}
+
+/// Sleeps for `d` unless `cancel` is set meanwhile; returns whether it was.
+fn sleep_unless_cancelled(cancel: &AtomicBool, d: Duration) -> bool {
+    let until = std::time::Instant::now() + d;
+    loop {
+        let now = std::time::Instant::now();
+        if cancel.load(Ordering::SeqCst) {
+            return true;
+        }
+        if now >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50).min(until - now));
+    }
 }

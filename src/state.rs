@@ -253,12 +253,34 @@ pub fn job_chunks(conn: &mut PgConn, job: &str, table_no: usize) -> Result<Vec<C
     Ok(rows.iter().map(|r| Chunk { table_no, chunk_no: r.get::<_, i32>(0) as u32, lo: r.get(1), hi: r.get(2) }).collect())
 }
 
+/// Whether a chunk is recorded done (its rows committed).
+pub fn chunk_is_done(conn: &mut PgConn, job: &str, chunk: &Chunk) -> Result<bool> {
+    let row = conn.query_opt(
+        "SELECT status = 'done' FROM rangecopy.chunks WHERE job = $1 AND table_no = $2 AND chunk_no = $3",
+        &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32)],
+        "reading a chunk's status",
+    )?;
+    Ok(row.is_some_and(|r| r.get(0)))
+}
+
+/// How many of a table's deferred DDL statements are built.
+pub fn deferred_done(conn: &mut PgConn, job: &str, table_no: usize) -> Result<usize> {
+    let row = conn.query_one(
+        "SELECT deferred_done FROM rangecopy.tables WHERE job = $1 AND table_no = $2",
+        &[&job, &(table_no as i32)],
+        "reading a table's index builds",
+    )?;
+    Ok(row.get::<_, i32>(0) as usize)
+}
+
 /// Persists a planned chunk (pending) before it is handed to a worker.
 pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool) -> Result<()> {
     let what = "recording a chunk";
     conn.transaction(what, |conn| {
         conn.execute(
-            "INSERT INTO rangecopy.chunks (job, table_no, chunk_no, lo, hi) VALUES ($1, $2, $3, $4, $5)",
+            // A retry after a commit whose answer was lost finds the chunk already there.
+            "INSERT INTO rangecopy.chunks (job, table_no, chunk_no, lo, hi) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (job, table_no, chunk_no) DO NOTHING",
             &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &chunk.lo, &chunk.hi],
             what,
         )?;
