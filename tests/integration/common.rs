@@ -191,7 +191,7 @@ impl TestDbs {
             .stderr(std::fs::File::create(&err).expect("creating a log file"))
             .spawn()
             .expect("starting rangecopy");
-        Running { child: Some(child), out, err, started: Instant::now() }
+        Running { child: Some(child), out, err, started: Instant::now(), remove_logs: false }
     }
 
     /// `rangecopy status --target T --job JOB`.
@@ -296,12 +296,10 @@ pub fn run_limited(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Run 
     }
     cmd.stdout(std::fs::File::create(&out).expect("creating a log file"));
     cmd.stderr(std::fs::File::create(&err).expect("creating a log file"));
-    let mut running =
-        Running { child: Some(cmd.spawn().expect("starting rangecopy")), out, err, started: Instant::now() };
+    let child = Some(cmd.spawn().expect("starting rangecopy"));
+    let mut running = Running { child, out, err, started: Instant::now(), remove_logs: true };
     let mut run = running.wait(limit);
     run.args = redact(&args.join(" "));
-    let _ = std::fs::remove_file(&running.out);
-    let _ = std::fs::remove_file(&running.err);
     run
 }
 
@@ -317,6 +315,8 @@ pub struct Running {
     out: PathBuf,
     err: PathBuf,
     pub started: Instant,
+    /// Whether the log files are removed on drop (they live outside any test's directory).
+    remove_logs: bool,
 }
 
 impl Running {
@@ -386,6 +386,10 @@ impl Drop for Running {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if self.remove_logs {
+            let _ = std::fs::remove_file(&self.out);
+            let _ = std::fs::remove_file(&self.err);
         }
     }
 }

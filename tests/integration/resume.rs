@@ -18,7 +18,7 @@ enum KillAt {
     Elapsed(Duration),
     /// Once this many more chunks are done than when the round started.
     MoreChunksDone(i64),
-    /// As soon as a table is building its indexes.
+    /// As soon as `big` is building its indexes.
     Indexing,
 }
 
@@ -48,15 +48,13 @@ impl Watcher {
         row.get(0)
     }
 
-    fn indexing(&mut self) -> bool {
+    /// The phase of table `big` (copying | indexing | done), if the job is recorded.
+    fn big_phase(&mut self) -> Option<String> {
         if !self.has_state() {
-            return false;
+            return None;
         }
-        let row = self
-            .client
-            .query_one("SELECT count(*) FROM rangecopy.tables WHERE job = $1 AND phase = 'indexing'", &[&JOB])
-            .expect("polling the phases");
-        row.get::<_, i64>(0) > 0
+        let sql = "SELECT phase FROM rangecopy.tables WHERE job = $1 AND target_name = 'big'";
+        self.client.query(sql, &[&JOB]).expect("polling the phase").first().map(|r| r.get(0))
     }
 
     /// Bytes in the table's heap, uncommitted rows included (0 while it does not exist).
@@ -145,7 +143,7 @@ fn kill_9_at_several_moments_then_resume_copies_every_row_exactly_once() {
             let hit = match *kill_at {
                 KillAt::Elapsed(d) => copy.started.elapsed() >= d,
                 KillAt::MoreChunksDone(n) => watcher.done_chunks() >= done_before + n,
-                KillAt::Indexing => watcher.indexing(),
+                KillAt::Indexing => watcher.big_phase().as_deref() == Some("indexing"),
             };
             if hit {
                 break;
@@ -165,7 +163,8 @@ fn kill_9_at_several_moments_then_resume_copies_every_row_exactly_once() {
                     copy.started.elapsed()
                 );
                 if matches!(kill_at, KillAt::Indexing) {
-                    killed_indexing = true;
+                    // Unless it finished that phase between the last look and the kill.
+                    killed_indexing = watcher.big_phase().as_deref() == Some("indexing");
                 } else if done > done_before {
                     killed_mid_copy += 1;
                 }
