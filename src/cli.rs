@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
     name = "rangecopy",
     version,
     about = "Parallel, resumable, checksummed bulk copy into PostgreSQL",
-    long_about = "Copies tables from PostgreSQL (and, later, MySQL/MariaDB) into PostgreSQL in \
+    long_about = "Copies tables from PostgreSQL or MySQL/MariaDB into PostgreSQL in \
                   key-range chunks with binary COPY. Each chunk commits with its state row, so a \
                   killed copy resumes with --resume without losing or duplicating a row; each \
                   chunk's blake3 digest is recorded in the target's `rangecopy` schema."
@@ -75,8 +75,9 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// Source database URL: postgres://user[:password]@host[:port]/db[?sslmode=…]
-    /// (the password may also come from PGPASSWORD).
+    /// Source database URL: postgres://user[:password]@host[:port]/db[?sslmode=…] or
+    /// mysql://user[:password]@host[:port]/db (also mariadb://); the password may also come
+    /// from PGPASSWORD / MYSQL_PWD.
     #[arg(long, value_name = "URL")]
     pub source: String,
 

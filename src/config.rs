@@ -74,6 +74,216 @@ pub struct MyEndpoint {
     /// `mysql://user@host:port/db`, never containing the password.
     pub display: String,
     pub database: String,
+    /// How tables and values are mapped (`--target-schema`, `--zero-dates`, `--cast`,
+    /// `--exclude-column`).
+    pub options: MyOptions,
+}
+
+/// The MySQL/MariaDB mapping options, validated.
+#[derive(Debug, Clone, Default)]
+pub struct MyOptions {
+    pub target_schema: Option<String>,
+    pub zero_dates: ZeroDates,
+    pub casts: Vec<CastRule>,
+    pub excluded: Vec<ColumnRef>,
+}
+
+/// What happens to MySQL zero dates, which PostgreSQL cannot hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ZeroDates {
+    /// Copied as NULL and counted per column.
+    #[default]
+    Null,
+    /// The chunk fails, naming table, column and key.
+    Error,
+}
+
+/// `[db.]table.column`, as given to `--cast column:…` and `--exclude-column`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRef {
+    /// None: the URL's database.
+    pub schema: Option<String>,
+    pub table: String,
+    pub column: String,
+}
+
+impl std::fmt::Display for ColumnRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}.{}", self.table, self.column),
+            None => write!(f, "{}.{}", self.table, self.column),
+        }
+    }
+}
+
+/// A `--cast` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CastRule {
+    pub selector: CastSelector,
+    pub to: CastTarget,
+    /// The rule as the user typed it, for messages.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CastSelector {
+    /// A column type as MySQL shows it (`tinyint(1)`, `int unsigned`) or a type name
+    /// (`geometry`), lower case, single-spaced.
+    Type(String),
+    Column(ColumnRef),
+}
+
+/// The PostgreSQL types a `--cast` rule may map to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CastTarget {
+    Boolean,
+    Text,
+    Bytea,
+    Jsonb,
+    Uuid,
+}
+
+impl CastTarget {
+    pub const ALL: [(&'static str, CastTarget); 5] = [
+        ("boolean", CastTarget::Boolean),
+        ("text", CastTarget::Text),
+        ("bytea", CastTarget::Bytea),
+        ("jsonb", CastTarget::Jsonb),
+        ("uuid", CastTarget::Uuid),
+    ];
+
+    pub fn name(self) -> &'static str {
+        CastTarget::ALL.iter().find(|(_, t)| *t == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+}
+
+impl MyOptions {
+    fn from_args(args: &CopyArgs) -> Result<Self> {
+        let target_schema = match &args.target_schema {
+            Some(s) if s.is_empty() || s.len() > 63 => {
+                return Err(Error::input("--target-schema: expected a schema name of 1 to 63 bytes"))
+            }
+            other => other.clone(),
+        };
+        let zero_dates = match args.zero_dates.as_deref() {
+            Some("error") => ZeroDates::Error,
+            _ => ZeroDates::Null,
+        };
+        let casts = args.casts.iter().map(|r| CastRule::parse(r)).collect::<Result<Vec<_>>>()?;
+        let excluded = args
+            .exclude_columns
+            .iter()
+            .map(|c| ColumnRef::parse(c).map_err(|why| Error::input(format!("--exclude-column {c:?}: {why}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MyOptions { target_schema, zero_dates, casts, excluded })
+    }
+
+    fn any_given(args: &CopyArgs) -> bool {
+        args.target_schema.is_some()
+            || args.zero_dates.is_some()
+            || !args.casts.is_empty()
+            || !args.exclude_columns.is_empty()
+    }
+}
+
+impl ColumnRef {
+    /// `table.column` or `db.table.column`; parts may be backquoted (`` `a.b` ``, doubled
+    /// backquotes inside).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut parts: Vec<String> = Vec::new();
+        let mut chars = text.chars().peekable();
+        loop {
+            let mut part = String::new();
+            if chars.peek() == Some(&'`') {
+                chars.next();
+                loop {
+                    match chars.next() {
+                        Some('`') if chars.peek() == Some(&'`') => {
+                            chars.next();
+                            part.push('`');
+                        }
+                        Some('`') => break,
+                        Some(c) => part.push(c),
+                        None => return Err("unterminated backquote".into()),
+                    }
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    if c == '.' {
+                        break;
+                    }
+                    part.push(c);
+                    chars.next();
+                }
+            }
+            if part.is_empty() {
+                return Err("empty name part; expected [DB.]TABLE.COLUMN".into());
+            }
+            parts.push(part);
+            match chars.next() {
+                None => break,
+                Some('.') => continue,
+                Some(_) => return Err("expected `.` after a backquoted name part".into()),
+            }
+        }
+        let mut it = parts.into_iter();
+        match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(table), Some(column), None, None) => Ok(ColumnRef { schema: None, table, column }),
+            (Some(schema), Some(table), Some(column), None) => Ok(ColumnRef { schema: Some(schema), table, column }),
+            _ => Err("expected [DB.]TABLE.COLUMN (backquote parts that contain dots)".into()),
+        }
+    }
+}
+
+impl CastRule {
+    /// `type:MYSQLTYPE=PGTYPE` or `column:[DB.]TABLE.COLUMN=PGTYPE`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let targets = || CastTarget::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+        let bad = |why: String| {
+            Error::input(format!(
+                "--cast {text:?}: {why}; expected type:MYSQLTYPE=PGTYPE (e.g. type:tinyint(1)=boolean) or \
+                 column:[DB.]TABLE.COLUMN=PGTYPE (e.g. column:shop.orders.shape=text), PGTYPE one of {}",
+                targets()
+            ))
+        };
+        let Some((kind, rest)) = text.split_once(':') else { return Err(bad("missing `type:` or `column:`".into())) };
+        let Some((what, to)) = rest.rsplit_once('=') else { return Err(bad("missing `=PGTYPE`".into())) };
+        let to_norm = to.trim().to_ascii_lowercase();
+        let to = match CastTarget::ALL.iter().find(|(n, _)| *n == to_norm) {
+            Some((_, t)) => *t,
+            None => return Err(bad(format!("unknown PostgreSQL type {to:?}"))),
+        };
+        let selector = match kind.trim() {
+            "type" => {
+                let ty = normalize_mysql_type(what);
+                if ty.is_empty() {
+                    return Err(bad("empty MySQL type".into()));
+                }
+                CastSelector::Type(ty)
+            }
+            "column" => CastSelector::Column(ColumnRef::parse(what.trim()).map_err(bad)?),
+            other => return Err(bad(format!("unknown rule kind {other:?}"))),
+        };
+        Ok(CastRule { selector, to, text: text.to_string() })
+    }
+}
+
+/// A MySQL column type in the form rules compare: lower case, single spaces, no space
+/// before `(` or after `,`.
+pub fn normalize_mysql_type(text: &str) -> String {
+    let lower = text.trim().to_ascii_lowercase();
+    let spaced = lower.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::with_capacity(spaced.len());
+    for c in spaced.chars() {
+        if c == ' ' && out.ends_with(['(', ',']) {
+            continue;
+        }
+        if matches!(c, '(' | ')' | ',') && out.ends_with(' ') {
+            out.pop();
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl std::fmt::Debug for MyEndpoint {
@@ -108,7 +318,7 @@ impl MyEndpoint {
         let user = opts.get_user().unwrap_or("").to_string();
         builder = builder.tcp_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
         let display = format!("mysql://{user}@{}:{}/{database}", opts.get_ip_or_hostname(), opts.get_tcp_port());
-        Ok(MyEndpoint { opts: builder.into(), display, database })
+        Ok(MyEndpoint { opts: builder.into(), display, database, options: MyOptions::default() })
     }
 }
 
@@ -310,6 +520,15 @@ pub struct CopyConfig {
 impl CopyConfig {
     pub fn from_args(args: &CopyArgs) -> Result<Self> {
         let mut source = SourceEndpoint::parse(&args.source)?;
+        match &mut source {
+            SourceEndpoint::Mysql(my) => my.options = MyOptions::from_args(args)?,
+            SourceEndpoint::Postgres(_) if MyOptions::any_given(args) => {
+                return Err(Error::input(
+                    "--target-schema, --zero-dates, --cast and --exclude-column apply to MySQL/MariaDB sources only",
+                ))
+            }
+            SourceEndpoint::Postgres(_) => {}
+        }
         let connect_timeout = seconds(args.connect_timeout, "--connect-timeout")?;
         source.set_connect_timeout(connect_timeout);
         let mut target = PgEndpoint::parse(&args.target, "target")?;
@@ -448,11 +667,10 @@ impl StatusConfig {
 fn source_engine(url: &str) -> Result<Engine> {
     match url.split("://").next().unwrap_or("") {
         "postgres" | "postgresql" => Ok(Engine::Postgres),
-        "mysql" | "mariadb" => Err(Error::input(
-            "--source: MySQL/MariaDB sources are not supported by this build yet; use a postgres:// source",
-        )),
+        "mysql" | "mariadb" => Ok(Engine::Mysql),
         _ => Err(Error::input(format!(
-            "--source: unsupported URL {}; expected postgres://user:password@host:5432/database",
+            "--source: unsupported URL {}; expected postgres://user:password@host:5432/database \
+             or mysql://user:password@host:3306/database",
             redact_url(url)
         ))),
     }
@@ -563,6 +781,34 @@ mod tests {
     fn wrong_schemes_are_input_errors() {
         assert!(PgEndpoint::parse("http://x/y", "target").unwrap_err().is_input());
         assert!(PgEndpoint::parse("localhost:5432", "target").unwrap_err().is_input());
-        assert!(source_engine("mysql://u@h/db").unwrap_err().is_input());
+        assert_eq!(source_engine("mysql://u@h/db").unwrap(), Engine::Mysql);
+        assert_eq!(source_engine("mariadb://u@h/db").unwrap(), Engine::Mysql);
+        assert!(source_engine("sqlite://x").unwrap_err().is_input());
+    }
+
+    #[test]
+    fn cast_rules_and_column_refs_parse() {
+        let r = CastRule::parse("type:TinyInt( 1 )=BOOLEAN").unwrap();
+        assert_eq!((r.selector, r.to), (CastSelector::Type("tinyint(1)".into()), CastTarget::Boolean));
+        let r = CastRule::parse("type:int  unsigned=text").unwrap();
+        assert_eq!(r.selector, CastSelector::Type("int unsigned".into()));
+        let r = CastRule::parse("column:`my.db`.t.c=bytea").unwrap();
+        let want = ColumnRef { schema: Some("my.db".into()), table: "t".into(), column: "c".into() };
+        assert_eq!((r.selector, r.to), (CastSelector::Column(want), CastTarget::Bytea));
+        assert_eq!(ColumnRef::parse("t.c").unwrap(), ColumnRef { schema: None, table: "t".into(), column: "c".into() });
+        assert_eq!(ColumnRef::parse("`a``b`.c").unwrap().table, "a`b");
+        for bad in [
+            "tinyint(1)=boolean",
+            "type:tinyint(1)",
+            "type:x=float",
+            "kind:x=text",
+            "column:c=text",
+            "column:a.b.c.d=text",
+        ] {
+            assert!(CastRule::parse(bad).unwrap_err().is_input(), "{bad}");
+        }
+        for bad in ["c", "a..c", "`a.b", "a.b.c.d", ""] {
+            assert!(ColumnRef::parse(bad).is_err(), "{bad}");
+        }
     }
 }

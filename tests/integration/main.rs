@@ -11,6 +11,7 @@ mod cli;
 mod digest;
 mod fidelity;
 mod keys;
+mod mysql;
 mod names;
 mod refusals;
 mod report;
