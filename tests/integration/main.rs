@@ -18,3 +18,4 @@ mod report;
 mod restart;
 mod resume;
 mod secrets;
+mod verify;
