@@ -2,7 +2,8 @@
 # bench.sh — times rangecopy against peer tools on the same copy, on the dev databases.
 #
 #   scripts/bench.sh [ROWS] [--regen]        ROWS defaults to 5000000
-#   BENCH_ONLY=psql,pgcopydb,rangecopy       the tools to run (default: all of them)
+#   BENCH_ONLY=psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy
+#                                            the tools to run (default: all of them)
 #
 # PostgreSQL → PostgreSQL section: generates table `orders` (ROWS rows) in database rc_bench on
 # the PG source (kept between runs when it already holds exactly ROWS rows; --regen forces),
@@ -16,7 +17,15 @@
 # its row count on the target is checked, and the figures go to target/bench/results.json.
 # Per-tool output is kept in target/bench/<tool>.log.
 #
-# Adding a section (e.g. MariaDB → PostgreSQL): write bench_<tool> functions that call
+# MariaDB → PostgreSQL section: generates the same `orders` table (same generator rules) in
+# MariaDB database rc_bench (amount decimal(12,2), created_at datetime(6), shipped tinyint(1),
+# weight double, note text; kept between runs like the PG one), then copies it into a fresh
+# database rc_bench_<tool> on the PG target:
+#   my_pgloader   pgloader mysql://… postgresql://… (Debian package pgloader, its defaults)
+#   my_pipe       mariadb --quick -N -B -e 'SELECT …' | psql COPY FROM STDIN, then ADD PRIMARY KEY
+#   my_rangecopy  target/release/rangecopy copy --source mysql://… --job bench
+#
+# Adding a section: write bench_<tool> functions that call
 # `measure` (or `record` for hand-timed pipes) and `check_rows`, and a section_* function that
 # prepares the data and calls them; add it to main.
 set -euo pipefail
@@ -26,7 +35,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=5000000
 REGEN=0
 BENCH_DIR=$REPO/target/bench
-BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy}
+BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy}
+# rangecopy's figures over each peer's, per section: "ours peer".
+RATIOS=("rangecopy psql" "rangecopy pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe")
 BIN=$REPO/target/release/rangecopy
 
 # ---------------------------------------------------------------- results accumulator
@@ -97,6 +108,9 @@ install_tools() {
     apt_install time
     if selected pgcopydb && ! command -v pgcopydb >/dev/null; then
         (apt_install pgcopydb) || log "could not install pgcopydb"
+    fi
+    if selected my_pgloader && ! command -v pgloader >/dev/null; then
+        (apt_install pgloader) || log "could not install pgloader"
     fi
 }
 
@@ -215,6 +229,129 @@ section_pg_to_pg() {
     done
 }
 
+# ---------------------------------------------------------------- MariaDB → PostgreSQL
+
+# A quiet mariadb client on the dev server; the password comes from MYSQL_PWD.
+my() { mariadb -h "$MY_HOST" -P "$MY_PORT" -u "$MY_USER" -N -B "$@"; }
+
+my_orders_ddl() {
+    cat <<'SQL'
+CREATE TABLE orders (
+    id           bigint PRIMARY KEY,
+    customer_id  bigint NOT NULL,
+    amount       decimal(12,2),
+    status       varchar(16),
+    created_at   datetime(6),
+    shipped      tinyint(1),
+    weight       double,
+    note         text
+);
+SQL
+}
+
+# The same generator rules as generate_orders, from MariaDB's sequence engine in slices of
+# 500000 rows; the marker comment is set last, so an interrupted generation is redone.
+my_generate_orders() {
+    local marker="rangecopy bench: $ROWS rows, complete"
+    if [[ $REGEN -eq 0 ]] &&
+        [[ $(my -e "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'rc_bench' AND TABLE_NAME = 'orders'") == "$marker" ]] &&
+        [[ $(my rc_bench -e "SELECT count(*) FROM orders") == "$ROWS" ]]; then
+        log "MariaDB rc_bench.orders already has $ROWS rows (--regen to rebuild)"
+        return 0
+    fi
+    log "generating MariaDB rc_bench.orders with $ROWS rows"
+    local start=$SECONDS from to
+    my -e "DROP DATABASE IF EXISTS rc_bench; CREATE DATABASE rc_bench"
+    my_orders_ddl | my rc_bench
+    for ((from = 1; from <= ROWS; from += 500000)); do
+        to=$((from + 499999 < ROWS ? from + 499999 : ROWS))
+        my rc_bench -e "INSERT INTO orders
+            SELECT seq, (seq * 7919) % 100000, ROUND(RAND() * 10000, 2),
+                   ELT(1 + seq % 5, 'pending', 'paid', 'shipped', 'delivered', 'cancelled'),
+                   TIMESTAMP '2020-01-01 00:00:00' + INTERVAL seq * 13 SECOND,
+                   seq % 3 = 0, RAND() * 100, REPEAT(MD5(seq), 1 + seq % 4)
+              FROM seq_${from}_to_${to}"
+    done
+    my rc_bench -e "ANALYZE TABLE orders; ALTER TABLE orders COMMENT = '$marker'" >/dev/null
+    log "generated in $((SECONDS - start)) s"
+}
+
+# (d) pgloader with its defaults (it creates the schema rc_bench, the table, the key).
+bench_my_pgloader() {
+    if ! command -v pgloader >/dev/null; then
+        log "SKIPPED my_pgloader: the Debian package pgloader is not available on this machine"
+        return 0
+    fi
+    local db=rc_bench_my_pgloader
+    recreate_db "$PG_TGT" "$db"
+    measure my_pgloader pgloader "$MY_URL_FULL/rc_bench" "${PG_TGT_FULL/postgres:/postgresql:}/$db"
+    [[ -n ${FAILED[my_pgloader]+set} ]] || check_rows my_pgloader "$PG_TGT/$db" rc_bench.orders
+}
+
+# (e) mariadb | psql (text), then the primary key: timed by hand like bench_psql. The target
+# table has the types rangecopy maps to; mariadb -B writes NULL as NULL and escapes tabs,
+# newlines and backslashes as COPY's text format does.
+bench_my_pipe() {
+    local db=rc_bench_my_pipe t=$BENCH_DIR/my_pipe
+    recreate_db "$PG_TGT" "$db"
+    sql "$PG_TGT/$db" -c "CREATE TABLE orders (id bigint NOT NULL, customer_id bigint NOT NULL,
+        amount numeric(12,2), status varchar(16), created_at timestamp(6), shipped smallint,
+        weight double precision, note text)"
+    log "running my_pipe"
+    local start end status=0
+    start=$(date +%s.%N)
+    {
+        /usr/bin/time -f '%M' -o "$t.out.time" \
+            mariadb -h "$MY_HOST" -P "$MY_PORT" -u "$MY_USER" --quick -N -B rc_bench \
+            -e "SELECT id, customer_id, amount, status, created_at, shipped, weight, note FROM orders" |
+            /usr/bin/time -f '%M' -o "$t.in.time" \
+                psql -X -q -v ON_ERROR_STOP=1 "$PG_TGT/$db" -c "COPY orders FROM STDIN (NULL 'NULL')" &&
+            /usr/bin/time -f '%M' -o "$t.pk.time" \
+                psql -X -q -v ON_ERROR_STOP=1 "$PG_TGT/$db" -c "ALTER TABLE orders ADD PRIMARY KEY (id)"
+    } >"$t.log" 2>&1 || status=$?
+    end=$(date +%s.%N)
+    if [[ $status -ne 0 ]]; then
+        tail -n 15 "$t.log" >&2
+        fail my_pipe "pipe failed (see $t.log)"
+        return 0
+    fi
+    local wall rss
+    wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+    rss=$(tail -q -n 1 "$t.out.time" "$t.in.time" "$t.pk.time" | sort -n | tail -n 1)
+    record my_pipe "$wall" "$rss"
+    log "my_pipe: ${wall} s"
+    check_rows my_pipe "$PG_TGT/$db" orders
+}
+
+# (f) rangecopy from MariaDB (creates rc_bench.orders, loads it, builds the primary key and
+# records the digests).
+bench_my_rangecopy() {
+    local db=rc_bench_my_rangecopy
+    log "building the release binary"
+    if ! (cd "$REPO" && cargo build --release --quiet); then
+        fail my_rangecopy "cargo build --release failed"
+        return 0
+    fi
+    recreate_db "$PG_TGT" "$db"
+    measure my_rangecopy "$BIN" copy --source "$MY_URL_FULL/rc_bench" --target "$PG_TGT_FULL/$db" --job bench
+    [[ -n ${FAILED[my_rangecopy]+set} ]] || check_rows my_rangecopy "$PG_TGT/$db" rc_bench.orders
+}
+
+section_mysql_to_pg() {
+    selected my_pgloader || selected my_pipe || selected my_rangecopy || return 0
+    MY_URL_FULL=${RANGECOPY_TEST_MYSQL%/*}
+    MY_USER=$(sed -E 's#^[a-z]+://([^:/@]+).*#\1#' <<<"$RANGECOPY_TEST_MYSQL")
+    MY_HOST=$(sed -E 's#^[a-z]+://[^@]*@([^:/]+).*#\1#' <<<"$RANGECOPY_TEST_MYSQL")
+    MY_PORT=$(sed -E 's#^[a-z]+://[^@]*@[^:/]+:([0-9]+).*#\1#' <<<"$RANGECOPY_TEST_MYSQL")
+    MYSQL_PWD=$(url_password "$RANGECOPY_TEST_MYSQL")
+    export MYSQL_PWD
+    my_generate_orders
+    local tool
+    for tool in my_pgloader my_pipe my_rangecopy; do
+        if selected "$tool"; then "bench_$tool"; fi
+    done
+}
+
 # ---------------------------------------------------------------- report
 
 # ratio A B FIELD: A's figure over B's, when both ran.
@@ -237,19 +374,20 @@ print_table() {
             printf '%-12s %10s %14s %14s  %s\n' "$tool" - - - "${FAILED[$tool]}"
         fi
     done
-    local peer r wall speed rss
-    for peer in psql pgcopydb; do
-        if r=$(ratio rangecopy "$peer"); then
+    local pair ours peer r wall speed rss
+    for pair in "${RATIOS[@]}"; do
+        read -r ours peer <<<"$pair"
+        if r=$(ratio "$ours" "$peer"); then
             read -r wall speed rss <<<"$r"
-            printf 'rangecopy/%-9s wall time x%s, throughput x%s, peak RSS x%s\n' \
-                "$peer:" "$wall" "$speed" "$rss"
+            printf '%-26s wall time x%s, throughput x%s, peak RSS x%s\n' \
+                "$ours/$peer:" "$wall" "$speed" "$rss"
         fi
     done
     echo
 }
 
 write_json() {
-    local file=$BENCH_DIR/results.json commit dirty=false tool sep="" peer r wall speed rss
+    local file=$BENCH_DIR/results.json commit dirty=false tool sep="" pair ours peer r wall speed rss
     commit=$(git -C "$REPO" rev-parse --verify -q HEAD 2>/dev/null) || commit=unknown
     [[ -z $(git -C "$REPO" status --porcelain 2>/dev/null) ]] || dirty=true
     {
@@ -267,11 +405,12 @@ write_json() {
         done
         printf '\n  },\n  "ratios": {'
         sep=
-        for peer in psql pgcopydb; do
-            r=$(ratio rangecopy "$peer") || continue
+        for pair in "${RATIOS[@]}"; do
+            read -r ours peer <<<"$pair"
+            r=$(ratio "$ours" "$peer") || continue
             read -r wall speed rss <<<"$r"
-            printf '%s\n    "rangecopy/%s": {"wall_s": %s, "rows_per_s": %s, "peak_rss": %s}' \
-                "$sep" "$peer" "$wall" "$speed" "$rss"
+            printf '%s\n    "%s/%s": {"wall_s": %s, "rows_per_s": %s, "peak_rss": %s}' \
+                "$sep" "$ours" "$peer" "$wall" "$speed" "$rss"
             sep=,
         done
         printf '\n  }\n}\n'
@@ -293,7 +432,7 @@ parse_args() {
 }
 
 usage() {
-    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy)" >&2
+    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy)" >&2
     exit 2
 }
 
@@ -311,7 +450,8 @@ main() {
     PGPASSWORD=$(url_password "$RANGECOPY_TEST_PG_SOURCE")
     export PGPASSWORD
 
-    section_pg_to_pg
+    if selected psql || selected pgcopydb || selected rangecopy; then section_pg_to_pg; fi
+    section_mysql_to_pg
 
     print_table
     write_json
