@@ -31,7 +31,7 @@
 //! | `0x04` | FLOAT              | 8 bytes: IEEE-754 binary64 bits after canonicalization (below)       | float4, float8, MySQL FLOAT/DOUBLE |
 //! | `0x05` | TEXT               | the exact bytes (UTF-8)                                              | text, varchar, name, citext, enum labels, char(n) with trailing spaces removed |
 //! | `0x06` | BYTES              | the exact bytes                                                      | bytea, MySQL BINARY/VARBINARY/BLOB |
-//! | `0x07` | TIMESTAMP          | 8 bytes: i64 microseconds since 1970-01-01 00:00:00                  | timestamp (wall clock as if UTC) and timestamptz (the instant, in UTC) |
+//! | `0x07` | TIMESTAMP          | 8 bytes: i64 microseconds since 2000-01-01 00:00:00 (PostgreSQL's epoch, so its whole range fits) | timestamp (wall clock as if UTC) and timestamptz (the instant, in UTC) |
 //! | `0x08` | TIMESTAMP_INFINITY | 1 byte: `0x01` +infinity, `0x00` -infinity                          | timestamp / timestamptz `±infinity` |
 //! | `0x09` | DATE               | 4 bytes: i32 days since 1970-01-01                                   | date |
 //! | `0x0A` | DATE_INFINITY      | 1 byte: `0x01` +infinity, `0x00` -infinity                           | date `±infinity` |
@@ -77,6 +77,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The tag bytes of canonical encoding v1 (see the module documentation).
+/// Microseconds from 1970-01-01 to 2000-01-01.
+const UNIX_TO_2000_US: i64 = 946_684_800_000_000;
+
 pub mod tag {
     pub const NULL: u8 = 0x00;
     pub const BOOL: u8 = 0x01;
@@ -265,9 +268,18 @@ impl RowEncoder {
     }
 
     /// A timestamp as microseconds since 1970-01-01 00:00:00 (UTC for time-zone-aware types).
+    /// Stored relative to 2000-01-01 (see the TIMESTAMP row); values before year -290308, which
+    /// no engine has, would wrap.
     #[inline]
     pub fn timestamp_us(&mut self, unix_us: i64) {
-        self.fixed(tag::TIMESTAMP, unix_us.to_le_bytes());
+        self.timestamp_us_since_2000(unix_us.wrapping_sub(UNIX_TO_2000_US));
+    }
+
+    /// A timestamp as microseconds since 2000-01-01 00:00:00, PostgreSQL's own form, which
+    /// holds every PostgreSQL timestamp up to year 294276.
+    #[inline]
+    pub fn timestamp_us_since_2000(&mut self, us: i64) {
+        self.fixed(tag::TIMESTAMP, us.to_le_bytes());
     }
 
     #[inline]
@@ -771,7 +783,9 @@ fn display_full(value: &[u8]) -> String {
         tag::NULL => "NULL".into(),
         tag::BOOL => (payload.first() == Some(&1)).to_string(),
         tag::INT => int(payload).to_string(),
-        tag::DECIMAL | tag::JSON | tag::TEXT => String::from_utf8_lossy(payload).into_owned(),
+        tag::DECIMAL | tag::JSON => String::from_utf8_lossy(payload).into_owned(),
+        // Quoted, so the text 'NULL' never reads like a NULL.
+        tag::TEXT => serde_json::Value::String(String::from_utf8_lossy(payload).into_owned()).to_string(),
         tag::FLOAT => format!("{:?}", f64::from_bits(le_i64(payload) as u64)),
         tag::BYTES => format!("\\x{}", hex(payload)),
         tag::TIMESTAMP => civil_timestamp(le_i64(payload)),
@@ -842,8 +856,9 @@ fn civil_date(days: i64) -> String {
     }
 }
 
+/// Microseconds since 2000-01-01 as a UTC date and time.
 fn civil_timestamp(us: i64) -> String {
-    let days = us.div_euclid(86_400_000_000);
+    let days = us.div_euclid(86_400_000_000) + 10_957;
     let rest = us.rem_euclid(86_400_000_000);
     let date = civil_date(days);
     match date.strip_suffix(" BC") {
@@ -1251,7 +1266,7 @@ mod tests {
             [
                 "-42",
                 "NULL",
-                "héllo",
+                "\"héllo\"",
                 "2023-11-14 22:13:20.123456",
                 "0001-01-01",
                 "-01:00:00.000001",

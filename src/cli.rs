@@ -53,11 +53,11 @@ pub struct VerifyArgs {
     pub job: Option<String>,
 
     /// Parallel workers, each reading one range from both sides at once. Default: CPU cores.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub workers: Option<i64>,
 
     /// Rows per range when planning ranges (without --job) [default: 100000].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub chunk_rows: Option<i64>,
 
     /// Write a report: FILE.json (machine-readable) or FILE.html (for people).
@@ -69,7 +69,7 @@ pub struct VerifyArgs {
     pub redact_values: bool,
 
     /// Differing rows listed in full per run (all are counted).
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = 1000, allow_negative_numbers = true)]
     pub max_diff_rows: i64,
 }
 
@@ -96,12 +96,12 @@ pub struct CopyArgs {
 
     /// Number of parallel workers (each holds one source and one target connection).
     /// Default: the number of CPU cores.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub workers: Option<i64>,
 
     /// Rows per chunk: the unit of work, of resume and of checksums [default: 100000].
     /// A resumed job keeps the chunk size it was started with.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub chunk_rows: Option<i64>,
 
     /// Continue an unfinished job from its committed chunks.
@@ -118,7 +118,7 @@ pub struct CopyArgs {
 
     /// Times a chunk (or planning step, or index build) is retried after a transient failure
     /// (connection lost, server restarting, deadlock, serialization failure, lock timeout).
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10, allow_negative_numbers = true)]
     pub retries: i64,
 
     /// Longest wait between retries, in seconds (waits double from half a second up to this).

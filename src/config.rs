@@ -388,7 +388,11 @@ impl PgEndpoint {
 
 /// Replaces the password of a URL (`scheme://user:password@host`) with `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return crate::error::redact(url) };
+    // Without a scheme the text may still be `user:password@host/db`: redact it all the same.
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
     let (authority, tail) = match rest.find(['/', '?']) {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
@@ -409,7 +413,7 @@ pub fn redact_url(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("&");
-    crate::error::redact(&format!("{scheme}://{authority}{tail}"))
+    crate::error::redact(&format!("{scheme}{authority}{tail}"))
 }
 
 /// A table as named on the command line, before it is looked up in the source.
@@ -767,6 +771,7 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db?password=pw&x=1"), "postgres://u@h/db?password=***&x=1");
         assert_eq!(redact_url("mysql://h/db"), "mysql://h/db");
+        assert_eq!(redact_url("rangecopy:pw@127.0.0.1:54330/db"), "rangecopy:***@127.0.0.1:54330/db");
     }
 
     #[test]

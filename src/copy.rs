@@ -345,6 +345,7 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
             cursor: (!r.plan_complete).then_some(cursor),
             deferred_done: r.deferred_done,
             prep,
+            build_indexes: r.created_by_job,
         });
     }
     Ok(work)

@@ -57,6 +57,9 @@ pub struct TableWork {
     pub deferred_done: usize,
     /// How its chunks are extracted.
     pub prep: ChunkPrep,
+    /// Whether the job created the target table: only then are the source's indexes and
+    /// constraints built on it (an existing table is loaded as it is).
+    pub build_indexes: bool,
 }
 
 /// A table whose chunks are all loaded, ready for its indexes.
@@ -343,8 +346,12 @@ impl Worker<'_> {
         let table = &ctx.tables[f.table_no];
         let job = ctx.job.as_str();
         state::set_table_phase(&mut self.target.conn, job, f.table_no, "indexing")?;
-        let built = state::deferred_done(&mut self.target.conn, job, f.table_no)?;
-        self.target.build_deferred(table, built, |conn, done| state::set_deferred_done(conn, job, f.table_no, done))?;
+        let build = self.shared.work.iter().any(|w| w.table_no == f.table_no && w.build_indexes);
+        if build {
+            let built = state::deferred_done(&mut self.target.conn, job, f.table_no)?;
+            self.target
+                .build_deferred(table, built, |conn, done| state::set_deferred_done(conn, job, f.table_no, done))?;
+        }
         for seq in &table.ddl.sequences {
             let (value, called) = self.source.sequence_position(seq)?;
             self.target.set_sequence(&seq.target_sql, value, called)?;

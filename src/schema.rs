@@ -191,7 +191,8 @@ pub struct TargetDdl {
 pub struct SequenceSync {
     /// SQL expression naming the source sequence (a regclass literal).
     pub source_sql: String,
-    /// SQL expression naming the target sequence (a regclass literal or `pg_get_serial_sequence(…)`).
+    /// SQL text expression naming the target sequence (a string literal or
+    /// `pg_get_serial_sequence(…)`); a sequence the target does not have is left alone.
     pub target_sql: String,
 }
 

@@ -20,7 +20,7 @@ use crate::copy_format::CapturedRow;
 use crate::error::{Error, Result};
 use crate::pipeline;
 use crate::plan::{plan_table, Bound, Chunk, PlanCursor};
-use crate::schema::{quote_ident, Table};
+use crate::schema::{quote_ident, quote_literal, LogicalType, Table};
 use crate::source::postgres::{range_copy_sql, scan_rows};
 use crate::source::Source;
 use crate::state;
@@ -121,6 +121,9 @@ struct RangeOutcome {
 struct Subject {
     table: Table,
     ranges: Vec<Chunk>,
+    /// The same ranges for the target, bounded in the target's own key order (see
+    /// `target_ranges`); position i of both lists is compared.
+    target_ranges: Vec<Chunk>,
     missing_on_target: bool,
 }
 
@@ -131,20 +134,20 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
     let mut target = PgTarget::connect(&cfg.target)?;
     let subjects = subjects(cfg, &mut source, &mut target)?;
     drop(source);
-    let work: Vec<(usize, Chunk)> = subjects
+    let work: Vec<(usize, Chunk, Chunk)> = subjects
         .iter()
         .enumerate()
         .filter(|(_, s)| !s.missing_on_target)
-        .flat_map(|(i, s)| s.ranges.iter().map(move |c| (i, c.clone())))
+        .flat_map(|(i, s)| s.ranges.iter().zip(&s.target_ranges).map(move |(c, t)| (i, c.clone(), t.clone())))
         .collect();
     let outcomes: Vec<Result<RangeOutcome>> = pipeline::parallel_map(
         cfg.workers,
         work,
         cancel,
         || Ok((Source::connect(&cfg.source)?, PgTarget::connect(&cfg.target)?)),
-        |(source, target), (i, chunk)| {
+        |(source, target), (i, chunk, target_chunk)| {
             let start = started.elapsed().as_secs_f64();
-            let mut outcome = compare_range(source, target, &subjects[i].table, i, &chunk)?;
+            let mut outcome = compare_range(source, target, &subjects[i].table, i, &chunk, &target_chunk)?;
             outcome.span = (start, started.elapsed().as_secs_f64());
             Ok(outcome)
         },
@@ -208,19 +211,78 @@ fn subject(target: &mut PgTarget, table: Table, ranges: Vec<Chunk>) -> Result<Su
     let missing_on_target = match target.inspect(&table.target)? {
         Existing::Missing => true,
         Existing::Present { columns, .. } => {
-            check_columns(&table, &columns).map_err(|e| {
-                Error::input(format!("{e} (verify compares columns of the same types)"))
-            })?;
+            check_columns(&table, &columns)
+                .map_err(|e| Error::input(format!("{e} (verify compares columns of the same types)")))?;
             false
         }
     };
-    Ok(Subject { table, ranges, missing_on_target })
+    let target_ranges = if missing_on_target { ranges.clone() } else { target_ranges(target, &table, &ranges)? };
+    Ok(Subject { table, ranges, target_ranges, missing_on_target })
+}
+
+/// The ranges' boundaries sorted in the target's key order. A text key may collate
+/// differently on the two sides (MySQL's case-insensitive collations, another locale): the
+/// source's boundaries, applied to the target in their own order, could overlap or leave
+/// gaps there. Sorted, they cut the target into ranges again, so each target row is read
+/// exactly once; rows the two orders place in different ranges are matched by key later.
+fn target_ranges(target: &mut PgTarget, table: &Table, ranges: &[Chunk]) -> Result<Vec<Chunk>> {
+    let key = table.key_columns();
+    let collatable = key.iter().any(|c| matches!(c.logical, LogicalType::Text | LogicalType::Bpchar));
+    if ranges.len() < 2 || !collatable {
+        return Ok(ranges.to_vec());
+    }
+    let bounds: Vec<&Vec<String>> = ranges.iter().filter_map(|c| c.hi.as_ref()).collect();
+    let values: Vec<String> = bounds
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let parts: Vec<String> =
+                key.iter().zip(b.iter()).map(|(c, v)| format!("{}::{}", quote_literal(v), c.type_sql)).collect();
+            format!("({i}, {})", parts.join(", "))
+        })
+        .collect();
+    let mut order = Vec::new();
+    for (i, col) in key.iter().enumerate() {
+        let collation = target.column_collation(&table.target, &col.name)?;
+        order.push(match collation {
+            Some(c) => format!("k{i} COLLATE {c}"),
+            None => format!("k{i}"),
+        });
+    }
+    let names: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
+    let sql = format!(
+        "SELECT i FROM (VALUES {}) AS b(i, {}) ORDER BY {}, i",
+        values.join(", "),
+        names.join(", "),
+        order.join(", ")
+    );
+    let sorted: Vec<usize> = target
+        .conn
+        .query(&sql, &[], &format!("ordering the range bounds of {} on the target", table.target))?
+        .iter()
+        .map(|r| r.get::<_, i32>(0) as usize)
+        .collect();
+    let mut cuts: Vec<Bound> = vec![None];
+    cuts.extend(sorted.iter().map(|&i| Some(bounds[i].clone())));
+    cuts.push(None);
+    Ok(ranges
+        .iter()
+        .enumerate()
+        .map(|(n, c)| Chunk { table_no: c.table_no, chunk_no: c.chunk_no, lo: cuts[n].clone(), hi: cuts[n + 1].clone() })
+        .collect())
 }
 
 /// Reads one range from both sides at once and compares digests; on a mismatch reads it
 /// again with rows captured and keeps the rows that do not match within the range.
-fn compare_range(source: &mut Source, target: &mut PgTarget, table: &Table, i: usize, chunk: &Chunk) -> Result<RangeOutcome> {
-    let target_sql = range_copy_sql(table, &table.target.quoted(), chunk);
+fn compare_range(
+    source: &mut Source,
+    target: &mut PgTarget,
+    table: &Table,
+    i: usize,
+    chunk: &Chunk,
+    target_chunk: &Chunk,
+) -> Result<RangeOutcome> {
+    let target_sql = range_copy_sql(table, &table.target.quoted(), target_chunk);
     let read = |source: &mut Source, target: &mut PgTarget, capture: bool| {
         let (s, t) = pipeline::join(
             || source.scan_range(table, chunk, capture),
@@ -364,7 +426,7 @@ fn table_result(
         target_digest: target_digest.to_string(),
         differing_ranges: ranges.iter().filter(|r| !r.identical).count(),
         ranges,
-        differing_rows: rows.len(),
+        differing_rows: if subject.missing_on_target { source_rows as usize } else { rows.len() },
         diffs,
         seconds,
     })
@@ -483,9 +545,10 @@ mod tests {
         let cfg = test_config(cfg_redacted);
         let d = describe(&cfg, &t, Some(&s), Some(&tg));
         assert_eq!(d.kind, DiffKind::Changed);
-        assert_eq!(d.key, vec![("\"id\"".to_string(), "7".to_string())]);
+        // Text values are shown quoted, so a NULL never reads like the text 'NULL'.
+        assert_eq!(d.key, vec![("\"id\"".to_string(), "\"7\"".to_string())]);
         assert_eq!(d.columns.len(), 1);
-        assert_eq!((d.columns[0].source.as_deref(), d.columns[0].target.as_deref()), (Some("old"), Some("new")));
+        assert_eq!((d.columns[0].source.as_deref(), d.columns[0].target.as_deref()), (Some("\"old\""), Some("\"new\"")));
         let d = describe(&test_config(true), &t, Some(&s), Some(&tg));
         assert_eq!(d.columns[0].source.as_deref(), Some("***"));
     }

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::pg::PgConn;
 use crate::schema::{quote_ident, Table, TableName};
 
-const TARGET_SESSION: &str = "SET synchronous_commit = off";
+/// Every name rangecopy sends is schema-qualified; with search_path = pg_catalog the types the
+/// catalog reports are qualified the same way as the source's, so they compare equal.
+const TARGET_SESSION: &str = "SET synchronous_commit = off; SET search_path = pg_catalog";
 
 /// Memory for index builds; PostgreSQL's default (64MB) makes large builds spill to disk.
 const INDEX_SESSION: &str = "SET maintenance_work_mem = '512MB'";
@@ -52,6 +54,19 @@ impl PgTarget {
         Ok(Existing::Present { has_rows: has_rows.get(0), columns })
     }
 
+    /// The collation of a target column as a qualified SQL name, if it has one.
+    pub fn column_collation(&mut self, table: &TableName, column: &str) -> Result<Option<String>> {
+        let row = self.conn.query_opt(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.collname)
+               FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+               JOIN pg_namespace n ON n.oid = c.collnamespace
+              WHERE a.attrelid = to_regclass($1) AND a.attname = $2",
+            &[&table.quoted(), &column],
+            &format!("reading the collation of {table}.{column}"),
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     /// The OID of a type on the target, to rewrite array element types in binary COPY data.
     pub fn type_oid(&mut self, type_sql: &str) -> Result<u32> {
         let row = self.conn.query_one(
@@ -83,11 +98,14 @@ impl PgTarget {
         Ok(())
     }
 
-    /// Moves a target sequence to the source's position.
+    /// Moves a target sequence to the source's position, if the target has that sequence.
     pub fn set_sequence(&mut self, target_sql: &str, last_value: i64, is_called: bool) -> Result<()> {
         self.conn
             .execute(
-                &format!("SELECT setval({target_sql}, $1, $2)"),
+                &format!(
+                    "SELECT setval(to_regclass(name), $1, $2) FROM (SELECT {target_sql} AS name) s
+                      WHERE to_regclass(name) IS NOT NULL"
+                ),
                 &[&last_value, &is_called],
                 "carrying a sequence position over",
             )

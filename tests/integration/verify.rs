@@ -522,7 +522,8 @@ fn changed_character_in_text_is_found() {
     let expected = Diff {
         kind: "changed".into(),
         key: id(77),
-        columns: vec![("s".into(), Some("row 77 é".into()), Some("row 77 e".into()))],
+        // Text values are shown quoted (JSON style), so the text 'NULL' never reads as NULL.
+        columns: vec![("s".into(), Some("\"row 77 é\"".into()), Some("\"row 77 e\"".into()))],
     };
     assert_eq!(row, expected);
 }
@@ -547,7 +548,7 @@ fn inserted_row_is_extra_on_target() {
     );
     assert_listed(&run, "id", "601", "extra on target");
     assert_eq!((row.kind.as_str(), &row.key), ("extra", &id(601)), "{row:#?}");
-    assert!(row.columns.iter().any(|c| c.0 == "s" && c.2.as_deref() == Some("intruder")), "{row:#?}");
+    assert!(row.columns.iter().any(|c| c.0 == "s" && c.2.as_deref() == Some("\"intruder\"")), "{row:#?}");
     let line = summary(&run, "public.t");
     assert_eq!((line.source_rows, line.target_rows), (600, 601), "{run:?}");
 }
@@ -560,8 +561,8 @@ fn null_made_empty_string_is_found() {
     assert_listed(&run, "id", "30", "changed: n");
     assert_eq!((row.kind.as_str(), &row.key, row.column_names()), ("changed", &id(30), vec!["n"]), "{row:#?}");
     let (_, source, target) = &row.columns[0];
-    assert_eq!(target.as_deref(), Some(""), "{row:#?}");
-    assert_ne!(source.as_deref(), Some(""), "the source side is NULL, not empty: {row:#?}");
+    assert_eq!(target.as_deref(), Some("\"\""), "the target side is the empty text: {row:#?}");
+    assert_eq!(source.as_deref(), Some("NULL"), "the source side is NULL, shown unquoted: {row:#?}");
 }
 
 /// -0.0 vs 0.0, JSON spacing and key order, numeric scale (1.50 vs 1.5): equal by the
@@ -632,7 +633,7 @@ fn real_differences_under_two_collations_are_matched_by_key() {
     let run = assert_different(verify(&db, &["--chunk-rows", "7", "--report", path.to_str().unwrap()]));
     let mut rows = diffs(&read_json(&path), "public.k");
     rows.sort_by(|a, b| a.kind.cmp(&b.kind));
-    let key = |k: &str| vec![("k".to_string(), k.to_string())];
+    let key = |k: &str| vec![("k".to_string(), format!("{k:?}"))];
     let shape: Vec<(&str, &Vec<(String, String)>, Vec<&str>)> =
         rows.iter().map(|d| (d.kind.as_str(), &d.key, d.column_names())).collect();
     let expected = [("changed", &key(&first_in_c), vec!["v"]), ("missing", &key(&last_in_c), vec!["k", "v"])];
