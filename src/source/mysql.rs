@@ -1113,7 +1113,8 @@ fn render_default(
             }
         }
         Flavor::MySql => {
-            if sc.extra.contains("default_generated") {
+            // 5.7 flags no expression, but CURRENT_TIMESTAMP is the only one it allows.
+            if sc.extra.contains("default_generated") || raw.to_ascii_lowercase().starts_with("current_timestamp") {
                 (None, Some(raw.to_ascii_lowercase()))
             } else {
                 (Some(raw.to_string()), None)
@@ -1916,6 +1917,46 @@ mod tests {
         assert_ne!(pg_name(&[&long, "a"]), pg_name(&[&long, "b"]));
         assert_eq!(unquote_sql_string("'it''s\\\\x'").as_deref(), Some("it's\\x"));
         assert_eq!(unquote_sql_string("'a\\nb'"), None);
+    }
+
+    fn source_column(column_type: &str, default: Option<&str>, extra: &str) -> SourceColumn {
+        SourceColumn {
+            name: "c".into(),
+            column_type: column_type.into(),
+            info: TypeInfo::parse(column_type),
+            nullable: true,
+            default: default.map(str::to_string),
+            extra: extra.into(),
+            charset: None,
+            collation: None,
+            comment: String::new(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_kept_only_when_postgresql_holds_the_same_value() {
+        let render = |ty: &str, default: Option<&str>, extra: &str, flavor: Flavor| {
+            let sc = source_column(ty, default, extra);
+            let row = type_row(&sc.info).unwrap();
+            render_default(&sc, &row.logical, &(row.pg)(&sc.info), flavor, false)
+        };
+        let maria = Flavor::MariaDb;
+        assert_eq!(render("varchar(10)", Some("'it''s\\\\x'"), "", maria).as_deref(), Some("'it''s\\x'"));
+        assert_eq!(render("varchar(10)", Some("NULL"), "", maria), None);
+        assert_eq!(render("decimal(5,2)", Some("1.50"), "", maria).as_deref(), Some("'1.50'"));
+        assert_eq!(render("datetime(3)", Some("current_timestamp(3)"), "", maria).as_deref(), Some("LOCALTIMESTAMP"));
+        assert_eq!(render("timestamp", Some("current_timestamp()"), "", maria).as_deref(), Some("CURRENT_TIMESTAMP"));
+        assert_eq!(render("date", Some("'0000-00-00'"), "", maria), None);
+        assert_eq!(render("bit(5)", Some("b'101'"), "", maria).as_deref(), Some("B'00101'"));
+        assert_eq!(render("uuid", Some("uuid()"), "", maria), None);
+        let mysql = Flavor::MySql;
+        assert_eq!(render("varchar(10)", Some("it's"), "", mysql).as_deref(), Some("'it''s'"));
+        assert_eq!(render("timestamp", Some("CURRENT_TIMESTAMP"), "", mysql).as_deref(), Some("CURRENT_TIMESTAMP"));
+        assert_eq!(
+            render("datetime", Some("CURRENT_TIMESTAMP"), "default_generated", mysql).as_deref(),
+            Some("LOCALTIMESTAMP")
+        );
+        assert_eq!(render("int", Some("(rand() * 10)"), "default_generated", mysql), None);
     }
 
     #[test]
