@@ -176,13 +176,12 @@ main() {
     run_rangecopy copy --source "$SRC/$DEMO_DB" --target "$TGT/$DEMO_DB" --job demo --report "$REPORT"
     run_rangecopy status --target "$TGT/$DEMO_DB" --job demo
 
-    # ---- verify: NOT YET AVAILABLE ------------------------------------------------------------
-    # When `rangecopy verify` exists, run it here, e.g.:
-    #   run_rangecopy verify --source "$SRC/$DEMO_DB" --target "$TGT/$DEMO_DB" \
-    #       --report target/demo/verify.html
-    # ---------------------------------------------------------------------------------------------
+    # Prove it: both sides read range by range along the job's chunks and compared row hashes.
+    run_rangecopy verify --source "$SRC/$DEMO_DB" --target "$TGT/$DEMO_DB" --job demo \
+        --report target/demo/verify.html --report target/demo/verify.json
 
-    log "run report: $REPO/$REPORT"
+    log "copy report: $REPO/$REPORT"
+    log "verification report: $REPO/target/demo/verify.html (and verify.json)"
 }
 
 main "$@"

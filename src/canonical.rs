@@ -790,7 +790,11 @@ fn display_full(value: &[u8]) -> String {
         tag::BYTES => format!("\\x{}", hex(payload)),
         tag::TIMESTAMP => civil_timestamp(le_i64(payload)),
         tag::TIMESTAMP_INFINITY | tag::DATE_INFINITY => {
-            if payload.first() == Some(&1) { "infinity".into() } else { "-infinity".into() }
+            if payload.first() == Some(&1) {
+                "infinity".into()
+            } else {
+                "-infinity".into()
+            }
         }
         tag::DATE => civil_date(le_i32(payload) as i64),
         tag::TIME => clock(le_i64(payload)),

@@ -31,6 +31,72 @@ pub enum Command {
     /// Compare source and target range by range with canonical checksums, and list the rows
     /// that differ. Exit code 0: identical; 1: differences found; 2: could not verify.
     Verify(VerifyArgs),
+    /// Change the rate of a running (or resumable) job, or pause and unpause it, through the
+    /// job's state in the target; a running job follows within two seconds.
+    Throttle(ThrottleCommandArgs),
+}
+
+/// How fast a run may read the source (copy and verify).
+#[derive(Debug, Args)]
+pub struct RateArgs {
+    /// Read at most this many rows per second, all workers together (K/M/G suffixes: 20k, 1.5M).
+    #[arg(long, value_name = "RATE")]
+    pub max_rows_per_sec: Option<String>,
+
+    /// Read at most this many bytes per second, all workers together (K/M/G suffixes: 50M).
+    #[arg(long, value_name = "RATE")]
+    pub max_bytes_per_sec: Option<String>,
+}
+
+/// When a copy pauses to spare a loaded source.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Pause while replication lag exceeds SECONDS: of the replicas named with --lag-replica,
+    /// or of the source itself when it is a replica.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_lag: Option<f64>,
+
+    /// A replica whose lag --max-lag watches (repeatable; same URL forms as --source).
+    #[arg(long, value_name = "URL")]
+    pub lag_replica: Vec<String>,
+
+    /// A query run on the source every second; the run pauses while its number exceeds
+    /// --throttle-above (e.g. SHOW GLOBAL STATUS LIKE 'Threads_running').
+    #[arg(long, value_name = "SQL", requires = "throttle_above")]
+    pub throttle_query: Option<String>,
+
+    /// The limit for --throttle-query.
+    #[arg(long, value_name = "N", requires = "throttle_query", allow_negative_numbers = true)]
+    pub throttle_above: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
+    .args(["max_rows_per_sec", "max_bytes_per_sec", "pause", "unpause"])))]
+pub struct ThrottleCommandArgs {
+    /// Target PostgreSQL URL holding the job's state.
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+
+    /// The job to change.
+    #[arg(long, value_name = "NAME")]
+    pub job: String,
+
+    /// New rows-per-second limit (0 removes it).
+    #[arg(long, value_name = "RATE")]
+    pub max_rows_per_sec: Option<String>,
+
+    /// New bytes-per-second limit (0 removes it).
+    #[arg(long, value_name = "RATE")]
+    pub max_bytes_per_sec: Option<String>,
+
+    /// Hold the job: workers finish the block they are sending and wait.
+    #[arg(long, conflicts_with = "unpause")]
+    pub pause: bool,
+
+    /// Let a paused job go on.
+    #[arg(long)]
+    pub unpause: bool,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +137,9 @@ pub struct VerifyArgs {
     /// Differing rows listed in full per run (all are counted).
     #[arg(long, value_name = "N", default_value_t = 1000, allow_negative_numbers = true)]
     pub max_diff_rows: i64,
+
+    #[command(flatten)]
+    pub rates: RateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +202,12 @@ pub struct CopyArgs {
     /// and fail the job if anything differs.
     #[arg(long)]
     pub verify: bool,
+
+    #[command(flatten)]
+    pub rates: RateArgs,
+
+    #[command(flatten)]
+    pub load: LoadArgs,
 
     /// Progress display: bars on a terminal, periodic lines otherwise (auto), or none.
     #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "bars", "lines", "none"])]

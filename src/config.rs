@@ -7,8 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{CopyArgs, StatusArgs, VerifyArgs};
+use crate::cli::{CopyArgs, LoadArgs, RateArgs, StatusArgs, ThrottleCommandArgs, VerifyArgs};
 use crate::error::{register_secret, Error, Result};
+use crate::throttle::parse_rate;
 
 /// Which engine a source URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -27,8 +28,13 @@ pub enum SourceEndpoint {
 
 impl SourceEndpoint {
     fn parse(url: &str) -> Result<Self> {
+        Self::parse_as(url, "source")
+    }
+
+    /// Parses a URL of either engine; `role` names the option in errors.
+    fn parse_as(url: &str, role: &str) -> Result<Self> {
         match source_engine(url)? {
-            Engine::Postgres => Ok(SourceEndpoint::Postgres(PgEndpoint::parse(url, "source")?)),
+            Engine::Postgres => Ok(SourceEndpoint::Postgres(PgEndpoint::parse(url, role)?)),
             Engine::Mysql => Ok(SourceEndpoint::Mysql(MyEndpoint::parse(url)?)),
         }
     }
@@ -517,6 +523,7 @@ pub struct CopyConfig {
     /// Verify the tables once copied (`--verify`).
     pub verify: bool,
     pub retry: RetryPolicy,
+    pub throttle: ThrottleConfig,
     pub progress: ProgressMode,
     pub progress_interval: Duration,
 }
@@ -574,6 +581,7 @@ impl CopyConfig {
             mode,
             report: args.report.clone(),
             verify: args.verify,
+            throttle: ThrottleConfig::from_args(&args.rates, Some(&args.load))?,
             retry: RetryPolicy {
                 retries: nonnegative(args.retries, "--retries")? as u32,
                 max_wait: seconds(args.retry_max_wait, "--retry-max-wait")?,
@@ -596,6 +604,7 @@ pub struct VerifyConfig {
     pub html_report: Option<PathBuf>,
     pub redact_values: bool,
     pub max_diff_rows: usize,
+    pub throttle: ThrottleConfig,
 }
 
 impl VerifyConfig {
@@ -634,6 +643,7 @@ impl VerifyConfig {
             html_report,
             redact_values: args.redact_values,
             max_diff_rows,
+            throttle: ThrottleConfig::from_args(&args.rates, None)?,
         })
     }
 }
@@ -652,6 +662,7 @@ impl VerifyConfig {
             html_report: None,
             redact_values: false,
             max_diff_rows: 1000,
+            throttle: copy.throttle.clone(),
         }
     }
 }
@@ -677,6 +688,89 @@ fn source_engine(url: &str) -> Result<Engine> {
              or mysql://user:password@host:3306/database",
             redact_url(url)
         ))),
+    }
+}
+
+/// How hard a run may read the source: rate limits and the conditions that pause it.
+#[derive(Debug, Clone, Default)]
+pub struct ThrottleConfig {
+    /// 0 = unlimited.
+    pub rows_per_sec: u64,
+    /// 0 = unlimited.
+    pub bytes_per_sec: u64,
+    /// Pause while replication lag exceeds this.
+    pub max_lag: Option<Duration>,
+    /// Replicas to watch for lag; none means the source itself.
+    pub lag_replicas: Vec<SourceEndpoint>,
+    /// Pause while this query's number (run on the source every second) exceeds the limit.
+    pub query: Option<(String, f64)>,
+}
+
+impl ThrottleConfig {
+    fn from_args(rates: &RateArgs, load: Option<&LoadArgs>) -> Result<Self> {
+        let rate = |v: &Option<String>, flag: &str, binary: bool| match v {
+            Some(text) => parse_rate(text, flag, binary),
+            None => Ok(0),
+        };
+        let rows_per_sec = rate(&rates.max_rows_per_sec, "--max-rows-per-sec", false)?;
+        let bytes_per_sec = rate(&rates.max_bytes_per_sec, "--max-bytes-per-sec", true)?;
+        let Some(args) = load else {
+            return Ok(ThrottleConfig { rows_per_sec, bytes_per_sec, ..ThrottleConfig::default() });
+        };
+        if !args.lag_replica.is_empty() && args.max_lag.is_none() {
+            return Err(Error::input("--lag-replica needs --max-lag SECONDS"));
+        }
+        let max_lag = match args.max_lag {
+            Some(s) => Some(seconds(s, "--max-lag")?),
+            None => None,
+        };
+        let lag_replicas = args
+            .lag_replica
+            .iter()
+            .map(|url| SourceEndpoint::parse_as(url, "lag-replica"))
+            .collect::<Result<Vec<_>>>()?;
+        let query = match (&args.throttle_query, args.throttle_above) {
+            (Some(q), Some(above)) if !q.trim().is_empty() && above.is_finite() => Some((q.clone(), above)),
+            (Some(_), Some(_)) => {
+                return Err(Error::input("--throttle-query needs a query and --throttle-above a finite number"))
+            }
+            _ => None,
+        };
+        Ok(ThrottleConfig { rows_per_sec, bytes_per_sec, max_lag, lag_replicas, query })
+    }
+}
+
+/// `rangecopy throttle`: what to change in a job.
+#[derive(Debug, Clone)]
+pub struct ThrottleChange {
+    pub target: PgEndpoint,
+    pub job: String,
+    /// New limits; `Some(0)` removes one.
+    pub rows_per_sec: Option<u64>,
+    pub bytes_per_sec: Option<u64>,
+    pub paused: Option<bool>,
+}
+
+impl ThrottleChange {
+    pub fn from_args(args: &ThrottleCommandArgs) -> Result<Self> {
+        let rate = |v: &Option<String>, flag: &str, binary: bool| -> Result<Option<u64>> {
+            match v.as_deref().map(str::trim) {
+                None => Ok(None),
+                Some("0") => Ok(Some(0)),
+                Some(text) => parse_rate(text, flag, binary).map(Some),
+            }
+        };
+        Ok(ThrottleChange {
+            target: PgEndpoint::parse(&args.target, "target")?,
+            job: args.job.clone(),
+            rows_per_sec: rate(&args.max_rows_per_sec, "--max-rows-per-sec", false)?,
+            bytes_per_sec: rate(&args.max_bytes_per_sec, "--max-bytes-per-sec", true)?,
+            paused: match (args.pause, args.unpause) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+        })
     }
 }
 

@@ -18,6 +18,7 @@ use crate::schema::{Table, TableName};
 use crate::source::{ChunkPrep, Source};
 use crate::state::{self, JobRecord, TableRecord};
 use crate::target::postgres::{self as target, Existing, PgTarget};
+use crate::throttle::Throttle;
 
 /// What a finished run did, for the summary line and the report.
 pub struct CopyOutcome {
@@ -40,6 +41,7 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
             cfg.job
         )));
     }
+    check_throttle_sources(cfg, &mut source)?;
     let existing = state::load_job(&mut target.conn, &cfg.job)?;
     let records = match (cfg.mode, &existing) {
         (StartMode::Fresh, Some(job)) => return Err(already_exists(cfg, job)),
@@ -70,6 +72,12 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
             );
         }
     }
+    // The job's row holds the limits the run follows (and `rangecopy throttle` changes): a new
+    // run sets them from its options; a resumed one keeps the stored ones unless given.
+    let t = &cfg.throttle;
+    let resumed = cfg.mode == StartMode::Resume;
+    let given = |v: u64| (!resumed || v > 0).then_some(v);
+    state::write_throttle(&mut target.conn, &cfg.job, given(t.rows_per_sec), given(t.bytes_per_sec), Some(false))?;
     let work = plan_work(cfg, &mut target, &records)?;
     let done_before = state::table_progress(&mut target.conn, &cfg.job)?;
     let progress = Arc::new(Progress::new(
@@ -94,6 +102,8 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         progress_mode: cfg.progress,
         progress_interval: cfg.progress_interval,
         retry: cfg.retry,
+        throttle: Arc::new(Throttle::new(t.rows_per_sec, t.bytes_per_sec)),
+        throttle_config: cfg.throttle.clone(),
         cancel: cancel.clone(),
     };
     let result = pipeline::run(&ctx, &work, &mut source, &mut target);
@@ -154,6 +164,21 @@ fn verify_copy(cfg: &CopyConfig, cancel: &AtomicBool) -> Result<()> {
 
 fn total(progress: &Progress, f: impl Fn(&progress::TableCounters) -> u64) -> u64 {
     progress.tables.iter().map(f).sum()
+}
+
+/// Runs the throttle query and reaches the lag replicas once before anything is written, so a
+/// mistake in them is bad input (exit 2) rather than a warning every second.
+fn check_throttle_sources(cfg: &CopyConfig, source: &mut Source) -> Result<()> {
+    if let Some((sql, _)) = &cfg.throttle.query {
+        source.query_number(sql).map_err(|e| Error::input(format!("--throttle-query: {e}")))?;
+    }
+    for ep in &cfg.throttle.lag_replicas {
+        Source::connect(ep)?.replication_lag().map_err(|e| Error::input(format!("--lag-replica: {e}")))?;
+    }
+    if cfg.throttle.max_lag.is_some() && cfg.throttle.lag_replicas.is_empty() {
+        source.replication_lag().map_err(|e| Error::input(format!("--max-lag: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The command that resumes this job (passwords are never part of it).

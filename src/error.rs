@@ -166,7 +166,7 @@ impl ErrorCode {
                 | 2006  // server has gone away
                 | 2013  // lost connection during query
                 | 3024  // max_execution_time exceeded (MySQL)
-                | 1969  // max_statement_time exceeded (MariaDB)
+                | 1969 // max_statement_time exceeded (MariaDB)
             ),
             ErrorCode::ConnectionLost => true,
             ErrorCode::Other => false,
@@ -265,7 +265,12 @@ mod tests {
         assert!(sql(ErrorCode::Mysql(1927)).is_retriable());
         assert!(!sql(ErrorCode::Mysql(1146)).is_retriable());
         assert!(sql(ErrorCode::ConnectionLost).is_retriable());
-        let chunk = Error::Chunk { table: "t".into(), chunk: 1, range: "r".into(), source: Box::new(sql(ErrorCode::ConnectionLost)) };
+        let chunk = Error::Chunk {
+            table: "t".into(),
+            chunk: 1,
+            range: "r".into(),
+            source: Box::new(sql(ErrorCode::ConnectionLost)),
+        };
         assert!(chunk.is_retriable());
         assert!(!Error::input("bad").is_retriable());
     }

@@ -18,4 +18,5 @@ pub mod schema;
 pub mod source;
 pub mod state;
 pub mod target;
+pub mod throttle;
 pub mod verify;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 use rangecopy::cli::{Cli, Command};
-use rangecopy::config::{CopyConfig, StatusConfig, VerifyConfig};
+use rangecopy::config::{CopyConfig, StatusConfig, ThrottleChange, VerifyConfig};
 use rangecopy::error::{redact, Error};
 use rangecopy::{copy, report, verify};
 
@@ -59,9 +59,16 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let cfg = StatusConfig::from_args(&args)?;
             match report::print_status(&cfg, &mut std::io::stdout().lock()) {
                 // A closed pipe (`status | head`) is not an error.
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+                    Ok(ExitCode::SUCCESS)
+                }
                 other => Ok(other.map(|()| ExitCode::SUCCESS)?),
             }
+        }
+        Command::Throttle(args) => {
+            let change = ThrottleChange::from_args(&args)?;
+            report::apply_throttle(&change)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => {
             // Whatever stops a verification, the answer is "could not verify": exit 2.

@@ -134,6 +134,18 @@ impl PgConn {
         })
     }
 
+    /// The last column of the first row of any statement, as text (for queries the user
+    /// supplies, whose result types are unknown).
+    pub fn first_value_text(&mut self, sql: &str, what: &str) -> Result<Option<String>> {
+        let messages = self.rt.block_on(self.client.simple_query(sql)).map_err(self.err(what))?;
+        for message in messages {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                return Ok(row.len().checked_sub(1).and_then(|i| row.get(i)).map(str::to_string));
+            }
+        }
+        Ok(None)
+    }
+
     /// The server's major version, e.g. 15.
     pub fn server_major_version(&mut self) -> Result<u32> {
         let row =

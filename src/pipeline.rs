@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
-use crate::config::{PgEndpoint, ProgressMode, RetryPolicy, SourceEndpoint};
+use crate::config::{PgEndpoint, ProgressMode, RetryPolicy, SourceEndpoint, ThrottleConfig};
 use crate::error::{redact, Error, Result};
 use crate::plan::{plan_table, Chunk, PlanCursor};
 use crate::progress::{self, Progress};
@@ -23,6 +23,7 @@ use crate::schema::Table;
 use crate::source::{ChunkPrep, Source};
 use crate::state;
 use crate::target::postgres::{copy_in_sql, PgTarget};
+use crate::throttle::{PauseReason, Throttle};
 
 /// Bytes per block read from the source (a block may exceed it by one network message).
 pub const BLOCK_BYTES: usize = 1 << 20;
@@ -41,6 +42,9 @@ pub struct RunContext {
     pub progress_mode: ProgressMode,
     pub progress_interval: Duration,
     pub retry: RetryPolicy,
+    /// The rate budget all workers share, and what changes it while the run goes on.
+    pub throttle: Arc<Throttle>,
+    pub throttle_config: ThrottleConfig,
     /// Set on Ctrl-C or on the first error: every thread stops at its next check.
     pub cancel: Arc<AtomicBool>,
 }
@@ -114,6 +118,7 @@ pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &m
     let display_stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| progress::display(&ctx.progress, ctx.progress_mode, ctx.progress_interval, &display_stop));
+        s.spawn(|| control(ctx, &display_stop));
         let workers: Vec<_> = (0..ctx.workers)
             .map(|_| {
                 let (chunks, finals, shared) = (chunk_rx.clone(), finalize_rx.clone(), &shared);
@@ -184,7 +189,9 @@ fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut Source, targ
                     **source = Source::connect(&ctx.source)?;
                     **target = PgTarget::connect(&ctx.target)?;
                     if !state::try_lock_job(&mut target.conn, &ctx.job)? {
-                        return Err(Error::input("another rangecopy process took over this job while the target was away"));
+                        return Err(Error::input(
+                            "another rangecopy process took over this job while the target was away",
+                        ));
                     }
                     Ok(())
                 },
@@ -306,11 +313,12 @@ impl Worker<'_> {
             let summary = std::thread::scope(|s| -> Result<_> {
                 let (block_tx, block_rx) = bounded::<Vec<u8>>(QUEUE_BLOCKS);
                 let extractor = s.spawn(move || {
-                    let new_buffer = || Vec::with_capacity(BLOCK_BYTES + BLOCK_BYTES / 4);
-                    source.extract_chunk(table, chunk, &work.prep, BLOCK_BYTES, new_buffer, |block| {
-                        if ctx.cancel.load(Ordering::Relaxed) {
-                            return Err(Error::Interrupted);
-                        }
+                    let bytes_per_row = table.estimated_bytes as f64 / table.estimated_rows.max(1) as f64;
+                    let block_bytes = ctx.throttle.block_bytes(BLOCK_BYTES, bytes_per_row);
+                    let new_buffer = || Vec::with_capacity(block_bytes + block_bytes / 4);
+                    source.extract_chunk(table, chunk, &work.prep, block_bytes, new_buffer, |block, rows| {
+                        // Each block waits for its slot in the shared budget (or while paused).
+                        ctx.throttle.acquire(rows, block.len() as u64, &ctx.cancel)?;
                         // A closed channel means the loader stopped; it reports why.
                         Ok(block_tx.send(block).is_ok())
                     })
@@ -337,7 +345,13 @@ impl Worker<'_> {
     fn finalize(&mut self, f: Finalize) -> Result<()> {
         let ctx = self.shared.ctx;
         let table = &ctx.tables[f.table_no];
-        retrying(ctx, || format!("building the indexes of {}", table.target), self, |w| w.finalize_once(&f), |w| w.reconnect())
+        retrying(
+            ctx,
+            || format!("building the indexes of {}", table.target),
+            self,
+            |w| w.finalize_once(&f),
+            |w| w.reconnect(),
+        )
     }
 
     /// One attempt at a table's index builds, from the first one the state says is not built.
@@ -474,5 +488,79 @@ fn sleep_unless_cancelled(cancel: &AtomicBool, d: Duration) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(50).min(until - now));
+    }
+}
+
+/// Once a second until `stop`: applies the job's limits and pause from the state (where
+/// `rangecopy throttle` writes them), pauses while replicas lag more than `--max-lag` or the
+/// `--throttle-query` exceeds its limit, and tells the progress display why the run is held.
+/// Its connections are its own; a failing check is retried on the next tick.
+fn control(ctx: &RunContext, stop: &AtomicBool) {
+    let cfg = &ctx.throttle_config;
+    let mut state: Option<PgTarget> = None;
+    let mut source: Option<Source> = None;
+    let mut replicas: Vec<Option<Source>> = cfg.lag_replicas.iter().map(|_| None).collect();
+    let mut warned = false;
+    while !sleep_unless_cancelled(stop, Duration::from_secs(1)) {
+        let checked = (|| -> Result<PauseReason> {
+            let conn = match &mut state {
+                Some(c) => c,
+                None => state.insert(PgTarget::connect(&ctx.target)?),
+            };
+            let mut pause = PauseReason::None;
+            if let Some((rows, bytes, paused)) = state::read_throttle(&mut conn.conn, &ctx.job)? {
+                ctx.throttle.set_rates(rows, bytes);
+                if paused {
+                    pause = PauseReason::Operator;
+                }
+            }
+            if let Some(max) = cfg.max_lag {
+                let mut lag = 0f64;
+                if cfg.lag_replicas.is_empty() {
+                    let s = match &mut source {
+                        Some(s) => s,
+                        None => source.insert(Source::connect(&ctx.source)?),
+                    };
+                    lag = s.replication_lag()?;
+                }
+                for (slot, ep) in replicas.iter_mut().zip(&cfg.lag_replicas) {
+                    let r = match slot {
+                        Some(r) => r,
+                        None => slot.insert(Source::connect(ep)?),
+                    };
+                    lag = lag.max(r.replication_lag()?);
+                }
+                if pause == PauseReason::None && lag > max.as_secs_f64() {
+                    pause = PauseReason::Lag;
+                }
+            }
+            if let Some((sql, above)) = &cfg.query {
+                let s = match &mut source {
+                    Some(s) => s,
+                    None => source.insert(Source::connect(&ctx.source)?),
+                };
+                if pause == PauseReason::None && s.query_number(sql)? > *above {
+                    pause = PauseReason::Query;
+                }
+            }
+            Ok(pause)
+        })();
+        match checked {
+            Ok(pause) => {
+                warned = false;
+                ctx.throttle.set_pause(pause);
+            }
+            Err(e) => {
+                // Keep the last decision, start over with fresh connections next tick.
+                if !warned {
+                    eprintln!("warning: checking the throttle: {}", redact(&e.to_string()));
+                    warned = true;
+                }
+                state = None;
+                source = None;
+                replicas.iter_mut().for_each(|r| *r = None);
+            }
+        }
+        ctx.progress.set_hold(ctx.throttle.holding());
     }
 }

@@ -29,6 +29,8 @@ pub struct Progress {
     /// Rows and bytes already copied by earlier runs of a resumed job (not counted in rates).
     base_rows: u64,
     base_bytes: u64,
+    /// Why the run is held back right now (throttled, paused), set by the control thread.
+    hold: std::sync::Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -51,7 +53,17 @@ impl Progress {
             started: Instant::now(),
             base_rows,
             base_bytes,
+            hold: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Says why the run is held back (None: it is not); shown with the progress.
+    pub fn set_hold(&self, hold: Option<String>) {
+        *self.hold.lock().unwrap_or_else(|e| e.into_inner()) = hold;
+    }
+
+    fn hold(&self) -> Option<String> {
+        self.hold.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn add(&self, table_no: usize, rows: i64, bytes: i64) {
@@ -131,8 +143,9 @@ pub fn line(progress: &Progress) -> String {
     let t = progress.totals();
     let pct =
         if t.estimated > 0 { format!(" ({:.0}%)", 100.0 * t.rows as f64 / t.estimated as f64) } else { String::new() };
+    let hold = progress.hold().map(|h| format!("; {h}")).unwrap_or_default();
     format!(
-        "progress: {}/{} rows{pct}, {}, {} rows/s, {}/s, ETA {}, tables done {}/{}",
+        "progress: {}/{} rows{pct}, {}, {} rows/s, {}/s, ETA {}, tables done {}/{}{hold}",
         human_count(t.rows),
         human_count(t.estimated),
         human_bytes(t.bytes),
@@ -161,12 +174,13 @@ fn bars(progress: &Progress, stop: &AtomicBool) {
         total.set_length(t.estimated);
         total.set_position(t.rows);
         total.set_message(format!(
-            "{} {} rows/s {}/s, tables {}/{}",
+            "{} {} rows/s {}/s, tables {}/{}{}",
             human_bytes(t.bytes),
             human_count(t.row_rate as u64),
             human_bytes(t.byte_rate as u64),
             t.tables_done,
-            progress.tables.len()
+            progress.tables.len(),
+            progress.hold().map(|h| format!(" — {h}")).unwrap_or_default()
         ));
         // A bar per table that is being copied; a finished table's bar is removed.
         for (counters, bar) in progress.tables.iter().zip(table_bars.iter_mut()) {

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::canonical::RangeDigest;
-use crate::config::{CopyConfig, StatusConfig, VerifyConfig};
+use crate::config::{CopyConfig, StatusConfig, ThrottleChange, VerifyConfig};
 use crate::copy::{settings, CopyOutcome};
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
@@ -151,6 +151,25 @@ pub fn summary_line(outcome: &CopyOutcome) -> String {
     )
 }
 
+/// `rangecopy throttle`: writes the change into the job's state, where the running job picks
+/// it up within two seconds, and says what the job will now run with.
+pub fn apply_throttle(change: &ThrottleChange) -> Result<()> {
+    let mut conn = PgConn::connect(&change.target, "")?;
+    if !state::schema_exists(&mut conn)?
+        || !state::write_throttle(&mut conn, &change.job, change.rows_per_sec, change.bytes_per_sec, change.paused)?
+    {
+        return Err(Error::input(format!("the target has no job named {:?}", change.job)));
+    }
+    let (rows, bytes, paused) = state::read_throttle(&mut conn, &change.job)?.unwrap_or_default();
+    eprintln!("job {}: {}", change.job, throttle_words(rows, bytes, paused));
+    Ok(())
+}
+
+fn throttle_words(rows: u64, bytes: u64, paused: bool) -> String {
+    let limit = |n: u64, unit: &str| if n == 0 { format!("no {unit} limit") } else { format!("at most {n} {unit}/s") };
+    format!("{}{}, {}", if paused { "paused; when unpaused, " } else { "" }, limit(rows, "rows"), limit(bytes, "bytes"))
+}
+
 /// `rangecopy status`: per job and table, chunks done/total, rows, bytes, phase.
 pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
     let mut conn = PgConn::connect(&cfg.target, "SET default_transaction_read_only = on")?;
@@ -182,6 +201,11 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
         )
         .map_err(io)?;
         writeln!(out, "  source: {}", job.source).map_err(io)?;
+        if let Some((rows, bytes, paused)) = state::read_throttle(&mut conn, &job.job)? {
+            if rows > 0 || bytes > 0 || paused {
+                writeln!(out, "  throttle: {}", throttle_words(rows, bytes, paused)).map_err(io)?;
+            }
+        }
         if let Some(err) = &job.last_error {
             writeln!(out, "  last error: {err}").map_err(io)?;
         }
@@ -255,11 +279,7 @@ pub fn print_verification(v: &Verification, out: &mut impl Write) -> Result<()> 
     let verdict = if differing == 0 {
         format!("IDENTICAL: {} tables match ({:.1}s)", v.tables.len(), v.seconds)
     } else {
-        format!(
-            "DIFFERENT: {differing} of {} tables differ, {rows} differing rows ({:.1}s)",
-            v.tables.len(),
-            v.seconds
-        )
+        format!("DIFFERENT: {differing} of {} tables differ, {rows} differing rows ({:.1}s)", v.tables.len(), v.seconds)
     };
     writeln!(out, "\n{verdict}").map_err(io)
 }
@@ -385,13 +405,24 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
                 DiffKind::Changed => ("changed", "changed"),
             };
             let span = d.columns.len().max(1);
-            let _ = write!(h, "<tr><td rowspan={span}><code>{}</code></td><td rowspan={span} class={class}>{word}</td>", esc(&key.join(", ")));
+            let _ = write!(
+                h,
+                "<tr><td rowspan={span}><code>{}</code></td><td rowspan={span} class={class}>{word}</td>",
+                esc(&key.join(", "))
+            );
             for (i, c) in d.columns.iter().enumerate() {
                 if i > 0 {
                     h.push_str("<tr>");
                 }
-                let cell = |v: &Option<String>| v.as_deref().map(esc).unwrap_or_else(|| "<span class=muted>—</span>".into());
-                let _ = write!(h, "<td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>", esc(&c.column), cell(&c.source), cell(&c.target));
+                let cell =
+                    |v: &Option<String>| v.as_deref().map(esc).unwrap_or_else(|| "<span class=muted>—</span>".into());
+                let _ = write!(
+                    h,
+                    "<td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                    esc(&c.column),
+                    cell(&c.source),
+                    cell(&c.target)
+                );
             }
             if d.columns.is_empty() {
                 h.push_str("<td></td><td></td><td></td></tr>");
@@ -399,7 +430,11 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
         }
         h.push_str("</table>");
         if t.differing_rows > t.diffs.len() {
-            let _ = write!(h, "<p class=muted>{} more differing rows are counted but not listed (--max-diff-rows).</p>", t.differing_rows - t.diffs.len());
+            let _ = write!(
+                h,
+                "<p class=muted>{} more differing rows are counted but not listed (--max-diff-rows).</p>",
+                t.differing_rows - t.diffs.len()
+            );
         }
     }
     h.push_str("<h2>Settings</h2><table>");
@@ -408,7 +443,12 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
             let _ = write!(h, "<tr><th>{}</th><td><code>{}</code></td></tr>", esc(&k), esc(&val.to_string()));
         }
     }
-    let _ = write!(h, "<tr><th>time</th><td>{:.1}s</td></tr><tr><th>rangecopy</th><td>{}</td></tr></table></body></html>\n", v.seconds, env!("CARGO_PKG_VERSION"));
+    let _ = write!(
+        h,
+        "<tr><th>time</th><td>{:.1}s</td></tr><tr><th>rangecopy</th><td>{}</td></tr></table></body></html>\n",
+        v.seconds,
+        env!("CARGO_PKG_VERSION")
+    );
     std::fs::write(path, h).map_err(|e| Error::io(format!("writing the report {}", path.display()), e))
 }
 

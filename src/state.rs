@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS rangecopy.chunks (
     PRIMARY KEY (job, table_no, chunk_no),
     FOREIGN KEY (job, table_no) REFERENCES rangecopy.tables ON DELETE CASCADE
 );
+-- Runtime control of a running job (rangecopy throttle); 0 means no limit.
+ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS max_rows_per_sec bigint NOT NULL DEFAULT 0;
+ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS max_bytes_per_sec bigint NOT NULL DEFAULT 0;
+ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS paused boolean NOT NULL DEFAULT false;
 ";
 
 /// A job as recorded in the target.
@@ -250,7 +254,10 @@ pub fn job_chunks(conn: &mut PgConn, job: &str, table_no: usize) -> Result<Vec<C
         &[&job, &(table_no as i32)],
         "reading the job's chunks",
     )?;
-    Ok(rows.iter().map(|r| Chunk { table_no, chunk_no: r.get::<_, i32>(0) as u32, lo: r.get(1), hi: r.get(2) }).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Chunk { table_no, chunk_no: r.get::<_, i32>(0) as u32, lo: r.get(1), hi: r.get(2) })
+        .collect())
 }
 
 /// Whether a chunk is recorded done (its rows committed).
@@ -392,6 +399,35 @@ pub fn table_progress(conn: &mut PgConn, job: &str) -> Result<Vec<TableProgress>
             seconds: r.get(12),
         })
         .collect())
+}
+
+/// The rate limits and pause a job is to run with: (rows/s, bytes/s, paused); 0 = no limit.
+pub fn read_throttle(conn: &mut PgConn, job: &str) -> Result<Option<(u64, u64, bool)>> {
+    let row = conn.query_opt(
+        "SELECT max_rows_per_sec, max_bytes_per_sec, paused FROM rangecopy.jobs WHERE job = $1",
+        &[&job],
+        "reading the job's throttle",
+    )?;
+    Ok(row.map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64, r.get(2))))
+}
+
+/// Changes a job's limits and pause (`None` leaves a setting as it is); false if no such job.
+pub fn write_throttle(
+    conn: &mut PgConn,
+    job: &str,
+    rows_per_sec: Option<u64>,
+    bytes_per_sec: Option<u64>,
+    paused: Option<bool>,
+) -> Result<bool> {
+    let n = conn.execute(
+        "UPDATE rangecopy.jobs SET max_rows_per_sec = coalesce($2, max_rows_per_sec),
+                max_bytes_per_sec = coalesce($3, max_bytes_per_sec), paused = coalesce($4, paused),
+                updated_at = now()
+          WHERE job = $1",
+        &[&job, &rows_per_sec.map(|v| v as i64), &bytes_per_sec.map(|v| v as i64), &paused],
+        "changing the job's throttle",
+    )?;
+    Ok(n == 1)
 }
 
 /// Holds the job's advisory lock for the life of the connection, so two processes never

@@ -25,6 +25,7 @@ use crate::source::postgres::{range_copy_sql, scan_rows};
 use crate::source::Source;
 use crate::state;
 use crate::target::postgres::{check_columns, Existing, PgTarget};
+use crate::throttle::Throttle;
 
 /// The outcome of a verification: per table, and the overall verdict.
 #[derive(Debug, Serialize)]
@@ -130,6 +131,7 @@ struct Subject {
 /// Verifies the configured tables. Errors mean "could not verify" (exit 2).
 pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
     let started = Instant::now();
+    let throttle = Throttle::new(cfg.throttle.rows_per_sec, cfg.throttle.bytes_per_sec);
     let mut source = Source::connect(&cfg.source)?;
     let mut target = PgTarget::connect(&cfg.target)?;
     let subjects = subjects(cfg, &mut source, &mut target)?;
@@ -147,7 +149,8 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
         || Ok((Source::connect(&cfg.source)?, PgTarget::connect(&cfg.target)?)),
         |(source, target), (i, chunk, target_chunk)| {
             let start = started.elapsed().as_secs_f64();
-            let mut outcome = compare_range(source, target, &subjects[i].table, i, &chunk, &target_chunk)?;
+            let mut outcome =
+                compare_range(source, target, &subjects[i].table, i, &chunk, &target_chunk, &throttle, cancel)?;
             outcome.span = (start, started.elapsed().as_secs_f64());
             Ok(outcome)
         },
@@ -177,7 +180,8 @@ fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> R
         for record in state::load_tables(&mut target.conn, job)? {
             let named = cfg.tables.is_empty()
                 || cfg.tables.iter().any(|s| {
-                    s.name == record.table.name.name && s.schema.as_ref().is_none_or(|sc| sc == &record.table.name.schema)
+                    s.name == record.table.name.name
+                        && s.schema.as_ref().is_none_or(|sc| sc == &record.table.name.schema)
                 });
             if !named {
                 continue;
@@ -268,12 +272,18 @@ fn target_ranges(target: &mut PgTarget, table: &Table, ranges: &[Chunk]) -> Resu
     Ok(ranges
         .iter()
         .enumerate()
-        .map(|(n, c)| Chunk { table_no: c.table_no, chunk_no: c.chunk_no, lo: cuts[n].clone(), hi: cuts[n + 1].clone() })
+        .map(|(n, c)| Chunk {
+            table_no: c.table_no,
+            chunk_no: c.chunk_no,
+            lo: cuts[n].clone(),
+            hi: cuts[n + 1].clone(),
+        })
         .collect())
 }
 
 /// Reads one range from both sides at once and compares digests; on a mismatch reads it
 /// again with rows captured and keeps the rows that do not match within the range.
+#[allow(clippy::too_many_arguments)]
 fn compare_range(
     source: &mut Source,
     target: &mut PgTarget,
@@ -281,12 +291,15 @@ fn compare_range(
     i: usize,
     chunk: &Chunk,
     target_chunk: &Chunk,
+    throttle: &Throttle,
+    cancel: &AtomicBool,
 ) -> Result<RangeOutcome> {
     let target_sql = range_copy_sql(table, &table.target.quoted(), target_chunk);
     let read = |source: &mut Source, target: &mut PgTarget, capture: bool| {
+        // Only the source is held to the rate: it is the live database to spare.
         let (s, t) = pipeline::join(
-            || source.scan_range(table, chunk, capture),
-            || scan_rows(&mut target.conn, &target_sql, table, capture),
+            || source.scan_range(table, chunk, capture, &mut |rows, bytes| throttle.acquire(rows, bytes, cancel)),
+            || scan_rows(&mut target.conn, &target_sql, table, capture, &mut |_, _| Ok(())),
         );
         Ok::<_, Error>((s?, t?))
     };
@@ -436,7 +449,7 @@ fn table_result(
 fn source_count(cfg: &VerifyConfig, table: &Table) -> Result<u64> {
     let mut source = Source::connect(&cfg.source)?;
     let whole = Chunk { table_no: 0, chunk_no: 0, lo: None, hi: None };
-    Ok(source.scan_range(table, &whole, false)?.0.rows)
+    Ok(source.scan_range(table, &whole, false, &mut |_, _| Ok(()))?.0.rows)
 }
 
 /// A row difference in words: key, kind and the columns that differ (values hidden when
@@ -548,7 +561,10 @@ mod tests {
         // Text values are shown quoted, so a NULL never reads like the text 'NULL'.
         assert_eq!(d.key, vec![("\"id\"".to_string(), "\"7\"".to_string())]);
         assert_eq!(d.columns.len(), 1);
-        assert_eq!((d.columns[0].source.as_deref(), d.columns[0].target.as_deref()), (Some("\"old\""), Some("\"new\"")));
+        assert_eq!(
+            (d.columns[0].source.as_deref(), d.columns[0].target.as_deref()),
+            (Some("\"old\""), Some("\"new\""))
+        );
         let d = describe(&test_config(true), &t, Some(&s), Some(&tg));
         assert_eq!(d.columns[0].source.as_deref(), Some("***"));
     }

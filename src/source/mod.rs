@@ -54,8 +54,8 @@ impl Source {
     }
 
     /// Streams one chunk as binary COPY data in blocks of about `block_bytes`, taking buffers
-    /// from `new_buffer` and handing each block to `on_block` (which returns false to stop
-    /// early). Returns the chunk's rows, bytes and digest.
+    /// from `new_buffer` and handing each block and the number of rows in it to `on_block`
+    /// (which returns false to stop early). Returns the chunk's rows, bytes and digest.
     pub fn extract_chunk(
         &mut self,
         table: &Table,
@@ -63,7 +63,7 @@ impl Source {
         prep: &ChunkPrep,
         block_bytes: usize,
         new_buffer: impl FnMut() -> Vec<u8>,
-        on_block: impl FnMut(Vec<u8>) -> Result<bool>,
+        on_block: impl FnMut(Vec<u8>, u64) -> Result<bool>,
     ) -> Result<ChunkSummary> {
         match self {
             Source::Postgres(s) => s.extract_chunk(table, chunk, prep, block_bytes, new_buffer, on_block),
@@ -73,12 +73,35 @@ impl Source {
 
     /// Reads one chunk for verification: its summary and, with `capture`, every row's
     /// canonical bytes and hash, without producing COPY data.
-    pub fn scan_range(&mut self, table: &Table, chunk: &Chunk, capture: bool) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
+    /// `pace(rows, bytes)` is called for every block read, to hold the read to a rate.
+    pub fn scan_range(
+        &mut self,
+        table: &Table,
+        chunk: &Chunk,
+        capture: bool,
+        pace: &mut dyn FnMut(u64, u64) -> Result<()>,
+    ) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
         match self {
-            Source::Postgres(s) => postgres::scan_rows(s.conn(), &postgres::copy_out_sql(table, chunk), table, capture),
-            Source::Mysql(_) => Err(crate::error::Error::input(
-                "verify does not read MySQL/MariaDB sources yet; verify PostgreSQL sources only",
-            )),
+            Source::Postgres(s) => {
+                postgres::scan_rows(s.conn(), &postgres::copy_out_sql(table, chunk), table, capture, pace)
+            }
+            Source::Mysql(s) => s.scan_range(table, chunk, capture, pace),
+        }
+    }
+
+    /// Seconds the server lags behind its primary (0 when it is not a replica).
+    pub fn replication_lag(&mut self) -> Result<f64> {
+        match self {
+            Source::Postgres(s) => s.replication_lag(),
+            Source::Mysql(s) => s.replication_lag(),
+        }
+    }
+
+    /// The number a `--throttle-query` returns.
+    pub fn query_number(&mut self, sql: &str) -> Result<f64> {
+        match self {
+            Source::Postgres(s) => s.query_number(sql),
+            Source::Mysql(s) => s.query_number(sql),
         }
     }
 

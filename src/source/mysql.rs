@@ -32,7 +32,7 @@ use mysql::{Conn, Params, Row, Value};
 
 use crate::canonical::{RangeDigest, RowEncoder};
 use crate::config::{CastRule, CastSelector, CastTarget, ColumnRef, MyEndpoint, MyOptions, TableSpec, ZeroDates};
-use crate::copy_format::{ChunkSummary, CopyEncoder};
+use crate::copy_format::{CapturedRow, ChunkSummary, CopyEncoder};
 use crate::error::{redact, Error, ErrorCode, Result};
 use crate::plan::{Bound, Chunk};
 use crate::schema::{quote_ident, quote_literal, Column, Key, LogicalType, SequenceSync, Table, TableName, TargetDdl};
@@ -1682,7 +1682,68 @@ impl MySource {
         chunk: &Chunk,
         block_bytes: usize,
         _new_buffer: impl FnMut() -> Vec<u8>,
-        mut on_block: impl FnMut(Vec<u8>) -> Result<bool>,
+        on_block: impl FnMut(Vec<u8>, u64) -> Result<bool>,
+    ) -> Result<ChunkSummary> {
+        self.stream_chunk(table, chunk, block_bytes, on_block, None)
+    }
+
+    /// Reads one chunk for verification: its summary and, with `capture`, every row's
+    /// canonical bytes and hash (no COPY data is kept).
+    /// `pace(rows, bytes)` is called for every block read, to hold the read to a rate.
+    pub fn scan_range(
+        &mut self,
+        table: &Table,
+        chunk: &Chunk,
+        capture: bool,
+        pace: &mut dyn FnMut(u64, u64) -> Result<()>,
+    ) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
+        let mut rows = Vec::new();
+        let on_block = |block: Vec<u8>, n: u64| pace(n, block.len() as u64).map(|()| true);
+        let summary =
+            self.stream_chunk(table, chunk, 1 << 20, on_block, if capture { Some(&mut rows) } else { None })?;
+        Ok((summary, rows))
+    }
+
+    /// Seconds this server lags behind its primary (0 when it is not a replica; infinite
+    /// while its replication is stopped, since the lag is then unknown and growing).
+    pub fn replication_lag(&mut self) -> Result<f64> {
+        let what = "reading the replication lag";
+        // MySQL 8.4 dropped SHOW SLAVE STATUS; MariaDB 10.5+ and MySQL 8.0.22+ know REPLICA.
+        let rows: Vec<Row> = match self.conn.query("SHOW REPLICA STATUS") {
+            Ok(rows) => rows,
+            Err(_) => self.conn.query("SHOW SLAVE STATUS").map_err(|e| Error::mysql(&self.endpoint, what, e))?,
+        };
+        let Some(row) = rows.first() else { return Ok(0.0) };
+        for name in ["Seconds_Behind_Source", "Seconds_Behind_Master"] {
+            if let Some(i) = row.columns_ref().iter().position(|c| c.name_str() == name) {
+                return Ok(match row.as_ref(i) {
+                    None | Some(Value::NULL) => f64::INFINITY,
+                    Some(v) => value_number(v).unwrap_or(f64::INFINITY),
+                });
+            }
+        }
+        Ok(0.0)
+    }
+
+    /// The number a `--throttle-query` returns (its first row's last column).
+    pub fn query_number(&mut self, sql: &str) -> Result<f64> {
+        let row: Option<Row> =
+            self.conn.query_first(sql).map_err(|e| Error::mysql(&self.endpoint, "running --throttle-query", e))?;
+        let Some(row) = row else { return Ok(0.0) };
+        let value = row.len().checked_sub(1).and_then(|i| row.as_ref(i)).cloned().unwrap_or(Value::NULL);
+        value_number(&value)
+            .ok_or_else(|| Error::input(format!("--throttle-query returned {value:?}, which is not a number")))
+    }
+
+    /// One chunk's rows, encoded for COPY (blocks to `on_block` with their row counts) and
+    /// hashed; with `capture`, every row's canonical bytes and hash are kept as well.
+    fn stream_chunk(
+        &mut self,
+        table: &Table,
+        chunk: &Chunk,
+        block_bytes: usize,
+        mut on_block: impl FnMut(Vec<u8>, u64) -> Result<bool>,
+        mut capture: Option<&mut Vec<CapturedRow>>,
     ) -> Result<ChunkSummary> {
         let what = format!("reading {}", table.name);
         let columns: Vec<&Column> = table.copied_columns().collect();
@@ -1716,6 +1777,7 @@ impl MySource {
         let mut digest = RangeDigest::new();
         let mut zero_counts = vec![0u64; n];
         let mut bytes = 0u64;
+        let mut rows_sent = 0u64;
         let mut stopped = false;
         let mut failure: Option<String> = None;
         let endpoint = self.endpoint.clone();
@@ -1753,11 +1815,18 @@ impl MySource {
                     }
                 }
             }
-            digest.add(&hasher.finish_row());
+            let canonical = capture.is_some().then(|| hasher.as_bytes().to_vec());
+            let hash = hasher.finish_row();
+            digest.add(&hash);
+            if let (Some(rows), Some(canonical)) = (capture.as_deref_mut(), canonical) {
+                rows.push(CapturedRow { canonical, hash });
+            }
             if copy.buffered().len() >= block_bytes {
                 let block = copy.take_buffer();
                 bytes += block.len() as u64;
-                if !on_block(block)? {
+                let rows_in_block = copy.rows() - rows_sent;
+                rows_sent = copy.rows();
+                if !on_block(block, rows_in_block)? {
                     stopped = true;
                     break;
                 }
@@ -1775,7 +1844,7 @@ impl MySource {
         if !stopped {
             let tail = copy.finish();
             bytes += tail.bytes.len() as u64;
-            on_block(tail.bytes)?;
+            on_block(tail.bytes, rows - rows_sent)?;
         }
         Ok(ChunkSummary { rows, bytes, digest })
     }
@@ -1964,5 +2033,17 @@ mod tests {
         assert!(is_zero_date_text("0000-00-00"));
         assert!(is_zero_date_text("2024-00-10 00:00:00"));
         assert!(!is_zero_date_text("0009-12-04"));
+    }
+}
+
+/// A MySQL value as a number, for lag and throttle queries (which may return text).
+fn value_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::UInt(u) => Some(*u as f64),
+        Value::Float(f) => Some(f64::from(*f)),
+        Value::Double(d) => Some(*d),
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        _ => None,
     }
 }

@@ -365,7 +365,7 @@ impl PgSource {
         prep: &ChunkPrep,
         block_bytes: usize,
         mut new_buffer: impl FnMut() -> Vec<u8>,
-        mut on_block: impl FnMut(Vec<u8>) -> Result<bool>,
+        mut on_block: impl FnMut(Vec<u8>, u64) -> Result<bool>,
     ) -> Result<ChunkSummary> {
         let columns: Vec<&Column> = table.copied_columns().collect();
         let mut hasher = ChunkHasher::new(&columns);
@@ -376,6 +376,7 @@ impl PgSource {
         // Raw blocks come back to `spare` once hashed; forwarded blocks use the caller's buffers.
         let spare: Cell<Option<Vec<u8>>> = Cell::new(None);
         let raw_buffer = || spare.take().unwrap_or_else(|| Vec::with_capacity(block_bytes + block_bytes / 4));
+        let mut rows_sent = 0;
         let mut hash_block = |mut raw: Vec<u8>| -> Result<bool> {
             let mut out = new_buffer();
             hasher.feed(&raw, &mut out)?;
@@ -384,10 +385,34 @@ impl PgSource {
             if out.is_empty() {
                 return Ok(true);
             }
-            on_block(out)
+            let rows = hasher.rows() - rows_sent;
+            rows_sent = hasher.rows();
+            on_block(out, rows)
         };
         self.conn.copy_out_blocks(&sql, block_bytes, raw_buffer, &mut hash_block)?;
         Ok(hasher.finish()?)
+    }
+
+    /// Seconds this server's replay lags behind its primary; 0 on a primary, or on a replica
+    /// that has replayed everything it received (an idle primary writes nothing to replay).
+    pub fn replication_lag(&mut self) -> Result<f64> {
+        let row = self.conn.query_one(
+            "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0
+                         WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                         ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8",
+            &[],
+            "reading the replication lag",
+        )?;
+        Ok(row.get(0))
+    }
+
+    /// The number a `--throttle-query` returns (its first row's last column).
+    pub fn query_number(&mut self, sql: &str) -> Result<f64> {
+        let what = "running --throttle-query";
+        let text = self.conn.first_value_text(sql, what)?.unwrap_or_else(|| "0".into());
+        text.trim()
+            .parse()
+            .map_err(|_| Error::input(format!("--throttle-query returned {text:?}, which is not a number")))
     }
 
     /// Reads a sequence's position: (last_value, is_called).
@@ -434,7 +459,14 @@ pub fn range_copy_sql(table: &Table, relation: &str, chunk: &Chunk) -> String {
 
 /// Reads a chunk's COPY data through a hasher without forwarding it: its summary, and every
 /// row's canonical bytes and hash when `capture` is set (for row-level comparison).
-pub fn scan_rows(conn: &mut PgConn, sql: &str, table: &Table, capture: bool) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
+/// `pace(rows, bytes)` is called for every block read, to hold the read to a rate.
+pub fn scan_rows(
+    conn: &mut PgConn,
+    sql: &str,
+    table: &Table,
+    capture: bool,
+    pace: &mut dyn FnMut(u64, u64) -> Result<()>,
+) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
     let columns: Vec<&Column> = table.copied_columns().collect();
     let mut hasher = ChunkHasher::new(&columns);
     if capture {
@@ -442,13 +474,21 @@ pub fn scan_rows(conn: &mut PgConn, sql: &str, table: &Table, capture: bool) -> 
     }
     let mut sink = Vec::new();
     let spare: Cell<Vec<u8>> = Cell::new(Vec::new());
-    conn.copy_out_blocks(sql, BLOCK, || spare.take(), |mut block| {
-        hasher.feed(&block, &mut sink)?;
-        sink.clear();
-        block.clear();
-        spare.set(block);
-        Ok(true)
-    })?;
+    let mut rows_seen = 0;
+    conn.copy_out_blocks(
+        sql,
+        BLOCK,
+        || spare.take(),
+        |mut block| {
+            hasher.feed(&block, &mut sink)?;
+            pace(hasher.rows() - rows_seen, block.len() as u64)?;
+            rows_seen = hasher.rows();
+            sink.clear();
+            block.clear();
+            spare.set(block);
+            Ok(true)
+        },
+    )?;
     let rows = hasher.take_captured();
     Ok((hasher.finish()?, rows))
 }
