@@ -38,7 +38,8 @@ BENCH_DIR=$REPO/target/bench
 BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy}
 # rangecopy's figures over each peer's, per section: "ours peer".
 RATIOS=("rangecopy psql" "rangecopy pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe")
-BIN=$REPO/target/release/rangecopy
+# RANGECOPY_BIN=PATH benchmarks that binary as it is (no rebuild).
+BIN=${RANGECOPY_BIN:-$REPO/target/release/rangecopy}
 
 # ---------------------------------------------------------------- results accumulator
 
@@ -211,7 +212,7 @@ bench_pgcopydb() {
 bench_rangecopy() {
     local db=rc_bench_rangecopy
     log "building the release binary"
-    if ! (cd "$REPO" && cargo build --release --quiet); then
+    if [[ -z ${RANGECOPY_BIN:-} ]] && ! (cd "$REPO" && cargo build --release --quiet); then
         fail rangecopy "cargo build --release failed"
         return 0
     fi
@@ -328,7 +329,7 @@ bench_my_pipe() {
 bench_my_rangecopy() {
     local db=rc_bench_my_rangecopy
     log "building the release binary"
-    if ! (cd "$REPO" && cargo build --release --quiet); then
+    if [[ -z ${RANGECOPY_BIN:-} ]] && ! (cd "$REPO" && cargo build --release --quiet); then
         fail my_rangecopy "cargo build --release failed"
         return 0
     fi
