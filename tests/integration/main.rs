@@ -18,4 +18,5 @@ mod report;
 mod restart;
 mod resume;
 mod secrets;
+mod throttle;
 mod verify;
