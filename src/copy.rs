@@ -315,7 +315,7 @@ fn setup(
                     }
                 }
             }
-            state::create_job(conn, &cfg.job, &cfg.source.display(), &settings(cfg), &plan)?;
+            state::create_job(conn, &cfg.job, cfg.source.display(), &settings(cfg), &plan)?;
             for (table, create) in &plan {
                 if *create {
                     target::create_table(conn, table)?;

@@ -42,6 +42,10 @@ pub enum Error {
     #[error("verification failed: {0}")]
     Verification(String),
 
+    /// Something that should not happen did (a thread panicked): a bug to report.
+    #[error("{0}; this is a bug in rangecopy, please report it")]
+    Bug(String),
+
     /// The run was stopped by Ctrl-C / SIGTERM.
     #[error("interrupted")]
     Interrupted,

@@ -135,7 +135,7 @@ pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &m
         }
         for w in workers {
             if w.join().is_err() {
-                shared.fail(Error::input("a worker thread panicked; this is a bug in rangecopy"));
+                shared.fail(Error::Bug("a worker thread panicked".into()));
             }
         }
         display_stop.store(true, Ordering::SeqCst);
@@ -329,7 +329,7 @@ impl Worker<'_> {
                     ctx.progress.add(chunk.table_no, 0, bytes);
                     added.1 += bytes;
                 }
-                extractor.join().unwrap_or_else(|_| Err(Error::input("the extractor thread panicked; this is a bug")))
+                extractor.join().unwrap_or_else(|_| Err(Error::Bug("the extractor thread panicked".into())))
             })?;
             let loaded = writer.finish()?;
             if loaded != summary.rows {
@@ -435,8 +435,9 @@ pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> 
 
 /// Runs `op`; after a transient failure (see `Error::is_retriable`) waits with exponential
 /// backoff, calls `reconnect`, and runs `op` again, until it succeeds, fails for good, the
-/// policy's retries run out, or the run is cancelled. A failed reconnect counts as a retry:
-/// a server that is restarting refuses connections for a while.
+/// policy's retries run out, or the run is cancelled. A connection that fails during a run
+/// counts as transient too (a server restarting, too many connections): the run's first
+/// connections, made before anything else, have already proven the address and password.
 fn retrying<C, T>(
     ctx: &RunContext,
     what: impl Fn() -> String,
@@ -444,10 +445,11 @@ fn retrying<C, T>(
     mut op: impl FnMut(&mut C) -> Result<T>,
     mut reconnect: impl FnMut(&mut C) -> Result<()>,
 ) -> Result<T> {
+    let transient = |e: &Error| e.is_retriable() || matches!(e.root(), Error::Connect { .. });
     let mut attempt = 0;
     let mut error = match op(conns) {
         Ok(value) => return Ok(value),
-        Err(e) if e.is_retriable() => e,
+        Err(e) if transient(&e) => e,
         Err(e) => return Err(e),
     };
     loop {
@@ -470,7 +472,7 @@ fn retrying<C, T>(
         let result = reconnect(conns).and_then(|()| op(conns));
         error = match result {
             Ok(value) => return Ok(value),
-            Err(e) if e.is_retriable() || matches!(e, Error::Connect { .. }) => e,
+            Err(e) if transient(&e) => e,
             Err(e) => return Err(e),
         };
     }

@@ -443,9 +443,9 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
             let _ = write!(h, "<tr><th>{}</th><td><code>{}</code></td></tr>", esc(&k), esc(&val.to_string()));
         }
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<tr><th>time</th><td>{:.1}s</td></tr><tr><th>rangecopy</th><td>{}</td></tr></table></body></html>\n",
+        "<tr><th>time</th><td>{:.1}s</td></tr><tr><th>rangecopy</th><td>{}</td></tr></table></body></html>",
         v.seconds,
         env!("CARGO_PKG_VERSION")
     );

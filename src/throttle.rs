@@ -192,7 +192,7 @@ pub fn parse_rate(text: &str, flag: &str, binary: bool) -> Result<u64> {
     };
     let value: f64 = number.trim().parse().map_err(|_| bad_rate(text, flag))?;
     let rate = value * scale;
-    if !(rate.is_finite() && rate >= 1.0 && rate < 1e15) {
+    if !(1.0..1e15).contains(&rate) {
         return Err(bad_rate(text, flag));
     }
     Ok(rate as u64)

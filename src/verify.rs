@@ -582,6 +582,7 @@ mod tests {
             html_report: None,
             redact_values,
             max_diff_rows: 10,
+            throttle: Default::default(),
         }
     }
 }

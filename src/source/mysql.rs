@@ -336,7 +336,7 @@ const CAST_MAP: &[CastRow] = &[
 ];
 
 fn type_row(info: &TypeInfo) -> Option<&'static TypeRow> {
-    TYPE_MAP.iter().find(|r| r.mysql.contains(&info.family.as_str()) && r.unsigned.map_or(true, |u| u == info.unsigned))
+    TYPE_MAP.iter().find(|r| r.mysql.contains(&info.family.as_str()) && r.unsigned.is_none_or(|u| u == info.unsigned))
 }
 
 fn cast_row(to: CastTarget) -> &'static CastRow {
@@ -1006,7 +1006,7 @@ fn choose_key(indexes: &[SourceIndex], columns: &[Column]) -> Option<Key> {
             format!("unique index {} ({})", quote_ident(&idx.name), names.join(", "))
         };
         let rank = if primary { 0 } else { positions.len() };
-        if best.as_ref().map_or(true, |(r, _)| rank < *r) {
+        if best.as_ref().is_none_or(|(r, _)| rank < *r) {
             best = Some((rank, Key { columns: positions, description }));
         }
         if primary {
