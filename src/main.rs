@@ -15,14 +15,14 @@ use rangecopy::{copy, report, verify};
 /// An error, the exit code it means for this command, and for failures that kept state,
 /// the command that resumes.
 struct Failure {
-    error: Error,
+    error: Box<Error>,
     exit: u8,
     resume: Option<String>,
 }
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        Failure { exit: error.exit_code(), error, resume: None }
+        Failure { exit: error.exit_code(), error: Box::new(error), resume: None }
     }
 }
 
@@ -47,7 +47,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let outcome = copy::run(&cfg, interrupt_flag()).map_err(|error| Failure {
                 resume: (!error.is_input()).then(|| copy::resume_hint(&cfg)),
                 exit: error.exit_code(),
-                error,
+                error: Box::new(error),
             })?;
             eprintln!("{}", report::summary_line(&outcome));
             if let Some(path) = &cfg.report {
@@ -72,7 +72,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Verify(args) => {
             // Whatever stops a verification, the answer is "could not verify": exit 2.
-            let could_not = |error: Error| Failure { error, exit: 2, resume: None };
+            let could_not = |error: Error| Failure { error: Box::new(error), exit: 2, resume: None };
             let cfg = VerifyConfig::from_args(&args).map_err(could_not)?;
             let v = verify::run(&cfg, &interrupt_flag()).map_err(could_not)?;
             match report::print_verification(&v, &mut std::io::stdout().lock()) {

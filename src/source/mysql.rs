@@ -1893,6 +1893,18 @@ fn report_zero_dates(table: &Table, chunk: &Chunk, plans: &[ColPlan], counts: &[
     }
 }
 
+/// A MySQL value as a number, for lag and throttle queries (which may return text).
+fn value_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::UInt(u) => Some(*u as f64),
+        Value::Float(f) => Some(f64::from(*f)),
+        Value::Double(d) => Some(*d),
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2033,17 +2045,5 @@ mod tests {
         assert!(is_zero_date_text("0000-00-00"));
         assert!(is_zero_date_text("2024-00-10 00:00:00"));
         assert!(!is_zero_date_text("0009-12-04"));
-    }
-}
-
-/// A MySQL value as a number, for lag and throttle queries (which may return text).
-fn value_number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Int(i) => Some(*i as f64),
-        Value::UInt(u) => Some(*u as f64),
-        Value::Float(f) => Some(f64::from(*f)),
-        Value::Double(d) => Some(*d),
-        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
-        _ => None,
     }
 }

@@ -19,11 +19,11 @@ const SOURCE_SQL: &str = "
     UPDATE mixed SET f = 0.0 WHERE id = 300;
     INSERT INTO mixed (id) VALUES (1000);";
 
+/// (chunk_no, lo, hi, rows, digest) of a chunk.
+type DigestRow = (i32, Option<Vec<String>>, Option<Vec<String>>, Option<i64>, Option<String>);
+
 /// (chunk_no, lo, hi, rows, digest) of every chunk of the job.
-fn digests(
-    target: &str,
-    job: &str,
-) -> Vec<(i32, Option<Vec<String>>, Option<Vec<String>>, Option<i64>, Option<String>)> {
+fn digests(target: &str, job: &str) -> Vec<DigestRow> {
     chunks(target, job)
         .into_iter()
         .map(|ChunkRow { chunk_no, lo, hi, rows, digest, .. }| (chunk_no, lo, hi, rows, digest))

@@ -634,8 +634,8 @@ fn real_differences_under_two_collations_are_matched_by_key() {
     let mut rows = diffs(&read_json(&path), "public.k");
     rows.sort_by(|a, b| a.kind.cmp(&b.kind));
     let key = |k: &str| vec![("k".to_string(), format!("{k:?}"))];
-    let shape: Vec<(&str, &Vec<(String, String)>, Vec<&str>)> =
-        rows.iter().map(|d| (d.kind.as_str(), &d.key, d.column_names())).collect();
+    type Shape<'a> = (&'a str, &'a Vec<(String, String)>, Vec<&'a str>);
+    let shape: Vec<Shape> = rows.iter().map(|d| (d.kind.as_str(), &d.key, d.column_names())).collect();
     let expected = [("changed", &key(&first_in_c), vec!["v"]), ("missing", &key(&last_in_c), vec!["k", "v"])];
     assert!(shape == expected, "expected exactly {expected:?}; {} rows reported:\n{run:?}", shape.len());
     assert_eq!(summary(&run, "public.k").differing_rows, 2, "{run:?}");
