@@ -211,6 +211,22 @@ pub struct CopyArgs {
     #[command(flatten)]
     pub load: LoadArgs,
 
+    /// PostgreSQL sources: create the logical replication slot NAME before the copy; P0 is its
+    /// consistent point, from which CDC (a subscription, Debezium) replays every later change.
+    #[arg(long, value_name = "NAME")]
+    pub create_slot: Option<String>,
+
+    /// The output plugin of the --create-slot slot [default: pgoutput].
+    #[arg(long, value_name = "PLUGIN", requires = "create_slot")]
+    pub slot_plugin: Option<String>,
+
+    /// All workers read one consistent snapshot of the source, whose position is P0
+    /// (PostgreSQL: an exported snapshot; MySQL/MariaDB: a brief global read lock while every
+    /// worker starts a consistent-snapshot transaction). Holds one long transaction open on the
+    /// source for the whole run, and cannot survive a restart of the process.
+    #[arg(long)]
+    pub consistent: bool,
+
     /// Progress display: bars on a terminal, periodic lines otherwise (auto), or none.
     #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "bars", "lines", "none"])]
     pub progress: String,

@@ -526,6 +526,42 @@ pub struct CopyConfig {
     pub throttle: ThrottleConfig,
     pub progress: ProgressMode,
     pub progress_interval: Duration,
+    /// `--create-slot NAME --slot-plugin PLUGIN` (PostgreSQL sources).
+    pub create_slot: Option<SlotRequest>,
+    /// `--consistent`: every worker reads one snapshot.
+    pub consistent: bool,
+}
+
+/// A logical replication slot to create before the copy.
+#[derive(Debug, Clone)]
+pub struct SlotRequest {
+    pub name: String,
+    pub plugin: String,
+}
+
+impl SlotRequest {
+    fn from_args(args: &CopyArgs, source: &SourceEndpoint) -> Result<Option<Self>> {
+        let Some(name) = &args.create_slot else { return Ok(None) };
+        if source.engine() != Engine::Postgres {
+            return Err(Error::input(
+                "--create-slot applies to PostgreSQL sources only (MySQL/MariaDB: CDC starts from the \
+                 recorded binlog position or GTID set)",
+            ));
+        }
+        if name.is_empty()
+            || name.len() > 63
+            || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(Error::input(format!(
+                "--create-slot {name:?}: a slot name is 1 to 63 lower-case letters, digits and underscores"
+            )));
+        }
+        let plugin = args.slot_plugin.clone().unwrap_or_else(|| "pgoutput".into());
+        if plugin.is_empty() {
+            return Err(Error::input("--slot-plugin: expected an output plugin name, e.g. pgoutput"));
+        }
+        Ok(Some(SlotRequest { name: name.clone(), plugin }))
+    }
 }
 
 impl CopyConfig {
@@ -570,6 +606,7 @@ impl CopyConfig {
         if let Some(path) = &args.report {
             check_report_path(path)?;
         }
+        let create_slot = SlotRequest::from_args(args, &source)?;
         Ok(CopyConfig {
             source,
             target,
@@ -588,6 +625,8 @@ impl CopyConfig {
             },
             progress,
             progress_interval: Duration::from_secs_f64(args.progress_interval),
+            create_slot,
+            consistent: args.consistent,
         })
     }
 }

@@ -15,7 +15,7 @@ use crate::pipeline::{self, RunContext, TableWork};
 use crate::progress::{self, Progress};
 use crate::report;
 use crate::schema::{Table, TableName};
-use crate::source::{ChunkPrep, Source};
+use crate::source::{postgres as pg_source, ChunkPrep, Snapshot, Source, SourcePosition};
 use crate::state::{self, JobRecord, TableRecord};
 use crate::target::postgres::{self as target, Existing, PgTarget};
 use crate::throttle::Throttle;
@@ -42,7 +42,9 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         )));
     }
     check_throttle_sources(cfg, &mut source)?;
+    check_slot(cfg, &mut source)?;
     let existing = state::load_job(&mut target.conn, &cfg.job)?;
+    let mut slot_p0 = None;
     let records = match (cfg.mode, &existing) {
         (StartMode::Fresh, Some(job)) => return Err(already_exists(cfg, job)),
         (StartMode::Resume, None) => {
@@ -60,9 +62,20 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
                 Some(_) => state::load_tables(&mut target.conn, &cfg.job)?,
                 None => Vec::new(),
             };
-            setup(cfg, &mut source, &mut target, &old_tables)?
+            let (records, slot) = setup(cfg, &mut source, &mut target, &old_tables)?;
+            slot_p0 = slot;
+            records
         }
     };
+    let resumed = cfg.mode == StartMode::Resume;
+    if resumed && (cfg.consistent || existing.as_ref().is_some_and(|j| j.consistent)) {
+        eprintln!(
+            "warning: job {:?} is resumed: a --consistent snapshot ends with the process that took it, so the \
+             chunks copied before and after this resume come from different moments and the copy is not one \
+             consistent snapshot (it still converges once CDC replays from the job's P0)",
+            cfg.job
+        );
+    }
     for r in &records {
         if r.table.key.is_none() && r.phase != "done" {
             eprintln!(
@@ -75,7 +88,6 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
     // The job's row holds the limits the run follows (and `rangecopy throttle` changes): a new
     // run sets them from its options; a resumed one keeps the stored ones unless given.
     let t = &cfg.throttle;
-    let resumed = cfg.mode == StartMode::Resume;
     let given = |v: u64| (!resumed || v > 0).then_some(v);
     state::write_throttle(&mut target.conn, &cfg.job, given(t.rows_per_sec), given(t.bytes_per_sec), Some(false))?;
     let work = plan_work(cfg, &mut target, &records)?;
@@ -91,6 +103,28 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
             .collect(),
     ));
     let base: (u64, u64) = done_before.iter().fold((0, 0), |a, p| (a.0 + p.rows as u64, a.1 + p.bytes as u64));
+    // P0, before the first chunk is read: the slot's consistent point, else the snapshot's
+    // position, else where the source is now. A resumed job keeps its first run's.
+    let (snapshot, snapshot_p0) = match cfg.consistent {
+        true => Snapshot::start(&cfg.source, &mut source, cfg.workers).map(|(s, p)| (Some(s), Some(p)))?,
+        false => (None, None),
+    };
+    let p0 = match slot_p0.or(snapshot_p0) {
+        Some(p) => Some(p),
+        None => source
+            .position()
+            .map_err(|e| {
+                eprintln!(
+                    "warning: the source position P0 could not be read, so it is not recorded: {}",
+                    redact(&e.to_string())
+                )
+            })
+            .ok(),
+    };
+    let p0 = state::record_p0(&mut target.conn, &cfg.job, p0.as_ref(), cfg.consistent && !resumed)?;
+    if let Some(p0) = &p0 {
+        eprintln!("job {}: P0 (CDC starts here) is {p0}", cfg.job);
+    }
     let ctx = RunContext {
         job: cfg.job.clone(),
         source: cfg.source.clone(),
@@ -105,8 +139,12 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         throttle: Arc::new(Throttle::new(t.rows_per_sec, t.bytes_per_sec)),
         throttle_config: cfg.throttle.clone(),
         cancel: cancel.clone(),
+        snapshot,
     };
     let result = pipeline::run(&ctx, &work, &mut source, &mut target);
+    // The snapshot's transactions end here, before P1 and any verification.
+    drop(ctx);
+    let result = result.and_then(|()| record_p1(cfg, &mut target));
     let seconds = started.elapsed().as_secs_f64();
     let outcome = CopyOutcome {
         job: cfg.job.clone(),
@@ -178,6 +216,34 @@ fn check_throttle_sources(cfg: &CopyConfig, source: &mut Source) -> Result<()> {
     if cfg.throttle.max_lag.is_some() && cfg.throttle.lag_replicas.is_empty() {
         source.replication_lag().map_err(|e| Error::input(format!("--max-lag: {e}")))?;
     }
+    Ok(())
+}
+
+/// `--create-slot`: the job must be new and the slot must not exist (bad input, exit 2).
+fn check_slot(cfg: &CopyConfig, source: &mut Source) -> Result<()> {
+    let Some(slot) = &cfg.create_slot else { return Ok(()) };
+    if cfg.mode == StartMode::Resume {
+        return Err(Error::input(
+            "--create-slot: a resumed job keeps the P0 of its first run; a slot created now would start later. \
+             Resume without --create-slot (or --restart the job with it)",
+        ));
+    }
+    let conn = source.pg_conn().ok_or_else(|| Error::input("--create-slot applies to PostgreSQL sources only"))?;
+    if pg_source::slot_exists(conn, &slot.name)? {
+        return Err(Error::input(format!(
+            "--create-slot: the source already has a replication slot named {:?}; choose another name, or drop it \
+             (SELECT pg_drop_replication_slot('{}')) if nothing uses it",
+            slot.name, slot.name
+        )));
+    }
+    Ok(())
+}
+
+/// Reads P1 on a fresh connection once every chunk is committed, and records it.
+fn record_p1(cfg: &CopyConfig, target: &mut PgTarget) -> Result<()> {
+    let p1: SourcePosition = Source::connect(&cfg.source)?.position()?;
+    state::record_p1(&mut target.conn, &cfg.job, &p1)?;
+    eprintln!("job {}: P1 (CDC has caught up with the copy once past here) is {p1}", cfg.job);
     Ok(())
 }
 
@@ -266,7 +332,7 @@ fn setup(
     source: &mut Source,
     target: &mut PgTarget,
     old: &[TableRecord],
-) -> Result<Vec<TableRecord>> {
+) -> Result<(Vec<TableRecord>, Option<SourcePosition>)> {
     let tables = source.describe_tables(&cfg.tables)?;
     let others = other_jobs_tables(target, &cfg.job)?;
     let mut plan: Vec<(Table, bool)> = Vec::with_capacity(tables.len());
@@ -301,6 +367,21 @@ fn setup(
         plan.push((table, create));
     }
     let restart = !old.is_empty() || cfg.mode == StartMode::Restart;
+    // The slot comes first, so that P0 precedes every read; dropped again if the setup fails.
+    let slot = match (&cfg.create_slot, &cfg.source) {
+        (Some(slot), crate::config::SourceEndpoint::Postgres(ep)) => Some(
+            pg_source::create_slot(ep, &slot.name, &slot.plugin)
+                .map_err(|e| Error::input(format!("--create-slot: {e}\nnothing was written to the target")))?,
+        ),
+        _ => None,
+    };
+    let drop_slot = || {
+        if let (Some(slot), crate::config::SourceEndpoint::Postgres(ep)) = (&cfg.create_slot, &cfg.source) {
+            if let Err(e) = pg_source::drop_slot(ep, &slot.name) {
+                eprintln!("warning: could not drop the replication slot {:?} again: {e}", slot.name);
+            }
+        }
+    };
     target
         .conn
         .transaction("setting up the job", |conn| {
@@ -324,8 +405,11 @@ fn setup(
             Ok(())
         })
         // Rolled back: whatever stopped the setup, nothing was written.
-        .map_err(|e| Error::input(format!("{e}\nnothing was written to the target")))?;
-    Ok(plan
+        .map_err(|e| {
+            drop_slot();
+            Error::input(format!("{e}\nnothing was written to the target"))
+        })?;
+    let records = plan
         .into_iter()
         .enumerate()
         .map(|(table_no, (table, created_by_job))| TableRecord {
@@ -336,7 +420,8 @@ fn setup(
             phase: "copying".into(),
             deferred_done: 0,
         })
-        .collect())
+        .collect();
+    Ok((records, slot))
 }
 
 /// Target tables of other unfinished jobs: (job, table).
@@ -389,5 +474,7 @@ pub fn settings(cfg: &CopyConfig) -> serde_json::Value {
         "workers": cfg.workers,
         "chunk_rows": cfg.chunk_rows,
         "mode": cfg.mode,
+        "consistent": cfg.consistent,
+        "create_slot": cfg.create_slot.as_ref().map(|s| &s.name),
     })
 }

@@ -20,7 +20,7 @@ use crate::error::{redact, Error, Result};
 use crate::plan::{plan_table, Chunk, PlanCursor};
 use crate::progress::{self, Progress};
 use crate::schema::Table;
-use crate::source::{ChunkPrep, Source};
+use crate::source::{ChunkPrep, Snapshot, Source};
 use crate::state;
 use crate::target::postgres::{copy_in_sql, PgTarget};
 use crate::throttle::{PauseReason, Throttle};
@@ -47,6 +47,28 @@ pub struct RunContext {
     pub throttle_config: ThrottleConfig,
     /// Set on Ctrl-C or on the first error: every thread stops at its next check.
     pub cancel: Arc<AtomicBool>,
+    /// `--consistent`: the snapshot every worker reads in (workers take their source
+    /// connections from it).
+    pub snapshot: Option<Snapshot>,
+}
+
+impl RunContext {
+    /// A worker's source connection: a new one, or one inside the run's snapshot.
+    fn worker_source(&self) -> Result<Source> {
+        match &self.snapshot {
+            Some(snapshot) => snapshot.worker_source(&self.source),
+            None => Source::connect(&self.source),
+        }
+    }
+
+    /// A new source connection for the planner, walking keys in the snapshot if need be.
+    fn planner_source(&self) -> Result<Source> {
+        let mut source = Source::connect(&self.source)?;
+        if let Some(snapshot) = &self.snapshot {
+            snapshot.attach(&mut source);
+        }
+        Ok(source)
+    }
 }
 
 /// What is left to do for one table of the job.
@@ -186,7 +208,7 @@ fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut Source, targ
                     })
                 },
                 |(source, target)| {
-                    **source = Source::connect(&ctx.source)?;
+                    **source = ctx.planner_source()?;
                     **target = PgTarget::connect(&ctx.target)?;
                     if !state::try_lock_job(&mut target.conn, &ctx.job)? {
                         return Err(Error::input(
@@ -212,7 +234,7 @@ fn work_loop(shared: &Shared<'_>, chunks: Receiver<Chunk>, finals: Receiver<Fina
         ctx,
         || "connecting a worker".to_string(),
         &mut (),
-        |_| Ok(Worker { source: Source::connect(&ctx.source)?, target: PgTarget::connect(&ctx.target)?, shared }),
+        |_| Ok(Worker { source: ctx.worker_source()?, target: PgTarget::connect(&ctx.target)?, shared }),
         |_| Ok(()),
     )?;
     loop {
@@ -251,7 +273,7 @@ struct Worker<'a> {
 impl Worker<'_> {
     fn reconnect(&mut self) -> Result<()> {
         let ctx = self.shared.ctx;
-        self.source = Source::connect(&ctx.source)?;
+        self.source = ctx.worker_source()?;
         self.target = PgTarget::connect(&ctx.target)?;
         Ok(())
     }

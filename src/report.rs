@@ -17,6 +17,7 @@ use crate::copy::{settings, CopyOutcome};
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
 use crate::progress::{human_bytes, human_count, human_duration};
+use crate::source::SourcePosition;
 use crate::state::{self, TableProgress};
 use crate::verify::{DiffKind, TableStatus, Verification};
 
@@ -30,6 +31,13 @@ struct CopyReport<'a> {
     finished_at: Option<String>,
     last_error: Option<String>,
     settings: serde_json::Value,
+    /// The source position before the first chunk: where CDC starts.
+    p0: Option<SourcePosition>,
+    /// The source position after the last chunk: once CDC has replayed past it, the target
+    /// matches the source.
+    p1: Option<SourcePosition>,
+    /// Whether every row was read in one snapshot whose position is P0.
+    consistent: bool,
     this_run: RunFigures,
     totals: Totals,
     tables: Vec<TableReport>,
@@ -86,6 +94,9 @@ pub fn write_copy_report(conn: &mut PgConn, cfg: &CopyConfig, outcome: &CopyOutc
         finished_at: job.finished_at,
         last_error: job.last_error,
         settings: settings(cfg),
+        p0: job.p0,
+        p1: job.p1,
+        consistent: job.consistent,
         this_run: RunFigures {
             seconds: outcome.seconds,
             rows: outcome.rows_this_run,
@@ -201,6 +212,13 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
         )
         .map_err(io)?;
         writeln!(out, "  source: {}", job.source).map_err(io)?;
+        let position =
+            |p: &Option<SourcePosition>| p.as_ref().map_or_else(|| "not recorded".to_string(), |p| p.to_string());
+        writeln!(out, "  P0 (before the first chunk; CDC starts here): {}", position(&job.p0)).map_err(io)?;
+        writeln!(out, "  P1 (after the last chunk): {}", position(&job.p1)).map_err(io)?;
+        if job.consistent {
+            writeln!(out, "  consistent: every chunk is read in one snapshot, at P0").map_err(io)?;
+        }
         if let Some((rows, bytes, paused)) = state::read_throttle(&mut conn, &job.job)? {
             if rows > 0 || bytes > 0 || paused {
                 writeln!(out, "  throttle: {}", throttle_words(rows, bytes, paused)).map_err(io)?;

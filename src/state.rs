@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::pg::PgConn;
 use crate::plan::{Chunk, PlanCursor};
 use crate::schema::Table;
+use crate::source::SourcePosition;
 
 /// Created on first use, in one transaction with the job's first rows.
 const SCHEMA_DDL: &str = "
@@ -63,6 +64,11 @@ CREATE TABLE IF NOT EXISTS rangecopy.chunks (
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS max_rows_per_sec bigint NOT NULL DEFAULT 0;
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS max_bytes_per_sec bigint NOT NULL DEFAULT 0;
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS paused boolean NOT NULL DEFAULT false;
+-- The hand-over to CDC: source positions before the first chunk (P0, kept by resumed runs)
+-- and after the last (P1), and whether every chunk was read in one snapshot.
+ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS p0 jsonb;
+ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS p1 jsonb;
+ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS consistent boolean NOT NULL DEFAULT false;
 ";
 
 /// A job as recorded in the target.
@@ -76,6 +82,11 @@ pub struct JobRecord {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub last_error: Option<String>,
+    pub p0: Option<SourcePosition>,
+    pub p1: Option<SourcePosition>,
+    /// Whether every chunk was read in one snapshot whose position is P0 (`--consistent`,
+    /// in one run).
+    pub consistent: bool,
 }
 
 /// A table of a job, as recorded in the target.
@@ -126,7 +137,8 @@ pub fn load_job(conn: &mut PgConn, job: &str) -> Result<Option<JobRecord>> {
         return Ok(None);
     }
     let row = conn.query_opt(
-        "SELECT job, status, source, settings::text, runs, started_at::text, finished_at::text, last_error
+        "SELECT job, status, source, settings::text, runs, started_at::text, finished_at::text, last_error,
+                p0::text, p1::text, consistent
            FROM rangecopy.jobs WHERE job = $1",
         &[&job],
         "reading the job state",
@@ -139,7 +151,8 @@ pub fn list_jobs(conn: &mut PgConn) -> Result<Vec<JobRecord>> {
         return Ok(Vec::new());
     }
     let rows = conn.query(
-        "SELECT job, status, source, settings::text, runs, started_at::text, finished_at::text, last_error
+        "SELECT job, status, source, settings::text, runs, started_at::text, finished_at::text, last_error,
+                p0::text, p1::text, consistent
            FROM rangecopy.jobs ORDER BY started_at",
         &[],
         "listing jobs",
@@ -157,7 +170,41 @@ fn job_from_row(r: &tokio_postgres::Row) -> JobRecord {
         started_at: r.get(5),
         finished_at: r.get(6),
         last_error: r.get(7),
+        p0: r.get::<_, Option<&str>>(8).and_then(|t| serde_json::from_str(t).ok()),
+        p1: r.get::<_, Option<&str>>(9).and_then(|t| serde_json::from_str(t).ok()),
+        consistent: r.get(10),
     }
+}
+
+/// Records P0 (when known), unless the job has one already (a resumed job keeps its first
+/// run's), and whether this run reads one consistent snapshot; returns the job's P0.
+pub fn record_p0(
+    conn: &mut PgConn,
+    job: &str,
+    p0: Option<&SourcePosition>,
+    consistent: bool,
+) -> Result<Option<SourcePosition>> {
+    let p0 = p0.map(|p| serde_json::to_string(p).expect("a position serializes"));
+    let row = conn.query_one(
+        "UPDATE rangecopy.jobs SET p0 = coalesce(p0, $2::text::jsonb), p1 = NULL, consistent = $3, updated_at = now()
+          WHERE job = $1 RETURNING p0::text",
+        &[&job, &p0, &consistent],
+        "recording the source position P0",
+    )?;
+    row.get::<_, Option<&str>>(0)
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| Error::input(format!("job {job}: its recorded P0 cannot be read by this version ({e})")))
+}
+
+/// Records P1, the source position after the job's last chunk.
+pub fn record_p1(conn: &mut PgConn, job: &str, p1: &SourcePosition) -> Result<()> {
+    conn.execute(
+        "UPDATE rangecopy.jobs SET p1 = $2::text::jsonb, updated_at = now() WHERE job = $1",
+        &[&job, &serde_json::to_string(p1).expect("a position serializes")],
+        "recording the source position P1",
+    )
+    .map(|_| ())
 }
 
 /// Records a new job and its tables (inside the caller's setup transaction).

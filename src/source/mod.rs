@@ -8,9 +8,13 @@
 pub mod mysql;
 pub mod postgres;
 
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
 use crate::config::SourceEndpoint;
 use crate::copy_format::{CapturedRow, ChunkSummary};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pg::PgConn;
 use crate::plan::{Bound, Chunk};
 use crate::schema::{SequenceSync, Table};
@@ -21,6 +25,118 @@ pub struct ChunkPrep {
     /// Array columns whose element type OID must be rewritten for the target:
     /// (index among the copied columns, target OID).
     pub elem_rewrites: Vec<(usize, u32)>,
+}
+
+/// A position in the source's change stream, where change-data-capture can start (P0) or
+/// has to have reached (P1). Engine-neutral: PostgreSQL fills `lsn` (and `slot` when rangecopy
+/// created one), MySQL/MariaDB the binlog file and position and the GTID set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourcePosition {
+    /// `postgres` or `mysql` (MariaDB included).
+    pub engine: String,
+    /// PostgreSQL: the WAL LSN, `X/Y`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<String>,
+    /// PostgreSQL: the logical replication slot created for the job (`--create-slot`), whose
+    /// consistent point `lsn` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// MySQL/MariaDB: the binary log file and the position in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_pos: Option<u64>,
+    /// MySQL: `@@gtid_executed`; MariaDB: `@@gtid_binlog_pos` (empty when GTIDs are off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
+    /// When the position was read, by the source's clock (UTC, `YYYY-MM-DD HH:MM:SS.ffffff+00`).
+    pub taken_at: String,
+}
+
+impl std::fmt::Display for SourcePosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(lsn) = &self.lsn {
+            write!(f, "LSN {lsn}")?;
+        }
+        if let Some(slot) = &self.slot {
+            write!(f, " (slot {slot})")?;
+        }
+        match (&self.binlog_file, self.binlog_pos) {
+            (Some(file), Some(pos)) => write!(f, "binlog {file}:{pos}")?,
+            _ if self.engine == "mysql" => write!(f, "binlog off")?,
+            _ => {}
+        }
+        if let Some(gtid) = self.gtid.as_deref().filter(|g| !g.is_empty()) {
+            write!(f, ", GTID {gtid}")?;
+        }
+        write!(f, " at {}", self.taken_at)
+    }
+}
+
+/// One snapshot of the source that every worker reads (`--consistent`), and its position.
+///
+/// PostgreSQL: a connection keeps the transaction that exported the snapshot open for the
+/// whole run; every worker (and the key walk) imports it per chunk, so workers can connect and
+/// reconnect at any time while the exporter lives. MySQL/MariaDB: a snapshot cannot be shared,
+/// so each worker connection was put into its own consistent-snapshot transaction under one
+/// brief global read lock, and a worker takes one of those; a lost connection cannot rejoin.
+pub enum Snapshot {
+    Postgres {
+        /// Holds the exporting transaction open; never used after the start.
+        _exporter: Mutex<Box<postgres::PgSource>>,
+        id: String,
+    },
+    Mysql {
+        /// Connections inside the snapshot's transactions, one per worker.
+        prepared: Mutex<Vec<Source>>,
+    },
+}
+
+impl Snapshot {
+    /// Opens the snapshot for `workers` workers and reads its position. `main` is the run's
+    /// own source connection (PostgreSQL: it walks keys in the snapshot; MySQL: it takes the
+    /// global read lock while the workers' transactions start).
+    pub fn start(ep: &SourceEndpoint, main: &mut Source, workers: usize) -> Result<(Snapshot, SourcePosition)> {
+        match (ep, main) {
+            (SourceEndpoint::Postgres(pg), Source::Postgres(main)) => {
+                let (exporter, id, position) = postgres::PgSource::export_snapshot(pg)?;
+                main.use_snapshot(&id);
+                Ok((Snapshot::Postgres { _exporter: Mutex::new(Box::new(exporter)), id }, position))
+            }
+            (SourceEndpoint::Mysql(my), Source::Mysql(main)) => {
+                let mut conns = (0..workers).map(|_| mysql::MySource::connect(my)).collect::<Result<Vec<_>>>()?;
+                let position = main.consistent_snapshots(&mut conns)?;
+                let prepared = Mutex::new(conns.into_iter().map(Source::Mysql).collect());
+                Ok((Snapshot::Mysql { prepared }, position))
+            }
+            _ => Err(Error::input("the source connection does not match the source URL; this is a bug")),
+        }
+    }
+
+    /// A worker's source connection inside the snapshot.
+    pub fn worker_source(&self, ep: &SourceEndpoint) -> Result<Source> {
+        match self {
+            Snapshot::Postgres { .. } => {
+                let mut source = Source::connect(ep)?;
+                self.attach(&mut source);
+                Ok(source)
+            }
+            Snapshot::Mysql { prepared } => prepared.lock().unwrap_or_else(|e| e.into_inner()).pop().ok_or_else(|| {
+                Error::input(
+                    "--consistent: a MySQL/MariaDB worker lost its connection, and with it its place in the \
+                     snapshot; resume the job (its copy is then no longer one consistent snapshot)",
+                )
+            }),
+        }
+    }
+
+    /// Makes a fresh connection walk keys in the snapshot (PostgreSQL; MySQL/MariaDB walk keys
+    /// outside it: chunk bounds only need to tile the key space).
+    pub fn attach(&self, source: &mut Source) {
+        if let (Snapshot::Postgres { id, .. }, Source::Postgres(s)) = (self, source) {
+            s.use_snapshot(id);
+        }
+    }
 }
 
 /// A connection to the source database.
@@ -110,6 +226,15 @@ impl Source {
         match self {
             Source::Postgres(s) => s.sequence_position(&seq.source_sql),
             Source::Mysql(s) => s.sequence_position(&seq.source_sql),
+        }
+    }
+
+    /// The source's current position in its change stream (P0 before a job's first chunk,
+    /// P1 after its last).
+    pub fn position(&mut self) -> Result<SourcePosition> {
+        match self {
+            Source::Postgres(s) => s.position(),
+            Source::Mysql(s) => s.position(),
         }
     }
 

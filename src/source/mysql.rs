@@ -30,6 +30,7 @@ use std::collections::HashSet;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Params, Row, Value};
 
+use super::SourcePosition;
 use crate::canonical::{RangeDigest, RowEncoder};
 use crate::config::{CastRule, CastSelector, CastTarget, ColumnRef, MyEndpoint, MyOptions, TableSpec, ZeroDates};
 use crate::copy_format::{CapturedRow, ChunkSummary, CopyEncoder};
@@ -1723,6 +1724,53 @@ impl MySource {
             }
         }
         Ok(0.0)
+    }
+
+    /// The binary log position (`SHOW MASTER STATUS`, or MySQL 8.4's `SHOW BINARY LOG
+    /// STATUS`; none when the binary log is off) and the GTID set (MySQL `@@gtid_executed`,
+    /// MariaDB `@@gtid_binlog_pos`), read with the source's clock.
+    pub fn position(&mut self) -> Result<SourcePosition> {
+        let what = "reading the source's binary log position";
+        let rows: Vec<Row> = match self.conn.query("SHOW MASTER STATUS") {
+            Ok(rows) => rows,
+            Err(_) => self.conn.query("SHOW BINARY LOG STATUS").map_err(|e| Error::mysql(&self.endpoint, what, e))?,
+        };
+        let (binlog_file, binlog_pos) = match rows.first() {
+            Some(r) => (text_of(r, 0), text_of(r, 1).and_then(|p| p.parse().ok())),
+            None => (None, None),
+        };
+        let sql = match self.flavor {
+            Flavor::MariaDb => {
+                "SELECT @@GLOBAL.gtid_binlog_pos, DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f+00')"
+            }
+            Flavor::MySql => "SELECT @@GLOBAL.gtid_executed, DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f+00')",
+        };
+        let row: Option<Row> = self.conn.query_first(sql).map_err(|e| Error::mysql(&self.endpoint, what, e))?;
+        let gtid = row.as_ref().and_then(|r| text_of(r, 0)).map(|g| g.replace('\n', ""));
+        let taken_at = row.as_ref().and_then(|r| text_of(r, 1)).unwrap_or_default();
+        Ok(SourcePosition { engine: "mysql".into(), lsn: None, slot: None, binlog_file, binlog_pos, gtid, taken_at })
+    }
+
+    /// `--consistent`: under `FLUSH TABLES WITH READ LOCK` on this connection, starts a
+    /// `WITH CONSISTENT SNAPSHOT, READ ONLY` transaction on every one of `workers` and reads
+    /// the position, then unlocks: every worker's snapshot is at exactly that position. Writes
+    /// on the source wait for the lock only while the transactions start (milliseconds).
+    pub fn consistent_snapshots(&mut self, workers: &mut [MySource]) -> Result<SourcePosition> {
+        let what = "taking the global read lock (--consistent; needs the RELOAD privilege)";
+        self.conn.query_drop("FLUSH TABLES WITH READ LOCK").map_err(|e| Error::mysql(&self.endpoint, what, e))?;
+        let started = (|| {
+            for w in workers.iter_mut() {
+                w.conn
+                    .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    .map_err(|e| Error::mysql(&w.endpoint, "starting a consistent snapshot", e))?;
+            }
+            self.position()
+        })();
+        let unlocked =
+            self.conn.query_drop("UNLOCK TABLES").map_err(|e| Error::mysql(&self.endpoint, "UNLOCK TABLES", e));
+        let position = started?;
+        unlocked?;
+        Ok(position)
     }
 
     /// The number a `--throttle-query` returns (its first row's last column).

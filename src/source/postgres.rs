@@ -7,7 +7,7 @@
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 
-use super::ChunkPrep;
+use super::{ChunkPrep, SourcePosition};
 use crate::config::{PgEndpoint, TableSpec};
 use crate::copy_format::{CapturedRow, ChunkHasher, ChunkSummary};
 use crate::error::{Error, Result};
@@ -29,6 +29,8 @@ pub struct PgSource {
     conn: PgConn,
     /// The user's schema search path, for resolving unqualified table names.
     search_path: Vec<String>,
+    /// `--consistent`: the exported snapshot every chunk and key walk reads in.
+    snapshot: Option<String>,
 }
 
 /// A base table found in the source catalog.
@@ -46,7 +48,69 @@ impl PgSource {
         let search_path: Vec<String> =
             conn.query_one("SELECT current_schemas(false)::text[]", &[], "reading search_path")?.get(0);
         conn.batch("SET search_path = pg_catalog", "setting up the session")?;
-        Ok(PgSource { conn, search_path })
+        Ok(PgSource { conn, search_path, snapshot: None })
+    }
+
+    /// From now on, every chunk and key walk runs in a `REPEATABLE READ` transaction that
+    /// imports the exported snapshot `id` first.
+    pub fn use_snapshot(&mut self, id: &str) {
+        self.snapshot = Some(id.to_string());
+    }
+
+    /// Runs `body` inside the snapshot, when there is one (the transaction is read-only and
+    /// holds no lock past `body`).
+    fn in_snapshot<T>(&mut self, what: &str, body: impl FnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
+        let Some(id) = &self.snapshot else { return body(&mut self.conn) };
+        let begin =
+            format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}", quote_literal(id));
+        self.conn.batch(&begin, what)?;
+        match body(&mut self.conn) {
+            Ok(value) => {
+                self.conn.batch("COMMIT", what)?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.batch("ROLLBACK", what);
+                Err(e)
+            }
+        }
+    }
+
+    /// `--consistent`: a new connection opens a `REPEATABLE READ` transaction, exports its
+    /// snapshot and stays open (it must, for the snapshot to stay importable). Returns it, the
+    /// snapshot's id and its position: the WAL LSN read just before the snapshot is taken, so
+    /// every transaction committed before P0 is in the snapshot; those committing in between
+    /// are in the snapshot and replayed from P0 as well, which idempotent replay absorbs.
+    pub fn export_snapshot(ep: &PgEndpoint) -> Result<(PgSource, String, SourcePosition)> {
+        let mut exporter = PgSource::connect(ep)?;
+        let what = "exporting a snapshot (--consistent)";
+        // The transaction idles for the whole run; a server-side idle timeout would end it.
+        exporter.conn.batch("SET idle_in_transaction_session_timeout = 0", what)?;
+        let position = exporter.position()?;
+        let id: String = {
+            exporter.conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", what)?;
+            exporter.conn.query_one("SELECT pg_export_snapshot()", &[], what)?.get(0)
+        };
+        Ok((exporter, id, position))
+    }
+
+    /// The WAL position: `pg_current_wal_lsn()`, or on a replica the last replayed LSN.
+    pub fn position(&mut self) -> Result<SourcePosition> {
+        let row = self.conn.query_one(
+            "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text,
+                    to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+            &[],
+            "reading the source's WAL position",
+        )?;
+        Ok(SourcePosition {
+            engine: "postgres".into(),
+            lsn: row.get(0),
+            slot: None,
+            binlog_file: None,
+            binlog_pos: None,
+            gtid: None,
+            taken_at: row.get(1),
+        })
     }
 
     pub fn conn(&mut self) -> &mut PgConn {
@@ -344,7 +408,8 @@ impl PgSource {
             sql.push_str(&compare(&cols, &key, ">=", lo));
         }
         sql.push_str(&format!(" ORDER BY {} OFFSET {rows} LIMIT 1", cols.join(", ")));
-        let row = self.conn.query_opt(&sql, &[], &format!("walking the key of {}", table.name))?;
+        let what = format!("walking the key of {}", table.name);
+        let row = self.in_snapshot(&what, |conn| conn.query_opt(&sql, &[], &what))?;
         let next: Bound = row.map(|r| (0..key.len()).map(|i| r.get::<_, String>(i)).collect());
         if next.is_some() && &next == from {
             // A boundary that does not advance would plan the same empty chunk forever.
@@ -389,7 +454,9 @@ impl PgSource {
             rows_sent = hasher.rows();
             on_block(out, rows)
         };
-        self.conn.copy_out_blocks(&sql, block_bytes, raw_buffer, &mut hash_block)?;
+        self.in_snapshot("reading a chunk in the snapshot", |conn| {
+            conn.copy_out_blocks(&sql, block_bytes, raw_buffer, &mut hash_block)
+        })?;
         Ok(hasher.finish()?)
     }
 
@@ -424,6 +491,45 @@ impl PgSource {
         )?;
         Ok((row.get(0), row.get(1)))
     }
+}
+
+/// Whether a replication slot of that name exists on the source's server.
+pub fn slot_exists(conn: &mut PgConn, name: &str) -> Result<bool> {
+    let row = conn.query_one(
+        "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+        &[&name],
+        "looking for the replication slot",
+    )?;
+    Ok(row.get(0))
+}
+
+/// `--create-slot`: creates a logical replication slot in the source database with `plugin`
+/// on a connection of its own (source sessions are read-only) and returns its consistent
+/// point as the position. It waits for the source's running write transactions to end.
+pub fn create_slot(ep: &PgEndpoint, name: &str, plugin: &str) -> Result<SourcePosition> {
+    let mut conn = PgConn::connect(ep, "")?;
+    let what = format!("creating the logical replication slot {name:?}");
+    let row = conn.query_one(
+        "SELECT lsn::text, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'
+           FROM pg_create_logical_replication_slot($1, $2)",
+        &[&name, &plugin],
+        &what,
+    )?;
+    Ok(SourcePosition {
+        engine: "postgres".into(),
+        lsn: row.get(0),
+        slot: Some(name.to_string()),
+        binlog_file: None,
+        binlog_pos: None,
+        gtid: None,
+        taken_at: row.get(1),
+    })
+}
+
+/// Drops a slot `create_slot` made, when the job it was made for could not be set up.
+pub fn drop_slot(ep: &PgEndpoint, name: &str) -> Result<()> {
+    let mut conn = PgConn::connect(ep, "")?;
+    conn.execute("SELECT pg_drop_replication_slot($1)", &[&name], "dropping the replication slot").map(|_| ())
 }
 
 /// `COPY (SELECT … WHERE key in [lo, hi) ORDER BY key) TO STDOUT (FORMAT binary)` for a chunk.

@@ -7,6 +7,7 @@
 
 mod common;
 
+mod cdc;
 mod cli;
 mod digest;
 mod fidelity;

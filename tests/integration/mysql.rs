@@ -17,11 +17,11 @@ use mysql::prelude::Queryable;
 use crate::common::{self, connect, run, scalar, setup, texts, with_database, Run, TestDbs, PASSWORD};
 
 /// A MariaDB database for one test, dropped at the end.
-struct MyDb {
+pub(crate) struct MyDb {
     admin: String,
     name: String,
     /// URL of the test's database (with the password).
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for MyDb {
@@ -39,7 +39,7 @@ fn my_conn(url: &str) -> Result<mysql::Conn, String> {
 
 /// The test's target database and a fresh MariaDB database named like it; `None` (after a note)
 /// when the servers are not there and `CI` is not `true`.
-fn my_setup(test: &str) -> Option<(TestDbs, MyDb)> {
+pub(crate) fn my_setup(test: &str) -> Option<(TestDbs, MyDb)> {
     let db = setup(test)?;
     let admin = match std::env::var("RANGECOPY_TEST_MYSQL") {
         Ok(url) => url,
@@ -67,7 +67,7 @@ fn skip<T>(test: &str, why: &str) -> Option<T> {
 
 /// Runs a batch of statements on MariaDB, failing the test on the first error.
 #[track_caller]
-fn my_exec(url: &str, sql: &str) {
+pub(crate) fn my_exec(url: &str, sql: &str) {
     let mut c = my_conn(url).expect("connecting to MariaDB");
     let mut result = c.query_iter(sql).unwrap_or_else(|e| panic!("{e}\nwhile running:\n{sql}"));
     while let Some(set) = result.iter() {
@@ -79,7 +79,7 @@ fn my_exec(url: &str, sql: &str) {
 
 /// The first column of the first row, as text.
 #[track_caller]
-fn my_text(url: &str, sql: &str) -> Option<String> {
+pub(crate) fn my_text(url: &str, sql: &str) -> Option<String> {
     let mut c = my_conn(url).expect("connecting to MariaDB");
     c.query_first::<Option<String>, _>(sql).unwrap_or_else(|e| panic!("{e}\nwhile running:\n{sql}")).flatten()
 }
