@@ -246,3 +246,46 @@ impl Source {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(engine: &str) -> SourcePosition {
+        SourcePosition {
+            engine: engine.into(),
+            lsn: None,
+            slot: None,
+            binlog_file: None,
+            binlog_pos: None,
+            gtid: None,
+            taken_at: "2026-01-02 03:04:05.000006+00".into(),
+        }
+    }
+
+    #[test]
+    fn positions_print_what_cdc_needs_per_engine() {
+        let pg = SourcePosition { lsn: Some("0/16B3748".into()), slot: Some("shop_cdc".into()), ..at("postgres") };
+        assert_eq!(pg.to_string(), "LSN 0/16B3748 (slot shop_cdc) at 2026-01-02 03:04:05.000006+00");
+        let my = SourcePosition {
+            binlog_file: Some("binlog.000006".into()),
+            binlog_pos: Some(841743666),
+            gtid: Some("0-1-1021".into()),
+            ..at("mysql")
+        };
+        assert_eq!(my.to_string(), "binlog binlog.000006:841743666, GTID 0-1-1021 at 2026-01-02 03:04:05.000006+00");
+        let off = SourcePosition { gtid: Some(String::new()), ..at("mysql") };
+        assert_eq!(off.to_string(), "binlog off at 2026-01-02 03:04:05.000006+00");
+    }
+
+    #[test]
+    fn positions_round_trip_through_the_state_without_empty_fields() {
+        let pg = SourcePosition { lsn: Some("1/CE503488".into()), ..at("postgres") };
+        let json = serde_json::to_value(&pg).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"engine": "postgres", "lsn": "1/CE503488", "taken_at": "2026-01-02 03:04:05.000006+00"})
+        );
+        assert_eq!(serde_json::from_value::<SourcePosition>(json).unwrap(), pg);
+    }
+}
