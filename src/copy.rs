@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::config::{CopyConfig, StartMode, VerifyConfig};
 use crate::error::{redact, Error, Result};
-use crate::pipeline::{self, RunContext, TableWork};
+use crate::pipeline::{self, ByteGate, RunContext, TableWork, IN_FLIGHT_BYTES};
 use crate::progress::{self, Progress};
 use crate::report;
 use crate::schema::{Table, TableName};
@@ -138,6 +138,7 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         retry: cfg.retry,
         throttle: Arc::new(Throttle::new(t.rows_per_sec, t.bytes_per_sec)),
         throttle_config: cfg.throttle.clone(),
+        in_flight: ByteGate::new(IN_FLIGHT_BYTES),
         cancel: cancel.clone(),
         snapshot,
     };

@@ -292,6 +292,25 @@ impl ChunkHasher {
     /// After an error the hasher is unusable: further calls fail with
     /// [`CopyFormatError::AlreadyFailed`].
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), CopyFormatError> {
+        self.take(data, Some(out))
+    }
+
+    /// Like [`feed`](Self::feed), but only hashes: for a stream forwarded as it is (no OID
+    /// rewrites) or not forwarded at all, so no copy of it is made.
+    ///
+    /// # Panics
+    /// If the hasher rewrites element OIDs (the forwarded bytes would differ from `data`).
+    pub fn hash(&mut self, data: &[u8]) -> Result<(), CopyFormatError> {
+        assert!(!self.rewrites(), "a hasher that rewrites OIDs must forward through feed()");
+        self.take(data, None)
+    }
+
+    /// Whether forwarded bytes differ from the input (array element OIDs are rewritten).
+    pub fn rewrites(&self) -> bool {
+        self.columns.iter().any(|c| c.rewrite_elem_oid.is_some())
+    }
+
+    fn take(&mut self, data: &[u8], out: Option<&mut Vec<u8>>) -> Result<(), CopyFormatError> {
         if self.state == State::Failed {
             return Err(CopyFormatError::AlreadyFailed);
         }
@@ -320,7 +339,7 @@ impl ChunkHasher {
         }
     }
 
-    fn feed_inner(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), CopyFormatError> {
+    fn feed_inner(&mut self, mut data: &[u8], mut out: Option<&mut Vec<u8>>) -> Result<(), CopyFormatError> {
         if self.state == State::Done {
             return if data.is_empty() { Ok(()) } else { Err(CopyFormatError::DataAfterTrailer { bytes: data.len() }) };
         }
@@ -335,7 +354,7 @@ impl ChunkHasher {
             self.carry.extend_from_slice(head);
             data = rest;
             let item = std::mem::take(&mut self.carry);
-            let consumed = self.process(&item, out);
+            let consumed = self.process(&item, out.as_deref_mut());
             self.carry = item;
             self.carry.clear();
             debug_assert!(consumed.as_ref().map_or(true, |&n| n == total));
@@ -350,12 +369,14 @@ impl ChunkHasher {
     }
 
     /// Hashes and forwards the complete items at the start of `buf`; returns the bytes used.
-    fn process(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<usize, CopyFormatError> {
+    fn process(&mut self, buf: &[u8], mut out: Option<&mut Vec<u8>>) -> Result<usize, CopyFormatError> {
         let mut pos = 0;
         if self.state == State::Header {
             match self.header_len(buf)? {
                 Some(len) if len <= buf.len() => {
-                    out.extend_from_slice(&buf[..len]);
+                    if let Some(out) = out.as_deref_mut() {
+                        out.extend_from_slice(&buf[..len]);
+                    }
                     pos = len;
                     self.state = State::Tuples;
                 }
@@ -376,11 +397,13 @@ impl ChunkHasher {
                     None => break,
                 }
             }
-            let base = out.len();
-            out.extend_from_slice(&buf[run_start..pos]);
-            for &(at, oid) in &self.patches {
-                let at = base + at - run_start;
-                out[at..at + 4].copy_from_slice(&oid);
+            if let Some(out) = out {
+                let base = out.len();
+                out.extend_from_slice(&buf[run_start..pos]);
+                for &(at, oid) in &self.patches {
+                    let at = base + at - run_start;
+                    out[at..at + 4].copy_from_slice(&oid);
+                }
             }
             self.patches.clear();
         }
@@ -1732,5 +1755,22 @@ mod tests {
         let summary = h.finish().unwrap();
         assert_eq!(summary.digest, expected);
         assert_eq!(out, stream);
+    }
+
+    #[test]
+    fn hashing_without_forwarding_gives_the_same_digest() {
+        let columns = [column("qty", LogicalType::Int4), column("name", LogicalType::Text)];
+        let stream = stream_of(&[vec![Some(be(&[7])), Some(b"seven".to_vec())], vec![None, None]]);
+        let mut fed = hasher(&columns);
+        let mut out = Vec::new();
+        for piece in stream.chunks(3) {
+            fed.feed(piece, &mut out).unwrap();
+        }
+        let mut hashed = hasher(&columns);
+        for piece in stream.chunks(3) {
+            hashed.hash(piece).unwrap();
+        }
+        assert_eq!(out, stream);
+        assert_eq!(fed.finish().unwrap(), hashed.finish().unwrap());
     }
 }

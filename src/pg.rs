@@ -10,7 +10,7 @@
 //! exact floats, hex bytea), because chunk bounds travel as text and must round-trip.
 //! This module must never decide policy (what to copy, what is retriable).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::runtime::Runtime;
 use tokio_postgres::types::ToSql;
@@ -105,14 +105,14 @@ impl PgConn {
     }
 
     /// Runs `COPY … TO STDOUT` and hands its data to `on_block` in blocks of at least
-    /// `block_bytes` (the last may be smaller). Buffers come from `new_buffer`, so the caller
-    /// can recycle them. Stops early, without error, when `on_block` returns false.
+    /// `block_bytes` (the last may be smaller). Small messages (rows) are gathered into a block;
+    /// a message that is a block on its own (a row with a huge value) is handed on as it came,
+    /// without a copy. Stops early, without error, when `on_block` returns false.
     pub fn copy_out_blocks(
         &mut self,
         sql: &str,
         block_bytes: usize,
-        mut new_buffer: impl FnMut() -> Vec<u8>,
-        mut on_block: impl FnMut(Vec<u8>) -> Result<bool>,
+        mut on_block: impl FnMut(Bytes) -> Result<bool>,
     ) -> Result<()> {
         let endpoint = self.endpoint.clone();
         let err = |e| Error::sql(&endpoint, "reading COPY data from the source", e);
@@ -120,15 +120,27 @@ impl PgConn {
         self.rt.block_on(async {
             let stream = client.copy_out(sql).await.map_err(err)?;
             futures_util::pin_mut!(stream);
-            let mut buf = new_buffer();
+            let mut gathered = BytesMut::new();
             while let Some(data) = stream.next().await {
-                buf.extend_from_slice(&data.map_err(err)?);
-                if buf.len() >= block_bytes && !on_block(std::mem::replace(&mut buf, new_buffer()))? {
+                let data = data.map_err(err)?;
+                let block = if gathered.is_empty() && data.len() >= block_bytes {
+                    data
+                } else {
+                    if gathered.capacity() == 0 {
+                        gathered.reserve(block_bytes + block_bytes / 4);
+                    }
+                    gathered.extend_from_slice(&data);
+                    if gathered.len() < block_bytes {
+                        continue;
+                    }
+                    gathered.split().freeze()
+                };
+                if !on_block(block)? {
                     return Ok(());
                 }
             }
-            if !buf.is_empty() {
-                on_block(buf)?;
+            if !gathered.is_empty() {
+                on_block(gathered.freeze())?;
             }
             Ok(())
         })
@@ -161,12 +173,27 @@ pub struct CopyIn<'a> {
     sink: std::pin::Pin<Box<CopyInSink<Bytes>>>,
 }
 
+/// The largest COPY message sent: the driver copies each message into its write buffer and
+/// keeps that buffer's size, so a 50 MB value sent whole would cost 50 MB per connection.
+const MAX_COPY_MESSAGE: usize = 1 << 20;
+
 impl CopyIn<'_> {
+    /// Sends `data` (any cut of the stream: COPY does not care where messages end), in
+    /// messages of at most `MAX_COPY_MESSAGE` bytes, without copying it.
     pub fn write(&mut self, data: Bytes) -> Result<()> {
         let endpoint = &self.conn.endpoint;
+        let sink = &mut self.sink;
         self.conn
             .rt
-            .block_on(self.sink.send(data))
+            .block_on(async {
+                let mut start = 0;
+                while start < data.len() {
+                    let end = (start + MAX_COPY_MESSAGE).min(data.len());
+                    sink.send(data.slice(start..end)).await?;
+                    start = end;
+                }
+                Ok(())
+            })
             .map_err(|e| Error::sql(endpoint, "writing COPY data to the target", e))
     }
 

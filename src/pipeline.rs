@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
 use crate::config::{PgEndpoint, ProgressMode, RetryPolicy, SourceEndpoint, ThrottleConfig};
@@ -30,6 +31,53 @@ pub const BLOCK_BYTES: usize = 1 << 20;
 /// Blocks in flight between a worker's extractor and loader.
 pub const QUEUE_BLOCKS: usize = 4;
 
+/// Bytes in flight at most between all extractors and loaders of a run. It never binds for
+/// ordinary rows (workers × `QUEUE_BLOCKS` × `BLOCK_BYTES` is far below it); it keeps rows
+/// with huge values (50 MB blobs) from being buffered several at a time.
+pub const IN_FLIGHT_BYTES: u64 = 64 << 20;
+
+/// A budget of bytes in flight, shared by all workers. A block larger than the whole budget
+/// waits until nothing else is in flight, then goes alone.
+pub struct ByteGate {
+    capacity: u64,
+    used: Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+/// Bytes taken from a `ByteGate`, given back when dropped (also when a failed chunk's blocks
+/// are dropped unsent).
+pub struct Permit<'a> {
+    gate: &'a ByteGate,
+    bytes: u64,
+}
+
+impl ByteGate {
+    pub fn new(capacity: u64) -> Self {
+        ByteGate { capacity, used: Mutex::new(0), freed: std::sync::Condvar::new() }
+    }
+
+    /// Waits until `bytes` (at most the whole budget) fit, unless `cancel` is set meanwhile.
+    pub fn acquire(&self, bytes: u64, cancel: &AtomicBool) -> Result<Permit<'_>> {
+        let bytes = bytes.min(self.capacity);
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used > 0 && *used + bytes > self.capacity {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            used = self.freed.wait_timeout(used, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        *used += bytes;
+        Ok(Permit { gate: self, bytes })
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.gate.used.lock().unwrap_or_else(|e| e.into_inner()) -= self.bytes;
+        self.gate.freed.notify_all();
+    }
+}
+
 /// Everything the threads of one run share, read-only but for atomics.
 pub struct RunContext {
     pub job: String,
@@ -45,6 +93,8 @@ pub struct RunContext {
     /// The rate budget all workers share, and what changes it while the run goes on.
     pub throttle: Arc<Throttle>,
     pub throttle_config: ThrottleConfig,
+    /// Bytes of COPY data between extractors and loaders, all workers together.
+    pub in_flight: ByteGate,
     /// Set on Ctrl-C or on the first error: every thread stops at its next check.
     pub cancel: Arc<AtomicBool>,
     /// `--consistent`: the snapshot every worker reads in (workers take their source
@@ -333,21 +383,23 @@ impl Worker<'_> {
         target.conn.transaction("copying a chunk", |conn| {
             let mut writer = conn.copy_in(&in_sql)?;
             let summary = std::thread::scope(|s| -> Result<_> {
-                let (block_tx, block_rx) = bounded::<Vec<u8>>(QUEUE_BLOCKS);
+                let (block_tx, block_rx) = bounded::<(Bytes, Permit<'_>)>(QUEUE_BLOCKS);
                 let extractor = s.spawn(move || {
                     let bytes_per_row = table.estimated_bytes as f64 / table.estimated_rows.max(1) as f64;
                     let block_bytes = ctx.throttle.block_bytes(BLOCK_BYTES, bytes_per_row);
-                    let new_buffer = || Vec::with_capacity(block_bytes + block_bytes / 4);
-                    source.extract_chunk(table, chunk, &work.prep, block_bytes, new_buffer, |block, rows| {
-                        // Each block waits for its slot in the shared budget (or while paused).
+                    source.extract_chunk(table, chunk, &work.prep, block_bytes, |block, rows| {
+                        // Each block waits for its slot in the shared budget (or while paused),
+                        // and for room among the bytes in flight.
                         ctx.throttle.acquire(rows, block.len() as u64, &ctx.cancel)?;
+                        let permit = ctx.in_flight.acquire(block.len() as u64, &ctx.cancel)?;
                         // A closed channel means the loader stopped; it reports why.
-                        Ok(block_tx.send(block).is_ok())
+                        Ok(block_tx.send((block, permit)).is_ok())
                     })
                 });
-                for block in block_rx.iter() {
+                for (block, permit) in block_rx.iter() {
                     let bytes = block.len() as i64;
-                    writer.write(block.into())?;
+                    writer.write(block)?;
+                    drop(permit);
                     ctx.progress.add(chunk.table_no, 0, bytes);
                     added.1 += bytes;
                 }

@@ -12,6 +12,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use bytes::Bytes;
+
 use crate::config::SourceEndpoint;
 use crate::copy_format::{CapturedRow, ChunkSummary};
 use crate::error::{Error, Result};
@@ -169,21 +171,20 @@ impl Source {
         }
     }
 
-    /// Streams one chunk as binary COPY data in blocks of about `block_bytes`, taking buffers
-    /// from `new_buffer` and handing each block and the number of rows in it to `on_block`
-    /// (which returns false to stop early). Returns the chunk's rows, bytes and digest.
+    /// Streams one chunk as binary COPY data in blocks of about `block_bytes`, handing each
+    /// block and the number of rows in it to `on_block` (which returns false to stop early).
+    /// Returns the chunk's rows, bytes and digest.
     pub fn extract_chunk(
         &mut self,
         table: &Table,
         chunk: &Chunk,
         prep: &ChunkPrep,
         block_bytes: usize,
-        new_buffer: impl FnMut() -> Vec<u8>,
-        on_block: impl FnMut(Vec<u8>, u64) -> Result<bool>,
+        on_block: impl FnMut(Bytes, u64) -> Result<bool>,
     ) -> Result<ChunkSummary> {
         match self {
-            Source::Postgres(s) => s.extract_chunk(table, chunk, prep, block_bytes, new_buffer, on_block),
-            Source::Mysql(s) => s.extract_chunk(table, chunk, block_bytes, new_buffer, on_block),
+            Source::Postgres(s) => s.extract_chunk(table, chunk, prep, block_bytes, on_block),
+            Source::Mysql(s) => s.extract_chunk(table, chunk, block_bytes, on_block),
         }
     }
 

@@ -27,6 +27,7 @@
 
 use std::collections::HashSet;
 
+use bytes::Bytes;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Params, Row, Value};
 
@@ -1682,8 +1683,7 @@ impl MySource {
         table: &Table,
         chunk: &Chunk,
         block_bytes: usize,
-        _new_buffer: impl FnMut() -> Vec<u8>,
-        on_block: impl FnMut(Vec<u8>, u64) -> Result<bool>,
+        on_block: impl FnMut(Bytes, u64) -> Result<bool>,
     ) -> Result<ChunkSummary> {
         self.stream_chunk(table, chunk, block_bytes, on_block, None)
     }
@@ -1699,7 +1699,7 @@ impl MySource {
         pace: &mut dyn FnMut(u64, u64) -> Result<()>,
     ) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
         let mut rows = Vec::new();
-        let on_block = |block: Vec<u8>, n: u64| pace(n, block.len() as u64).map(|()| true);
+        let on_block = |block: Bytes, n: u64| pace(n, block.len() as u64).map(|()| true);
         let summary =
             self.stream_chunk(table, chunk, 1 << 20, on_block, if capture { Some(&mut rows) } else { None })?;
         Ok((summary, rows))
@@ -1790,7 +1790,7 @@ impl MySource {
         table: &Table,
         chunk: &Chunk,
         block_bytes: usize,
-        mut on_block: impl FnMut(Vec<u8>, u64) -> Result<bool>,
+        mut on_block: impl FnMut(Bytes, u64) -> Result<bool>,
         mut capture: Option<&mut Vec<CapturedRow>>,
     ) -> Result<ChunkSummary> {
         let what = format!("reading {}", table.name);
@@ -1819,7 +1819,7 @@ impl MySource {
         let zero_policy = self.options.zero_dates;
         let n = plans.len();
         // The encoder owns its block buffer: `take_buffer` hands it over and starts a fresh one
-        // of the same capacity, which is what `new_buffer` would give.
+        // of the same capacity.
         let mut copy = CopyEncoder::with_capacity(block_bytes + block_bytes / 4);
         let mut hasher = RowEncoder::new();
         let mut digest = RangeDigest::new();
@@ -1874,7 +1874,7 @@ impl MySource {
                 bytes += block.len() as u64;
                 let rows_in_block = copy.rows() - rows_sent;
                 rows_sent = copy.rows();
-                if !on_block(block, rows_in_block)? {
+                if !on_block(Bytes::from(block), rows_in_block)? {
                     stopped = true;
                     break;
                 }
@@ -1892,7 +1892,7 @@ impl MySource {
         if !stopped {
             let tail = copy.finish();
             bytes += tail.bytes.len() as u64;
-            on_block(tail.bytes, rows - rows_sent)?;
+            on_block(Bytes::from(tail.bytes), rows - rows_sent)?;
         }
         Ok(ChunkSummary { rows, bytes, digest })
     }

@@ -4,7 +4,8 @@
 //! Every statement here is read-only and bounded by a chunk; the session is read-only.
 //! This module must never write to the source, and never hold a lock across chunks.
 
-use std::cell::Cell;
+
+use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 
 use super::{ChunkPrep, SourcePosition};
@@ -429,8 +430,7 @@ impl PgSource {
         chunk: &Chunk,
         prep: &ChunkPrep,
         block_bytes: usize,
-        mut new_buffer: impl FnMut() -> Vec<u8>,
-        mut on_block: impl FnMut(Vec<u8>, u64) -> Result<bool>,
+        mut on_block: impl FnMut(Bytes, u64) -> Result<bool>,
     ) -> Result<ChunkSummary> {
         let columns: Vec<&Column> = table.copied_columns().collect();
         let mut hasher = ChunkHasher::new(&columns);
@@ -438,24 +438,26 @@ impl PgSource {
             hasher = hasher.with_elem_oid_rewrite(col, oid);
         }
         let sql = copy_out_sql(table, chunk);
-        // Raw blocks come back to `spare` once hashed; forwarded blocks use the caller's buffers.
-        let spare: Cell<Option<Vec<u8>>> = Cell::new(None);
-        let raw_buffer = || spare.take().unwrap_or_else(|| Vec::with_capacity(block_bytes + block_bytes / 4));
         let mut rows_sent = 0;
-        let mut hash_block = |mut raw: Vec<u8>| -> Result<bool> {
-            let mut out = new_buffer();
-            hasher.feed(&raw, &mut out)?;
-            raw.clear();
-            spare.set(Some(raw));
-            if out.is_empty() {
-                return Ok(true);
-            }
+        let mut hash_block = |block: Bytes| -> Result<bool> {
+            // Forwarded as read (no copy) unless array element OIDs must be rewritten.
+            let block = if hasher.rewrites() {
+                let mut out = Vec::with_capacity(block.len());
+                hasher.feed(&block, &mut out)?;
+                Bytes::from(out)
+            } else {
+                hasher.hash(&block)?;
+                block
+            };
             let rows = hasher.rows() - rows_sent;
             rows_sent = hasher.rows();
-            on_block(out, rows)
+            if block.is_empty() {
+                return Ok(true);
+            }
+            on_block(block, rows)
         };
         self.in_snapshot("reading a chunk in the snapshot", |conn| {
-            conn.copy_out_blocks(&sql, block_bytes, raw_buffer, &mut hash_block)
+            conn.copy_out_blocks(&sql, block_bytes, &mut hash_block)
         })?;
         Ok(hasher.finish()?)
     }
@@ -578,23 +580,13 @@ pub fn scan_rows(
     if capture {
         hasher = hasher.capturing_rows();
     }
-    let mut sink = Vec::new();
-    let spare: Cell<Vec<u8>> = Cell::new(Vec::new());
     let mut rows_seen = 0;
-    conn.copy_out_blocks(
-        sql,
-        BLOCK,
-        || spare.take(),
-        |mut block| {
-            hasher.feed(&block, &mut sink)?;
-            pace(hasher.rows() - rows_seen, block.len() as u64)?;
-            rows_seen = hasher.rows();
-            sink.clear();
-            block.clear();
-            spare.set(block);
-            Ok(true)
-        },
-    )?;
+    conn.copy_out_blocks(sql, BLOCK, |block| {
+        hasher.hash(&block)?;
+        pace(hasher.rows() - rows_seen, block.len() as u64)?;
+        rows_seen = hasher.rows();
+        Ok(true)
+    })?;
     let rows = hasher.take_captured();
     Ok((hasher.finish()?, rows))
 }

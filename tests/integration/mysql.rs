@@ -362,10 +362,8 @@ fn target_chunk_digests(target: &str, job: &str, table: &str, key: &str) -> Vec<
         let sql =
             format!("COPY (SELECT {} FROM {table}{filter} ORDER BY {key}) TO STDOUT (FORMAT binary)", list.join(", "));
         let mut hasher = ChunkHasher::new(&columns);
-        let mut sink = Vec::new();
-        conn.copy_out_blocks(&sql, 1 << 16, Vec::new, |block| {
-            hasher.feed(&block, &mut sink).expect("decoding the target's COPY");
-            sink.clear();
+        conn.copy_out_blocks(&sql, 1 << 16, |block| {
+            hasher.hash(&block).expect("decoding the target's COPY");
             Ok(true)
         })
         .expect("reading the chunk back");
