@@ -35,7 +35,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=5000000
 REGEN=0
 BENCH_DIR=$REPO/target/bench
-BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy}
+BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy,mem_big_values,mem_tenth}
 # rangecopy's figures over each peer's, per section: "ours peer".
 RATIOS=("rangecopy psql" "rangecopy pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe")
 # RANGECOPY_BIN=PATH benchmarks that binary as it is (no rebuild).
@@ -44,6 +44,8 @@ BIN=${RANGECOPY_BIN:-$REPO/target/release/rangecopy}
 # ---------------------------------------------------------------- results accumulator
 
 declare -A WALL_S=() RSS_KIB=() FAILED=()
+# Rows a tool copied when not ROWS (the memory section's tables).
+declare -A ROWS_OF=()
 TOOLS_RUN=()
 
 # record TOOL WALL_SECONDS PEAK_RSS_KIB
@@ -230,6 +232,43 @@ section_pg_to_pg() {
     done
 }
 
+# ---------------------------------------------------------------- memory
+
+# Peak RSS of rangecopy (a) copying rows with 50 MB bytea values, (b) copying a tenth of the
+# orders rows, to compare with the full run: memory must stay under 256 MiB and not grow with
+# the table.
+section_memory() {
+    if selected mem_big_values; then
+        local big_rows=6
+        if [[ $(sql "$PG_SRC/rc_bench" -c "SELECT count(*) FROM pg_class WHERE relname = 'big_values'") == 0 ]] ||
+            [[ $(sql "$PG_SRC/rc_bench" -c "SELECT count(*) FROM big_values") != "$big_rows" ]]; then
+            log "generating $big_rows rows of 50 MB bytea values"
+            sql "$PG_SRC/rc_bench" -c "DROP TABLE IF EXISTS big_values" \
+                -c "CREATE TABLE big_values (id int PRIMARY KEY, b bytea)" \
+                -c "ALTER TABLE big_values ALTER COLUMN b SET STORAGE EXTERNAL" \
+                -c "INSERT INTO big_values SELECT g, decode(repeat(md5(g::text), 3276800), 'hex')
+                    FROM generate_series(1, $big_rows) g"
+        fi
+        recreate_db "$PG_TGT" rc_bench_mem_big
+        measure mem_big_values "$BIN" copy --source "$PG_SRC_FULL/rc_bench" \
+            --target "$PG_TGT_FULL/rc_bench_mem_big" big_values --chunk-rows 1 --job mem
+        ROWS_OF[mem_big_values]=$big_rows
+    fi
+    if selected mem_tenth; then
+        generate_orders
+        local tenth=$((ROWS / 10))
+        sql "$PG_SRC/rc_bench" -c "DROP TABLE IF EXISTS orders_tenth" \
+            -c "CREATE TABLE orders_tenth AS SELECT * FROM orders WHERE id <= $tenth" \
+            -c "ALTER TABLE orders_tenth ADD PRIMARY KEY (id)" -c "ANALYZE orders_tenth"
+        recreate_db "$PG_TGT" rc_bench_mem_tenth
+        measure mem_tenth "$BIN" copy --source "$PG_SRC_FULL/rc_bench" \
+            --target "$PG_TGT_FULL/rc_bench_mem_tenth" orders_tenth --job mem
+        ROWS_OF[mem_tenth]=$tenth
+        # Peak RSS at all the rows over peak RSS at a tenth of them: ~1 when memory is flat.
+        if selected rangecopy; then RATIOS+=("rangecopy mem_tenth"); fi
+    fi
+}
+
 # ---------------------------------------------------------------- MariaDB → PostgreSQL
 
 # A quiet mariadb client on the dev server; the password comes from MYSQL_PWD.
@@ -368,7 +407,7 @@ print_table() {
     local tool
     for tool in "${TOOLS_RUN[@]}"; do
         if [[ -n ${WALL_S[$tool]:-} ]]; then
-            awk -v t="$tool" -v w="${WALL_S[$tool]}" -v r="${RSS_KIB[$tool]}" -v n="$ROWS" \
+            awk -v t="$tool" -v w="${WALL_S[$tool]}" -v r="${RSS_KIB[$tool]}" -v n="${ROWS_OF[$tool]:-$ROWS}" \
                 -v s="${FAILED[$tool]:-ok}" \
                 'BEGIN { printf "%-12s %10.2f %14.0f %14.1f  %s\n", t, w, n / w, r / 1024, s }'
         else
@@ -399,7 +438,7 @@ write_json() {
             if [[ -n ${FAILED[$tool]:-} ]]; then
                 printf '{"error": "%s"}' "${FAILED[$tool]//\"/\'}"
             else
-                awk -v w="${WALL_S[$tool]}" -v r="${RSS_KIB[$tool]}" -v n="$ROWS" \
+                awk -v w="${WALL_S[$tool]}" -v r="${RSS_KIB[$tool]}" -v n="${ROWS_OF[$tool]:-$ROWS}" \
                     'BEGIN { printf "{\"wall_s\": %.2f, \"rows_per_s\": %.0f, \"peak_rss_kib\": %d}", w, n / w, r }'
             fi
             sep=,
@@ -453,6 +492,7 @@ main() {
 
     if selected psql || selected pgcopydb || selected rangecopy; then section_pg_to_pg; fi
     section_mysql_to_pg
+    if selected mem_big_values || selected mem_tenth; then section_memory; fi
 
     print_table
     write_json
