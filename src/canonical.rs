@@ -158,11 +158,41 @@ pub struct ArrayMark {
 #[derive(Debug, Default, Clone)]
 pub struct RowEncoder {
     buf: Vec<u8>,
+    /// A row with a large value is hashed as it is written (the same blake3 as of the whole
+    /// row), so a 50 MB blob is not copied into `buf`. `None` until such a value comes.
+    stream: Option<blake3::Hasher>,
+    /// Keep every row whole in `buf` (for `as_bytes`, when rows are captured for comparison).
+    keep_whole: bool,
+    /// Arrays being written: their lengths are patched into `buf`, so nothing streams meanwhile.
+    open_arrays: usize,
 }
+
+/// Values longer than this are hashed in place rather than copied into the row buffer.
+const STREAM_ABOVE: usize = 64 * 1024;
 
 impl RowEncoder {
     pub fn new() -> Self {
-        RowEncoder { buf: Vec::with_capacity(256) }
+        RowEncoder { buf: Vec::with_capacity(256), stream: None, keep_whole: false, open_arrays: 0 }
+    }
+
+    /// An encoder whose `as_bytes` always holds the whole row (no in-place hashing of large
+    /// values): for capturing rows to compare them value by value.
+    pub fn keeping_whole_rows() -> Self {
+        RowEncoder { keep_whole: true, ..RowEncoder::new() }
+    }
+
+    /// Appends a value's payload: copied into the row, or for a large value outside an array,
+    /// hashed in place after the bytes before it.
+    #[inline]
+    fn payload(&mut self, value: &[u8]) {
+        if value.len() > STREAM_ABOVE && !self.keep_whole && self.open_arrays == 0 {
+            let hasher = self.stream.get_or_insert_with(blake3::Hasher::new);
+            hasher.update(&self.buf);
+            self.buf.clear();
+            hasher.update(value);
+        } else {
+            self.buf.extend_from_slice(value);
+        }
     }
 
     /// The canonical bytes of the row so far (for diagnostics and row-level localization).
@@ -173,15 +203,20 @@ impl RowEncoder {
     /// Hashes the row's canonical bytes and clears the encoder for the next row.
     #[inline]
     pub fn finish_row(&mut self) -> RowHash {
-        let hash = blake3::hash(&self.buf);
+        let hash = match self.stream.take() {
+            Some(mut hasher) => *hasher.update(&self.buf).finalize().as_bytes(),
+            None => *blake3::hash(&self.buf).as_bytes(),
+        };
         self.buf.clear();
-        RowHash(*hash.as_bytes())
+        RowHash(hash)
     }
 
     /// Drops the values written so far without hashing them.
     #[inline]
     pub fn discard_row(&mut self) {
         self.buf.clear();
+        self.stream = None;
+        self.open_arrays = 0;
     }
 
     #[inline]
@@ -326,7 +361,7 @@ impl RowEncoder {
     #[inline]
     pub fn text(&mut self, value: &[u8]) {
         self.header(tag::TEXT, value.len());
-        self.buf.extend_from_slice(value);
+        self.payload(value);
     }
 
     /// `char(n)` text: trailing spaces are padding, so they are removed (PostgreSQL semantics);
@@ -340,7 +375,7 @@ impl RowEncoder {
     #[inline]
     pub fn bytes(&mut self, value: &[u8]) {
         self.header(tag::BYTES, value.len());
-        self.buf.extend_from_slice(value);
+        self.payload(value);
     }
 
     /// A JSON document, parsed and re-serialized canonically. On error nothing is written.
@@ -372,13 +407,14 @@ impl RowEncoder {
         let oid = if oid >= FIRST_NORMAL_OBJECT_ID { 0 } else { oid };
         self.header(tag::RAW, 4 + value.len());
         self.buf.extend_from_slice(&oid.to_le_bytes());
-        self.buf.extend_from_slice(value);
+        self.payload(value);
     }
 
     /// Opens an array value; write its `product(len)` elements with the other methods (NULL
     /// included), then close it with [`Self::end_array`]. An empty array has no dimensions.
     #[inline]
     pub fn begin_array(&mut self, dims: &[ArrayDim]) -> ArrayMark {
+        self.open_arrays += 1;
         let len_at = self.open(tag::ARRAY);
         self.buf.extend_from_slice(&(dims.len() as u32).to_le_bytes());
         for dim in dims {
@@ -391,6 +427,7 @@ impl RowEncoder {
     #[inline]
     pub fn end_array(&mut self, mark: ArrayMark) {
         self.close(mark.len_at);
+        self.open_arrays -= 1;
     }
 }
 
@@ -1139,11 +1176,12 @@ mod tests {
         let big: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i * 7 % 251) as u8).collect();
         let mut other = big.clone();
         *other.last_mut().unwrap() ^= 1;
-        let mut enc = RowEncoder::new();
+        let mut enc = RowEncoder::keeping_whole_rows();
         enc.bytes(&big);
         assert_eq!(enc.as_bytes().len(), big.len() + 5);
         let h = enc.finish_row();
         assert!(enc.as_bytes().is_empty());
+        // Hashed in place by a default encoder: the same hash.
         assert_eq!(h, row(|e| e.bytes(&big)));
         assert_ne!(h, row(|e| e.bytes(&other)));
     }
@@ -1279,5 +1317,28 @@ mod tests {
                 "11111111-1111-1111-1111-111111111111"
             ]
         );
+    }
+
+    #[test]
+    fn large_values_hash_the_same_in_place_as_whole() {
+        let big = vec![7u8; 5 * STREAM_ABOVE + 3];
+        let mut streamed = RowEncoder::new();
+        let mut whole = RowEncoder::keeping_whole_rows();
+        for e in [&mut streamed, &mut whole] {
+            e.int(1);
+            e.bytes(&big);
+            e.text(b"after");
+            e.text(&big[..STREAM_ABOVE + 1]);
+            let mark = e.begin_array(&[ArrayDim { len: 1, lower_bound: 1 }]);
+            e.bytes(&big);
+            e.end_array(mark);
+        }
+        assert!(streamed.as_bytes().len() < whole.as_bytes().len(), "the big values were not copied");
+        assert_eq!(streamed.finish_row(), whole.finish_row());
+        // The encoder is clean for the next row.
+        let (mut a, mut b) = (RowEncoder::new(), RowEncoder::keeping_whole_rows());
+        a.text(b"x");
+        b.text(b"x");
+        assert_eq!(a.finish_row(), b.finish_row());
     }
 }

@@ -253,6 +253,7 @@ impl ChunkHasher {
     /// digest differs. Memory grows with the range: use it on one chunk at a time.
     pub fn capturing_rows(mut self) -> Self {
         self.captured = Some(Vec::new());
+        self.encoder = RowEncoder::keeping_whole_rows();
         self
     }
 
