@@ -62,6 +62,8 @@ const SESSION: &[&str] = &[
     "SET SESSION net_write_timeout = 3600, net_read_timeout = 3600",
     "SET SESSION innodb_lock_wait_timeout = 60",
 ];
+/// `--consistent`: the longest the global read lock may wait for running statements (seconds).
+const LOCK_WAIT_SECONDS: u32 = 30;
 /// No server-wide statement time limit may cut a chunk's scan short (seconds, 0 = none).
 const SESSION_MARIADB: &str = "SET SESSION max_statement_time = 0";
 /// MySQL's counterpart (milliseconds, SELECT only, 5.7.8+).
@@ -1757,6 +1759,11 @@ impl MySource {
     /// on the source wait for the lock only while the transactions start (milliseconds).
     pub fn consistent_snapshots(&mut self, workers: &mut [MySource]) -> Result<SourcePosition> {
         let what = "taking the global read lock (--consistent; needs the RELOAD privilege)";
+        // The lock waits for running statements and blocks writes meanwhile: give up after
+        // LOCK_WAIT_SECONDS rather than hold the source's writes behind a long query.
+        self.conn
+            .query_drop(format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"))
+            .map_err(|e| Error::mysql(&self.endpoint, what, e))?;
         self.conn.query_drop("FLUSH TABLES WITH READ LOCK").map_err(|e| Error::mysql(&self.endpoint, what, e))?;
         let started = (|| {
             for w in workers.iter_mut() {
@@ -1821,8 +1828,7 @@ impl MySource {
         // The encoder owns its block buffer: `take_buffer` hands it over and starts a fresh one
         // of the same capacity.
         let mut copy = CopyEncoder::with_capacity(block_bytes + block_bytes / 4);
-        // Captured rows are compared value by value, so they must be kept whole.
-        let mut hasher = if capture.is_some() { RowEncoder::keeping_whole_rows() } else { RowEncoder::new() };
+        let mut hasher = RowEncoder::new();
         let mut digest = RangeDigest::new();
         let mut zero_counts = vec![0u64; n];
         let mut bytes = 0u64;
