@@ -1828,7 +1828,8 @@ impl MySource {
         // The encoder owns its block buffer: `take_buffer` hands it over and starts a fresh one
         // of the same capacity.
         let mut copy = CopyEncoder::with_capacity(block_bytes + block_bytes / 4);
-        let mut hasher = RowEncoder::new();
+        // Captured rows are compared value by value, so they must be kept whole.
+        let mut hasher = if capture.is_some() { RowEncoder::keeping_whole_rows() } else { RowEncoder::new() };
         let mut digest = RangeDigest::new();
         let mut zero_counts = vec![0u64; n];
         let mut bytes = 0u64;
