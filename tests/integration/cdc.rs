@@ -256,6 +256,18 @@ fn create_slot_refuses_an_existing_slot_other_engines_and_bad_names() {
     run(&["copy", "--source", "mysql://u@127.0.0.1:1/x", "--target", &db.target, "--create-slot", "s"])
         .refused(&["--create-slot", "PostgreSQL sources only"]);
     assert_eq!(run(&["copy", "--source", &db.source, "--target", &db.target, "--slot-plugin", "x"]).code, 2);
+    // A resumed job keeps its first run's P0: no slot can be made for it.
+    assert_writes_nothing(&db.target, || db.copy(&["--create-slot", "later", "--resume", "--progress", "none"]))
+        .refused(&["--create-slot", "resumed job keeps the P0"]);
+
+    // A job refused after its checks leaves no slot behind.
+    let other = format!("rct_slot_{}", random_suffix());
+    let _other = SlotGuard { source: db.source.clone(), name: other.clone() };
+    exec(&db.target, "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL); INSERT INTO items VALUES (1, 'x');");
+    assert_writes_nothing(&db.target, || db.copy(&["--create-slot", &other, "--progress", "none"]))
+        .refused(&["already has rows"]);
+    let sql = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{other}'");
+    assert_eq!(scalar::<i64>(&db.source, &sql), 0, "a refused job must not leave its slot");
 }
 
 /// A throttled copy of 4000 rows in 8 chunks into `target`; once a chunk is done (and before
