@@ -185,12 +185,15 @@ enum State {
 }
 
 /// What a chunk's stream amounted to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkSummary {
     pub rows: u64,
     /// Stream bytes seen, header and trailer included (before any OID rewrite, which keeps sizes).
     pub bytes: u64,
     pub digest: RangeDigest,
+    /// Per column, values the source could not represent that were copied as NULL by policy
+    /// (MySQL zero dates under `--zero-dates null`); recorded with the chunk, reported per table.
+    pub nulled: Vec<(String, u64)>,
 }
 
 /// Hashes one chunk's binary COPY stream while passing it through.
@@ -327,7 +330,7 @@ impl ChunkHasher {
     /// The digest and counts of the whole stream; an error unless it ended with its trailer.
     pub fn finish(self) -> Result<ChunkSummary, CopyFormatError> {
         match self.state {
-            State::Done => Ok(ChunkSummary { rows: self.rows, bytes: self.bytes, digest: self.digest }),
+            State::Done => Ok(ChunkSummary { rows: self.rows, bytes: self.bytes, digest: self.digest, nulled: Vec::new() }),
             State::Failed => Err(CopyFormatError::AlreadyFailed),
             State::Header if !self.carry.is_empty() || self.bytes > 0 => {
                 Err(CopyFormatError::Truncated { rows: 0, pending: self.carry.len(), what: "header" })

@@ -411,7 +411,7 @@ impl Worker<'_> {
             }
             ctx.progress.add(chunk.table_no, summary.rows as i64, 0);
             added.0 += summary.rows as i64;
-            state::mark_chunk_done(conn, &ctx.job, chunk, summary.rows, summary.bytes, &summary.digest.to_string())
+            state::mark_chunk_done(conn, &ctx.job, chunk, &summary)
         })
     }
 

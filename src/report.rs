@@ -77,6 +77,9 @@ struct TableReport {
     bytes_per_second: Option<f64>,
     /// Row count and the sum of all chunks' row hashes: the table's digest.
     digest: String,
+    /// Per column, values copied as NULL by policy (MySQL zero dates under --zero-dates null).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    values_copied_as_null: std::collections::BTreeMap<String, i64>,
 }
 
 /// Writes the JSON report of a copy job to `path`.
@@ -133,6 +136,7 @@ fn table_report(t: &TableProgress) -> Result<TableReport> {
         rows_per_second: rate(t.rows),
         bytes_per_second: rate(t.bytes),
         digest: table_digest(t)?.to_string(),
+        values_copied_as_null: t.nulled.iter().cloned().collect(),
     })
 }
 
@@ -246,6 +250,10 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
                 human_bytes(t.bytes as u64)
             )
             .map_err(io)?;
+            if !t.nulled.is_empty() {
+                let counts: Vec<String> = t.nulled.iter().map(|(c, n)| format!("{c} {n}")).collect();
+                writeln!(out, "    zero dates copied as NULL: {}", counts.join(", ")).map_err(io)?;
+            }
         }
     }
     Ok(())

@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use crate::copy_format::ChunkSummary;
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
 use crate::plan::{Chunk, PlanCursor};
@@ -61,6 +62,8 @@ CREATE TABLE IF NOT EXISTS rangecopy.chunks (
     FOREIGN KEY (job, table_no) REFERENCES rangecopy.tables ON DELETE CASCADE
 );
 -- Runtime control of a running job (rangecopy throttle); 0 means no limit.
+-- Per column, values copied as NULL by policy (MySQL zero dates), counted with their chunk.
+ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS nulled jsonb;
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS max_rows_per_sec bigint NOT NULL DEFAULT 0;
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS max_bytes_per_sec bigint NOT NULL DEFAULT 0;
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS paused boolean NOT NULL DEFAULT false;
@@ -116,6 +119,8 @@ pub struct TableProgress {
     pub estimated_rows: i64,
     pub digests: Vec<String>,
     pub seconds: Option<f64>,
+    /// Per column, values copied as NULL by policy (MySQL zero dates), over the done chunks.
+    pub nulled: Vec<(String, i64)>,
 }
 
 pub fn schema_exists(conn: &mut PgConn) -> Result<bool> {
@@ -350,12 +355,22 @@ pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool) -> 
 }
 
 /// Marks a chunk done with its totals and digest, inside the transaction that loaded its rows.
-pub fn mark_chunk_done(conn: &mut PgConn, job: &str, chunk: &Chunk, rows: u64, bytes: u64, digest: &str) -> Result<()> {
+pub fn mark_chunk_done(conn: &mut PgConn, job: &str, chunk: &Chunk, summary: &ChunkSummary) -> Result<()> {
+    let nulled = (!summary.nulled.is_empty())
+        .then(|| serde_json::Value::Object(summary.nulled.iter().map(|(c, n)| (c.clone(), (*n).into())).collect()).to_string());
     let n = conn.execute(
-        "UPDATE rangecopy.chunks SET status = 'done', rows = $4, bytes = $5, digest = $6,
+        "UPDATE rangecopy.chunks SET status = 'done', rows = $4, bytes = $5, digest = $6, nulled = $7::text::jsonb,
                 attempts = attempts + 1, started_at = now(), finished_at = clock_timestamp()
           WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND status = 'pending'",
-        &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &(rows as i64), &(bytes as i64), &digest],
+        &[
+            &job,
+            &(chunk.table_no as i32),
+            &(chunk.chunk_no as i32),
+            &(summary.rows as i64),
+            &(summary.bytes as i64),
+            &summary.digest.to_string(),
+            &nulled,
+        ],
         "marking a chunk done",
     )?;
     if n != 1 {
@@ -420,7 +435,16 @@ pub fn table_progress(conn: &mut PgConn, job: &str) -> Result<Vec<TableProgress>
                 t.key, t.phase, t.plan_complete, count(c.chunk_no), count(c.chunk_no) FILTER (WHERE c.status = 'done'),
                 coalesce(sum(c.rows), 0)::int8, coalesce(sum(c.bytes), 0)::int8, t.estimated_rows,
                 coalesce(array_agg(c.digest ORDER BY c.chunk_no) FILTER (WHERE c.status = 'done'), '{}'),
-                extract(epoch FROM (coalesce(t.finished_at, now()) - t.started_at))::float8
+                extract(epoch FROM (coalesce(t.finished_at, now()) - t.started_at))::float8,
+                (SELECT coalesce(array_agg(z.col ORDER BY z.col), '{}') || '{}'::text[]
+                   FROM (SELECT e.key AS col FROM rangecopy.chunks n, jsonb_each_text(n.nulled) e
+                          WHERE n.job = t.job AND n.table_no = t.table_no AND n.status = 'done'
+                          GROUP BY e.key) z),
+                (SELECT coalesce(array_agg(z.total ORDER BY z.col), '{}')
+                   FROM (SELECT e.key AS col, sum(e.value::int8)::int8 AS total
+                           FROM rangecopy.chunks n, jsonb_each_text(n.nulled) e
+                          WHERE n.job = t.job AND n.table_no = t.table_no AND n.status = 'done'
+                          GROUP BY e.key) z)
            FROM rangecopy.tables t
            LEFT JOIN rangecopy.chunks c ON c.job = t.job AND c.table_no = t.table_no
           WHERE t.job = $1
@@ -444,6 +468,7 @@ pub fn table_progress(conn: &mut PgConn, job: &str) -> Result<Vec<TableProgress>
             estimated_rows: r.get(10),
             digests: r.get(11),
             seconds: r.get(12),
+            nulled: r.get::<_, Vec<String>>(13).into_iter().zip(r.get::<_, Vec<i64>>(14)).collect(),
         })
         .collect())
 }
