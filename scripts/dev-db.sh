@@ -11,6 +11,10 @@
 #   PostgreSQL target  127.0.0.1:54331  database rc_target
 #   MariaDB            127.0.0.1:33306  database rc_source (binlog on, ROW format)
 # Each has the login rangecopy (PostgreSQL superuser / MariaDB ALL WITH GRANT OPTION).
+# TLS: all three accept TLS (and plain connections) with a server certificate for `localhost`
+# only (not 127.0.0.1, so that host name checks have a name to fail on), signed by a
+# self-signed CA made once under target/dev-db/tls/ (`env` prints its path). The login
+# rangecopy_tls (same password and rights as rangecopy) is accepted over TLS only.
 # As root, PostgreSQL runs as the `postgres` user and MariaDB as `mysql`; otherwise both run as
 # the calling user. DEV_DB_START_TIMEOUT (seconds, default 60) bounds each server's start.
 set -euo pipefail
@@ -22,11 +26,13 @@ LOG_DIR=$DEV_DIR/logs
 SOCK_DIR=$DEV_DIR/sockets
 MARIADB_DIR=$DEV_DIR/mariadb
 MARIADB_CNF=$DEV_DIR/mariadb.cnf
+TLS_DIR=$DEV_DIR/tls
 PG_SOURCE_PORT=54330
 PG_TARGET_PORT=54331
 MARIADB_PORT=33306
 DEV_USER=rangecopy
 DEV_PASSWORD=rangecopy-dev-pw
+TLS_USER=rangecopy_tls
 START_TIMEOUT=${DEV_DB_START_TIMEOUT:-60}
 
 # Servers found on our ports that this checkout did not start (say, the dev-db of another
@@ -52,6 +58,7 @@ as_user() {
 install_packages() {
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_install postgresql
     apt_install mariadb-server mariadb-client
+    command -v openssl >/dev/null || apt_install openssl
 }
 
 # Newest installed PostgreSQL server's bin directory.
@@ -132,6 +139,48 @@ fail_with_log() {
     exit 1
 }
 
+# ---------------------------------------------------------------- TLS
+
+# The CA and the server certificate, made once (again only when missing or about to expire),
+# plus a copy of the certificate and key per server user: PostgreSQL refuses a key that is
+# not its own with mode 0600.
+tls_setup() {
+    mkdir -p "$TLS_DIR"
+    chmod 755 "$TLS_DIR"
+    if ! openssl x509 -checkend 86400 -noout -in "$TLS_DIR/server.pem" >/dev/null 2>&1 ||
+        ! openssl verify -CAfile "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" >/dev/null 2>&1; then
+        log "creating a self-signed CA and a server certificate for localhost in $TLS_DIR"
+        local ext=$TLS_DIR/server.ext
+        printf '%s\n' 'subjectAltName = DNS:localhost' 'basicConstraints = critical, CA:FALSE' \
+            'keyUsage = critical, digitalSignature, keyEncipherment' 'extendedKeyUsage = serverAuth' >"$ext"
+        (
+            umask 077
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+                -subj '/CN=rangecopy dev-db CA' -addext 'basicConstraints = critical, CA:TRUE' \
+                -addext 'keyUsage = critical, keyCertSign, cRLSign' \
+                -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" &&
+                openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                    -subj '/CN=localhost' -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" &&
+                openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+                    -CAcreateserial -days 3650 -extfile "$ext" -out "$TLS_DIR/server.pem"
+        ) >>"$LOG_DIR/tls.log" 2>&1 || fail_with_log "could not create the TLS certificates" "$LOG_DIR/tls.log"
+        chmod 644 "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem"
+        rm -f "$TLS_DIR/server.csr" "$ext"
+    fi
+    tls_copy postgres "$(pg_os_user)"
+    tls_copy mariadb "$(mariadb_os_user)"
+}
+
+# tls_copy NAME OWNER: the server certificate and key in $TLS_DIR/NAME, readable by OWNER only.
+tls_copy() {
+    local dir=$TLS_DIR/$1
+    mkdir -p "$dir"
+    cp "$TLS_DIR/server.pem" "$TLS_DIR/server.key" "$TLS_DIR/ca.pem" "$dir/"
+    chmod 600 "$dir/server.key"
+    if is_root; then chown -R "$2:" "$dir"; fi
+    chmod 700 "$dir"
+}
+
 # ---------------------------------------------------------------- PostgreSQL
 
 pg_data() { echo "$DEV_DIR/$1"; }
@@ -172,12 +221,18 @@ wal_level = logical
 max_replication_slots = 10
 max_wal_senders = 10
 password_encryption = scram-sha-256
+ssl = on
+ssl_cert_file = '$TLS_DIR/postgres/server.pem'
+ssl_key_file = '$TLS_DIR/postgres/server.key'
 EOF
-    cat >"$data/pg_hba.conf" <<'EOF'
+    cat >"$data/pg_hba.conf" <<EOF
 # Written by scripts/dev-db.sh on every start: edit the script, not this file.
 # TYPE  DATABASE     USER      ADDRESS        METHOD
 local   all          postgres                 trust
 local   all          all                      scram-sha-256
+hostssl all          $TLS_USER 127.0.0.1/32   scram-sha-256
+hostssl all          $TLS_USER ::1/128        scram-sha-256
+host    all          $TLS_USER all            reject
 host    all          all       127.0.0.1/32   scram-sha-256
 host    all          all       ::1/128        scram-sha-256
 host    replication  all       127.0.0.1/32   scram-sha-256
@@ -188,11 +243,20 @@ EOF
 
 pg_listening() { "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$1"; }
 
+pg_ssl_on() {
+    [[ $("$(pg_bin)/psql" -X -At -h "$SOCK_DIR/pg" -p "$1" -U postgres -d postgres -c 'SHOW ssl') == on ]]
+}
+
 pg_start() {
     local name=$1 port=$2 log_file
     log_file=$(pg_log "$name")
     if pg_running "$name"; then
         log "PostgreSQL $name already running on 127.0.0.1:$port"
+        # Settings (TLS among them) may be newer than the server's: a reload applies them.
+        pg_configure "$name" "$port"
+        as_user "$(pg_os_user)" "$(pg_bin)/pg_ctl" -D "$(pg_data "$name")" -s reload >/dev/null
+        wait_until "$START_TIMEOUT" pg_ssl_on "$port" ||
+            fail_with_log "PostgreSQL $name did not turn TLS on after a reload" "$log_file"
     elif pg_listening "$port"; then
         log "127.0.0.1:$port is served by a PostgreSQL this checkout did not start: using it"
         SHARED[$name]=1
@@ -220,10 +284,13 @@ pg_setup() {
         conn=(-h "$SOCK_DIR/pg" -p "$port" -U postgres)
     fi
     PGPASSWORD=$DEV_PASSWORD "$(pg_bin)/psql" -X -q -At -v ON_ERROR_STOP=1 "${conn[@]}" -d postgres \
-        -v user="$DEV_USER" -v pw="$DEV_PASSWORD" -v db="$db" <<'SQL' ||
+        -v user="$DEV_USER" -v tls_user="$TLS_USER" -v pw="$DEV_PASSWORD" -v db="$db" <<'SQL' ||
 SELECT format('CREATE ROLE %I', :'user')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
 ALTER ROLE :"user" WITH LOGIN SUPERUSER PASSWORD :'pw';
+SELECT format('CREATE ROLE %I', :'tls_user')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'tls_user') \gexec
+ALTER ROLE :"tls_user" WITH LOGIN SUPERUSER PASSWORD :'pw';
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
 SQL
@@ -276,6 +343,9 @@ server_id = 1
 binlog_expire_logs_seconds = 259200
 innodb_buffer_pool_size = 512M
 character-set-server = utf8mb4
+ssl-ca = $TLS_DIR/mariadb/ca.pem
+ssl-cert = $TLS_DIR/mariadb/server.pem
+ssl-key = $TLS_DIR/mariadb/server.key
 EOF
     chmod 644 "$MARIADB_CNF"
 }
@@ -296,8 +366,13 @@ mariadb_aborted() { tail -n 5 "$LOG_DIR/mariadb.log" | grep -q '\[ERROR\] Aborti
 mariadb_start() {
     local log_file=$LOG_DIR/mariadb.log
     if mariadb_running; then
-        log "MariaDB already running on 127.0.0.1:$MARIADB_PORT"
-        return 0
+        if [[ $(mariadb_admin -N -e "SELECT @@have_ssl") == YES ]]; then
+            log "MariaDB already running on 127.0.0.1:$MARIADB_PORT"
+            return 0
+        fi
+        # TLS settings are read at start only.
+        log "MariaDB runs without TLS: restarting it with the TLS settings"
+        mariadb_stop
     fi
     if mariadb_listening; then
         log "127.0.0.1:$MARIADB_PORT is served by a MariaDB this checkout did not start: using it"
@@ -331,6 +406,9 @@ ALTER USER '$DEV_USER'@'127.0.0.1' IDENTIFIED BY '$DEV_PASSWORD';
 ALTER USER '$DEV_USER'@'localhost' IDENTIFIED BY '$DEV_PASSWORD';
 GRANT ALL PRIVILEGES ON *.* TO '$DEV_USER'@'127.0.0.1' WITH GRANT OPTION;
 GRANT ALL PRIVILEGES ON *.* TO '$DEV_USER'@'localhost' WITH GRANT OPTION;
+CREATE USER IF NOT EXISTS '$TLS_USER'@'127.0.0.1' IDENTIFIED BY '$DEV_PASSWORD' REQUIRE SSL;
+ALTER USER '$TLS_USER'@'127.0.0.1' IDENTIFIED BY '$DEV_PASSWORD' REQUIRE SSL;
+GRANT ALL PRIVILEGES ON *.* TO '$TLS_USER'@'127.0.0.1';
 CREATE DATABASE IF NOT EXISTS rc_source CHARACTER SET utf8mb4;
 SQL
         die "could not set up the rangecopy login and database rc_source on 127.0.0.1:$MARIADB_PORT"
@@ -349,6 +427,7 @@ mariadb_stop() {
 cmd_start() {
     install_packages
     prepare_dirs
+    tls_setup
     pg_start pg-source "$PG_SOURCE_PORT"
     pg_start pg-target "$PG_TARGET_PORT"
     mariadb_start
@@ -418,6 +497,7 @@ cmd_env() {
     echo "export RANGECOPY_TEST_PG_SOURCE=postgres://$auth:$PG_SOURCE_PORT/rc_source"
     echo "export RANGECOPY_TEST_PG_TARGET=postgres://$auth:$PG_TARGET_PORT/rc_target"
     echo "export RANGECOPY_TEST_MYSQL=mysql://$auth:$MARIADB_PORT/rc_source"
+    echo "export RANGECOPY_TEST_TLS_CA=$TLS_DIR/ca.pem"
 }
 
 main() {

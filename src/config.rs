@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cli::{CopyArgs, LoadArgs, RateArgs, StatusArgs, ThrottleCommandArgs, VerifyArgs};
 use crate::error::{register_secret, Error, Result};
 use crate::throttle::parse_rate;
+use crate::tls::{MyTls, PgTls};
 
 /// Which engine a source URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -83,6 +84,8 @@ pub struct MyEndpoint {
     /// How tables and values are mapped (`--target-schema`, `--zero-dates`, `--cast`,
     /// `--exclude-column`).
     pub options: MyOptions,
+    /// `ssl-mode` and `ssl-ca`, validated (already part of `opts`).
+    pub tls: MyTls,
 }
 
 /// The MySQL/MariaDB mapping options, validated.
@@ -301,7 +304,14 @@ impl std::fmt::Debug for MyEndpoint {
 impl MyEndpoint {
     /// Parses a `mysql://` / `mariadb://` URL; the password may also come from MYSQL_PWD.
     pub fn parse(url: &str) -> Result<Self> {
-        let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+        // The mysql driver refuses URL parameters it does not know: the TLS ones are ours.
+        let (stripped, tls_params) = crate::tls::take_params(url, &["ssl-mode", "ssl_mode", "ssl-ca", "ssl_ca"]);
+        let tls = MyTls::from_params(
+            crate::tls::param(&tls_params, &["ssl-mode", "ssl_mode"]),
+            crate::tls::param(&tls_params, &["ssl-ca", "ssl_ca"]),
+        )
+        .map_err(|e| Error::input(format!("--source: {e}")))?;
+        let rest = stripped.split_once("://").map(|(_, r)| r).unwrap_or(&stripped);
         let opts = mysql::Opts::from_url(&format!("mysql://{rest}")).map_err(|e| {
             Error::input(format!(
                 "--source: invalid MySQL URL {} ({e}); expected mysql://user:password@host:3306/database",
@@ -322,9 +332,12 @@ impl MyEndpoint {
             Error::input("--source: the MySQL URL names no database; use mysql://user@host:3306/database")
         })?;
         let user = opts.get_user().unwrap_or("").to_string();
-        builder = builder.tcp_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
+        builder = builder.tcp_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT)).ssl_opts(tls.ssl_opts());
+        if tls.required() {
+            builder = builder.prefer_socket(false);
+        }
         let display = format!("mysql://{user}@{}:{}/{database}", opts.get_ip_or_hostname(), opts.get_tcp_port());
-        Ok(MyEndpoint { opts: builder.into(), display, database, options: MyOptions::default() })
+        Ok(MyEndpoint { opts: builder.into(), display, database, options: MyOptions::default(), tls })
     }
 }
 
@@ -335,6 +348,8 @@ pub struct PgEndpoint {
     /// `postgres://user@host:port/db`, never containing the password.
     pub display: String,
     pub database: String,
+    /// `sslmode` and `sslrootcert`, validated; the connector every connection uses.
+    pub tls: PgTls,
 }
 
 impl std::fmt::Debug for PgEndpoint {
@@ -357,9 +372,17 @@ impl PgEndpoint {
                 redact_url(url)
             )));
         }
-        let mut config: tokio_postgres::Config = url
+        // tokio-postgres knows sslmode disable/prefer/require only: the TLS parameters are ours.
+        let (rest, tls_params) = crate::tls::take_params(url, &["sslmode", "sslrootcert"]);
+        let tls = PgTls::from_params(
+            crate::tls::param(&tls_params, &["sslmode"]),
+            crate::tls::param(&tls_params, &["sslrootcert"]),
+        )
+        .map_err(|e| Error::input(format!("--{role}: {e}")))?;
+        let mut config: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| Error::input(format!("--{role}: invalid PostgreSQL URL {}: {e}", redact_url(url))))?;
+        config.ssl_mode(tls.driver_mode());
         if let Some(pw) = config.get_password() {
             register_secret(&String::from_utf8_lossy(pw));
         } else if let Ok(pw) = std::env::var("PGPASSWORD") {
@@ -388,7 +411,7 @@ impl PgEndpoint {
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let display = format!("postgres://{user}@{host}:{port}/{database}");
-        Ok(PgEndpoint { config, display, database })
+        Ok(PgEndpoint { config, display, database, tls })
     }
 }
 

@@ -19,4 +19,5 @@ pub mod source;
 pub mod state;
 pub mod target;
 pub mod throttle;
+pub mod tls;
 pub mod verify;

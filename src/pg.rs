@@ -14,10 +14,11 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::runtime::Runtime;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, CopyInSink, NoTls, Row};
+use tokio_postgres::{Client, CopyInSink, Row};
 
 use crate::config::PgEndpoint;
-use crate::error::{describe_pg_error, Error, Result};
+use crate::error::{describe_pg_error, redact, Error, Result};
+use crate::tls::PgSslMode;
 
 /// Settings that make value text forms exact and independent of the server's defaults.
 const SESSION_SETTINGS: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
@@ -42,8 +43,8 @@ impl PgConn {
             .build()
             .map_err(|e| Error::io("starting a connection runtime", e))?;
         let (client, connection) = rt
-            .block_on(ep.config.connect(NoTls))
-            .map_err(|e| Error::Connect { endpoint: ep.display.clone(), detail: connect_hint(&e) })?;
+            .block_on(ep.config.connect(ep.tls.connector()))
+            .map_err(|e| Error::Connect { endpoint: ep.display.clone(), detail: connect_hint(ep, &e) })?;
         // Driven whenever this thread blocks on the runtime; ends when the client is dropped.
         rt.spawn(async move {
             let _ = connection.await;
@@ -207,11 +208,24 @@ impl CopyIn<'_> {
 }
 
 /// Adds what to check to the driver's connection error.
-fn connect_hint(err: &tokio_postgres::Error) -> String {
+fn connect_hint(ep: &PgEndpoint, err: &tokio_postgres::Error) -> String {
+    let host = match ep.config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => String::new(),
+    };
+    if let Some(tls) = ep.tls.explain(err, &host) {
+        return redact(&tls);
+    }
     let detail = describe_pg_error(err);
     let hint = match err.code().map(|c| c.code()) {
+        Some("28000") if ep.tls.mode == PgSslMode::Disable && detail.contains("no encryption") => {
+            "; the server accepts this user over TLS only: use sslmode=require or stricter"
+        }
         Some("28P01") | Some("28000") => "; check the user name and password (URL or PGPASSWORD)",
         Some("3D000") => "; check the database name in the URL",
+        None if detail.contains("server does not support TLS") => {
+            "; the server does not accept TLS: enable ssl on the server, or use sslmode=prefer or disable"
+        }
         _ if detail.contains("timed out") || detail.contains("refused") => {
             "; check that the server is running and the host and port are right"
         }

@@ -403,7 +403,18 @@ fn column_conv(col: &Column) -> std::result::Result<(Conv, String), String> {
 impl MySource {
     pub fn connect(ep: &MyEndpoint) -> Result<Self> {
         let connect_error = |detail: String| Error::Connect { endpoint: ep.display.clone(), detail: redact(&detail) };
-        let mut conn = Conn::new(ep.opts.clone()).map_err(|e| connect_error(describe_connect_error(&e)))?;
+        let host = ep.opts.get_ip_or_hostname().to_string();
+        let connected = match Conn::new(ep.opts.clone()) {
+            // ssl-mode=PREFERRED: a server without TLS gets a plain connection, as the mysql client does.
+            Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported))
+                if ep.tls.mode == crate::tls::MySslMode::Preferred =>
+            {
+                Conn::new(mysql::OptsBuilder::from_opts(ep.opts.clone()).ssl_opts(None::<mysql::SslOpts>))
+            }
+            other => other,
+        };
+        let mut conn = connected
+            .map_err(|e| connect_error(ep.tls.explain(&e, &host).unwrap_or_else(|| describe_connect_error(&e))))?;
         let version: String =
             conn.query_first("SELECT VERSION()").map_err(|e| connect_error(e.to_string()))?.unwrap_or_default();
         let flavor = if version.to_ascii_lowercase().contains("mariadb") { Flavor::MariaDb } else { Flavor::MySql };

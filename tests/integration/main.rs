@@ -22,3 +22,4 @@ mod resume;
 mod secrets;
 mod throttle;
 mod verify;
+mod tls;
