@@ -1746,7 +1746,12 @@ impl MySource {
         let what = "reading the source's binary log position";
         let rows: Vec<Row> = match self.conn.query("SHOW MASTER STATUS") {
             Ok(rows) => rows,
-            Err(_) => self.conn.query("SHOW BINARY LOG STATUS").map_err(|e| Error::mysql(&self.endpoint, what, e))?,
+            // MySQL 8.4 knows only the new name; when that fails too, the first error says why
+            // (usually a missing REPLICATION CLIENT / MariaDB BINLOG MONITOR privilege).
+            Err(first) => match self.conn.query("SHOW BINARY LOG STATUS") {
+                Ok(rows) => rows,
+                Err(_) => return Err(Error::mysql(&self.endpoint, what, first)),
+            },
         };
         let (binlog_file, binlog_pos) = match rows.first() {
             Some(r) => (text_of(r, 0), text_of(r, 1).and_then(|p| p.parse().ok())),
