@@ -2,7 +2,7 @@
 # bench.sh — times rangecopy against peer tools on the same copy, on the dev databases.
 #
 #   scripts/bench.sh [ROWS] [--regen]        ROWS defaults to 5000000
-#   BENCH_ONLY=psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy
+#   BENCH_ONLY=psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,…
 #                                            the tools to run (default: all of them)
 #
 # PostgreSQL → PostgreSQL section: generates table `orders` (ROWS rows) in database rc_bench on
@@ -25,6 +25,18 @@
 #   my_pipe       mariadb --quick -N -B -e 'SELECT …' | psql COPY FROM STDIN, then ADD PRIMARY KEY
 #   my_rangecopy  target/release/rangecopy copy --source mysql://… --job bench
 #
+# Verification (the same two pairs): each tool compares rc_bench.orders on the source with the
+# rangecopy copy (rc_bench_rangecopy.public.orders, rc_bench_my_rangecopy.rc_bench.orders), all
+# columns, key id; when that copy is missing or stale (not ROWS rows, or not matching the source's
+# first 1000 rows) it is remade first with rangecopy copy, untimed:
+#   verify_rangecopy      rangecopy verify --workers 2 orders (ranges planned by walking the key)
+#   verify_reladiff       reladiff (PyPI, hashdiff) -k id -c '%' --threads 2, in a venv under
+#                         target/bench when not on PATH
+#   my_verify_rangecopy   the same from mysql://…/rc_bench
+#   my_verify_reladiff    the same from mysql://…/rc_bench
+# Each must report no difference (rangecopy: exit 0; reladiff: exit 0, no +/- line, no ERROR,
+# its closing "Duration" line): a difference on identical data fails the tool.
+#
 # Adding a section: write bench_<tool> functions that call
 # `measure` (or `record` for hand-timed pipes) and `check_rows`, and a section_* function that
 # prepares the data and calls them; add it to main.
@@ -35,11 +47,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=5000000
 REGEN=0
 BENCH_DIR=$REPO/target/bench
-BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy,mem_big_values,mem_tenth}
+BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_tenth}
 # rangecopy's figures over each peer's, per section: "ours peer".
-RATIOS=("rangecopy psql" "rangecopy pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe")
+RATIOS=("rangecopy psql" "rangecopy pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe"
+    "verify_rangecopy verify_reladiff" "my_verify_rangecopy my_verify_reladiff")
 # RANGECOPY_BIN=PATH benchmarks that binary as it is (no rebuild).
 BIN=${RANGECOPY_BIN:-$REPO/target/release/rangecopy}
+# Parallelism of both verifiers: rangecopy verify --workers, reladiff --threads.
+VERIFY_THREADS=2
+# The reladiff command (set by install_tools; empty when it could not be installed).
+RELADIFF=
 
 # ---------------------------------------------------------------- results accumulator
 
@@ -67,19 +84,22 @@ selected() { [[ ,$BENCH_TOOLS, == *,$1,* ]]; }
 # ---------------------------------------------------------------- helpers
 
 # measure TOOL CMD...: runs CMD under /usr/bin/time (output to target/bench/TOOL.log) and
-# records its wall time and peak RSS.
+# records its wall time and peak RSS; CMD's exit status is left in MEASURE_STATUS.
+MEASURE_STATUS=0
 measure() {
     local tool=$1; shift
     local timing=$BENCH_DIR/$tool.time log_file=$BENCH_DIR/$tool.log
     log "running $tool"
+    MEASURE_STATUS=0
     if /usr/bin/time -f '%e %M' -o "$timing" "$@" >"$log_file" 2>&1; then
         local wall rss
         read -r wall rss <"$timing"
         record "$tool" "$wall" "$rss"
         log "$tool: ${wall} s"
     else
+        MEASURE_STATUS=$?
         tail -n 15 "$log_file" >&2
-        fail "$tool" "command failed (see $log_file)"
+        fail "$tool" "command failed, exit $MEASURE_STATUS (see $log_file)"
     fi
 }
 
@@ -115,6 +135,42 @@ install_tools() {
     if selected my_pgloader && ! command -v pgloader >/dev/null; then
         (apt_install pgloader) || log "could not install pgloader"
     fi
+    if selected verify_reladiff || selected my_verify_reladiff; then install_reladiff; fi
+}
+
+# reladiff from PATH, else from a venv of its own under target/bench (made when missing, with
+# the PostgreSQL and MySQL drivers); RELADIFF stays empty when neither works.
+install_reladiff() {
+    local venv=$BENCH_DIR/reladiff-venv
+    if command -v reladiff >/dev/null; then
+        RELADIFF=$(command -v reladiff)
+    elif [[ -x $venv/bin/reladiff ]]; then
+        RELADIFF=$venv/bin/reladiff
+    else
+        log "installing reladiff (pip, into $venv)"
+        rm -rf "$venv"
+        if python3 -m venv "$venv" >"$BENCH_DIR/reladiff-install.log" 2>&1 &&
+            "$venv/bin/pip" install --quiet 'reladiff[postgresql,mysql]' >>"$BENCH_DIR/reladiff-install.log" 2>&1 &&
+            [[ -x $venv/bin/reladiff ]]; then
+            RELADIFF=$venv/bin/reladiff
+        else
+            tail -n 5 "$BENCH_DIR/reladiff-install.log" >&2
+            log "could not install reladiff (see $BENCH_DIR/reladiff-install.log)"
+        fi
+    fi
+}
+
+# build_rangecopy TOOL: builds the release binary once (unless RANGECOPY_BIN is given); on
+# failure, fails TOOL.
+BUILT=0
+build_rangecopy() {
+    [[ -z ${RANGECOPY_BIN:-} && $BUILT -eq 0 ]] || return 0
+    log "building the release binary"
+    if ! (cd "$REPO" && cargo build --release --quiet); then
+        fail "$1" "cargo build --release failed"
+        return 1
+    fi
+    BUILT=1
 }
 
 # ---------------------------------------------------------------- PostgreSQL → PostgreSQL
@@ -213,11 +269,7 @@ bench_pgcopydb() {
 # (c) rangecopy, from the release build.
 bench_rangecopy() {
     local db=rc_bench_rangecopy
-    log "building the release binary"
-    if [[ -z ${RANGECOPY_BIN:-} ]] && ! (cd "$REPO" && cargo build --release --quiet); then
-        fail rangecopy "cargo build --release failed"
-        return 0
-    fi
+    build_rangecopy rangecopy || return 0
     recreate_db "$PG_TGT" "$db"
     measure rangecopy "$BIN" copy --source "$PG_SRC_FULL/rc_bench" --target "$PG_TGT_FULL/$db" \
         --job bench
@@ -230,6 +282,22 @@ section_pg_to_pg() {
     for tool in psql pgcopydb rangecopy; do
         if selected "$tool"; then "bench_$tool"; fi
     done
+    if selected verify_rangecopy || selected verify_reladiff; then
+        local verifiers=()
+        for tool in verify_rangecopy verify_reladiff; do
+            if selected "$tool"; then verifiers+=("$tool"); fi
+        done
+        build_rangecopy "${verifiers[0]}" || return 0
+        ensure_copy "${verifiers[*]}" "$PG_SRC_FULL/rc_bench" rc_bench_rangecopy orders \
+            "$(sql "$PG_SRC/rc_bench" -c "$FINGERPRINT_SQL")" || return 0
+        if selected verify_rangecopy; then
+            measure_verify_rangecopy verify_rangecopy "$PG_SRC_FULL/rc_bench" rc_bench_rangecopy
+        fi
+        if selected verify_reladiff; then
+            measure_verify_reladiff verify_reladiff "${PG_SRC_FULL/postgres:/postgresql:}/rc_bench" \
+                public.orders rc_bench_rangecopy public.orders
+        fi
+    fi
 }
 
 # ---------------------------------------------------------------- memory
@@ -367,18 +435,15 @@ bench_my_pipe() {
 # records the digests).
 bench_my_rangecopy() {
     local db=rc_bench_my_rangecopy
-    log "building the release binary"
-    if [[ -z ${RANGECOPY_BIN:-} ]] && ! (cd "$REPO" && cargo build --release --quiet); then
-        fail my_rangecopy "cargo build --release failed"
-        return 0
-    fi
+    build_rangecopy my_rangecopy || return 0
     recreate_db "$PG_TGT" "$db"
     measure my_rangecopy "$BIN" copy --source "$MY_URL_FULL/rc_bench" --target "$PG_TGT_FULL/$db" --job bench
     [[ -n ${FAILED[my_rangecopy]+set} ]] || check_rows my_rangecopy "$PG_TGT/$db" rc_bench.orders
 }
 
 section_mysql_to_pg() {
-    selected my_pgloader || selected my_pipe || selected my_rangecopy || return 0
+    selected my_pgloader || selected my_pipe || selected my_rangecopy ||
+        selected my_verify_rangecopy || selected my_verify_reladiff || return 0
     MY_URL_FULL=${RANGECOPY_TEST_MYSQL%/*}
     MY_USER=$(sed -E 's#^[a-z]+://([^:/@]+).*#\1#' <<<"$RANGECOPY_TEST_MYSQL")
     MY_HOST=$(sed -E 's#^[a-z]+://[^@]*@([^:/]+).*#\1#' <<<"$RANGECOPY_TEST_MYSQL")
@@ -390,6 +455,90 @@ section_mysql_to_pg() {
     for tool in my_pgloader my_pipe my_rangecopy; do
         if selected "$tool"; then "bench_$tool"; fi
     done
+    if selected my_verify_rangecopy || selected my_verify_reladiff; then
+        local verifiers=()
+        for tool in my_verify_rangecopy my_verify_reladiff; do
+            if selected "$tool"; then verifiers+=("$tool"); fi
+        done
+        build_rangecopy "${verifiers[0]}" || return 0
+        ensure_copy "${verifiers[*]}" "$MY_URL_FULL/rc_bench" rc_bench_my_rangecopy rc_bench.orders \
+            "$(my rc_bench -e "$FINGERPRINT_SQL" | tr '\t' '|')" || return 0
+        if selected my_verify_rangecopy; then
+            measure_verify_rangecopy my_verify_rangecopy "$MY_URL_FULL/rc_bench" rc_bench_my_rangecopy
+        fi
+        if selected my_verify_reladiff; then
+            measure_verify_reladiff my_verify_reladiff "$MY_URL_FULL/rc_bench" orders \
+                rc_bench_my_rangecopy rc_bench.orders
+        fi
+    fi
+}
+
+# ---------------------------------------------------------------- verification
+
+# A cheap fingerprint of a copy, the same on both engines: the first 1000 rows' count and sum of
+# amount (random at each generation, exact decimals).
+FINGERPRINT_SQL="SELECT count(*), sum(amount) FROM orders WHERE id <= 1000"
+
+# ensure_copy "TOOLS" SOURCE_URL DB TABLE SOURCE_FINGERPRINT: makes sure the PG target database DB
+# holds the rangecopy copy of the source's orders as TABLE (ROWS rows, same fingerprint as the
+# source); otherwise remakes it with rangecopy copy --job bench (untimed, output to
+# target/bench/DB-copy.log). On failure, fails each of TOOLS and returns 1.
+ensure_copy() {
+    local tools=$1 src=$2 db=$3 table=$4 want=$5 have count tool
+    have=$(sql "$PG_TGT/$db" -c "${FINGERPRINT_SQL/orders/$table}" 2>/dev/null) || have=
+    count=$(sql "$PG_TGT/$db" -c "SELECT count(*) FROM $table" 2>/dev/null) || count=
+    if [[ -n $have && $have == "$want" && $count == "$ROWS" ]]; then
+        log "$db.$table is a current copy ($ROWS rows)"
+        return 0
+    fi
+    log "copying into $db first (rangecopy copy, untimed)"
+    recreate_db "$PG_TGT" "$db"
+    if ! "$BIN" copy --source "$src" --target "$PG_TGT_FULL/$db" --job bench \
+        >"$BENCH_DIR/$db-copy.log" 2>&1; then
+        tail -n 15 "$BENCH_DIR/$db-copy.log" >&2
+        for tool in $tools; do fail "$tool" "the copy to verify failed (see $BENCH_DIR/$db-copy.log)"; done
+        return 1
+    fi
+    count=$(sql "$PG_TGT/$db" -c "SELECT count(*) FROM $table" 2>&1) || count="error: $count"
+    if [[ $count != "$ROWS" ]]; then
+        for tool in $tools; do fail "$tool" "the copy to verify has $count rows, expected $ROWS"; done
+        return 1
+    fi
+}
+
+# measure_verify_rangecopy TOOL SOURCE_URL DB: rangecopy verify of orders, ranges planned by
+# walking the key (no --job, the same work as reladiff); exit 0 (identical) or the tool fails.
+measure_verify_rangecopy() {
+    local tool=$1
+    measure "$tool" "$BIN" verify --source "$2" --target "$PG_TGT_FULL/$3" --workers "$VERIFY_THREADS" orders
+    if [[ $MEASURE_STATUS -eq 1 ]]; then
+        FAILED[$tool]="reported differences on identical data (see $BENCH_DIR/$tool.log)"
+        log "FAILED: $tool: ${FAILED[$tool]}"
+    fi
+}
+
+# measure_verify_reladiff TOOL SOURCE_URL SOURCE_TABLE DB TARGET_TABLE: reladiff (hashdiff across
+# the two servers) on every column, key id. It exits 0 even on errors, so success is: exit 0,
+# no difference line (+ or -), no ERROR, and its closing "Duration" line (-v).
+measure_verify_reladiff() {
+    local tool=$1 log_file=$BENCH_DIR/$1.log
+    if [[ -z $RELADIFF ]]; then
+        log "SKIPPED $tool: reladiff could not be installed"
+        return 0
+    fi
+    measure "$tool" "$RELADIFF" "$2" "$3" "${PG_TGT_FULL/postgres:/postgresql:}/$4" "$5" \
+        -k id -c '%' --threads "$VERIFY_THREADS" -v
+    [[ -z ${FAILED[$tool]:-} ]] || return 0
+    local diffs
+    diffs=$(grep -c -E '^[-+] ' "$log_file") || true
+    if [[ $diffs -gt 0 ]]; then
+        fail "$tool" "reported $diffs differing rows on identical data (see $log_file)"
+    elif grep -q -E '\bERROR\b' "$log_file"; then
+        grep -E '\bERROR\b' "$log_file" | head -n 3 >&2
+        fail "$tool" "error (see $log_file)"
+    elif ! grep -q 'Duration:' "$log_file"; then
+        fail "$tool" "did not finish (see $log_file)"
+    fi
 }
 
 # ---------------------------------------------------------------- report
@@ -403,15 +552,15 @@ ratio() {
 }
 
 print_table() {
-    printf '\n%-12s %10s %14s %14s  %s\n' tool wall_s rows/s peak_rss_MiB status
+    printf '\n%-20s %10s %14s %14s  %s\n' tool wall_s rows/s peak_rss_MiB status
     local tool
     for tool in "${TOOLS_RUN[@]}"; do
         if [[ -n ${WALL_S[$tool]:-} ]]; then
             awk -v t="$tool" -v w="${WALL_S[$tool]}" -v r="${RSS_KIB[$tool]}" -v n="${ROWS_OF[$tool]:-$ROWS}" \
                 -v s="${FAILED[$tool]:-ok}" \
-                'BEGIN { printf "%-12s %10.2f %14.0f %14.1f  %s\n", t, w, n / w, r / 1024, s }'
+                'BEGIN { printf "%-20s %10.2f %14.0f %14.1f  %s\n", t, w, n / w, r / 1024, s }'
         else
-            printf '%-12s %10s %14s %14s  %s\n' "$tool" - - - "${FAILED[$tool]}"
+            printf '%-20s %10s %14s %14s  %s\n' "$tool" - - - "${FAILED[$tool]}"
         fi
     done
     local pair ours peer r wall speed rss
@@ -419,7 +568,7 @@ print_table() {
         read -r ours peer <<<"$pair"
         if r=$(ratio "$ours" "$peer"); then
             read -r wall speed rss <<<"$r"
-            printf '%-26s wall time x%s, throughput x%s, peak RSS x%s\n' \
+            printf '%-40s wall time x%s, throughput x%s, peak RSS x%s\n' \
                 "$ours/$peer:" "$wall" "$speed" "$rss"
         fi
     done
@@ -472,7 +621,8 @@ parse_args() {
 }
 
 usage() {
-    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy)" >&2
+    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy," >&2
+    echo "       verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_tenth)" >&2
     exit 2
 }
 
@@ -490,7 +640,8 @@ main() {
     PGPASSWORD=$(url_password "$RANGECOPY_TEST_PG_SOURCE")
     export PGPASSWORD
 
-    if selected psql || selected pgcopydb || selected rangecopy; then section_pg_to_pg; fi
+    if selected psql || selected pgcopydb || selected rangecopy ||
+        selected verify_rangecopy || selected verify_reladiff; then section_pg_to_pg; fi
     section_mysql_to_pg
     if selected mem_big_values || selected mem_tenth; then section_memory; fi
 
