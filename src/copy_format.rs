@@ -330,7 +330,9 @@ impl ChunkHasher {
     /// The digest and counts of the whole stream; an error unless it ended with its trailer.
     pub fn finish(self) -> Result<ChunkSummary, CopyFormatError> {
         match self.state {
-            State::Done => Ok(ChunkSummary { rows: self.rows, bytes: self.bytes, digest: self.digest, nulled: Vec::new() }),
+            State::Done => {
+                Ok(ChunkSummary { rows: self.rows, bytes: self.bytes, digest: self.digest, nulled: Vec::new() })
+            }
             State::Failed => Err(CopyFormatError::AlreadyFailed),
             State::Header if !self.carry.is_empty() || self.bytes > 0 => {
                 Err(CopyFormatError::Truncated { rows: 0, pending: self.carry.len(), what: "header" })

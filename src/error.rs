@@ -88,7 +88,9 @@ impl Error {
     pub fn mysql(endpoint: &str, what: impl Into<String>, err: mysql::Error) -> Self {
         let code = match &err {
             mysql::Error::MySqlError(e) => ErrorCode::Mysql(e.code),
+            // A connection killed under a read surfaces as a packet codec (I/O) error.
             mysql::Error::IoError(_)
+            | mysql::Error::CodecError(_)
             | mysql::Error::DriverError(mysql::DriverError::ConnectTimeout | mysql::DriverError::CouldNotConnect(_)) => {
                 ErrorCode::ConnectionLost
             }

@@ -10,6 +10,8 @@
 //! exact floats, hex bytea), because chunk bounds travel as text and must round-trip.
 //! This module must never decide policy (what to copy, what is retriable).
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::runtime::Runtime;
@@ -42,8 +44,19 @@ impl PgConn {
             .enable_time()
             .build()
             .map_err(|e| Error::io("starting a connection runtime", e))?;
+        // The driver's connect timeout covers reaching the server; this one also covers a server
+        // that accepts the connection and then never answers the login.
+        let limit = ep.config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(15));
         let (client, connection) = rt
-            .block_on(ep.config.connect(ep.tls.connector()))
+            .block_on(async { tokio::time::timeout(limit, ep.config.connect(ep.tls.connector())).await })
+            .map_err(|_| Error::Connect {
+                endpoint: ep.display.clone(),
+                detail: format!(
+                    "the server did not complete the login within {}s (--connect-timeout); \
+                     check that the host and port are a PostgreSQL server that is up",
+                    limit.as_secs_f64()
+                ),
+            })?
             .map_err(|e| Error::Connect { endpoint: ep.display.clone(), detail: connect_hint(ep, &e) })?;
         // Driven whenever this thread blocks on the runtime; ends when the client is dropped.
         rt.spawn(async move {

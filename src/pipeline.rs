@@ -190,7 +190,16 @@ pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &m
     let display_stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| progress::display(&ctx.progress, ctx.progress_mode, ctx.progress_interval, &display_stop));
-        s.spawn(|| control(ctx, &display_stop));
+        // The first check happens before any worker reads: a closed gate holds the copy from
+        // its first row. Then once a second.
+        let mut controller = Controller::new(ctx);
+        controller.tick();
+        let stop = &display_stop;
+        s.spawn(move || {
+            while !sleep_unless_cancelled(stop, Duration::from_secs(1)) {
+                controller.tick();
+            }
+        });
         let workers: Vec<_> = (0..ctx.workers)
             .map(|_| {
                 let (chunks, finals, shared) = (chunk_rx.clone(), finalize_rx.clone(), &shared);
@@ -259,13 +268,19 @@ fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut Source, targ
                 },
                 |(source, target)| {
                     **source = ctx.planner_source()?;
-                    **target = PgTarget::connect(&ctx.target)?;
-                    if !state::try_lock_job(&mut target.conn, &ctx.job)? {
-                        return Err(Error::input(
-                            "another rangecopy process took over this job while the target was away",
-                        ));
+                    // The target connection holds the job's lock: keep it while it works.
+                    if target.conn.batch("SELECT 1", "checking the target connection").is_ok() {
+                        return Ok(());
                     }
-                    Ok(())
+                    **target = PgTarget::connect(&ctx.target)?;
+                    // The lost session's lock goes with its backend, which may take a moment.
+                    for _ in 0..40 {
+                        if state::try_lock_job(&mut target.conn, &ctx.job)? {
+                            return Ok(());
+                        }
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                    Err(Error::input("another rangecopy process took over this job while the target was away"))
                 },
             )?;
             if !complete {
@@ -567,76 +582,87 @@ fn sleep_unless_cancelled(cancel: &AtomicBool, d: Duration) -> bool {
     }
 }
 
-/// Once a second until `stop`: applies the job's limits and pause from the state (where
-/// `rangecopy throttle` writes them), pauses while replicas lag more than `--max-lag` or the
-/// `--throttle-query` exceeds its limit, and tells the progress display why the run is held.
-/// Its connections are its own; a failing check is retried on the next tick.
-fn control(ctx: &RunContext, stop: &AtomicBool) {
-    let cfg = &ctx.throttle_config;
-    let mut state: Option<PgTarget> = None;
-    let mut source: Option<Source> = None;
-    let mut replicas: Vec<Option<Source>> = cfg.lag_replicas.iter().map(|_| None).collect();
-    let mut warned = false;
-    while !sleep_unless_cancelled(stop, Duration::from_secs(1)) {
-        let checked = (|| -> Result<PauseReason> {
-            let conn = match &mut state {
-                Some(c) => c,
-                None => state.insert(PgTarget::connect(&ctx.target)?),
-            };
-            let mut pause = PauseReason::None;
-            if let Some((rows, bytes, paused)) = state::read_throttle(&mut conn.conn, &ctx.job)? {
-                ctx.throttle.set_rates(rows, bytes);
-                if paused {
-                    pause = PauseReason::Operator;
-                }
-            }
-            if let Some(max) = cfg.max_lag {
-                let mut lag = 0f64;
-                if cfg.lag_replicas.is_empty() {
-                    let s = match &mut source {
-                        Some(s) => s,
-                        None => source.insert(Source::connect(&ctx.source)?),
-                    };
-                    lag = s.replication_lag()?;
-                }
-                for (slot, ep) in replicas.iter_mut().zip(&cfg.lag_replicas) {
-                    let r = match slot {
-                        Some(r) => r,
-                        None => slot.insert(Source::connect(ep)?),
-                    };
-                    lag = lag.max(r.replication_lag()?);
-                }
-                if pause == PauseReason::None && lag > max.as_secs_f64() {
-                    pause = PauseReason::Lag;
-                }
-            }
-            if let Some((sql, above)) = &cfg.query {
-                let s = match &mut source {
-                    Some(s) => s,
-                    None => source.insert(Source::connect(&ctx.source)?),
-                };
-                if pause == PauseReason::None && s.query_number(sql)? > *above {
-                    pause = PauseReason::Query;
-                }
-            }
-            Ok(pause)
-        })();
-        match checked {
+/// What changes the throttle while a run goes on: the job's limits and pause in the state
+/// (where `rangecopy throttle` writes them), the lag of replicas against `--max-lag`, and the
+/// `--throttle-query`. Its connections are its own; a failing check is retried on the next tick.
+struct Controller<'a> {
+    ctx: &'a RunContext,
+    state: Option<PgTarget>,
+    source: Option<Source>,
+    replicas: Vec<Option<Source>>,
+    warned: bool,
+}
+
+impl<'a> Controller<'a> {
+    fn new(ctx: &'a RunContext) -> Self {
+        let replicas = ctx.throttle_config.lag_replicas.iter().map(|_| None).collect();
+        Controller { ctx, state: None, source: None, replicas, warned: false }
+    }
+
+    /// Checks everything once and applies the outcome to the throttle and the progress display.
+    fn tick(&mut self) {
+        match self.check() {
             Ok(pause) => {
-                warned = false;
-                ctx.throttle.set_pause(pause);
+                self.warned = false;
+                self.ctx.throttle.set_pause(pause);
             }
             Err(e) => {
-                // Keep the last decision, start over with fresh connections next tick.
-                if !warned {
+                // Keep the last decision; start over with fresh connections next tick.
+                if !self.warned {
                     eprintln!("warning: checking the throttle: {}", redact(&e.to_string()));
-                    warned = true;
+                    self.warned = true;
                 }
-                state = None;
-                source = None;
-                replicas.iter_mut().for_each(|r| *r = None);
+                self.state = None;
+                self.source = None;
+                self.replicas.iter_mut().for_each(|r| *r = None);
             }
         }
-        ctx.progress.set_hold(ctx.throttle.holding());
+        self.ctx.progress.set_hold(self.ctx.throttle.holding());
+    }
+
+    fn check(&mut self) -> Result<PauseReason> {
+        let ctx = self.ctx;
+        let cfg = &ctx.throttle_config;
+        let conn = match &mut self.state {
+            Some(c) => c,
+            None => self.state.insert(PgTarget::connect(&ctx.target)?),
+        };
+        let mut pause = PauseReason::None;
+        if let Some((rows, bytes, paused)) = state::read_throttle(&mut conn.conn, &ctx.job)? {
+            ctx.throttle.set_rates(rows, bytes);
+            if paused {
+                pause = PauseReason::Operator;
+            }
+        }
+        if let Some(max) = cfg.max_lag {
+            let mut lag = 0f64;
+            if cfg.lag_replicas.is_empty() {
+                let source = match &mut self.source {
+                    Some(s) => s,
+                    None => self.source.insert(Source::connect(&ctx.source)?),
+                };
+                lag = source.replication_lag()?;
+            }
+            for (slot, ep) in self.replicas.iter_mut().zip(&cfg.lag_replicas) {
+                let replica = match slot {
+                    Some(r) => r,
+                    None => slot.insert(Source::connect(ep)?),
+                };
+                lag = lag.max(replica.replication_lag()?);
+            }
+            if pause == PauseReason::None && lag > max.as_secs_f64() {
+                pause = PauseReason::Lag;
+            }
+        }
+        if let Some((sql, above)) = &cfg.query {
+            let source = match &mut self.source {
+                Some(s) => s,
+                None => self.source.insert(Source::connect(&ctx.source)?),
+            };
+            if pause == PauseReason::None && source.query_number(sql)? > *above {
+                pause = PauseReason::Query;
+            }
+        }
+        Ok(pause)
     }
 }

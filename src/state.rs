@@ -356,8 +356,9 @@ pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool) -> 
 
 /// Marks a chunk done with its totals and digest, inside the transaction that loaded its rows.
 pub fn mark_chunk_done(conn: &mut PgConn, job: &str, chunk: &Chunk, summary: &ChunkSummary) -> Result<()> {
-    let nulled = (!summary.nulled.is_empty())
-        .then(|| serde_json::Value::Object(summary.nulled.iter().map(|(c, n)| (c.clone(), (*n).into())).collect()).to_string());
+    let nulled = (!summary.nulled.is_empty()).then(|| {
+        serde_json::Value::Object(summary.nulled.iter().map(|(c, n)| (c.clone(), (*n).into())).collect()).to_string()
+    });
     let n = conn.execute(
         "UPDATE rangecopy.chunks SET status = 'done', rows = $4, bytes = $5, digest = $6, nulled = $7::text::jsonb,
                 attempts = attempts + 1, started_at = now(), finished_at = clock_timestamp()

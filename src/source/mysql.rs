@@ -1918,7 +1918,8 @@ impl MySource {
             bytes += tail.bytes.len() as u64;
             on_block(Bytes::from(tail.bytes), rows - rows_sent)?;
         }
-        let nulled = plans.iter().zip(&zero_counts).filter(|(_, &n)| n > 0).map(|(p, &n)| (p.name.clone(), n)).collect();
+        let nulled =
+            plans.iter().zip(&zero_counts).filter(|(_, &n)| n > 0).map(|(p, &n)| (p.name.clone(), n)).collect();
         Ok(ChunkSummary { rows, bytes, digest, nulled })
     }
 }

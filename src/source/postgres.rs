@@ -4,7 +4,6 @@
 //! Every statement here is read-only and bounded by a chunk; the session is read-only.
 //! This module must never write to the source, and never hold a lock across chunks.
 
-
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 
@@ -476,9 +475,16 @@ impl PgSource {
     }
 
     /// The number a `--throttle-query` returns (its first row's last column).
+    /// It runs with the user's search path (the session's own is pg_catalog), so it names
+    /// tables the way the user would.
     pub fn query_number(&mut self, sql: &str) -> Result<f64> {
         let what = "running --throttle-query";
-        let text = self.conn.first_value_text(sql, what)?.unwrap_or_else(|| "0".into());
+        let path: Vec<String> = self.search_path.iter().map(|s| quote_ident(s)).collect();
+        let path = if path.is_empty() { "pg_catalog".to_string() } else { path.join(", ") };
+        self.conn.batch(&format!("SET search_path = {path}"), what)?;
+        let result = self.conn.first_value_text(sql, what);
+        self.conn.batch("SET search_path = pg_catalog", what)?;
+        let text = result?.unwrap_or_else(|| "0".into());
         text.trim()
             .parse()
             .map_err(|_| Error::input(format!("--throttle-query returned {text:?}, which is not a number")))
