@@ -21,5 +21,5 @@ mod restart;
 mod resume;
 mod secrets;
 mod throttle;
-mod verify;
 mod tls;
+mod verify;
