@@ -666,3 +666,14 @@ impl<'a> Controller<'a> {
         Ok(pause)
     }
 }
+
+/// Runs `f` on a thread of its own and waits at most `limit` for it: for a blocking call that
+/// has no timeout of its own (a MySQL login to a server that never answers). A call that
+/// overruns is left to finish or fail on its own; its result is dropped.
+pub fn with_deadline<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}

@@ -404,15 +404,25 @@ impl MySource {
     pub fn connect(ep: &MyEndpoint) -> Result<Self> {
         let connect_error = |detail: String| Error::Connect { endpoint: ep.display.clone(), detail: redact(&detail) };
         let host = ep.opts.get_ip_or_hostname().to_string();
-        let connected = match Conn::new(ep.opts.clone()) {
+        let opts = ep.opts.clone();
+        let preferred = ep.tls.mode == crate::tls::MySslMode::Preferred;
+        let login = move || match Conn::new(opts.clone()) {
             // ssl-mode=PREFERRED: a server without TLS gets a plain connection, as the mysql client does.
-            Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported))
-                if ep.tls.mode == crate::tls::MySslMode::Preferred =>
-            {
-                Conn::new(mysql::OptsBuilder::from_opts(ep.opts.clone()).ssl_opts(None::<mysql::SslOpts>))
+            Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported)) if preferred => {
+                Conn::new(mysql::OptsBuilder::from_opts(opts).ssl_opts(None::<mysql::SslOpts>))
             }
             other => other,
         };
+        // The driver's timeout covers reaching the server, not a server that accepts the
+        // connection and never greets: the login gets a deadline of its own.
+        let limit = ep.opts.get_tcp_connect_timeout().unwrap_or(std::time::Duration::from_secs(15));
+        let connected = crate::pipeline::with_deadline(limit, login).ok_or_else(|| {
+            connect_error(format!(
+                "the server did not complete the login within {}s (--connect-timeout); \
+                 check that the host and port are a MySQL/MariaDB server that is up",
+                limit.as_secs_f64()
+            ))
+        })?;
         let mut conn = connected
             .map_err(|e| connect_error(ep.tls.explain(&e, &host).unwrap_or_else(|| describe_connect_error(&e))))?;
         let version: String =

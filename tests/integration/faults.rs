@@ -578,7 +578,7 @@ fn mariadb_kill_9_at_random_moments_then_resume_copies_every_row_once() {
 // Bad input: exit 2, a message saying what to fix, nothing written
 // ---------------------------------------------------------------------------------------------
 
-/// An unreachable host, and a server that accepts connections and never answers (a hung
+/// A port nobody listens on, and a server that accepts connections and never answers (a hung
 /// server, or a proxy in front of an unreachable one): `--connect-timeout` bounds the wait for
 /// every connection, login included. The limit only tells a hang from an answer; it is far
 /// above the timeout so that a slow machine never trips it.
@@ -593,8 +593,11 @@ fn unreachable_and_silent_servers_are_given_up_after_the_connect_timeout() {
         let args = ["copy", "--source", source, "--target", target, "--connect-timeout", "2", "--progress", "none"];
         assert_writes_nothing(&db.target, || run_limited(&args, &[], limit).refused(&["cannot connect", host]));
     };
-    // A non-routable address: SYNs go unanswered (where the network drops them).
-    refused(&format!("postgres://rangecopy:{PASSWORD}@10.255.255.1:5432/nowhere"), &db.target, "10.255.255.1");
+    // A loopback port nobody listens on: refused at once (tests send no traffic off this machine).
+    let closed = TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let closed_host = format!("127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    refused(&format!("postgres://rangecopy:{PASSWORD}@{closed_host}/nowhere"), &db.target, &closed_host);
     let silent = TcpListener::bind("127.0.0.1:0").expect("a listener");
     let host = format!("127.0.0.1:{}", silent.local_addr().unwrap().port());
     refused(&format!("postgres://rangecopy:{PASSWORD}@{host}/nowhere"), &db.target, &host);
