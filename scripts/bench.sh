@@ -203,7 +203,17 @@ generate_orders() {
     log "generating rc_bench.orders with $ROWS rows"
     local start=$SECONDS
     recreate_db "$PG_SRC" rc_bench
-    { orders_ddl; cat <<SQL; } | sql "$PG_SRC/rc_bench"
+    { orders_ddl; orders_rows "$ROWS"; cat <<SQL; } | sql "$PG_SRC/rc_bench"
+ALTER TABLE orders ADD PRIMARY KEY (id);
+COMMENT ON TABLE orders IS '$marker';
+SQL
+    sql "$PG_SRC/rc_bench" -c "VACUUM ANALYZE orders"
+    log "generated in $((SECONDS - start)) s"
+}
+
+# orders_rows N: the INSERT of the issue's generator, rows 1..N.
+orders_rows() {
+    cat <<SQL
 INSERT INTO orders
 SELECT g,
        (g * 7919) % 100000,
@@ -213,12 +223,8 @@ SELECT g,
        g % 3 = 0,
        random() * 100,
        repeat(md5(g::text), (1 + g % 4)::int)
-FROM generate_series(1, $ROWS::bigint) AS g;
-ALTER TABLE orders ADD PRIMARY KEY (id);
-COMMENT ON TABLE orders IS '$marker';
+FROM generate_series(1, $1::bigint) AS g;
 SQL
-    sql "$PG_SRC/rc_bench" -c "VACUUM ANALYZE orders"
-    log "generated in $((SECONDS - start)) s"
 }
 
 # (a) psql | psql, then the primary key: timed by hand (wall from the clock, peak RSS the
@@ -304,33 +310,36 @@ section_pg_to_pg() {
 
 # Peak RSS of rangecopy (a) copying rows with 50 MB bytea values, (b) copying a tenth of the
 # orders rows, to compare with the full run: memory must stay under 256 MiB and not grow with
-# the table.
+# the table. Their tables live in a source database of their own (rc_bench_mem), so that the
+# whole-database copies of the other sections never see them.
 section_memory() {
+    if [[ $(sql "$PG_SRC/postgres" -c "SELECT count(*) FROM pg_database WHERE datname = 'rc_bench_mem'") == 0 ]]; then
+        sql "$PG_SRC/postgres" -c "CREATE DATABASE rc_bench_mem"
+    fi
     if selected mem_big_values; then
         local big_rows=6
-        if [[ $(sql "$PG_SRC/rc_bench" -c "SELECT count(*) FROM pg_class WHERE relname = 'big_values'") == 0 ]] ||
-            [[ $(sql "$PG_SRC/rc_bench" -c "SELECT count(*) FROM big_values") != "$big_rows" ]]; then
+        if [[ $(sql "$PG_SRC/rc_bench_mem" -c "SELECT count(*) FROM pg_class WHERE relname = 'big_values'") == 0 ]] ||
+            [[ $(sql "$PG_SRC/rc_bench_mem" -c "SELECT count(*) FROM big_values") != "$big_rows" ]]; then
             log "generating $big_rows rows of 50 MB bytea values"
-            sql "$PG_SRC/rc_bench" -c "DROP TABLE IF EXISTS big_values" \
+            sql "$PG_SRC/rc_bench_mem" -c "DROP TABLE IF EXISTS big_values" \
                 -c "CREATE TABLE big_values (id int PRIMARY KEY, b bytea)" \
                 -c "ALTER TABLE big_values ALTER COLUMN b SET STORAGE EXTERNAL" \
                 -c "INSERT INTO big_values SELECT g, decode(repeat(md5(g::text), 3276800), 'hex')
                     FROM generate_series(1, $big_rows) g"
         fi
         recreate_db "$PG_TGT" rc_bench_mem_big
-        measure mem_big_values "$BIN" copy --source "$PG_SRC_FULL/rc_bench" \
+        measure mem_big_values "$BIN" copy --source "$PG_SRC_FULL/rc_bench_mem" \
             --target "$PG_TGT_FULL/rc_bench_mem_big" big_values --chunk-rows 1 --job mem
         ROWS_OF[mem_big_values]=$big_rows
     fi
     if selected mem_tenth; then
-        generate_orders
         local tenth=$((ROWS / 10))
-        sql "$PG_SRC/rc_bench" -c "DROP TABLE IF EXISTS orders_tenth" \
-            -c "CREATE TABLE orders_tenth AS SELECT * FROM orders WHERE id <= $tenth" \
-            -c "ALTER TABLE orders_tenth ADD PRIMARY KEY (id)" -c "ANALYZE orders_tenth"
+        sql "$PG_SRC/rc_bench_mem" -c "DROP TABLE IF EXISTS orders"
+        { orders_ddl; orders_rows "$tenth"; echo "ALTER TABLE orders ADD PRIMARY KEY (id); ANALYZE orders;"; } |
+            sql "$PG_SRC/rc_bench_mem"
         recreate_db "$PG_TGT" rc_bench_mem_tenth
-        measure mem_tenth "$BIN" copy --source "$PG_SRC_FULL/rc_bench" \
-            --target "$PG_TGT_FULL/rc_bench_mem_tenth" orders_tenth --job mem
+        measure mem_tenth "$BIN" copy --source "$PG_SRC_FULL/rc_bench_mem" \
+            --target "$PG_TGT_FULL/rc_bench_mem_tenth" orders --job mem
         ROWS_OF[mem_tenth]=$tenth
         # Peak RSS at all the rows over peak RSS at a tenth of them: ~1 when memory is flat.
         if selected rangecopy; then RATIOS+=("rangecopy mem_tenth"); fi

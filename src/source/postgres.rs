@@ -19,6 +19,12 @@ use crate::schema::{quote_ident, quote_literal, Column, Key, LogicalType, Sequen
 /// that introspected DDL names user types and sequences unambiguously.
 const SOURCE_SESSION: &str = "SET default_transaction_read_only = on";
 
+/// Sane limits for statements on a live source: a chunk never waits long behind another
+/// session's lock (lock_timeout; retried), and no statement runs for hours. Each one is left
+/// alone when the URL sets it (`?options=-c%20lock_timeout%3D30s`), so users can override it.
+const SOURCE_LIMITS: [(&str, &str); 3] =
+    [("lock_timeout", "10s"), ("statement_timeout", "1h"), ("idle_in_transaction_session_timeout", "0")];
+
 /// The table alias of key walks.
 const WALK_ALIAS: &str = "rangecopy_walk";
 
@@ -44,6 +50,12 @@ struct Candidate {
 impl PgSource {
     pub fn connect(ep: &PgEndpoint) -> Result<Self> {
         let mut conn = PgConn::connect(ep, SOURCE_SESSION)?;
+        let given = ep.config.get_options().unwrap_or_default();
+        for (setting, value) in SOURCE_LIMITS {
+            if !given.contains(setting) {
+                conn.batch(&format!("SET {setting} = '{value}'"), "setting up the session")?;
+            }
+        }
         // Unqualified table names resolve along the user's search path, read before ours replaces it.
         let search_path: Vec<String> =
             conn.query_one("SELECT current_schemas(false)::text[]", &[], "reading search_path")?.get(0);

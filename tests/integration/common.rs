@@ -670,3 +670,21 @@ pub fn assert_same_indexes(db: &TestDbs, table: &str) {
     assert!(!source.is_empty(), "{table} has no constraints or indexes to compare");
     assert_eq!(source, constraints_and_indexes(&db.target, table), "constraints and indexes of {table} differ");
 }
+
+/// A MariaDB connection for a test; its error never holds the password.
+pub fn my_conn(url: &str) -> Result<mysql::Conn, String> {
+    let opts = mysql::Opts::from_url(url).map_err(|e| e.to_string())?;
+    mysql::Conn::new(opts).map_err(|e| e.to_string().replace(PASSWORD, "***"))
+}
+
+/// Rows committed by `job` so far (0 while the state does not exist yet).
+pub fn done_rows(target: &str, job: &str) -> i64 {
+    let mut c = connect(target);
+    let exists: bool = c.query_one("SELECT to_regclass('rangecopy.chunks') IS NOT NULL", &[]).unwrap().get(0);
+    if !exists {
+        return 0;
+    }
+    c.query_one("SELECT coalesce(sum(rows), 0)::int8 FROM rangecopy.chunks WHERE job = $1 AND status = 'done'", &[&job])
+        .expect("reading the done chunks")
+        .get(0)
+}

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 
+use crate::common::done_rows;
+use crate::common::my_conn;
 use crate::common::{
     assert_chunks_tile, assert_no_password, assert_same_indexes, assert_writes_nothing, connect, exec, quote_literal,
     random_suffix, run, run_limited, scalar, setup, table_fingerprint, wait_until, with_database, Client, TestDbs,
@@ -39,18 +41,6 @@ fn big_table(url: &str, rows: i64) {
              ANALYZE big;"
         ),
     );
-}
-
-/// Rows committed by `job` so far (0 while the state does not exist).
-fn done_rows(target: &str, job: &str) -> i64 {
-    let mut c = connect(target);
-    let exists: bool = c.query_one("SELECT to_regclass('rangecopy.chunks') IS NOT NULL", &[]).unwrap().get(0);
-    if !exists {
-        return 0;
-    }
-    c.query_one("SELECT coalesce(sum(rows), 0)::int8 FROM rangecopy.chunks WHERE job = $1 AND status = 'done'", &[&job])
-        .expect("reading the done chunks")
-        .get(0)
 }
 
 /// `table` on the target holds exactly the rows of the job's done chunks, each key once
@@ -440,11 +430,6 @@ impl Drop for MyDb {
             let _ = c.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name));
         }
     }
-}
-
-fn my_conn(url: &str) -> Result<mysql::Conn, String> {
-    let opts = mysql::Opts::from_url(url).map_err(|e| e.to_string())?;
-    mysql::Conn::new(opts).map_err(|e| e.to_string().replace(PASSWORD, "***"))
 }
 
 /// The test's databases and a MariaDB database named like them, with `big` of `ROWS` rows

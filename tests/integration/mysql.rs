@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 
+use crate::common::my_conn;
 use crate::common::{self, connect, run, scalar, setup, texts, with_database, Run, TestDbs, PASSWORD};
 
 /// A MariaDB database for one test, dropped at the end.
@@ -30,11 +31,6 @@ impl Drop for MyDb {
             let _ = c.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name));
         }
     }
-}
-
-fn my_conn(url: &str) -> Result<mysql::Conn, String> {
-    let opts = mysql::Opts::from_url(url).map_err(|e| e.to_string())?;
-    mysql::Conn::new(opts).map_err(|e| e.to_string().replace(PASSWORD, "***"))
 }
 
 /// The test's target database and a fresh MariaDB database named like it; `None` (after a note)

@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common::done_rows;
 use crate::common::{
     assert_same_table, assert_writes_nothing, connect, exec, run, scalar, setup, wait_until, Run, TestDbs,
 };
@@ -29,18 +30,6 @@ fn rows_table(db: &TestDbs, rows: i64) {
              ANALYZE t;"
         ),
     );
-}
-
-/// Rows committed so far by `job` (0 while the state does not exist yet).
-fn done_rows(target: &str, job: &str) -> i64 {
-    let mut c = connect(target);
-    let exists: bool = c.query_one("SELECT to_regclass('rangecopy.chunks') IS NOT NULL", &[]).unwrap().get(0);
-    if !exists {
-        return 0;
-    }
-    c.query_one("SELECT coalesce(sum(rows), 0)::int8 FROM rangecopy.chunks WHERE job = $1 AND status = 'done'", &[&job])
-        .expect("reading the done chunks")
-        .get(0)
 }
 
 /// How a finished job's chunks were paced, in `unit` (`rows` or `bytes`) of the chunks table.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use mysql::prelude::Queryable;
 
+use crate::common::my_conn;
 use crate::common::{
     assert_same_table, assert_writes_nothing, exec, run, run_limited, run_with_env, scalar, setup, wait_until,
     with_database, TestDbs, PASSWORD, RUN_LIMIT,
@@ -218,11 +219,6 @@ impl Drop for MyDb {
             let _ = c.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name));
         }
     }
-}
-
-fn my_conn(url: &str) -> Result<mysql::Conn, String> {
-    let opts = mysql::Opts::from_url(url).map_err(|e| e.to_string())?;
-    mysql::Conn::new(opts).map_err(|e| e.to_string().replace(PASSWORD, "***"))
 }
 
 /// The test's PostgreSQL databases, a MariaDB database of the same name holding table `t`, the
