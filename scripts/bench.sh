@@ -103,6 +103,23 @@ measure() {
     fi
 }
 
+# finish_pipe TOOL STATUS START END T DB: records a pipe timed by hand (wall time from the clock,
+# peak RSS the largest of its three processes' from $T.{out,in,pk}.time) and checks its rows.
+finish_pipe() {
+    local tool=$1 status=$2 start=$3 end=$4 t=$5 db=$6
+    if [[ $status -ne 0 ]]; then
+        tail -n 15 "$t.log" >&2
+        fail "$tool" "pipe failed (see $t.log)"
+        return 0
+    fi
+    local wall rss
+    wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+    rss=$(tail -q -n 1 "$t.out.time" "$t.in.time" "$t.pk.time" | sort -n | tail -n 1)
+    record "$tool" "$wall" "$rss"
+    log "$tool: ${wall} s"
+    check_rows "$tool" "$PG_TGT/$db" orders
+}
+
 # A quiet psql that stops at the first error; the password comes from PGPASSWORD.
 sql() {
     local url=$1; shift
@@ -245,17 +262,7 @@ bench_psql() {
                 psql -X -q -v ON_ERROR_STOP=1 "$PG_TGT/$db" -c "ALTER TABLE orders ADD PRIMARY KEY (id)"
     } >"$t.log" 2>&1 || status=$?
     end=$(date +%s.%N)
-    if [[ $status -ne 0 ]]; then
-        tail -n 15 "$t.log" >&2
-        fail psql "pipe failed (see $t.log)"
-        return 0
-    fi
-    local wall rss
-    wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
-    rss=$(tail -q -n 1 "$t.out.time" "$t.in.time" "$t.pk.time" | sort -n | tail -n 1)
-    record psql "$wall" "$rss"
-    log "psql: ${wall} s"
-    check_rows psql "$PG_TGT/$db" orders
+    finish_pipe psql "$status" "$start" "$end" "$t" "$db"
 }
 
 # (b) pgcopydb clone of the whole rc_bench database.
@@ -427,17 +434,7 @@ bench_my_pipe() {
                 psql -X -q -v ON_ERROR_STOP=1 "$PG_TGT/$db" -c "ALTER TABLE orders ADD PRIMARY KEY (id)"
     } >"$t.log" 2>&1 || status=$?
     end=$(date +%s.%N)
-    if [[ $status -ne 0 ]]; then
-        tail -n 15 "$t.log" >&2
-        fail my_pipe "pipe failed (see $t.log)"
-        return 0
-    fi
-    local wall rss
-    wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
-    rss=$(tail -q -n 1 "$t.out.time" "$t.in.time" "$t.pk.time" | sort -n | tail -n 1)
-    record my_pipe "$wall" "$rss"
-    log "my_pipe: ${wall} s"
-    check_rows my_pipe "$PG_TGT/$db" orders
+    finish_pipe my_pipe "$status" "$start" "$end" "$t" "$db"
 }
 
 # (f) rangecopy from MariaDB (creates rc_bench.orders, loads it, builds the primary key and

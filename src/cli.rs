@@ -33,8 +33,9 @@ pub enum Command {
     /// Compare source and target range by range with canonical checksums, and list the rows
     /// that differ. Exit code 0: identical; 1: differences found; 2: could not verify.
     Verify(VerifyArgs),
-    /// Change the rate of a running (or resumable) job, or pause and unpause it, through the
-    /// job's state in the target; a running job follows within two seconds.
+    /// Change the rate of a running (or resumable) job (a rate of 0 removes that limit), or pause
+    /// and unpause it, through the job's state in the target; a running job follows within two
+    /// seconds.
     Throttle(ThrottleCommandArgs),
 }
 
@@ -84,13 +85,9 @@ pub struct ThrottleCommandArgs {
     #[arg(long, value_name = "NAME")]
     pub job: String,
 
-    /// New rows-per-second limit (0 removes it).
-    #[arg(long, value_name = "RATE")]
-    pub max_rows_per_sec: Option<String>,
-
-    /// New bytes-per-second limit (0 removes it).
-    #[arg(long, value_name = "RATE")]
-    pub max_bytes_per_sec: Option<String>,
+    /// New limits (0 removes one).
+    #[command(flatten)]
+    pub rates: RateArgs,
 
     /// Hold the job: workers finish the block they are sending and wait.
     #[arg(long, conflicts_with = "unpause")]

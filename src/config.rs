@@ -825,8 +825,8 @@ impl ThrottleChange {
         Ok(ThrottleChange {
             target: PgEndpoint::parse(&args.target, "target")?,
             job: args.job.clone(),
-            rows_per_sec: rate(&args.max_rows_per_sec, "--max-rows-per-sec", false)?,
-            bytes_per_sec: rate(&args.max_bytes_per_sec, "--max-bytes-per-sec", true)?,
+            rows_per_sec: rate(&args.rates.max_rows_per_sec, "--max-rows-per-sec", false)?,
+            bytes_per_sec: rate(&args.rates.max_bytes_per_sec, "--max-bytes-per-sec", true)?,
             paused: match (args.pause, args.unpause) {
                 (true, _) => Some(true),
                 (_, true) => Some(false),
