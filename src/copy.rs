@@ -419,7 +419,6 @@ fn setup(
             created_by_job,
             plan_complete: false,
             phase: "copying".into(),
-            deferred_done: 0,
         })
         .collect();
     Ok((records, slot))
@@ -454,7 +453,6 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
             table_no: r.table_no,
             pending,
             cursor: (!r.plan_complete).then_some(cursor),
-            deferred_done: r.deferred_done,
             prep,
             build_indexes: r.created_by_job,
         });

@@ -129,8 +129,6 @@ pub struct TableWork {
     pub pending: Vec<Chunk>,
     /// Where planning continues, if it is not complete.
     pub cursor: Option<PlanCursor>,
-    /// Deferred DDL statements already built (on resume).
-    pub deferred_done: usize,
     /// How its chunks are extracted.
     pub prep: ChunkPrep,
     /// Whether the job created the target table: only then are the source's indexes and

@@ -100,7 +100,6 @@ pub struct TableRecord {
     pub created_by_job: bool,
     pub plan_complete: bool,
     pub phase: String,
-    pub deferred_done: usize,
 }
 
 /// Per-table totals for status and reports.
@@ -256,7 +255,7 @@ pub fn delete_job(conn: &mut PgConn, job: &str) -> Result<()> {
 
 pub fn load_tables(conn: &mut PgConn, job: &str) -> Result<Vec<TableRecord>> {
     let rows = conn.query(
-        "SELECT table_no, definition::text, created_by_job, plan_complete, phase, deferred_done
+        "SELECT table_no, definition::text, created_by_job, plan_complete, phase
            FROM rangecopy.tables WHERE job = $1 ORDER BY table_no",
         &[&job],
         "reading the job's tables",
@@ -274,7 +273,6 @@ pub fn load_tables(conn: &mut PgConn, job: &str) -> Result<Vec<TableRecord>> {
                 created_by_job: r.get(2),
                 plan_complete: r.get(3),
                 phase: r.get(4),
-                deferred_done: r.get::<_, i32>(5) as usize,
             })
         })
         .collect()

@@ -452,18 +452,7 @@ mod tests {
     use super::*;
 
     /// A throwaway self-signed CA (public certificate only), for parsing.
-    const CA: &str = "-----BEGIN CERTIFICATE-----
-MIIBmjCCAT+gAwIBAgIUFs4Vd3SITTKoG4EHeQtCHH4YbZ8wCgYIKoZIzj0EAwIw
-ITEfMB0GA1UEAwwWcmFuZ2Vjb3B5IHVuaXQgdGVzdCBDQTAgFw0yNjExMjQwMzM0
-MDdaGA8yMTI2MTAzMTAzMzQwN1owITEfMB0GA1UEAwwWcmFuZ2Vjb3B5IHVuaXQg
-dGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABHiqf4fUs409d5jXWnQH
-p8fXbKyjDavmOZjmMl8QDA+EZXvxLk8zoowOAXAeiS0VsdYInDN25qvgsQ/+vWIy
-afyjUzBRMB0GA1UdDgQWBBR4yhnNeipeRd8Zux99jGawQoCjCTAfBgNVHSMEGDAW
-gBR4yhnNeipeRd8Zux99jGawQoCjCTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49
-BAMCA0kAMEYCIQCyYZZbUS63/aW9j9xa0/8qvIcydPddvUl1apFiuUA7kwIhAPCn
-c82xqY6zS1qbTNqA33ODzC/OqZuJCSCN7j4Zw5Cf
------END CERTIFICATE-----
-";
+    const CA: &str = include_str!("../tests/fixtures/unrelated-ca.pem");
 
     #[test]
     fn tls_parameters_are_taken_from_the_url() {

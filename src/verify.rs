@@ -332,15 +332,18 @@ fn compare_range(
 
 /// The key of a captured row: the canonical bytes of its key columns, or of the whole row
 /// for a table without a key.
-fn row_key(table: &Table, row: &CapturedRow) -> Vec<u8> {
-    let Some(key) = &table.key else { return row.canonical.clone() };
-    let copied: Vec<usize> = table.columns.iter().enumerate().filter(|(_, c)| c.is_copied()).map(|(i, _)| i).collect();
+fn row_key(key: Option<&[usize]>, row: &CapturedRow) -> Vec<u8> {
+    let Some(key) = key else { return row.canonical.clone() };
     let values = split_values(&row.canonical);
-    key.columns
-        .iter()
-        .filter_map(|k| copied.iter().position(|c| c == k))
-        .flat_map(|pos| values.get(pos).copied().unwrap_or_default().iter().copied())
-        .collect()
+    key.iter().flat_map(|&pos| values.get(pos).copied().unwrap_or_default().iter().copied()).collect()
+}
+
+/// Where the key's columns sit among the copied columns (the values of a captured row), or
+/// `None` for a table without a key.
+fn key_positions(table: &Table) -> Option<Vec<usize>> {
+    let key = table.key.as_ref()?;
+    let copied: Vec<usize> = table.columns.iter().enumerate().filter(|(_, c)| c.is_copied()).map(|(i, _)| i).collect();
+    Some(key.columns.iter().filter_map(|k| copied.iter().position(|c| c == k)).collect())
 }
 
 /// Rows present on one side only, or present on both with different hashes, keyed.
@@ -349,14 +352,15 @@ fn unmatched_rows(
     source: Vec<CapturedRow>,
     target: Vec<CapturedRow>,
 ) -> Vec<(Vec<u8>, Option<CapturedRow>, Option<CapturedRow>)> {
+    let key_cols = key_positions(table);
     // Keyless tables may hold identical rows several times: match them as multisets.
     let mut target_by_key: HashMap<Vec<u8>, Vec<CapturedRow>> = HashMap::new();
     for row in target {
-        target_by_key.entry(row_key(table, &row)).or_default().push(row);
+        target_by_key.entry(row_key(key_cols.as_deref(), &row)).or_default().push(row);
     }
     let mut out = Vec::new();
     for row in source {
-        let key = row_key(table, &row);
+        let key = row_key(key_cols.as_deref(), &row);
         match target_by_key.get_mut(&key).and_then(|rows| rows.pop()) {
             Some(t) if t.hash == row.hash => {}
             Some(t) => out.push((key, Some(row), Some(t))),
@@ -460,16 +464,11 @@ fn describe(cfg: &VerifyConfig, table: &Table, source: Option<&CapturedRow>, tar
     let t = target.map(|r| split_values(&r.canonical)).unwrap_or_default();
     let show = |v: &[u8]| if cfg.redact_values { "***".to_string() } else { display_value(v) };
     let either = if s.is_empty() { &t } else { &s };
-    let key: Vec<(String, String)> = match &table.key {
-        Some(key) => {
-            let copied: Vec<usize> =
-                table.columns.iter().enumerate().filter(|(_, c)| c.is_copied()).map(|(i, _)| i).collect();
-            key.columns
-                .iter()
-                .filter_map(|k| copied.iter().position(|c| c == k))
-                .map(|pos| (quote_ident(names[pos]), either.get(pos).map(|v| display_value(v)).unwrap_or_default()))
-                .collect()
-        }
+    let key: Vec<(String, String)> = match key_positions(table) {
+        Some(positions) => positions
+            .into_iter()
+            .map(|pos| (quote_ident(names[pos]), either.get(pos).map(|v| display_value(v)).unwrap_or_default()))
+            .collect(),
         None => vec![("row".to_string(), either.iter().map(|v| show(v)).collect::<Vec<_>>().join(", "))],
     };
     let kind = match (source, target) {

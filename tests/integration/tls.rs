@@ -23,18 +23,7 @@ use crate::common::{
 const TLS_USER: &str = "rangecopy_tls";
 
 /// A CA that signed nothing the dev servers use (public certificate only).
-const UNRELATED_CA: &str = "-----BEGIN CERTIFICATE-----
-MIIBmjCCAT+gAwIBAgIUFs4Vd3SITTKoG4EHeQtCHH4YbZ8wCgYIKoZIzj0EAwIw
-ITEfMB0GA1UEAwwWcmFuZ2Vjb3B5IHVuaXQgdGVzdCBDQTAgFw0yNjExMjQwMzM0
-MDdaGA8yMTI2MTAzMTAzMzQwN1owITEfMB0GA1UEAwwWcmFuZ2Vjb3B5IHVuaXQg
-dGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABHiqf4fUs409d5jXWnQH
-p8fXbKyjDavmOZjmMl8QDA+EZXvxLk8zoowOAXAeiS0VsdYInDN25qvgsQ/+vWIy
-afyjUzBRMB0GA1UdDgQWBBR4yhnNeipeRd8Zux99jGawQoCjCTAfBgNVHSMEGDAW
-gBR4yhnNeipeRd8Zux99jGawQoCjCTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49
-BAMCA0kAMEYCIQCyYZZbUS63/aW9j9xa0/8qvIcydPddvUl1apFiuUA7kwIhAPCn
-c82xqY6zS1qbTNqA33ODzC/OqZuJCSCN7j4Zw5Cf
------END CERTIFICATE-----
-";
+const UNRELATED_CA: &str = include_str!("../fixtures/unrelated-ca.pem");
 
 /// The dev CA's path; `None` (after a note) when the environment does not name one and `CI`
 /// is not `true`.
