@@ -23,7 +23,7 @@ use crate::progress::{self, Progress};
 use crate::schema::Table;
 use crate::source::{ChunkPrep, Snapshot, Source};
 use crate::state;
-use crate::target::postgres::{copy_in_sql, PgTarget};
+use crate::target::postgres::{self as target, copy_in_sql, PgTarget};
 use crate::throttle::{PauseReason, Throttle};
 
 /// Bytes per block read from the source (a block may exceed it by one network message).
@@ -452,6 +452,7 @@ impl Worker<'_> {
             let built = state::deferred_done(&mut self.target.conn, job, f.table_no)?;
             self.target
                 .build_deferred(table, built, |conn, done| state::set_deferred_done(conn, job, f.table_no, done))?;
+            target::release_autovacuum(&mut self.target.conn, &table.target)?;
         }
         for seq in &table.ddl.sequences {
             let (value, called) = self.source.sequence_position(seq)?;

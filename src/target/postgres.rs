@@ -113,14 +113,29 @@ impl PgTarget {
     }
 }
 
-/// Creates a table and its prerequisites (inside the caller's setup transaction).
+/// Creates a table and its prerequisites (inside the caller's setup transaction). Autovacuum
+/// is held off the new table until its load is finished (`release_autovacuum`): a vacuum
+/// started by the inserts competes with the load for the machine and then makes the primary
+/// key's build wait for its lock.
 pub fn create_table(conn: &mut PgConn, table: &Table) -> Result<()> {
     let ddl = &table.ddl;
     let what = format!("creating target table {}", table.target);
-    for sql in ddl.prerequisites.iter().chain(std::iter::once(&ddl.create_table)).chain(&ddl.after_create) {
+    let hold = format!(
+        "ALTER TABLE {} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)",
+        table.target.quoted()
+    );
+    for sql in ddl.prerequisites.iter().chain([&ddl.create_table, &hold]).chain(&ddl.after_create) {
         conn.batch(sql, &what)?;
     }
     Ok(())
+}
+
+/// Gives a loaded table created by the job back to autovacuum (see `create_table`).
+pub fn release_autovacuum(conn: &mut PgConn, name: &TableName) -> Result<()> {
+    conn.batch(
+        &format!("ALTER TABLE {} RESET (autovacuum_enabled, toast.autovacuum_enabled)", name.quoted()),
+        &format!("re-enabling autovacuum on {name}"),
+    )
 }
 
 /// Empties a table the job had loaded (for `--restart` of a table that existed before the job).
