@@ -76,6 +76,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::blake3_lanes::{self, MAX_LANE_LEN};
+
 /// The tag bytes of canonical encoding v1 (see the module documentation).
 /// Microseconds from 1970-01-01 to 2000-01-01.
 const UNIX_TO_2000_US: i64 = 946_684_800_000_000;
@@ -428,6 +430,67 @@ impl RowEncoder {
     pub fn end_array(&mut self, mark: ArrayMark) {
         self.close(mark.len_at);
         self.open_arrays -= 1;
+    }
+}
+
+/// A range digest fed row by row that hashes short rows in batches, side by side in SIMD
+/// lanes ([`blake3_lanes`]): on CPUs with wide vectors several times faster than one hash per
+/// row. The digest is the same as adding every row's [`RowEncoder::finish_row`].
+#[derive(Debug, Default, Clone)]
+pub struct DigestBuilder {
+    digest: RangeDigest,
+    /// Short rows waiting for their batch, back to back; row `i` ends at `ends[i]`.
+    pending: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// Rows hashed together: enough to keep 16 lanes busy while rows of different lengths come
+/// and go.
+const BATCH_ROWS: usize = 64;
+
+impl DigestBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the encoder's row (hashed now, or with its batch) and clears the encoder.
+    #[inline]
+    pub fn add_row(&mut self, encoder: &mut RowEncoder) {
+        if encoder.stream.is_some() || encoder.buf.len() > MAX_LANE_LEN {
+            self.digest.add(&encoder.finish_row());
+            return;
+        }
+        self.pending.extend_from_slice(&encoder.buf);
+        self.ends.push(self.pending.len());
+        encoder.buf.clear();
+        if self.ends.len() == BATCH_ROWS {
+            self.flush();
+        }
+    }
+
+    /// Adds a row already hashed.
+    #[inline]
+    pub fn add_hash(&mut self, hash: &RowHash) {
+        self.digest.add(hash);
+    }
+
+    fn flush(&mut self) {
+        let mut rows: [&[u8]; BATCH_ROWS] = [&[]; BATCH_ROWS];
+        let mut start = 0;
+        for (row, &end) in rows.iter_mut().zip(&self.ends) {
+            *row = &self.pending[start..end];
+            start = end;
+        }
+        let digest = &mut self.digest;
+        blake3_lanes::hash_many(&rows[..self.ends.len()], |_, hash| digest.add(&RowHash(hash)));
+        self.pending.clear();
+        self.ends.clear();
+    }
+
+    /// The digest of every row added.
+    pub fn finish(mut self) -> RangeDigest {
+        self.flush();
+        self.digest
     }
 }
 

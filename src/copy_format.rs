@@ -14,7 +14,7 @@
 //! column is chosen once per chunk from its [`LogicalType`]; the per-row loop only dispatches on
 //! that prepared plan and allocates nothing in the steady state.
 
-use crate::canonical::{ArrayDim, CanonicalError, ParsedDecimal, RangeDigest, RowEncoder, RowHash};
+use crate::canonical::{ArrayDim, CanonicalError, DigestBuilder, ParsedDecimal, RangeDigest, RowEncoder, RowHash};
 use crate::schema::{Column, LogicalType};
 
 /// `PGCOPY\n\377\r\n\0`: the first 11 bytes of every binary COPY stream.
@@ -205,7 +205,7 @@ pub struct ChunkSummary {
 pub struct ChunkHasher {
     columns: Vec<ColumnPlan>,
     encoder: RowEncoder,
-    digest: RangeDigest,
+    digest: DigestBuilder,
     scratch: Scratch,
     /// The start of an item (header or tuple) that the blocks so far did not complete.
     carry: Vec<u8>,
@@ -241,7 +241,7 @@ impl ChunkHasher {
         ChunkHasher {
             columns,
             encoder: RowEncoder::new(),
-            digest: RangeDigest::new(),
+            digest: DigestBuilder::new(),
             scratch: Scratch::default(),
             carry: Vec::new(),
             patches: Vec::new(),
@@ -282,11 +282,6 @@ impl ChunkHasher {
     /// Tuples hashed so far.
     pub fn rows(&self) -> u64 {
         self.rows
-    }
-
-    /// The digest of the tuples hashed so far.
-    pub fn digest(&self) -> &RangeDigest {
-        &self.digest
     }
 
     /// Takes the next slice of the stream, cut anywhere. Hashes every tuple it completes and
@@ -330,9 +325,12 @@ impl ChunkHasher {
     /// The digest and counts of the whole stream; an error unless it ended with its trailer.
     pub fn finish(self) -> Result<ChunkSummary, CopyFormatError> {
         match self.state {
-            State::Done => {
-                Ok(ChunkSummary { rows: self.rows, bytes: self.bytes, digest: self.digest, nulled: Vec::new() })
-            }
+            State::Done => Ok(ChunkSummary {
+                rows: self.rows,
+                bytes: self.bytes,
+                digest: self.digest.finish(),
+                nulled: Vec::new(),
+            }),
             State::Failed => Err(CopyFormatError::AlreadyFailed),
             State::Header if !self.carry.is_empty() || self.bytes > 0 => {
                 Err(CopyFormatError::Truncated { rows: 0, pending: self.carry.len(), what: "header" })
@@ -541,12 +539,15 @@ impl ChunkHasher {
             }
             pos += len as usize;
         }
-        let canonical = self.captured.is_some().then(|| self.encoder.as_bytes().to_vec());
-        let hash = self.encoder.finish_row();
-        self.digest.add(&hash);
         self.rows += 1;
-        if let (Some(rows), Some(canonical)) = (self.captured.as_mut(), canonical) {
-            rows.push(CapturedRow { canonical, hash });
+        match self.captured.as_mut() {
+            Some(rows) => {
+                let canonical = self.encoder.as_bytes().to_vec();
+                let hash = self.encoder.finish_row();
+                self.digest.add_hash(&hash);
+                rows.push(CapturedRow { canonical, hash });
+            }
+            None => self.digest.add_row(&mut self.encoder),
         }
         Ok(Some(pos - start))
     }

@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) is a thin shell over this library; the library is also what the
 //! benchmarks in `benches/` measure. See DESIGN.md for how the stages fit together.
 
+pub mod blake3_lanes;
 pub mod canonical;
 pub mod cli;
 pub mod config;

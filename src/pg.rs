@@ -140,7 +140,9 @@ impl PgConn {
                 let block = if gathered.is_empty() && data.len() >= block_bytes {
                     data
                 } else {
-                    if gathered.capacity() == 0 {
+                    if gathered.is_empty() {
+                        // A whole block's room at once: the last block still shares the old
+                        // buffer, and growing by small steps would copy it over and over.
                         gathered.reserve(block_bytes + block_bytes / 4);
                     }
                     gathered.extend_from_slice(&data);
