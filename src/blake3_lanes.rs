@@ -32,7 +32,7 @@ const MSG_SCHEDULE: [[usize; 16]; 7] = [
 pub fn hash_many(messages: &[&[u8]], mut out: impl FnMut(usize, [u8; 32])) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
             // SAFETY: the CPU has the features the function is compiled for.
             return unsafe { hash_many_avx512(messages, &mut out) };
         }
@@ -189,14 +189,35 @@ mod tests {
         *seed >> 33
     }
 
+    /// Every implementation this CPU can run: the dispatching one, and each lane width.
+    fn implementations() -> Vec<(&'static str, fn(&[&[u8]], &mut dyn FnMut(usize, [u8; 32])))> {
+        let mut all: Vec<(&'static str, fn(&[&[u8]], &mut dyn FnMut(usize, [u8; 32])))> =
+            vec![("dispatch", |m, out| hash_many(m, out))];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
+                // SAFETY: the CPU has the features.
+                all.push(("avx512", |m, out| unsafe { hash_many_avx512(m, out) }));
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: as above.
+                all.push(("avx2", |m, out| unsafe { hash_many_avx2(m, out) }));
+            }
+        }
+        all
+    }
+
     fn check(messages: &[Vec<u8>]) {
         let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-        let mut got = vec![None; refs.len()];
-        hash_many(&refs, |i, hash| {
-            assert!(got[i].replace(hash).is_none(), "message {i} hashed twice");
-        });
-        for (i, message) in messages.iter().enumerate() {
-            assert_eq!(got[i], Some(*blake3::hash(message).as_bytes()), "message {i} of {} bytes", message.len());
+        for (name, hash) in implementations() {
+            let mut got = vec![None; refs.len()];
+            hash(&refs, &mut |i, hash| {
+                assert!(got[i].replace(hash).is_none(), "{name}: message {i} hashed twice");
+            });
+            for (i, message) in messages.iter().enumerate() {
+                let len = message.len();
+                assert_eq!(got[i], Some(*blake3::hash(message).as_bytes()), "{name}: message {i} of {len} bytes");
+            }
         }
     }
 

@@ -32,8 +32,25 @@ pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 /// A connection that knows which endpoint it talks to, for error messages.
 pub struct PgConn {
     rt: Runtime,
-    client: Client,
+    /// Always present; taken only when the connection is dropped (see `Drop`).
+    client: Option<Client>,
+    /// The task that drives the connection; it ends after the client is gone.
+    driver: Option<tokio::task::JoinHandle<()>>,
     pub endpoint: String,
+}
+
+/// How long a dropped connection may take to say goodbye to its server.
+const CLOSE_WAIT: Duration = Duration::from_millis(200);
+
+impl Drop for PgConn {
+    /// Closes the session properly (a Terminate message), so the server does not log each of
+    /// rangecopy's connections as reset by the peer.
+    fn drop(&mut self) {
+        drop(self.client.take());
+        if let Some(driver) = self.driver.take() {
+            let _ = self.rt.block_on(async { tokio::time::timeout(CLOSE_WAIT, driver).await });
+        }
+    }
 }
 
 impl PgConn {
@@ -59,15 +76,19 @@ impl PgConn {
             })?
             .map_err(|e| Error::Connect { endpoint: ep.display.clone(), detail: connect_hint(ep, &e) })?;
         // Driven whenever this thread blocks on the runtime; ends when the client is dropped.
-        rt.spawn(async move {
+        let driver = rt.spawn(async move {
             let _ = connection.await;
         });
-        let mut conn = PgConn { rt, client, endpoint: ep.display.clone() };
+        let mut conn = PgConn { rt, client: Some(client), driver: Some(driver), endpoint: ep.display.clone() };
         conn.batch(SESSION_SETTINGS, "setting up the session")?;
         if !extra.is_empty() {
             conn.batch(extra, "setting up the session")?;
         }
         Ok(conn)
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("the client lives as long as the connection")
     }
 
     fn err(&self, what: &str) -> impl FnOnce(tokio_postgres::Error) -> Error + '_ {
@@ -76,23 +97,23 @@ impl PgConn {
     }
 
     pub fn batch(&mut self, sql: &str, what: &str) -> Result<()> {
-        self.rt.block_on(self.client.batch_execute(sql)).map_err(self.err(what))
+        self.rt.block_on(self.client().batch_execute(sql)).map_err(self.err(what))
     }
 
     pub fn query(&mut self, sql: &str, params: Params<'_>, what: &str) -> Result<Vec<Row>> {
-        self.rt.block_on(self.client.query(sql, params)).map_err(self.err(what))
+        self.rt.block_on(self.client().query(sql, params)).map_err(self.err(what))
     }
 
     pub fn query_opt(&mut self, sql: &str, params: Params<'_>, what: &str) -> Result<Option<Row>> {
-        self.rt.block_on(self.client.query_opt(sql, params)).map_err(self.err(what))
+        self.rt.block_on(self.client().query_opt(sql, params)).map_err(self.err(what))
     }
 
     pub fn query_one(&mut self, sql: &str, params: Params<'_>, what: &str) -> Result<Row> {
-        self.rt.block_on(self.client.query_one(sql, params)).map_err(self.err(what))
+        self.rt.block_on(self.client().query_one(sql, params)).map_err(self.err(what))
     }
 
     pub fn execute(&mut self, sql: &str, params: Params<'_>, what: &str) -> Result<u64> {
-        self.rt.block_on(self.client.execute(sql, params)).map_err(self.err(what))
+        self.rt.block_on(self.client().execute(sql, params)).map_err(self.err(what))
     }
 
     /// Runs `body` in a transaction: committed if it returns Ok, rolled back otherwise.
@@ -114,7 +135,7 @@ impl PgConn {
     /// Starts `COPY … FROM STDIN`; the returned writer must be finished, or it aborts the COPY
     /// when dropped.
     pub fn copy_in(&mut self, sql: &str) -> Result<CopyIn<'_>> {
-        let sink = self.rt.block_on(self.client.copy_in::<_, Bytes>(sql)).map_err(self.err("starting COPY"))?;
+        let sink = self.rt.block_on(self.client().copy_in::<_, Bytes>(sql)).map_err(self.err("starting COPY"))?;
         Ok(CopyIn { conn: self, sink: Box::pin(sink) })
     }
 
@@ -130,7 +151,7 @@ impl PgConn {
     ) -> Result<()> {
         let endpoint = self.endpoint.clone();
         let err = |e| Error::sql(&endpoint, "reading COPY data from the source", e);
-        let client = &self.client;
+        let client = self.client();
         self.rt.block_on(async {
             let stream = client.copy_out(sql).await.map_err(err)?;
             futures_util::pin_mut!(stream);
@@ -165,7 +186,7 @@ impl PgConn {
     /// The last column of the first row of any statement, as text (for queries the user
     /// supplies, whose result types are unknown).
     pub fn first_value_text(&mut self, sql: &str, what: &str) -> Result<Option<String>> {
-        let messages = self.rt.block_on(self.client.simple_query(sql)).map_err(self.err(what))?;
+        let messages = self.rt.block_on(self.client().simple_query(sql)).map_err(self.err(what))?;
         for message in messages {
             if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
                 return Ok(row.len().checked_sub(1).and_then(|i| row.get(i)).map(str::to_string));
