@@ -189,10 +189,11 @@ mod tests {
         *seed >> 33
     }
 
+    type HashMany = fn(&[&[u8]], &mut dyn FnMut(usize, [u8; 32]));
+
     /// Every implementation this CPU can run: the dispatching one, and each lane width.
-    fn implementations() -> Vec<(&'static str, fn(&[&[u8]], &mut dyn FnMut(usize, [u8; 32])))> {
-        let mut all: Vec<(&'static str, fn(&[&[u8]], &mut dyn FnMut(usize, [u8; 32])))> =
-            vec![("dispatch", |m, out| hash_many(m, out))];
+    fn implementations() -> Vec<(&'static str, HashMany)> {
+        let mut all: Vec<(&'static str, HashMany)> = vec![("dispatch", |m, out| hash_many(m, out))];
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
