@@ -100,6 +100,18 @@ fn assert_exactly_committed(db: &TestDbs, round: usize) {
     assert_eq!(dups, 0, "round {round}: duplicate keys in big");
 }
 
+/// What a table the job created carries while it is loading (its `toast.` option is kept on
+/// the TOAST table).
+const AUTOVACUUM_HELD: &str = "autovacuum_enabled=false";
+
+/// A target table's storage options, comma-separated; None when it has none.
+fn reloptions(target: &str, table: &str) -> Option<String> {
+    scalar(
+        target,
+        &format!("SELECT array_to_string(reloptions, ',') FROM pg_class WHERE oid = 'public.{table}'::regclass"),
+    )
+}
+
 #[test]
 fn kill_9_at_several_moments_then_resume_copies_every_row_exactly_once() {
     let Some(db) = setup("resume_kill9") else { return };
@@ -174,6 +186,10 @@ fn kill_9_at_several_moments_then_resume_copies_every_row_exactly_once() {
         if finished {
             break;
         }
+        // Autovacuum stays off the half-loaded tables the job created.
+        if watcher.big_phase().as_deref() == Some("copying") {
+            assert_eq!(reloptions(&db.target, "big").as_deref(), Some(AUTOVACUUM_HELD), "round {round}");
+        }
     }
     assert!(killed_mid_copy >= 2, "expected at least two kills in the middle of the copy, got {killed_mid_copy}");
     if !killed_indexing {
@@ -187,6 +203,9 @@ fn kill_9_at_several_moments_then_resume_copies_every_row_exactly_once() {
 
     let rows = assert_same_table(&db, "big", "t.id");
     assert_eq!(rows, 300000);
+    for table in ["big", "heap"] {
+        assert_eq!(reloptions(&db.target, table), None, "{table} should be given back to autovacuum");
+    }
     assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) - count(DISTINCT id) FROM big"), 0);
     assert_same_indexes(&db, "big");
     assert_chunks_tile(&db.target, JOB, "public.big", CHUNK_ROWS, rows);
