@@ -1793,8 +1793,7 @@ impl MySource {
         self.conn.query_drop("FLUSH TABLES WITH READ LOCK").map_err(|e| Error::mysql(&self.endpoint, what, e))?;
         let started = (|| {
             for w in workers.iter_mut() {
-                w.conn
-                    .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                start_snapshot(&mut w.conn)
                     .map_err(|e| Error::mysql(&w.endpoint, "starting a consistent snapshot", e))?;
             }
             self.position()
@@ -1975,6 +1974,14 @@ fn report_zero_dates(table: &Table, chunk: &Chunk, plans: &[ColPlan], counts: &[
             );
         }
     }
+}
+
+/// Starts a read-only transaction on a consistent snapshot. `WITH CONSISTENT SNAPSHOT` is
+/// silently ignored below REPEATABLE READ, so the level is set for this transaction whatever
+/// the server's default (`transaction_isolation = READ-COMMITTED` is common).
+fn start_snapshot(conn: &mut Conn) -> mysql::Result<()> {
+    conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
 }
 
 /// A MySQL value as a number, for lag and throttle queries (which may return text).
