@@ -47,7 +47,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=5000000
 REGEN=0
 BENCH_DIR=$REPO/target/bench
-BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_tenth}
+BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_my_big_values,mem_tenth}
 # rangecopy's figures over each peer's, per section: "ours peer".
 RATIOS=("rangecopy psql" "rangecopy pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe"
     "verify_rangecopy verify_reladiff" "my_verify_rangecopy my_verify_reladiff")
@@ -315,12 +315,14 @@ section_pg_to_pg() {
 
 # ---------------------------------------------------------------- memory
 
-# Peak RSS of rangecopy (a) copying rows with 50 MB bytea values, (b) copying a tenth of the
-# orders rows, to compare with the full run: memory must stay under 256 MiB and not grow with
-# the table. Their tables live in a source database of their own (rc_bench_mem), so that the
-# whole-database copies of the other sections never see them.
+# Peak RSS of rangecopy (a) copying rows with 50 MB bytea values, (b) the same from MariaDB
+# LONGBLOB values, (c) copying a tenth of the orders rows, to compare with the full run: memory
+# must stay under 256 MiB and not grow with the table. Their tables live in source databases
+# of their own (rc_bench_mem on both engines), so that the whole-database copies of the other
+# sections never see them.
 section_memory() {
-    if [[ $(sql "$PG_SRC/postgres" -c "SELECT count(*) FROM pg_database WHERE datname = 'rc_bench_mem'") == 0 ]]; then
+    if (selected mem_big_values || selected mem_tenth) &&
+        [[ $(sql "$PG_SRC/postgres" -c "SELECT count(*) FROM pg_database WHERE datname = 'rc_bench_mem'") == 0 ]]; then
         sql "$PG_SRC/postgres" -c "CREATE DATABASE rc_bench_mem"
     fi
     if selected mem_big_values; then
@@ -339,6 +341,7 @@ section_memory() {
             --target "$PG_TGT_FULL/rc_bench_mem_big" big_values --chunk-rows 1 --job mem
         ROWS_OF[mem_big_values]=$big_rows
     fi
+    if selected mem_my_big_values; then bench_mem_my_big_values; fi
     if selected mem_tenth; then
         local tenth=$((ROWS / 10))
         sql "$PG_SRC/rc_bench_mem" -c "DROP TABLE IF EXISTS orders"
@@ -353,10 +356,53 @@ section_memory() {
     fi
 }
 
+# (b) MariaDB rc_bench_mem.big_values: 6 rows of 50 MB LONGBLOB values, one row per chunk, so
+# that the workers read huge rows at the same time. The server must accept 50 MB packets: a
+# dev server started before dev-db.sh set max_allowed_packet has it raised for the run.
+bench_mem_my_big_values() {
+    local big_rows=6 bytes=$((50 * 1024 * 1024)) tool=mem_my_big_values
+    mysql_env
+    if [[ $(my -e "SELECT @@GLOBAL.max_allowed_packet") -lt $((bytes + (1 << 20))) ]]; then
+        log "raising the MariaDB server's max_allowed_packet to 256M for 50 MB rows"
+        if ! my -e "SET GLOBAL max_allowed_packet = 268435456"; then
+            fail "$tool" "the MariaDB server's max_allowed_packet is too small for 50 MB rows"
+            return 0
+        fi
+    fi
+    my -e "CREATE DATABASE IF NOT EXISTS rc_bench_mem"
+    if [[ $(my rc_bench_mem -e "SELECT count(*) FROM big_values WHERE LENGTH(b) = $bytes" 2>/dev/null) != "$big_rows" ]]; then
+        log "generating $big_rows rows of 50 MB LONGBLOB values in MariaDB"
+        my rc_bench_mem -e "DROP TABLE IF EXISTS big_values;
+            CREATE TABLE big_values (id int PRIMARY KEY, b longblob);
+            INSERT INTO big_values SELECT seq, REPEAT(UNHEX(MD5(seq)), $((bytes / 16))) FROM seq_1_to_$big_rows"
+    fi
+    build_rangecopy "$tool" || return 0
+    recreate_db "$PG_TGT" rc_bench_mem_my_big
+    measure "$tool" "$BIN" copy --source "$MY_URL_FULL/rc_bench_mem" \
+        --target "$PG_TGT_FULL/rc_bench_mem_my_big" big_values --chunk-rows 1 --job mem
+    ROWS_OF[$tool]=$big_rows
+    if [[ -z ${FAILED[$tool]+set} ]]; then
+        local count
+        count=$(sql "$PG_TGT/rc_bench_mem_my_big" \
+            -c "SELECT count(*) FROM rc_bench_mem.big_values WHERE length(b) = $bytes" 2>&1) || count="error: $count"
+        [[ $count == "$big_rows" ]] || fail "$tool" "target has $count rows of 50 MB, expected $big_rows"
+    fi
+}
+
 # ---------------------------------------------------------------- MariaDB → PostgreSQL
 
 # A quiet mariadb client on the dev server; the password comes from MYSQL_PWD.
 my() { mariadb -h "$MY_HOST" -P "$MY_PORT" -u "$MY_USER" -N -B "$@"; }
+
+# The MariaDB URL without its database, and the client's login (password to MYSQL_PWD).
+mysql_env() {
+    MY_URL_FULL=${RANGECOPY_TEST_MYSQL%/*}
+    MY_USER=$(sed -E 's#^[a-z]+://([^:/@]+).*#\1#' <<<"$RANGECOPY_TEST_MYSQL")
+    MY_HOST=$(sed -E 's#^[a-z]+://[^@]*@([^:/]+).*#\1#' <<<"$RANGECOPY_TEST_MYSQL")
+    MY_PORT=$(sed -E 's#^[a-z]+://[^@]*@[^:/]+:([0-9]+).*#\1#' <<<"$RANGECOPY_TEST_MYSQL")
+    MYSQL_PWD=$(url_password "$RANGECOPY_TEST_MYSQL")
+    export MYSQL_PWD
+}
 
 my_orders_ddl() {
     cat <<'SQL'
@@ -450,12 +496,7 @@ bench_my_rangecopy() {
 section_mysql_to_pg() {
     selected my_pgloader || selected my_pipe || selected my_rangecopy ||
         selected my_verify_rangecopy || selected my_verify_reladiff || return 0
-    MY_URL_FULL=${RANGECOPY_TEST_MYSQL%/*}
-    MY_USER=$(sed -E 's#^[a-z]+://([^:/@]+).*#\1#' <<<"$RANGECOPY_TEST_MYSQL")
-    MY_HOST=$(sed -E 's#^[a-z]+://[^@]*@([^:/]+).*#\1#' <<<"$RANGECOPY_TEST_MYSQL")
-    MY_PORT=$(sed -E 's#^[a-z]+://[^@]*@[^:/]+:([0-9]+).*#\1#' <<<"$RANGECOPY_TEST_MYSQL")
-    MYSQL_PWD=$(url_password "$RANGECOPY_TEST_MYSQL")
-    export MYSQL_PWD
+    mysql_env
     my_generate_orders
     local tool
     for tool in my_pgloader my_pipe my_rangecopy; do
@@ -628,7 +669,8 @@ parse_args() {
 
 usage() {
     echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy," >&2
-    echo "       verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_tenth)" >&2
+    echo "       verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values," >&2
+    echo "       mem_my_big_values,mem_tenth)" >&2
     exit 2
 }
 
@@ -649,7 +691,7 @@ main() {
     if selected psql || selected pgcopydb || selected rangecopy ||
         selected verify_rangecopy || selected verify_reladiff; then section_pg_to_pg; fi
     section_mysql_to_pg
-    if selected mem_big_values || selected mem_tenth; then section_memory; fi
+    if selected mem_big_values || selected mem_my_big_values || selected mem_tenth; then section_memory; fi
 
     print_table
     write_json

@@ -343,6 +343,8 @@ server_id = 1
 binlog_expire_logs_seconds = 259200
 innodb_buffer_pool_size = 512M
 character-set-server = utf8mb4
+# Rows with 50 MB values (bench.sh mem_my_big_values); MariaDB's default is 16M.
+max_allowed_packet = 256M
 ssl-ca = $TLS_DIR/mariadb/ca.pem
 ssl-cert = $TLS_DIR/mariadb/server.pem
 ssl-key = $TLS_DIR/mariadb/server.key

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
 use crate::config::{PgEndpoint, ProgressMode, RetryPolicy, SourceEndpoint, ThrottleConfig};
@@ -21,7 +20,7 @@ use crate::error::{redact, Error, Result};
 use crate::plan::{plan_table, Chunk, PlanCursor};
 use crate::progress::{self, Progress};
 use crate::schema::Table;
-use crate::source::{ChunkPrep, Snapshot, Source};
+use crate::source::{Block, ChunkPrep, Snapshot, Source};
 use crate::state;
 use crate::target::postgres::{self as target, copy_in_sql, PgTarget};
 use crate::throttle::{PauseReason, Throttle};
@@ -52,7 +51,7 @@ pub struct Permit<'a> {
 }
 
 impl ByteGate {
-    pub fn new(capacity: u64) -> Self {
+    pub const fn new(capacity: u64) -> Self {
         ByteGate { capacity, used: Mutex::new(0), freed: std::sync::Condvar::new() }
     }
 
@@ -396,23 +395,25 @@ impl Worker<'_> {
         target.conn.transaction("copying a chunk", |conn| {
             let mut writer = conn.copy_in(&in_sql)?;
             let summary = std::thread::scope(|s| -> Result<_> {
-                let (block_tx, block_rx) = bounded::<(Bytes, Permit<'_>)>(QUEUE_BLOCKS);
+                let (block_tx, block_rx) = bounded::<(Block, Permit<'_>)>(QUEUE_BLOCKS);
                 let extractor = s.spawn(move || {
                     let bytes_per_row = table.estimated_bytes as f64 / table.estimated_rows.max(1) as f64;
                     let block_bytes = ctx.throttle.block_bytes(BLOCK_BYTES, bytes_per_row);
-                    source.extract_chunk(table, chunk, &work.prep, block_bytes, |block, rows| {
+                    source.extract_chunk(table, chunk, &work.prep, block_bytes, |block| {
                         // Each block waits for its slot in the shared budget (or while paused),
                         // and for room among the bytes in flight.
-                        ctx.throttle.acquire(rows, block.len() as u64, &ctx.cancel)?;
-                        let permit = ctx.in_flight.acquire(block.len() as u64, &ctx.cancel)?;
+                        ctx.throttle.acquire(block.rows, block.bytes.len() as u64, &ctx.cancel)?;
+                        let permit = ctx.in_flight.acquire(block.bytes.len() as u64, &ctx.cancel)?;
                         // A closed channel means the loader stopped; it reports why.
                         Ok(block_tx.send((block, permit)).is_ok())
                     })
                 });
-                for (block, permit) in block_rx.iter() {
-                    let bytes = block.len() as i64;
-                    writer.write(block)?;
-                    drop(permit);
+                for (Block { bytes: data, hold, .. }, permit) in block_rx.iter() {
+                    let bytes = data.len() as i64;
+                    writer.write(data)?;
+                    // Written: its bytes in flight, and a huge row's share of the source's
+                    // budget for rows read whole, are free again.
+                    drop((hold, permit));
                     ctx.progress.add(chunk.table_no, 0, bytes);
                     added.1 += bytes;
                 }

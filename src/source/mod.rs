@@ -18,6 +18,7 @@ use crate::config::SourceEndpoint;
 use crate::copy_format::{CapturedRow, ChunkSummary};
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
+use crate::pipeline::Permit;
 use crate::plan::{Bound, Chunk};
 use crate::schema::{SequenceSync, Table};
 
@@ -27,6 +28,22 @@ pub struct ChunkPrep {
     /// Array columns whose element type OID must be rewritten for the target:
     /// (index among the copied columns, target OID).
     pub elem_rewrites: Vec<(usize, u32)>,
+}
+
+/// A block of a chunk's COPY data as a source hands it on.
+pub struct Block {
+    pub bytes: Bytes,
+    /// Rows that end in this block.
+    pub rows: u64,
+    /// Held until the block is written to the target (or dropped): a huge MySQL/MariaDB row's
+    /// share of the budget for rows read whole (see `mysql::SET_ASIDE_ABOVE`).
+    pub hold: Option<Permit<'static>>,
+}
+
+impl Block {
+    pub fn new(bytes: Bytes, rows: u64) -> Self {
+        Block { bytes, rows, hold: None }
+    }
 }
 
 /// A position in the source's change stream, where change-data-capture can start (P0) or
@@ -172,15 +189,15 @@ impl Source {
     }
 
     /// Streams one chunk as binary COPY data in blocks of about `block_bytes`, handing each
-    /// block and the number of rows in it to `on_block` (which returns false to stop early).
-    /// Returns the chunk's rows, bytes and digest.
+    /// block to `on_block` (which returns false to stop early). Returns the chunk's rows, bytes
+    /// and digest.
     pub fn extract_chunk(
         &mut self,
         table: &Table,
         chunk: &Chunk,
         prep: &ChunkPrep,
         block_bytes: usize,
-        on_block: impl FnMut(Bytes, u64) -> Result<bool>,
+        on_block: impl FnMut(Block) -> Result<bool>,
     ) -> Result<ChunkSummary> {
         match self {
             Source::Postgres(s) => s.extract_chunk(table, chunk, prep, block_bytes, on_block),

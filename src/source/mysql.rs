@@ -7,6 +7,17 @@
 //! value silently: a value the chosen PostgreSQL type cannot hold is an error naming table,
 //! column and key, except zero dates under `--zero-dates null`, which are counted.
 //!
+//! # Huge rows
+//!
+//! The driver reads a whole row into one buffer (which grows to the next power of two) and
+//! then copies its values out, so a row with a 50 MB value costs well over 100 MB while it is
+//! read. In tables with wide columns ([`WIDE`]: MEDIUM/LONG BLOB and TEXT, JSON, spatial), a
+//! chunk's streaming query therefore sends the wide values of rows above [`SET_ASIDE_ABOVE`]
+//! as NULL, with each row's size; those rows are skipped and then read whole by key, one at a
+//! time within the process's [`SET_ASIDE_BUDGET`], in the same consistent snapshot, and encoded
+//! like any other row (the digest does not depend on row order). A connection that read a huge
+//! row is replaced after its chunk, since the driver keeps its grown read buffer.
+//!
 //! # The mapping
 //!
 //! [`TYPE_MAP`] is the one table from MySQL type families to PostgreSQL types, logical types
@@ -26,16 +37,18 @@
 //! - MariaDB-only types: UUID maps to uuid; INET4/INET6 and VECTOR are refused unless cast.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Params, Row, Value};
 
-use super::SourcePosition;
+use super::{Block, SourcePosition};
 use crate::canonical::{RangeDigest, RowEncoder};
 use crate::config::{CastRule, CastSelector, CastTarget, ColumnRef, MyEndpoint, MyOptions, TableSpec, ZeroDates};
 use crate::copy_format::{CapturedRow, ChunkSummary, CopyEncoder};
 use crate::error::{redact, Error, ErrorCode, Result};
+use crate::pipeline::{ByteGate, Permit};
 use crate::plan::{Bound, Chunk};
 use crate::schema::{quote_ident, quote_literal, Column, Key, LogicalType, SequenceSync, Table, TableName, TargetDdl};
 
@@ -77,10 +90,14 @@ enum Flavor {
 
 pub struct MySource {
     conn: Conn,
+    /// To reconnect (a fresh connection gives back the driver's grown buffers).
+    ep: MyEndpoint,
     endpoint: String,
     database: String,
     options: MyOptions,
     flavor: Flavor,
+    /// The connection is in the run's `--consistent` snapshot transaction: chunks read in it.
+    in_snapshot: bool,
 }
 
 /// A MySQL column type parsed from `COLUMN_TYPE` (plus the charset/collation suffix that
@@ -434,10 +451,12 @@ impl MySource {
         }
         Ok(MySource {
             conn,
+            ep: ep.clone(),
             endpoint: ep.display.clone(),
             database: ep.database.clone(),
             options: ep.options.clone(),
             flavor,
+            in_snapshot: false,
         })
     }
 
@@ -1706,7 +1725,7 @@ impl MySource {
         table: &Table,
         chunk: &Chunk,
         block_bytes: usize,
-        on_block: impl FnMut(Bytes, u64) -> Result<bool>,
+        on_block: impl FnMut(Block) -> Result<bool>,
     ) -> Result<ChunkSummary> {
         self.stream_chunk(table, chunk, block_bytes, on_block, None)
     }
@@ -1722,7 +1741,7 @@ impl MySource {
         pace: &mut dyn FnMut(u64, u64) -> Result<()>,
     ) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
         let mut rows = Vec::new();
-        let on_block = |block: Bytes, n: u64| pace(n, block.len() as u64).map(|()| true);
+        let on_block = |block: Block| pace(block.rows, block.bytes.len() as u64).map(|()| true);
         let summary =
             self.stream_chunk(table, chunk, 1 << 20, on_block, if capture { Some(&mut rows) } else { None })?;
         Ok((summary, rows))
@@ -1793,9 +1812,9 @@ impl MySource {
         self.conn.query_drop("FLUSH TABLES WITH READ LOCK").map_err(|e| Error::mysql(&self.endpoint, what, e))?;
         let started = (|| {
             for w in workers.iter_mut() {
-                w.conn
-                    .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                start_snapshot(&mut w.conn)
                     .map_err(|e| Error::mysql(&w.endpoint, "starting a consistent snapshot", e))?;
+                w.in_snapshot = true;
             }
             self.position()
         })();
@@ -1818,13 +1837,18 @@ impl MySource {
 
     /// One chunk's rows, encoded for COPY (blocks to `on_block` with their row counts) and
     /// hashed; with `capture`, every row's canonical bytes and hash are kept as well.
+    ///
+    /// A table with wide columns (see [`SetAside`]) has its huge rows set aside by the streaming
+    /// query and read whole afterwards, one by one, in the same snapshot: the chunk runs in a
+    /// consistent-snapshot transaction of its own unless the connection is already in one
+    /// (`--consistent`).
     fn stream_chunk(
         &mut self,
         table: &Table,
         chunk: &Chunk,
         block_bytes: usize,
-        mut on_block: impl FnMut(Bytes, u64) -> Result<bool>,
-        mut capture: Option<&mut Vec<CapturedRow>>,
+        mut on_block: impl FnMut(Block) -> Result<bool>,
+        capture: Option<&mut Vec<CapturedRow>>,
     ) -> Result<ChunkSummary> {
         let what = format!("reading {}", table.name);
         let columns: Vec<&Column> = table.copied_columns().collect();
@@ -1841,34 +1865,70 @@ impl MySource {
             });
             select.push(expr);
         }
-        // Where the key's values sit in each row, for error messages.
+        // Where the key's values sit in each row, for error messages and set-aside rows.
         let key_pos: Vec<usize> =
             table.key_columns().iter().filter_map(|k| columns.iter().position(|c| c.name == k.name)).collect();
         let (cond, params) =
             chunk_where(table, &chunk.lo, &chunk.hi).map_err(|e| Error::input(format!("{what}: {e}")))?;
-        let sql = format!("SELECT {} FROM {}{cond}{}", select.join(", "), my_table(&table.name), order_by(table));
         let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
+        let aside = SetAside::plan(table, &columns, &select, &key_pos);
+        let list = aside.as_ref().map_or(&select, |a| &a.streamed);
+        let sql = format!("SELECT {} FROM {}{cond}{}", list.join(", "), my_table(&table.name), order_by(table));
+        let query = ChunkQuery { table, columns, key_pos, what };
+        let mut rows = ChunkRows::new(plans, self.options.zero_dates, block_bytes, capture);
 
-        let zero_policy = self.options.zero_dates;
-        let n = plans.len();
-        // The encoder owns its block buffer: `take_buffer` hands it over and starts a fresh one
-        // of the same capacity.
-        let mut copy = CopyEncoder::with_capacity(block_bytes + block_bytes / 4);
-        // Captured rows are compared value by value, so they must be kept whole.
-        let mut hasher = if capture.is_some() { RowEncoder::keeping_whole_rows() } else { RowEncoder::new() };
-        let mut digest = RangeDigest::new();
-        let mut zero_counts = vec![0u64; n];
-        let mut bytes = 0u64;
-        let mut rows_sent = 0u64;
-        let mut stopped = false;
-        let mut failure: Option<String> = None;
-        let endpoint = self.endpoint.clone();
-        let mut result = match self.conn.exec_iter(sql.as_str(), params) {
-            Ok(r) => r,
-            Err(e) => return Err(Error::mysql(&endpoint, &what, e)),
+        let Some(aside) = aside else {
+            self.read_streamed(&query, &sql, params, &mut rows, &mut on_block, None)?;
+            return rows.finish(table, chunk, on_block);
         };
+        let own_snapshot = !self.in_snapshot;
+        if own_snapshot {
+            start_snapshot(&mut self.conn)
+                .map_err(|e| Error::mysql(&self.endpoint, format!("{}: starting a snapshot", query.what), e))?;
+        }
+        let read = self.read_streamed(&query, &sql, params, &mut rows, &mut on_block, Some(&aside)).and_then(|keys| {
+            let huge = !keys.is_empty();
+            self.read_set_aside(&query, &aside, keys, &mut rows, &mut on_block).map(|()| huge)
+        });
+        if own_snapshot {
+            let ended =
+                self.conn.query_drop("COMMIT").map_err(|e| Error::mysql(&self.endpoint, "ending a snapshot", e));
+            if read? {
+                // The driver keeps the read buffer that grew to hold the huge rows for as long
+                // as the connection lives; a fresh connection gives it back. When none can be
+                // had now, this one goes on, buffer and all.
+                if let Some(fresh) = ended.as_ref().ok().and_then(|()| MySource::connect(&self.ep).ok()) {
+                    *self = fresh;
+                }
+            }
+            ended?;
+        } else {
+            read?;
+        }
+        rows.finish(table, chunk, on_block)
+    }
+
+    /// Runs a chunk's streaming query and encodes its rows as they arrive. With `aside`, rows
+    /// whose wide values exceed [`SET_ASIDE_ABOVE`] are not encoded: their key parameters and
+    /// sizes are returned, in key order.
+    fn read_streamed(
+        &mut self,
+        query: &ChunkQuery<'_>,
+        sql: &str,
+        params: Params,
+        rows: &mut ChunkRows<'_>,
+        on_block: &mut impl FnMut(Block) -> Result<bool>,
+        aside: Option<&SetAside>,
+    ) -> Result<Vec<(Vec<Value>, u64)>> {
+        let endpoint = self.endpoint.clone();
+        let mut result = match self.conn.exec_iter(sql, params) {
+            Ok(r) => r,
+            Err(e) => return Err(Error::mysql(&endpoint, &query.what, e)),
+        };
+        let mut set_aside = Vec::new();
         let mut read_error = None;
-        'rows: for row in result.by_ref() {
+        let mut failure: Option<String> = None;
+        for row in result.by_ref() {
             let row = match row {
                 Ok(r) => r,
                 Err(e) => {
@@ -1876,61 +1936,298 @@ impl MySource {
                     break;
                 }
             };
-            copy.begin_row(n);
-            for (i, plan) in plans.iter().enumerate() {
-                let v = row.as_ref(i).unwrap_or(&Value::NULL);
-                if let Value::NULL = v {
-                    copy.null();
-                    hasher.null();
+            if let Some(aside) = aside {
+                let size = aside.size(&row, rows.plans.len());
+                if size > SET_ASIDE_ABOVE {
+                    set_aside.push((aside.key_params(&row)?, size));
                     continue;
                 }
-                match (plan.conv)(v, plan, &mut copy, &mut hasher) {
-                    Ok(()) => {}
-                    Err(Problem::ZeroDate(_)) if zero_policy == ZeroDates::Null => {
-                        copy.null();
-                        hasher.null();
-                        zero_counts[i] += 1;
-                    }
-                    Err(problem) => {
-                        failure = Some(value_failure(table, &columns, &key_pos, &row, plan, problem));
-                        break 'rows;
-                    }
-                }
             }
-            let canonical = capture.is_some().then(|| hasher.as_bytes().to_vec());
-            let hash = hasher.finish_row();
-            digest.add(&hash);
-            if let (Some(rows), Some(canonical)) = (capture.as_deref_mut(), canonical) {
-                rows.push(CapturedRow { canonical, hash });
+            if let Err((i, problem)) = rows.add(&row) {
+                failure = Some(query.failure(&row, &rows.plans[i], problem));
+                break;
             }
-            if copy.buffered().len() >= block_bytes {
-                let block = copy.take_buffer();
-                bytes += block.len() as u64;
-                let rows_in_block = copy.rows() - rows_sent;
-                rows_sent = copy.rows();
-                if !on_block(Bytes::from(block), rows_in_block)? {
-                    stopped = true;
-                    break;
-                }
+            rows.flush(on_block, None)?;
+            if rows.stopped {
+                break;
             }
         }
         drop(result);
         if let Some(e) = read_error {
-            return Err(Error::mysql(&endpoint, &what, e));
+            return Err(Error::mysql(&endpoint, &query.what, e));
         }
         if let Some(detail) = failure {
-            return Err(Error::Sql { endpoint, what, detail, code: ErrorCode::Other });
+            return Err(Error::Sql { endpoint, what: query.what.clone(), detail, code: ErrorCode::Other });
         }
-        report_zero_dates(table, chunk, &plans, &zero_counts);
-        let rows = copy.rows();
-        if !stopped {
-            let tail = copy.finish();
+        Ok(set_aside)
+    }
+
+    /// Reads the rows a chunk's streaming query set aside, whole, one by one by their keys, and
+    /// encodes each like any other row. Each is read holding its share of [`SET_ASIDE_GATE`],
+    /// which goes with its COPY block and is given back once that block is written (or hashed).
+    fn read_set_aside(
+        &mut self,
+        query: &ChunkQuery<'_>,
+        aside: &SetAside,
+        keys: Vec<(Vec<Value>, u64)>,
+        rows: &mut ChunkRows<'_>,
+        on_block: &mut impl FnMut(Block) -> Result<bool>,
+    ) -> Result<()> {
+        let what = || format!("{}: reading a row set aside as huge", query.what);
+        for (params, size) in keys {
+            if rows.stopped {
+                break;
+            }
+            let permit = SET_ASIDE_GATE.acquire(size, &NEVER_CANCELLED)?;
+            let found = match self.conn.exec_iter(aside.by_key.as_str(), Params::Positional(params.clone())) {
+                Ok(mut result) => result.next().transpose(),
+                Err(e) => Err(e),
+            };
+            let Some(row) = found.map_err(|e| Error::mysql(&self.endpoint, what(), e))? else {
+                let key: Vec<String> = params.iter().map(value_text).collect();
+                let detail = format!(
+                    "the row with key ({}) is gone, although the chunk reads one snapshot (a table whose \
+                     engine keeps no snapshots, such as MyISAM, was written to meanwhile); resume the job \
+                     to read the chunk again",
+                    key.join(", ")
+                );
+                return Err(Error::Sql {
+                    endpoint: self.endpoint.clone(),
+                    what: what(),
+                    detail,
+                    code: ErrorCode::Other,
+                });
+            };
+            if let Err((i, problem)) = rows.add(&row) {
+                let detail = query.failure(&row, &rows.plans[i], problem);
+                return Err(Error::Sql {
+                    endpoint: self.endpoint.clone(),
+                    what: what(),
+                    detail,
+                    code: ErrorCode::Other,
+                });
+            }
+            drop(row);
+            rows.flush(on_block, Some(permit))?;
+        }
+        Ok(())
+    }
+}
+
+/// A row whose wide values together hold more than this many bytes (as the server stores
+/// them) is set aside by its chunk's streaming query and read whole afterwards, so that the
+/// driver's buffers stay about this small while rows stream.
+pub const SET_ASIDE_ABOVE: u64 = 4 << 20;
+
+/// Bytes of set-aside rows being read, or waiting in COPY blocks to be written, at once in the
+/// whole process (copy and verify workers alike). Reading a row costs about twice its size
+/// (the driver's packet and the parsed value, then the value and its encoding); a row larger
+/// than this budget is read alone.
+const SET_ASIDE_BUDGET: u64 = 32 << 20;
+static SET_ASIDE_GATE: ByteGate = ByteGate::new(SET_ASIDE_BUDGET);
+/// The gate is held only until a block is written or dropped, so waiting for it needs no
+/// cancellation of its own.
+static NEVER_CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// Column families whose values may be too large to stream with the rest (MEDIUM* hold up to
+/// 16 MiB, LONG* and JSON up to 4 GiB; spatial values are stored like LONGBLOB).
+const WIDE: &[&[&str]] = &[&["mediumblob", "longblob", "mediumtext", "longtext", "json"], SPATIAL];
+
+/// How a chunk of a table with wide columns sets its huge rows aside: the streaming query
+/// sends their wide values as NULL, and every row's wide bytes, and the huge rows are read
+/// again by key.
+struct SetAside {
+    /// The streaming query's SELECT list: the copied columns (wide ones NULL in huge rows),
+    /// then the row's wide bytes.
+    streamed: Vec<String>,
+    /// `SELECT <copied columns> FROM t WHERE k1 = ? AND …`: one set-aside row, whole.
+    by_key: String,
+    /// Each key column's place among the copied columns, and how its value is bound.
+    key: Vec<(usize, KeyKind)>,
+}
+
+impl SetAside {
+    /// None for tables without wide columns (their chunks take the plain streaming path) and
+    /// for tables without a key (whose rows could not be found again).
+    fn plan(table: &Table, columns: &[&Column], select: &[String], key_pos: &[usize]) -> Option<SetAside> {
+        let wide: Vec<usize> = (0..columns.len())
+            .filter(|&i| in_families(&TypeInfo::parse(&columns[i].source_type).family, WIDE))
+            .collect();
+        let kinds = key_kinds(table).ok()?;
+        if wide.is_empty() || kinds.is_empty() || kinds.len() != key_pos.len() {
+            return None;
+        }
+        let size: Vec<String> = wide.iter().map(|&i| format!("COALESCE(LENGTH({}), 0)", select[i])).collect();
+        let size = size.join(" + ");
+        let mut streamed = select.to_vec();
+        for &i in &wide {
+            streamed[i] = format!("IF({size} > {SET_ASIDE_ABOVE}, NULL, {})", select[i]);
+        }
+        streamed.push(size);
+        let cond: Vec<String> = kinds.iter().map(|(c, k)| format!("{c} = {}", k.param_sql())).collect();
+        let by_key =
+            format!("SELECT {} FROM {} WHERE {}", select.join(", "), my_table(&table.name), cond.join(" AND "));
+        let key = key_pos.iter().zip(kinds).map(|(&pos, (_, kind))| (pos, kind)).collect();
+        Some(SetAside { streamed, by_key, key })
+    }
+
+    /// A streamed row's wide bytes (the column after the `copied` copied ones).
+    #[inline]
+    fn size(&self, row: &Row, copied: usize) -> u64 {
+        match row.as_ref(copied) {
+            Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(Value::UInt(n)) => *n,
+            Some(v) => value_number(v).map_or(0, |n| n as u64),
+            None => 0,
+        }
+    }
+
+    /// A streamed row's key as the parameters of `by_key`.
+    fn key_params(&self, row: &Row) -> Result<Vec<Value>> {
+        self.key
+            .iter()
+            .map(|(pos, kind)| {
+                kind.param(&kind.bound_text(row.as_ref(*pos).unwrap_or(&Value::NULL)))
+                    .map_err(|e| Error::Bug(format!("a key value read back does not bind: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// What a chunk's read is about, for its messages.
+struct ChunkQuery<'a> {
+    table: &'a Table,
+    columns: Vec<&'a Column>,
+    key_pos: Vec<usize>,
+    what: String,
+}
+
+impl ChunkQuery<'_> {
+    #[cold]
+    fn failure(&self, row: &Row, plan: &ColPlan, problem: Problem) -> String {
+        value_failure(self.table, &self.columns, &self.key_pos, row, plan, problem)
+    }
+}
+
+/// One chunk's rows on their way out: encoded into COPY blocks and hashed into the digest,
+/// zero dates copied as NULL counted.
+struct ChunkRows<'a> {
+    plans: Vec<ColPlan>,
+    zero_policy: ZeroDates,
+    /// The encoder owns its block buffer: `take_buffer` hands it over and starts a fresh one
+    /// of the same capacity.
+    copy: CopyEncoder,
+    hasher: RowEncoder,
+    digest: RangeDigest,
+    zero_counts: Vec<u64>,
+    capture: Option<&'a mut Vec<CapturedRow>>,
+    block_bytes: usize,
+    /// COPY bytes handed on so far, and the rows in them.
+    bytes: u64,
+    rows_sent: u64,
+    /// `on_block` asked to stop.
+    stopped: bool,
+}
+
+impl<'a> ChunkRows<'a> {
+    fn new(
+        plans: Vec<ColPlan>,
+        zero_policy: ZeroDates,
+        block_bytes: usize,
+        capture: Option<&'a mut Vec<CapturedRow>>,
+    ) -> Self {
+        ChunkRows {
+            zero_counts: vec![0; plans.len()],
+            plans,
+            zero_policy,
+            copy: CopyEncoder::with_capacity(block_bytes + block_bytes / 4),
+            // Captured rows are compared value by value, so they must be kept whole.
+            hasher: if capture.is_some() { RowEncoder::keeping_whole_rows() } else { RowEncoder::new() },
+            digest: RangeDigest::new(),
+            capture,
+            block_bytes,
+            bytes: 0,
+            rows_sent: 0,
+            stopped: false,
+        }
+    }
+
+    /// Encodes and hashes a row's first `plans.len()` values; a value the mapping cannot hold
+    /// comes back with its column's index.
+    #[inline]
+    fn add(&mut self, row: &Row) -> std::result::Result<(), (usize, Problem)> {
+        self.copy.begin_row(self.plans.len());
+        for (i, plan) in self.plans.iter().enumerate() {
+            let v = row.as_ref(i).unwrap_or(&Value::NULL);
+            if let Value::NULL = v {
+                self.copy.null();
+                self.hasher.null();
+                continue;
+            }
+            match (plan.conv)(v, plan, &mut self.copy, &mut self.hasher) {
+                Ok(()) => {}
+                Err(Problem::ZeroDate(_)) if self.zero_policy == ZeroDates::Null => {
+                    self.copy.null();
+                    self.hasher.null();
+                    self.zero_counts[i] += 1;
+                }
+                Err(problem) => return Err((i, problem)),
+            }
+        }
+        let canonical = self.capture.is_some().then(|| self.hasher.as_bytes().to_vec());
+        let hash = self.hasher.finish_row();
+        self.digest.add(&hash);
+        if let (Some(rows), Some(canonical)) = (self.capture.as_deref_mut(), canonical) {
+            rows.push(CapturedRow { canonical, hash });
+        }
+        Ok(())
+    }
+
+    /// Hands the bytes encoded so far to `on_block` once they fill a block, or at once when
+    /// they end with a set-aside row (whose `permit` then goes with the block).
+    #[inline]
+    fn flush(
+        &mut self,
+        on_block: &mut impl FnMut(Block) -> Result<bool>,
+        permit: Option<Permit<'static>>,
+    ) -> Result<()> {
+        if permit.is_none() && self.copy.buffered().len() < self.block_bytes {
+            return Ok(());
+        }
+        let bytes = self.copy.take_buffer();
+        self.bytes += bytes.len() as u64;
+        let rows = self.copy.rows() - self.rows_sent;
+        self.rows_sent = self.copy.rows();
+        if !on_block(Block { bytes: Bytes::from(bytes), rows, hold: permit })? {
+            self.stopped = true;
+        }
+        Ok(())
+    }
+
+    /// Reports the zero dates copied as NULL, hands on the last block (unless stopped) and
+    /// returns the chunk's summary.
+    fn finish(
+        self,
+        table: &Table,
+        chunk: &Chunk,
+        mut on_block: impl FnMut(Block) -> Result<bool>,
+    ) -> Result<ChunkSummary> {
+        report_zero_dates(table, chunk, &self.plans, &self.zero_counts);
+        let rows = self.copy.rows();
+        let mut bytes = self.bytes;
+        if !self.stopped {
+            let tail = self.copy.finish();
             bytes += tail.bytes.len() as u64;
-            on_block(Bytes::from(tail.bytes), rows - rows_sent)?;
+            on_block(Block::new(Bytes::from(tail.bytes), rows - self.rows_sent))?;
         }
-        let nulled =
-            plans.iter().zip(&zero_counts).filter(|(_, &n)| n > 0).map(|(p, &n)| (p.name.clone(), n)).collect();
-        Ok(ChunkSummary { rows, bytes, digest, nulled })
+        let nulled = self
+            .plans
+            .iter()
+            .zip(&self.zero_counts)
+            .filter(|(_, &n)| n > 0)
+            .map(|(p, &n)| (p.name.clone(), n))
+            .collect();
+        Ok(ChunkSummary { rows, bytes, digest: self.digest, nulled })
     }
 }
 
@@ -1975,6 +2272,14 @@ fn report_zero_dates(table: &Table, chunk: &Chunk, plans: &[ColPlan], counts: &[
             );
         }
     }
+}
+
+/// Starts a read-only transaction on a consistent snapshot. `WITH CONSISTENT SNAPSHOT` is
+/// silently ignored below REPEATABLE READ, so the level is set for this transaction whatever
+/// the server's default (`transaction_isolation = READ-COMMITTED` is common).
+fn start_snapshot(conn: &mut Conn) -> mysql::Result<()> {
+    conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
 }
 
 /// A MySQL value as a number, for lag and throttle queries (which may return text).
@@ -2122,6 +2427,84 @@ mod tests {
             Some("LOCALTIMESTAMP")
         );
         assert_eq!(render("int", Some("(rand() * 10)"), "default_generated", mysql), None);
+    }
+
+    /// A MySQL table of `(name, source type)` columns keyed by the columns at `key`.
+    fn my_table_of(columns: &[(&str, &str)], key: &[usize]) -> Table {
+        let columns = columns
+            .iter()
+            .map(|(name, ty)| {
+                let row = type_row(&TypeInfo::parse(ty)).expect("a mapped type");
+                Column {
+                    name: name.to_string(),
+                    type_sql: (row.pg)(&TypeInfo::parse(ty)),
+                    logical: row.logical.clone(),
+                    not_null: false,
+                    default_sql: None,
+                    identity_sql: None,
+                    generated_sql: None,
+                    user_elem_oid: None,
+                    user_elem_type_sql: None,
+                    source_type: ty.to_string(),
+                }
+            })
+            .collect();
+        Table {
+            name: TableName::new("db", "t"),
+            target: TableName::new("db", "t"),
+            columns,
+            key: (!key.is_empty()).then(|| Key { columns: key.to_vec(), description: String::new() }),
+            estimated_rows: 0,
+            estimated_bytes: 0,
+            ddl: TargetDdl::default(),
+            partitioned: false,
+        }
+    }
+
+    fn set_aside_of(table: &Table) -> Option<SetAside> {
+        let columns: Vec<&Column> = table.copied_columns().collect();
+        let select: Vec<String> = columns.iter().map(|c| column_conv(c).unwrap().1).collect();
+        let key_pos: Vec<usize> = table.key.as_ref().map(|k| k.columns.clone()).unwrap_or_default();
+        SetAside::plan(table, &columns, &select, &key_pos)
+    }
+
+    #[test]
+    fn only_keyed_tables_with_wide_columns_set_huge_rows_aside() {
+        let t = my_table_of(
+            &[
+                ("id", "int"),
+                ("doc", "longtext character set utf8mb4 collate utf8mb4_bin"),
+                ("n", "varchar(5)"),
+                ("pic", "mediumblob"),
+                ("k", "varbinary(4)"),
+            ],
+            &[0, 4],
+        );
+        let aside = set_aside_of(&t).expect("wide columns and a key");
+        let size = "COALESCE(LENGTH(`doc`), 0) + COALESCE(LENGTH(`pic`), 0)";
+        assert_eq!(
+            aside.streamed,
+            [
+                "`id`".to_string(),
+                format!("IF({size} > {SET_ASIDE_ABOVE}, NULL, `doc`)"),
+                "`n`".to_string(),
+                format!("IF({size} > {SET_ASIDE_ABOVE}, NULL, `pic`)"),
+                "`k`".to_string(),
+                size.to_string(),
+            ]
+        );
+        assert_eq!(aside.by_key, "SELECT `id`, `doc`, `n`, `pic`, `k` FROM `db`.`t` WHERE `id` = ? AND `k` = UNHEX(?)");
+        assert_eq!(aside.key.iter().map(|(pos, _)| *pos).collect::<Vec<_>>(), [0, 4]);
+
+        for ty in ["json", "longblob", "mediumtext", "geometry"] {
+            let mut t = my_table_of(&[("id", "int"), ("v", "text")], &[0]);
+            t.columns[1].source_type = ty.to_string();
+            assert!(set_aside_of(&t).is_some(), "{ty} is wide");
+        }
+        let narrow = my_table_of(&[("id", "int"), ("t", "text"), ("b", "blob"), ("v", "varchar(16000)")], &[0]);
+        assert!(set_aside_of(&narrow).is_none(), "TEXT, BLOB and VARCHAR rows stay under 64 KiB: streamed");
+        let keyless = my_table_of(&[("id", "int"), ("doc", "longtext")], &[]);
+        assert!(set_aside_of(&keyless).is_none(), "rows without a key cannot be found again: streamed");
     }
 
     #[test]

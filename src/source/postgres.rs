@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 
-use super::{ChunkPrep, SourcePosition};
+use super::{Block, ChunkPrep, SourcePosition};
 use crate::config::{PgEndpoint, TableSpec};
 use crate::copy_format::{CapturedRow, ChunkHasher, ChunkSummary};
 use crate::error::{Error, Result};
@@ -441,7 +441,7 @@ impl PgSource {
         chunk: &Chunk,
         prep: &ChunkPrep,
         block_bytes: usize,
-        mut on_block: impl FnMut(Bytes, u64) -> Result<bool>,
+        mut on_block: impl FnMut(Block) -> Result<bool>,
     ) -> Result<ChunkSummary> {
         let columns: Vec<&Column> = table.copied_columns().collect();
         let mut hasher = ChunkHasher::new(&columns);
@@ -465,7 +465,7 @@ impl PgSource {
             if block.is_empty() {
                 return Ok(true);
             }
-            on_block(block, rows)
+            on_block(Block::new(block, rows))
         };
         self.in_snapshot("reading a chunk in the snapshot", |conn| {
             conn.copy_out_blocks(&sql, block_bytes, &mut hash_block)
