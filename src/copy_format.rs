@@ -218,6 +218,21 @@ pub struct ChunkHasher {
     captured: Option<Vec<CapturedRow>>,
 }
 
+/// Adds the encoder's row to `digest`, and when rows are being captured, to `captured` with
+/// its canonical bytes and hash.
+#[inline]
+pub fn add_row(digest: &mut DigestBuilder, encoder: &mut RowEncoder, captured: Option<&mut Vec<CapturedRow>>) {
+    match captured {
+        Some(rows) => {
+            let canonical = encoder.as_bytes().to_vec();
+            let hash = encoder.finish_row();
+            digest.add_hash(&hash);
+            rows.push(CapturedRow { canonical, hash });
+        }
+        None => digest.add_row(encoder),
+    }
+}
+
 /// One row as hashed: its canonical bytes (self-delimiting values, one per column) and hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapturedRow {
@@ -540,15 +555,7 @@ impl ChunkHasher {
             pos += len as usize;
         }
         self.rows += 1;
-        match self.captured.as_mut() {
-            Some(rows) => {
-                let canonical = self.encoder.as_bytes().to_vec();
-                let hash = self.encoder.finish_row();
-                self.digest.add_hash(&hash);
-                rows.push(CapturedRow { canonical, hash });
-            }
-            None => self.digest.add_row(&mut self.encoder),
-        }
+        add_row(&mut self.digest, &mut self.encoder, self.captured.as_mut());
         Ok(Some(pos - start))
     }
 

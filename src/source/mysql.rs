@@ -44,9 +44,9 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Params, Row, Value};
 
 use super::{Block, SourcePosition};
-use crate::canonical::{RangeDigest, RowEncoder};
+use crate::canonical::{DigestBuilder, RowEncoder};
 use crate::config::{CastRule, CastSelector, CastTarget, ColumnRef, MyEndpoint, MyOptions, TableSpec, ZeroDates};
-use crate::copy_format::{CapturedRow, ChunkSummary, CopyEncoder};
+use crate::copy_format::{add_row, CapturedRow, ChunkSummary, CopyEncoder};
 use crate::error::{redact, Error, ErrorCode, Result};
 use crate::pipeline::{ByteGate, Permit};
 use crate::plan::{Bound, Chunk};
@@ -2118,7 +2118,7 @@ struct ChunkRows<'a> {
     /// of the same capacity.
     copy: CopyEncoder,
     hasher: RowEncoder,
-    digest: RangeDigest,
+    digest: DigestBuilder,
     zero_counts: Vec<u64>,
     capture: Option<&'a mut Vec<CapturedRow>>,
     block_bytes: usize,
@@ -2143,7 +2143,7 @@ impl<'a> ChunkRows<'a> {
             copy: CopyEncoder::with_capacity(block_bytes + block_bytes / 4),
             // Captured rows are compared value by value, so they must be kept whole.
             hasher: if capture.is_some() { RowEncoder::keeping_whole_rows() } else { RowEncoder::new() },
-            digest: RangeDigest::new(),
+            digest: DigestBuilder::new(),
             capture,
             block_bytes,
             bytes: 0,
@@ -2174,12 +2174,7 @@ impl<'a> ChunkRows<'a> {
                 Err(problem) => return Err((i, problem)),
             }
         }
-        let canonical = self.capture.is_some().then(|| self.hasher.as_bytes().to_vec());
-        let hash = self.hasher.finish_row();
-        self.digest.add(&hash);
-        if let (Some(rows), Some(canonical)) = (self.capture.as_deref_mut(), canonical) {
-            rows.push(CapturedRow { canonical, hash });
-        }
+        add_row(&mut self.digest, &mut self.hasher, self.capture.as_deref_mut());
         Ok(())
     }
 
@@ -2227,7 +2222,7 @@ impl<'a> ChunkRows<'a> {
             .filter(|(_, &n)| n > 0)
             .map(|(p, &n)| (p.name.clone(), n))
             .collect();
-        Ok(ChunkSummary { rows, bytes, digest: self.digest, nulled })
+        Ok(ChunkSummary { rows, bytes, digest: self.digest.finish(), nulled })
     }
 }
 
