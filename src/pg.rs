@@ -158,21 +158,24 @@ impl PgConn {
             let mut gathered = BytesMut::new();
             while let Some(data) = stream.next().await {
                 let data = data.map_err(err)?;
-                let block = if gathered.is_empty() && data.len() >= block_bytes {
-                    data
-                } else {
-                    if gathered.is_empty() {
-                        // A whole block's room at once: the last block still shares the old
-                        // buffer, and growing by small steps would copy it over and over.
-                        gathered.reserve(block_bytes + block_bytes / 4);
+                if data.len() >= block_bytes {
+                    // A block on its own goes on as it came, after what was gathered before it
+                    // (copying a 50 MB row into the gathered block would double its memory).
+                    if !gathered.is_empty() && !on_block(gathered.split().freeze())? {
+                        return Ok(());
                     }
-                    gathered.extend_from_slice(&data);
-                    if gathered.len() < block_bytes {
-                        continue;
+                    if !on_block(data)? {
+                        return Ok(());
                     }
-                    gathered.split().freeze()
-                };
-                if !on_block(block)? {
+                    continue;
+                }
+                if gathered.is_empty() {
+                    // A whole block's room at once: the last block still shares the old
+                    // buffer, and growing by small steps would copy it over and over.
+                    gathered.reserve(block_bytes + block_bytes / 4);
+                }
+                gathered.extend_from_slice(&data);
+                if gathered.len() >= block_bytes && !on_block(gathered.split().freeze())? {
                     return Ok(());
                 }
             }
