@@ -1974,6 +1974,9 @@ impl MySource {
         on_block: &mut impl FnMut(Block) -> Result<bool>,
     ) -> Result<()> {
         let what = || format!("{}: reading a row set aside as huge", query.what);
+        // Not retriable: the row or its value is wrong, not the connection.
+        let fail =
+            |detail| Error::Sql { endpoint: self.endpoint.clone(), what: what(), detail, code: ErrorCode::Other };
         for (params, size) in keys {
             if rows.stopped {
                 break;
@@ -1991,21 +1994,10 @@ impl MySource {
                      to read the chunk again",
                     key.join(", ")
                 );
-                return Err(Error::Sql {
-                    endpoint: self.endpoint.clone(),
-                    what: what(),
-                    detail,
-                    code: ErrorCode::Other,
-                });
+                return Err(fail(detail));
             };
             if let Err((i, problem)) = rows.add(&row) {
-                let detail = query.failure(&row, &rows.plans[i], problem);
-                return Err(Error::Sql {
-                    endpoint: self.endpoint.clone(),
-                    what: what(),
-                    detail,
-                    code: ErrorCode::Other,
-                });
+                return Err(fail(query.failure(&row, &rows.plans[i], problem)));
             }
             drop(row);
             rows.flush(on_block, Some(permit))?;
