@@ -43,7 +43,14 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
     }
     check_throttle_sources(cfg, &mut source)?;
     check_slot(cfg, &mut source)?;
-    let existing = state::load_job(&mut target.conn, &cfg.job)?;
+    // This process holds the job's lock: a job recorded as running is one whose run stopped
+    // without saying so.
+    let existing = state::load_job(&mut target.conn, &cfg.job)?.map(|mut job| {
+        if job.status == "running" {
+            job.status = "interrupted".into();
+        }
+        job
+    });
     let mut slot_p0 = None;
     let records = match (cfg.mode, &existing) {
         (StartMode::Fresh, Some(job)) => return Err(already_exists(cfg, job)),
@@ -55,7 +62,11 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         }
         (StartMode::Resume, Some(job)) => {
             keep_chunk_rows(cfg, job);
-            resume(cfg, &mut target, job)?
+            resume(cfg, &mut source, &mut target, job)?
+        }
+        (StartMode::Restart, Some(job)) if !cfg.tables.is_empty() => {
+            keep_chunk_rows(cfg, job);
+            restart_tables(cfg, &mut source, &mut target)?
         }
         (StartMode::Restart, old) | (StartMode::Fresh, old @ None) => {
             let old_tables = match old {
@@ -67,93 +78,20 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
             records
         }
     };
-    let resumed = cfg.mode == StartMode::Resume;
-    if resumed && (cfg.consistent || existing.as_ref().is_some_and(|j| j.consistent)) {
-        eprintln!(
-            "warning: job {:?} is resumed: a --consistent snapshot ends with the process that took it, so the \
-             chunks copied before and after this resume come from different moments and the copy is not one \
-             consistent snapshot (it still converges once CDC replays from the job's P0)",
-            cfg.job
-        );
-    }
-    for r in &records {
-        if r.table.key.is_none() && r.phase != "done" {
-            eprintln!(
-                "warning: table {} has no primary key or unique NOT NULL key: it is copied as one chunk, \
-                 so an interrupted copy of it starts that table over on resume (committed tables are kept)",
-                r.table.name
-            );
-        }
-    }
-    // The job's row holds the limits the run follows (and `rangecopy throttle` changes): a new
-    // run sets them from its options; a resumed one keeps the stored ones unless given.
-    let t = &cfg.throttle;
-    let given = |v: u64| (!resumed || v > 0).then_some(v);
-    state::write_throttle(&mut target.conn, &cfg.job, given(t.rows_per_sec), given(t.bytes_per_sec), Some(false))?;
-    let work = plan_work(cfg, &mut target, &records)?;
-    let done_before = state::table_progress(&mut target.conn, &cfg.job)?;
-    let progress = Arc::new(Progress::new(
-        records
-            .iter()
-            .map(|r| {
-                let p = done_before.iter().find(|p| p.table_no == r.table_no);
-                let (rows, bytes) = p.map_or((0, 0), |p| (p.rows as u64, p.bytes as u64));
-                (r.table.name.to_string(), r.table.estimated_rows.max(rows), rows, bytes, r.phase == "done")
-            })
-            .collect(),
-    ));
-    let base: (u64, u64) = done_before.iter().fold((0, 0), |a, p| (a.0 + p.rows as u64, a.1 + p.bytes as u64));
-    // P0, before the first chunk is read: the slot's consistent point, else the snapshot's
-    // position, else where the source is now. A resumed job keeps its first run's.
-    let (snapshot, snapshot_p0) = match cfg.consistent {
-        true => Snapshot::start(&cfg.source, &mut source, cfg.workers).map(|(s, p)| (Some(s), Some(p)))?,
-        false => (None, None),
-    };
-    let p0 = match slot_p0.or(snapshot_p0) {
-        Some(p) => Some(p),
-        None => source
-            .position()
-            .map_err(|e| {
-                eprintln!(
-                    "warning: the source position P0 could not be read, so it is not recorded: {}",
-                    redact(&e.to_string())
-                )
-            })
-            .ok(),
-    };
-    let p0 = state::record_p0(&mut target.conn, &cfg.job, p0.as_ref(), cfg.consistent && !resumed)?;
-    if let Some(p0) = &p0 {
-        eprintln!("job {}: P0 (CDC starts here) is {p0}", cfg.job);
-    }
-    let ctx = RunContext {
-        job: cfg.job.clone(),
-        source: cfg.source.clone(),
-        target: cfg.target.clone(),
-        tables: records.iter().map(|r| r.table.clone()).collect(),
-        chunk_rows: cfg.chunk_rows,
-        workers: cfg.workers,
-        progress: progress.clone(),
-        progress_mode: cfg.progress,
-        progress_interval: cfg.progress_interval,
-        retry: cfg.retry,
-        throttle: Arc::new(Throttle::new(t.rows_per_sec, t.bytes_per_sec)),
-        throttle_config: cfg.throttle.clone(),
-        in_flight: ByteGate::new(IN_FLIGHT_BYTES),
-        cancel: cancel.clone(),
-        snapshot,
-    };
-    let result = pipeline::run(&ctx, &work, &mut source, &mut target);
-    // The snapshot's transactions end here, before P1 and any verification.
-    drop(ctx);
-    let result = result.and_then(|()| record_p1(cfg, &mut target));
+    // The job is recorded from here on: whatever stops the run now is a failure at run time
+    // (exit 1, committed chunks kept), and the job's status says how the run ended.
+    let mut run = Run { cfg, cancel: &cancel, progress: None, base: (0, 0) };
+    let result = run.execute(&mut source, &mut target, &records, slot_p0, existing.as_ref());
     let seconds = started.elapsed().as_secs_f64();
+    let counted = |f: fn(&progress::TableCounters) -> u64| run.progress.as_deref().map_or(0, |p| total(p, f));
     let outcome = CopyOutcome {
         job: cfg.job.clone(),
         seconds,
-        rows_this_run: total(&progress, |t| t.rows.load(Ordering::Relaxed)).saturating_sub(base.0),
-        bytes_this_run: total(&progress, |t| t.bytes.load(Ordering::Relaxed)).saturating_sub(base.1),
+        rows_this_run: counted(|t| t.rows.load(Ordering::Relaxed)).saturating_sub(run.base.0),
+        bytes_this_run: counted(|t| t.bytes.load(Ordering::Relaxed)).saturating_sub(run.base.1),
     };
     let result = result.and_then(|()| if cfg.verify { verify_copy(cfg, &cancel) } else { Ok(()) });
+    let result = result.map_err(Error::started);
     // The main connection may have been lost (the target restarted); a fresh one records the end.
     let status = match &result {
         Ok(()) => "done",
@@ -170,9 +108,9 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
     }
     match result {
         Ok(()) => {
-            recorded?;
+            recorded.map_err(Error::started)?;
             if let Some(path) = &cfg.report {
-                report::write_copy_report(&mut target.conn, cfg, &outcome, path)?;
+                report::write_copy_report(&mut target.conn, cfg, &outcome, path).map_err(Error::started)?;
             }
             Ok(outcome)
         }
@@ -182,6 +120,129 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
             }
             Err(err)
         }
+    }
+}
+
+/// One run of a recorded job: what it counted, for the outcome.
+struct Run<'a> {
+    cfg: &'a CopyConfig,
+    cancel: &'a Arc<AtomicBool>,
+    progress: Option<Arc<Progress>>,
+    /// Rows and bytes already committed before this run.
+    base: (u64, u64),
+}
+
+impl Run<'_> {
+    /// Everything between the job's set-up and its final status: positions, the pipeline.
+    fn execute(
+        &mut self,
+        source: &mut Source,
+        target: &mut PgTarget,
+        records: &[TableRecord],
+        slot_p0: Option<SourcePosition>,
+        existing: Option<&JobRecord>,
+    ) -> Result<()> {
+        let cfg = self.cfg;
+        let resumed = cfg.mode == StartMode::Resume;
+        if resumed && (cfg.consistent || existing.is_some_and(|j| j.consistent)) {
+            eprintln!(
+                "warning: job {:?} is resumed: a --consistent snapshot ends with the process that took it, so the \
+                 chunks copied before and after this resume come from different moments and the copy is not one \
+                 consistent snapshot (it still converges once CDC replays from the job's P0)",
+                cfg.job
+            );
+        }
+        for r in records {
+            if r.table.key.is_none() && r.phase != "done" {
+                eprintln!(
+                    "warning: table {} has no primary key or unique NOT NULL key: it is copied as one chunk, \
+                     so an interrupted copy of it starts that table over on resume (committed tables are kept)",
+                    r.table.name
+                );
+            }
+        }
+        // The job's row holds the limits the run follows (and `rangecopy throttle` changes): a
+        // new run sets them from its options; a resumed one keeps the stored ones unless given.
+        let t = &cfg.throttle;
+        let given = |v: u64| (!resumed || v > 0).then_some(v);
+        state::write_throttle(&mut target.conn, &cfg.job, given(t.rows_per_sec), given(t.bytes_per_sec), Some(false))?;
+        let work = plan_work(cfg, target, records)?;
+        let done_before = state::table_progress(&mut target.conn, &cfg.job)?;
+        let progress = Arc::new(Progress::new(
+            records
+                .iter()
+                .map(|r| {
+                    let p = done_before.iter().find(|p| p.table_no == r.table_no);
+                    let (rows, bytes) = p.map_or((0, 0), |p| (p.rows as u64, p.bytes as u64));
+                    let done = !work.iter().any(|w| w.table_no == r.table_no);
+                    (r.table.name.to_string(), r.table.estimated_rows.max(rows), rows, bytes, done)
+                })
+                .collect(),
+        ));
+        self.progress = Some(progress.clone());
+        self.base = done_before.iter().fold((0, 0), |a, p| (a.0 + p.rows as u64, a.1 + p.bytes as u64));
+        let (snapshot, snapshot_p0) = match cfg.consistent {
+            true => Snapshot::start(&cfg.source, source, cfg.workers).map(|(s, p)| (Some(s), Some(p)))?,
+            false => (None, None),
+        };
+        self.record_p0(source, target, slot_p0.or(snapshot_p0))?;
+        let ctx = RunContext {
+            job: cfg.job.clone(),
+            source: cfg.source.clone(),
+            target: cfg.target.clone(),
+            tables: records.iter().map(|r| r.table.clone()).collect(),
+            chunk_rows: cfg.chunk_rows,
+            workers: cfg.workers,
+            progress,
+            progress_mode: cfg.progress,
+            progress_interval: cfg.progress_interval,
+            retry: cfg.retry,
+            throttle: Arc::new(Throttle::new(t.rows_per_sec, t.bytes_per_sec)),
+            throttle_config: cfg.throttle.clone(),
+            in_flight: ByteGate::new(IN_FLIGHT_BYTES),
+            cancel: self.cancel.clone(),
+            snapshot,
+        };
+        let result = pipeline::run(&ctx, &work, source, target);
+        // The snapshot's transactions end here, before P1 and any verification.
+        drop(ctx);
+        result?;
+        record_p1(cfg, target);
+        Ok(())
+    }
+
+    /// P0, before the first chunk is read: the slot's consistent point, else the snapshot's
+    /// position, else where the source is now. A job keeps the P0 of its first run; one that
+    /// has none by the time a chunk is committed never gets one, since CDC started from a
+    /// later position would miss the changes made while those chunks were read.
+    fn record_p0(&self, source: &mut Source, target: &mut PgTarget, known: Option<SourcePosition>) -> Result<()> {
+        let cfg = self.cfg;
+        let consistent = cfg.consistent && cfg.mode != StartMode::Resume;
+        let recordable = state::p0_recordable(&mut target.conn, &cfg.job)?;
+        let p0 = match known {
+            Some(p) => Some(p),
+            None if recordable => source
+                .position()
+                .map_err(|e| {
+                    eprintln!(
+                        "warning: the source position P0 could not be read, so it is not recorded: {}",
+                        redact(&e.to_string())
+                    )
+                })
+                .ok(),
+            None => None,
+        };
+        match state::record_p0(&mut target.conn, &cfg.job, p0.as_ref(), consistent)? {
+            Some(p0) => eprintln!("job {}: P0 (CDC starts here) is {p0}", cfg.job),
+            None if !recordable => eprintln!(
+                "warning: job {}: P0 was not recorded before its first chunk was copied and cannot be recorded \
+                 now: CDC cannot start from this job's position (copy it again with --restart once the source \
+                 position can be read)",
+                cfg.job
+            ),
+            None => {}
+        }
+        Ok(())
     }
 }
 
@@ -240,12 +301,19 @@ fn check_slot(cfg: &CopyConfig, source: &mut Source) -> Result<()> {
     Ok(())
 }
 
-/// Reads P1 on a fresh connection once every chunk is committed, and records it.
-fn record_p1(cfg: &CopyConfig, target: &mut PgTarget) -> Result<()> {
-    let p1: SourcePosition = Source::connect(&cfg.source)?.position()?;
-    state::record_p1(&mut target.conn, &cfg.job, &p1)?;
-    eprintln!("job {}: P1 (CDC has caught up with the copy once past here) is {p1}", cfg.job);
-    Ok(())
+/// Reads P1 on a fresh connection once every chunk is committed, and records it. Like P0, a
+/// P1 that cannot be read is a warning: the rows are copied either way.
+fn record_p1(cfg: &CopyConfig, target: &mut PgTarget) {
+    let recorded = Source::connect(&cfg.source)
+        .and_then(|mut source| source.position())
+        .and_then(|p1| state::record_p1(&mut target.conn, &cfg.job, &p1).map(|()| p1));
+    match recorded {
+        Ok(p1) => eprintln!("job {}: P1 (CDC has caught up with the copy once past here) is {p1}", cfg.job),
+        Err(e) => eprintln!(
+            "warning: the source position P1 could not be read, so it is not recorded: {}",
+            redact(&e.to_string())
+        ),
+    }
 }
 
 /// The command that resumes this job (passwords are never part of it).
@@ -255,6 +323,17 @@ pub fn resume_hint(cfg: &CopyConfig) -> String {
         cfg.source.display(),
         cfg.target.display,
         shell_word(&cfg.job)
+    )
+}
+
+/// The command that copies one table of this job again, for a source table that changed.
+pub fn restart_hint(cfg: &CopyConfig, table: &str) -> String {
+    format!(
+        "rangecopy copy --source {} --target {} --job {} --restart {}",
+        cfg.source.display(),
+        cfg.target.display,
+        shell_word(&cfg.job),
+        shell_word(table)
     )
 }
 
@@ -297,32 +376,140 @@ fn keep_chunk_rows(cfg: &mut CopyConfig, job: &JobRecord) {
 }
 
 /// Checks a resumed job against this run's arguments and marks it running again.
-fn resume(cfg: &CopyConfig, target: &mut PgTarget, job: &JobRecord) -> Result<Vec<TableRecord>> {
+fn resume(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget, job: &JobRecord) -> Result<Vec<TableRecord>> {
     let records = state::load_tables(&mut target.conn, &cfg.job)?;
     if !cfg.tables.is_empty() {
-        let named: Vec<String> =
-            cfg.tables.iter().map(|t| format!("{}.{}", t.schema.as_deref().unwrap_or("*"), t.name)).collect();
-        let recorded: Vec<String> = records.iter().map(|r| r.table.name.to_string()).collect();
-        let matches = cfg.tables.len() == records.len()
-            && cfg.tables.iter().all(|s| {
-                records.iter().any(|r| {
-                    r.table.name.name == s.name && s.schema.as_ref().is_none_or(|sc| sc == &r.table.name.schema)
-                })
-            });
-        if !matches {
+        let named = named_records(cfg, &records);
+        if named.len() != cfg.tables.len() || named.len() != records.len() {
             return Err(Error::input(format!(
                 "--resume: job {:?} copies {}, but this run names {}; resume without naming tables, or use --restart",
                 cfg.job,
-                recorded.join(", "),
-                named.join(", ")
+                records.iter().map(|r| r.table.name.to_string()).collect::<Vec<_>>().join(", "),
+                named_specs(cfg).join(", ")
             )));
         }
     }
     if job.source != cfg.source.display() {
         eprintln!("warning: job {:?} was started from {}; resuming from {}", cfg.job, job.source, cfg.source.display());
     }
+    let unfinished: Vec<&Table> = records.iter().filter(|r| r.phase != "done").map(|r| &r.table).collect();
+    source.check_sequences_readable(&unfinished)?;
     state::resume_job(&mut target.conn, &cfg.job, &settings(cfg))?;
     Ok(records)
+}
+
+/// The tables this run names, as `schema.name` (`*` for any schema), for messages.
+fn named_specs(cfg: &CopyConfig) -> Vec<String> {
+    cfg.tables.iter().map(|t| format!("{}.{}", t.schema.as_deref().unwrap_or("*"), t.name)).collect()
+}
+
+/// The job's tables that this run names (each named table that the job copies, once).
+fn named_records<'a>(cfg: &CopyConfig, records: &'a [TableRecord]) -> Vec<&'a TableRecord> {
+    records
+        .iter()
+        .filter(|r| {
+            cfg.tables
+                .iter()
+                .any(|s| r.table.name.name == s.name && s.schema.as_ref().is_none_or(|sc| sc == &r.table.name.schema))
+        })
+        .collect()
+}
+
+/// `--restart TABLE…` of an existing job: copies again only the named tables, from a fresh
+/// look at their source definition, and keeps everything else the job has done. What it
+/// throws away is listed before it goes.
+fn restart_tables(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget) -> Result<Vec<TableRecord>> {
+    let records = state::load_tables(&mut target.conn, &cfg.job)?;
+    let named = named_records(cfg, &records);
+    for spec in &cfg.tables {
+        let known = named.iter().any(|r| {
+            r.table.name.name == spec.name && spec.schema.as_ref().is_none_or(|sc| sc == &r.table.name.schema)
+        });
+        if !known {
+            return Err(Error::input(format!(
+                "--restart: job {:?} does not copy {}.{} (it copies {}); --restart TABLE copies again tables of the \
+                 job; copy other tables with another --job, or --restart without naming tables to start the whole \
+                 job over",
+                cfg.job,
+                spec.schema.as_deref().unwrap_or("*"),
+                spec.name,
+                records.iter().map(|r| r.table.name.to_string()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let specs: Vec<crate::config::TableSpec> = named
+        .iter()
+        .map(|r| crate::config::TableSpec {
+            schema: Some(r.table.name.schema.clone()),
+            name: r.table.name.name.clone(),
+            quoted: true,
+        })
+        .collect();
+    let fresh = source.describe_tables(&specs)?;
+    let mut plan = Vec::new();
+    for (record, table) in named.iter().zip(fresh) {
+        let create = target_plan(target, &table, Some(record))?;
+        plan.push((record.table_no, table, create, record.created_by_job));
+    }
+    source.check_sequences_readable(&plan.iter().map(|p| &p.1).collect::<Vec<_>>())?;
+    let discarded: Vec<_> = plan.iter().map(|(no, t, create, _)| (*no, &t.name, &t.target, *create)).collect();
+    announce_discard(cfg, target, &discarded)?;
+    target
+        .conn
+        .transaction("restarting tables of the job", |conn| {
+            for (table_no, table, create, created_by_job) in &plan {
+                state::reset_table(conn, &cfg.job, *table_no, table, *created_by_job || *create)?;
+                if *create {
+                    target::drop_table(conn, &table.target)?;
+                    target::create_table(conn, table)?;
+                } else {
+                    target::truncate_table(conn, &table.target)?;
+                }
+            }
+            state::resume_job(conn, &cfg.job, &settings(cfg))
+        })
+        .map_err(|e| Error::input(format!("{e}\nnothing was written to the target")))?;
+    state::load_tables(&mut target.conn, &cfg.job)
+}
+
+/// Says, before `--restart` throws them away, what the job had copied of each table
+/// `(table_no, source name, target name, dropped rather than emptied)`.
+fn announce_discard(
+    cfg: &CopyConfig,
+    target: &mut PgTarget,
+    tables: &[(usize, &TableName, &TableName, bool)],
+) -> Result<()> {
+    let progress = state::table_progress(&mut target.conn, &cfg.job)?;
+    for (table_no, name, target_name, dropped) in tables {
+        let p = progress.iter().find(|p| p.table_no == *table_no);
+        eprintln!(
+            "restart: discarding what job {} copied of {name} ({} rows in {} chunks): {} {target_name}",
+            cfg.job,
+            p.map_or(0, |p| p.rows),
+            p.map_or(0, |p| p.chunks_done),
+            if *dropped { "dropping" } else { "emptying" },
+        );
+    }
+    Ok(())
+}
+
+/// Whether a source table's target must be created (true) or is an existing table that can
+/// take its rows (false); refuses a target that holds rows no job of ours put there.
+fn target_plan(target: &mut PgTarget, table: &Table, ours: Option<&TableRecord>) -> Result<bool> {
+    match (target.inspect(&table.target)?, ours) {
+        (Existing::Missing, _) => Ok(true),
+        // A table the old job created is dropped and created afresh.
+        (Existing::Present { .. }, Some(r)) if r.created_by_job => Ok(true),
+        (Existing::Present { has_rows: true, .. }, None) => Err(Error::input(format!(
+            "target table {} already has rows and no rangecopy job is filling it; \
+             empty or drop it, or copy into another database",
+            table.target
+        ))),
+        (Existing::Present { columns, .. }, _) => {
+            target::check_columns(table, &columns)?;
+            Ok(false)
+        }
+    }
 }
 
 /// Checks the source tables against the target and records a new job, creating missing
@@ -345,29 +532,16 @@ fn setup(
             )));
         }
         let ours = old.iter().find(|r| r.table.target == table.target);
-        let create = match (target.inspect(&table.target)?, ours) {
-            (Existing::Missing, _) => true,
-            // A table the old job created is dropped and created afresh.
-            (Existing::Present { .. }, Some(r)) if r.created_by_job => true,
-            (Existing::Present { columns, .. }, Some(_)) => {
-                target::check_columns(&table, &columns)?;
-                false
-            }
-            (Existing::Present { has_rows: true, .. }, None) => {
-                return Err(Error::input(format!(
-                    "target table {} already has rows and no rangecopy job is filling it; \
-                     empty or drop it, or copy into another database",
-                    table.target
-                )))
-            }
-            (Existing::Present { columns, .. }, None) => {
-                target::check_columns(&table, &columns)?;
-                false
-            }
-        };
+        let create = target_plan(target, &table, ours)?;
         plan.push((table, create));
     }
+    source.check_sequences_readable(&plan.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
     let restart = !old.is_empty() || cfg.mode == StartMode::Restart;
+    if restart {
+        let discarded: Vec<_> =
+            old.iter().map(|r| (r.table_no, &r.table.name, &r.table.target, r.created_by_job)).collect();
+        announce_discard(cfg, target, &discarded)?;
+    }
     // The slot comes first, so that P0 precedes every read; dropped again if the setup fails.
     let slot = match (&cfg.create_slot, &cfg.source) {
         (Some(slot), crate::config::SourceEndpoint::Postgres(ep)) => Some(
@@ -438,11 +612,33 @@ fn other_jobs_tables(target: &mut PgTarget, job: &str) -> Result<Vec<(String, Ta
     Ok(rows.iter().map(|r| (r.get(0), TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)))).collect())
 }
 
-/// The remaining work of each unfinished table.
+/// The remaining work of each table: its chunks not done, the holes in its key range that
+/// the state lost (planned again, with a warning), and the rest of its planning. A table
+/// recorded done that turns out to miss chunks is copied again where they are missing.
 fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -> Result<Vec<TableWork>> {
     let mut work = Vec::new();
-    for r in records.iter().filter(|r| r.phase != "done") {
-        let (pending, cursor) = state::resume_point(&mut target.conn, &cfg.job, r.table_no)?;
+    for r in records {
+        let point = state::resume_point(&mut target.conn, &cfg.job, r.table_no, r.plan_complete)?;
+        for gap in &point.gaps {
+            eprintln!(
+                "warning: table {}: no recorded chunk covers the key range {} (the target lost commits it had \
+                 acknowledged?); it is copied again as chunk {}",
+                r.table.name,
+                gap.range_text(),
+                gap.chunk_no
+            );
+        }
+        if point.pending.is_empty() && point.cursor.is_none() && r.phase == "done" {
+            continue;
+        }
+        if r.phase == "done" {
+            eprintln!(
+                "warning: table {} was recorded done but {} of its chunks are not: they are copied now",
+                r.table.name,
+                point.pending.len()
+            );
+            state::set_table_phase(&mut target.conn, &cfg.job, r.table_no, "copying")?;
+        }
         let mut prep = ChunkPrep::default();
         for (i, col) in r.table.copied_columns().enumerate() {
             if let Some(type_sql) = &col.user_elem_type_sql {
@@ -451,8 +647,8 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
         }
         work.push(TableWork {
             table_no: r.table_no,
-            pending,
-            cursor: (!r.plan_complete).then_some(cursor),
+            pending: point.pending,
+            cursor: point.cursor,
             prep,
             build_indexes: r.created_by_job,
         });

@@ -46,6 +46,21 @@ pub enum Error {
     #[error("{0}; this is a bug in rangecopy, please report it")]
     Bug(String),
 
+    /// The job's state in the target is not what this run expected: another process committed
+    /// a chunk, or the target lost commits it had acknowledged. Resume checks the state again.
+    #[error("{0}")]
+    State(String),
+
+    /// A source table changed under the job (a column or the table dropped): resuming cannot
+    /// finish it, copying that table again (`--restart TABLE`) can.
+    #[error("the source's table {table} changed since the job started ({detail})")]
+    SourceChanged { table: String, detail: String },
+
+    /// Whatever failed after the job's state was first written is a failure at run time
+    /// (exit 1, committed work kept), even where the same error before would be bad input.
+    #[error(transparent)]
+    Started(Box<Error>),
+
     /// The run was stopped by Ctrl-C / SIGTERM.
     #[error("interrupted")]
     Interrupted,
@@ -122,10 +137,19 @@ impl Error {
         Error::Io { what: what.into(), source }
     }
 
+    /// Marks an error as happening after the job's state was written (see `Error::Started`).
+    pub fn started(self) -> Self {
+        match self {
+            e @ (Error::Started(_) | Error::Interrupted) => e,
+            e if e.is_input() => Error::Started(Box::new(e)),
+            e => e,
+        }
+    }
+
     /// The innermost error, looking through chunk context.
     pub fn root(&self) -> &Error {
         match self {
-            Error::Chunk { source, .. } => source.root(),
+            Error::Chunk { source, .. } | Error::Started(source) => source.root(),
             other => other,
         }
     }
@@ -176,6 +200,15 @@ impl ErrorCode {
             ),
             ErrorCode::ConnectionLost => true,
             ErrorCode::Other => false,
+        }
+    }
+
+    /// A table or column that a statement names does not exist (any more).
+    pub fn is_missing_object(&self) -> bool {
+        match self {
+            ErrorCode::Sqlstate(s) => matches!(s.as_str(), "42P01" | "42703"), // undefined table / column
+            ErrorCode::Mysql(code) => matches!(code, 1146 | 1054),             // no such table / unknown column
+            _ => false,
         }
     }
 }
@@ -256,6 +289,10 @@ mod tests {
         assert_eq!(Error::Connect { endpoint: "e".into(), detail: "d".into() }.exit_code(), 2);
         assert_eq!(Error::Interrupted.exit_code(), 1);
         assert_eq!(Error::RowCount { sent: 1, loaded: 0 }.exit_code(), 1);
+        let late = Error::Connect { endpoint: "e".into(), detail: "d".into() }.started();
+        assert_eq!(late.exit_code(), 1, "bad input found after the job was written is a run-time failure");
+        assert!(matches!(late.root(), Error::Connect { .. }));
+        assert!(matches!(Error::Interrupted.started(), Error::Interrupted));
     }
 
     #[test]

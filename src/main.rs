@@ -50,8 +50,15 @@ fn main() -> ExitCode {
         Err(Failure { error, exit, resume }) => {
             eprintln!("error: {}", redact(&error.to_string()));
             if let Some(hint) = resume {
-                let when = if matches!(error.root(), Error::Interrupted) { "" } else { "once the cause is fixed, " };
-                eprintln!("committed chunks are kept; {when}resume with:\n  {hint}");
+                match error.root() {
+                    Error::SourceChanged { .. } => {
+                        eprintln!(
+                            "committed chunks are kept; copy that table again (its new definition) with:\n  {hint}"
+                        )
+                    }
+                    Error::Interrupted => eprintln!("committed chunks are kept; resume with:\n  {hint}"),
+                    _ => eprintln!("committed chunks are kept; once the cause is fixed, resume with:\n  {hint}"),
+                }
             }
             ExitCode::from(exit)
         }
@@ -63,7 +70,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Copy(args) => {
             let cfg = CopyConfig::from_args(&args)?;
             let outcome = copy::run(&cfg, interrupt_flag()).map_err(|error| Failure {
-                resume: (!error.is_input()).then(|| copy::resume_hint(&cfg)),
+                resume: match error.root() {
+                    Error::SourceChanged { table, .. } => Some(copy::restart_hint(&cfg, table)),
+                    _ => (!error.is_input()).then(|| copy::resume_hint(&cfg)),
+                },
                 exit: error.exit_code(),
                 error: Box::new(error),
             })?;

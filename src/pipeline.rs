@@ -277,9 +277,10 @@ fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut Source, targ
                         }
                         std::thread::sleep(Duration::from_millis(250));
                     }
-                    Err(Error::input("another rangecopy process took over this job while the target was away"))
+                    Err(Error::State("another rangecopy process took over this job while the target was away".into()))
                 },
-            )?;
+            )
+            .map_err(|e| source_changed(ctx, table, &e).unwrap_or(e))?;
             if !complete {
                 return Ok(());
             }
@@ -377,6 +378,9 @@ impl Worker<'_> {
                 if matches!(e, Error::Interrupted) {
                     return Err(e);
                 }
+                if let Some(changed) = source_changed(ctx, table, &e) {
+                    return Err(changed);
+                }
                 Err(Error::Chunk {
                     table: table.name.to_string(),
                     chunk: chunk.chunk_no,
@@ -459,9 +463,20 @@ impl Worker<'_> {
             let (value, called) = self.source.sequence_position(seq)?;
             self.target.set_sequence(&seq.target_sql, value, called)?;
         }
-        state::set_table_phase(&mut self.target.conn, job, f.table_no, "done")?;
+        state::finish_table(&mut self.target.conn, job, f.table_no)?;
         ctx.progress.table_done(f.table_no);
         Ok(())
+    }
+}
+
+/// A source table or column the job reads that no longer exists: the source's schema changed
+/// under the job, which no retry or resume gets past.
+fn source_changed(ctx: &RunContext, table: &Table, e: &Error) -> Option<Error> {
+    match e.root() {
+        Error::Sql { endpoint, code, detail, .. } if endpoint == ctx.source.display() && code.is_missing_object() => {
+            Some(Error::SourceChanged { table: table.name.to_string(), detail: detail.clone() })
+        }
+        _ => None,
     }
 }
 

@@ -23,12 +23,16 @@ pub struct Chunk {
 impl Chunk {
     /// `[lo, hi)` for messages, with `-∞`/`+∞` for open ends.
     pub fn range_text(&self) -> String {
-        let show = |b: &Bound, inf: &str| match b {
-            None => inf.to_string(),
-            Some(v) if v.len() == 1 => v[0].clone(),
-            Some(v) => format!("({})", v.join(", ")),
-        };
-        format!("[{}, {})", show(&self.lo, "-∞"), show(&self.hi, "+∞"))
+        format!("[{}, {})", bound_text(&self.lo, "-∞"), bound_text(&self.hi, "+∞"))
+    }
+}
+
+/// A bound for messages: the key value, a tuple of them, or `inf` for an open end.
+pub fn bound_text(b: &Bound, inf: &str) -> String {
+    match b {
+        None => inf.to_string(),
+        Some(v) if v.len() == 1 => v[0].clone(),
+        Some(v) => format!("({})", v.join(", ")),
     }
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::copy_format::ChunkSummary;
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
-use crate::plan::{Chunk, PlanCursor};
+use crate::plan::{bound_text, Bound, Chunk, PlanCursor};
 use crate::schema::Table;
 use crate::source::SourcePosition;
 
@@ -131,9 +131,13 @@ pub fn schema_exists(conn: &mut PgConn) -> Result<bool> {
     Ok(row.get(0))
 }
 
-/// Creates the state schema if it is missing (inside the caller's transaction).
+/// Creates the state schema if it is missing (inside the caller's transaction). Two jobs set
+/// up at once would both find it missing and race on the catalog's unique names: the
+/// transaction-scoped lock makes the second wait for the first one's commit, then find it.
 pub fn ensure_schema(conn: &mut PgConn) -> Result<()> {
-    conn.batch(SCHEMA_DDL, "creating the rangecopy state schema")
+    let what = "creating the rangecopy state schema";
+    conn.batch("SELECT pg_advisory_xact_lock(hashtext('rangecopy state schema'))", what)?;
+    conn.batch(SCHEMA_DDL, what)
 }
 
 pub fn load_job(conn: &mut PgConn, job: &str) -> Result<Option<JobRecord>> {
@@ -141,9 +145,7 @@ pub fn load_job(conn: &mut PgConn, job: &str) -> Result<Option<JobRecord>> {
         return Ok(None);
     }
     let row = conn.query_opt(
-        "SELECT job, status, source, settings::text, runs, started_at::text, finished_at::text, last_error,
-                p0::text, p1::text, consistent
-           FROM rangecopy.jobs WHERE job = $1",
+        &format!("SELECT {JOB_COLUMNS} FROM rangecopy.jobs WHERE job = $1"),
         &[&job],
         "reading the job state",
     )?;
@@ -154,15 +156,23 @@ pub fn list_jobs(conn: &mut PgConn) -> Result<Vec<JobRecord>> {
     if !schema_exists(conn)? {
         return Ok(Vec::new());
     }
-    let rows = conn.query(
-        "SELECT job, status, source, settings::text, runs, started_at::text, finished_at::text, last_error,
-                p0::text, p1::text, consistent
-           FROM rangecopy.jobs ORDER BY started_at",
-        &[],
-        "listing jobs",
-    )?;
+    let rows =
+        conn.query(&format!("SELECT {JOB_COLUMNS} FROM rangecopy.jobs ORDER BY started_at"), &[], "listing jobs")?;
     Ok(rows.iter().map(job_from_row).collect())
 }
+
+/// A job's columns as `job_from_row` reads them. A job recorded as running whose lock no
+/// session holds was stopped without recording it (kill -9, a crash of the machine or of the
+/// target): it reads as interrupted.
+const JOB_COLUMNS: &str = "job,
+       CASE WHEN status = 'running' AND NOT EXISTS (
+                 SELECT 1 FROM pg_locks l
+                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND l.classid = hashtext('rangecopy job')::oid AND l.objid = hashtext(job)::oid)
+            THEN 'interrupted' ELSE status END,
+       source, settings::text, runs, started_at::text, finished_at::text, last_error,
+       p0::text, p1::text, consistent";
 
 fn job_from_row(r: &tokio_postgres::Row) -> JobRecord {
     JobRecord {
@@ -180,8 +190,20 @@ fn job_from_row(r: &tokio_postgres::Row) -> JobRecord {
     }
 }
 
-/// Records P0 (when known), unless the job has one already (a resumed job keeps its first
-/// run's), and whether this run reads one consistent snapshot; returns the job's P0.
+/// Whether P0 may still be recorded: the job has none and no chunk of it is committed yet
+/// (a position read after rows were copied would make CDC miss the changes in between).
+pub fn p0_recordable(conn: &mut PgConn, job: &str) -> Result<bool> {
+    let row = conn.query_one(
+        "SELECT p0 IS NULL AND NOT EXISTS (SELECT 1 FROM rangecopy.chunks c WHERE c.job = j.job AND c.status = 'done')
+           FROM rangecopy.jobs j WHERE job = $1",
+        &[&job],
+        "reading the source position P0",
+    )?;
+    Ok(row.get(0))
+}
+
+/// Records P0 (when known) if it is still recordable (see `p0_recordable`; a resumed job keeps
+/// its first run's), and whether this run reads one consistent snapshot; returns the job's P0.
 pub fn record_p0(
     conn: &mut PgConn,
     job: &str,
@@ -190,7 +212,10 @@ pub fn record_p0(
 ) -> Result<Option<SourcePosition>> {
     let p0 = p0.map(|p| serde_json::to_string(p).expect("a position serializes"));
     let row = conn.query_one(
-        "UPDATE rangecopy.jobs SET p0 = coalesce(p0, $2::text::jsonb), p1 = NULL, consistent = $3, updated_at = now()
+        "UPDATE rangecopy.jobs j SET p1 = NULL, consistent = $3, updated_at = now(),
+                p0 = CASE WHEN p0 IS NULL AND NOT EXISTS (
+                              SELECT 1 FROM rangecopy.chunks c WHERE c.job = j.job AND c.status = 'done')
+                          THEN $2::text::jsonb ELSE p0 END
           WHERE job = $1 RETURNING p0::text",
         &[&job, &p0, &consistent],
         "recording the source position P0",
@@ -248,6 +273,33 @@ pub fn create_job(
     Ok(())
 }
 
+/// Forgets what a job did of one table, for `--restart TABLE`: its chunks go, and the table
+/// starts over with its current definition (inside the caller's transaction; its rows are
+/// the caller's business).
+pub fn reset_table(conn: &mut PgConn, job: &str, table_no: usize, table: &Table, created_by_job: bool) -> Result<()> {
+    let what = "restarting a table of the job";
+    conn.execute("DELETE FROM rangecopy.chunks WHERE job = $1 AND table_no = $2", &[&job, &(table_no as i32)], what)?;
+    conn.execute(
+        "UPDATE rangecopy.tables SET source_table = $3, target_schema = $4, target_name = $5, key = $6,
+                created_by_job = $7, definition = $8::text::jsonb, estimated_rows = $9, plan_complete = false,
+                phase = 'copying', deferred_done = 0, started_at = NULL, finished_at = NULL
+          WHERE job = $1 AND table_no = $2",
+        &[
+            &job,
+            &(table_no as i32),
+            &table.name.to_string(),
+            &table.target.schema,
+            &table.target.name,
+            &table.key.as_ref().map(|k| k.description.clone()),
+            &created_by_job,
+            &serde_json::to_string(table).expect("a table serializes"),
+            &(table.estimated_rows as i64),
+        ],
+        what,
+    )
+    .map(|_| ())
+}
+
 /// Deletes a job and everything recorded under it (its tables' rows are the caller's business).
 pub fn delete_job(conn: &mut PgConn, job: &str) -> Result<()> {
     conn.execute("DELETE FROM rangecopy.jobs WHERE job = $1", &[&job], "removing the old job state").map(|_| ())
@@ -278,23 +330,85 @@ pub fn load_tables(conn: &mut PgConn, job: &str) -> Result<Vec<TableRecord>> {
         .collect()
 }
 
-/// The chunks of a table still to copy, and where planning resumes.
-pub fn resume_point(conn: &mut PgConn, job: &str, table_no: usize) -> Result<(Vec<Chunk>, PlanCursor)> {
+/// Where a table's copy resumes: the chunks still to copy (gaps planned again among them),
+/// and where planning goes on (`None` once planning is complete).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub pending: Vec<Chunk>,
+    pub cursor: Option<PlanCursor>,
+    /// Key ranges no recorded chunk covered, now planned again (also in `pending`).
+    pub gaps: Vec<Chunk>,
+}
+
+/// Reads a table's chunks and checks that they tile its key range: chunk 0 starts at the
+/// start, each chunk starts where the one before it ends, and a completely planned table's
+/// last chunk runs to the end. A target that lost commits it had acknowledged (a crash with
+/// `synchronous_commit = off` or `fsync = off`) leaves holes; each hole is planned again as
+/// one chunk and recorded before it is copied. Chunks not done are always copied again.
+pub fn resume_point(conn: &mut PgConn, job: &str, table_no: usize, plan_complete: bool) -> Result<ResumePoint> {
     let rows = conn.query(
-        "SELECT chunk_no, lo, hi, status FROM rangecopy.chunks WHERE job = $1 AND table_no = $2 ORDER BY chunk_no",
+        "SELECT chunk_no, lo, hi, status = 'done' FROM rangecopy.chunks WHERE job = $1 AND table_no = $2 ORDER BY chunk_no",
         &[&job, &(table_no as i32)],
         "reading the job's chunks",
     )?;
-    let mut pending = Vec::new();
-    let mut cursor = PlanCursor::start();
-    for r in &rows {
-        let chunk = Chunk { table_no, chunk_no: r.get::<_, i32>(0) as u32, lo: r.get(1), hi: r.get(2) };
-        cursor = PlanCursor { next_chunk_no: chunk.chunk_no + 1, lo: chunk.hi.clone() };
-        if r.get::<_, &str>(3) != "done" {
-            pending.push(chunk);
+    let recorded = rows
+        .iter()
+        .map(|r| (Chunk { table_no, chunk_no: r.get::<_, i32>(0) as u32, lo: r.get(1), hi: r.get(2) }, r.get(3)))
+        .collect();
+    let point = tile(table_no, recorded, plan_complete).map_err(|e| Error::State(format!("job {job}: {e}")))?;
+    for gap in &point.gaps {
+        insert_chunk(conn, job, gap, false)?;
+    }
+    Ok(point)
+}
+
+/// The tiling check of `resume_point` over `(chunk, done)` in chunk order. Chunk numbers
+/// follow key order, so a hole takes the first number free before the chunk after it.
+fn tile(
+    table_no: usize,
+    recorded: Vec<(Chunk, bool)>,
+    plan_complete: bool,
+) -> std::result::Result<ResumePoint, String> {
+    let mut point = ResumePoint { pending: Vec::new(), cursor: None, gaps: Vec::new() };
+    // Where the next chunk must start; `None` once a chunk ran to the end of the key range.
+    let mut at: Option<Bound> = Some(None);
+    let mut next_no = 0u32;
+    let hole = |point: &mut ResumePoint, chunk_no: u32, lo: &Bound, hi: &Bound| {
+        let gap = Chunk { table_no, chunk_no, lo: lo.clone(), hi: hi.clone() };
+        point.gaps.push(gap.clone());
+        point.pending.push(gap);
+    };
+    for (chunk, done) in recorded {
+        let meets = at.as_ref().is_some_and(|lo| *lo == chunk.lo);
+        // A hole lies before this chunk only if it starts inside the key range, after the
+        // end of the last one, with a number free for the hole.
+        let hole_fits = matches!(&at, Some(_)) && chunk.lo.is_some() && chunk.chunk_no > next_no;
+        if !meets && !hole_fits {
+            return Err(format!(
+                "chunk {} of table {table_no} covers {} but the chunk before it ends at {}: the recorded chunks do \
+                 not tile the key range; copy this table again with --restart and its name",
+                chunk.chunk_no,
+                chunk.range_text(),
+                at.as_ref().map_or("+∞".to_string(), |b| bound_text(b, "-∞")),
+            ));
+        }
+        if !meets {
+            hole(&mut point, next_no, at.as_ref().expect("checked above"), &chunk.lo);
+        }
+        at = chunk.hi.clone().map(Some);
+        next_no = chunk.chunk_no + 1;
+        if !done {
+            point.pending.push(chunk);
         }
     }
-    Ok((pending, cursor))
+    match at {
+        // Planning goes on from the end of the last chunk.
+        Some(lo) if !plan_complete => point.cursor = Some(PlanCursor { next_chunk_no: next_no, lo }),
+        // Planned to the end, but the chunks that ran to the end were lost.
+        Some(lo) => hole(&mut point, next_no, &lo, &None),
+        None => {}
+    }
+    Ok(point)
 }
 
 /// Every chunk planned for a table, in key order (for verifying a job range by range).
@@ -372,26 +486,56 @@ pub fn mark_chunk_done(conn: &mut PgConn, job: &str, chunk: &Chunk, summary: &Ch
         ],
         "marking a chunk done",
     )?;
-    if n != 1 {
-        // Another process finished this chunk: committing would duplicate its rows.
-        return Err(Error::input(format!(
-            "chunk {} of job {job} is not pending any more; is another rangecopy running this job?",
-            chunk.chunk_no
-        )));
+    if n == 1 {
+        return Ok(());
     }
-    Ok(())
+    // Committing now would either duplicate rows another process committed, or record a chunk
+    // the state no longer knows: either way this transaction is rolled back.
+    let done = chunk_is_done(conn, job, chunk)?;
+    Err(Error::State(if done {
+        format!("chunk {} of job {job} is already done; is another rangecopy running this job?", chunk.chunk_no)
+    } else {
+        format!(
+            "chunk {} of job {job} is no longer recorded in the target (the target lost commits it had \
+             acknowledged: a crash with synchronous_commit or fsync off?); resume plans it again",
+            chunk.chunk_no
+        )
+    }))
 }
 
 pub fn set_table_phase(conn: &mut PgConn, job: &str, table_no: usize, phase: &str) -> Result<()> {
     conn.execute(
-        "UPDATE rangecopy.tables SET phase = $3,
-                started_at = coalesce(started_at, now()),
-                finished_at = CASE WHEN $3 = 'done' THEN now() END
+        "UPDATE rangecopy.tables SET phase = $3, started_at = coalesce(started_at, now()), finished_at = NULL
           WHERE job = $1 AND table_no = $2",
         &[&job, &(table_no as i32), &phase],
         "recording a table's phase",
     )
     .map(|_| ())
+}
+
+/// Records a table done, which it is only once its planning is complete and every chunk of
+/// it is done; otherwise the state is not what the run believed (it lost commits) and the
+/// table stays unfinished for resume.
+pub fn finish_table(conn: &mut PgConn, job: &str, table_no: usize) -> Result<()> {
+    let row = conn.query_one(
+        "WITH open AS (
+             SELECT count(*) AS n FROM rangecopy.chunks WHERE job = $1 AND table_no = $2 AND status <> 'done'),
+         done AS (
+             UPDATE rangecopy.tables SET phase = 'done', finished_at = now()
+              WHERE job = $1 AND table_no = $2 AND plan_complete AND (SELECT n FROM open) = 0
+          RETURNING 1)
+         SELECT (SELECT count(*) FROM done), (SELECT n FROM open)",
+        &[&job, &(table_no as i32)],
+        "recording a table done",
+    )?;
+    if row.get::<_, i64>(0) == 1 {
+        return Ok(());
+    }
+    Err(Error::State(format!(
+        "job {job}: table {table_no} was to be done, but the state has {} chunks of it not done or its planning \
+         incomplete (the target lost commits it had acknowledged?); resume copies what is missing",
+        row.get::<_, i64>(1)
+    )))
 }
 
 /// Records that the deferred DDL statement `done - 1` of a table is built (same transaction).
@@ -510,4 +654,72 @@ pub fn try_lock_job(conn: &mut PgConn, job: &str) -> Result<bool> {
         "locking the job",
     )?;
     Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(no: u32, lo: Option<&str>, hi: Option<&str>) -> Chunk {
+        let b = |v: Option<&str>| v.map(|v| vec![v.to_string()]);
+        Chunk { table_no: 3, chunk_no: no, lo: b(lo), hi: b(hi) }
+    }
+
+    #[test]
+    fn complete_tiling_resumes_only_chunks_not_done() {
+        let recorded = vec![
+            (chunk(0, None, Some("10")), true),
+            (chunk(1, Some("10"), Some("20")), false),
+            (chunk(2, Some("20"), None), true),
+        ];
+        let point = tile(3, recorded, true).unwrap();
+        assert_eq!(point.pending, vec![chunk(1, Some("10"), Some("20"))]);
+        assert_eq!(point.cursor, None);
+        assert!(point.gaps.is_empty());
+    }
+
+    #[test]
+    fn planning_goes_on_after_the_last_recorded_chunk() {
+        let recorded = vec![(chunk(0, None, Some("10")), true), (chunk(1, Some("10"), Some("20")), true)];
+        let point = tile(3, recorded, false).unwrap();
+        assert!(point.pending.is_empty());
+        assert_eq!(point.cursor, Some(PlanCursor { next_chunk_no: 2, lo: Some(vec!["20".into()]) }));
+        assert_eq!(tile(3, Vec::new(), false).unwrap().cursor, Some(PlanCursor::start()));
+    }
+
+    /// Regression: a target crash with synchronous_commit off lost the planned rows of chunks
+    /// 15 and 16 while planning went on; resume skipped their key range.
+    #[test]
+    fn a_hole_left_by_lost_chunks_is_planned_again_under_a_free_number() {
+        let recorded = vec![(chunk(14, Some("140"), Some("150")), true), (chunk(17, Some("170"), Some("180")), false)];
+        let point = tile(3, recorded, false).unwrap();
+        assert_eq!(point.gaps, vec![chunk(0, None, Some("140")), chunk(15, Some("150"), Some("170"))]);
+        assert_eq!(point.pending.len(), 3);
+        assert_eq!(point.cursor, Some(PlanCursor { next_chunk_no: 18, lo: Some(vec!["180".into()]) }));
+    }
+
+    #[test]
+    fn a_complete_plan_whose_end_was_lost_is_finished_with_one_more_chunk() {
+        let point = tile(3, vec![(chunk(0, None, Some("10")), true)], true).unwrap();
+        assert_eq!(point.gaps, vec![chunk(1, Some("10"), None)]);
+        let point = tile(3, Vec::new(), true).unwrap();
+        assert_eq!(point.gaps, vec![chunk(0, None, None)]);
+    }
+
+    #[test]
+    fn chunks_that_do_not_meet_without_a_free_number_are_refused() {
+        let recorded = vec![(chunk(0, None, Some("10")), true), (chunk(1, Some("12"), None), true)];
+        let err = tile(3, recorded, true).unwrap_err();
+        assert!(err.contains("do not tile") && err.contains("--restart"), "{err}");
+    }
+
+    /// A chunk recorded after the one that ran to the end, or one open below after the
+    /// first, would be copied twice: refused, never taken for a hole.
+    #[test]
+    fn chunks_past_the_end_or_open_below_mid_table_are_refused() {
+        let past_end = vec![(chunk(0, None, None), true), (chunk(5, Some("50"), Some("60")), false)];
+        assert!(tile(3, past_end, true).unwrap_err().contains("ends at +∞"));
+        let open_below = vec![(chunk(0, None, Some("10")), true), (chunk(5, None, Some("60")), false)];
+        assert!(tile(3, open_below, false).unwrap_err().contains("do not tile"));
+    }
 }

@@ -247,6 +247,25 @@ impl Source {
         }
     }
 
+    /// Refuses, naming them and the grant that is missing, sequences of `tables` whose
+    /// positions this session may not read (they are carried over once a table is loaded:
+    /// finding out then would fail the job after its copy).
+    pub fn check_sequences_readable(&mut self, tables: &[&Table]) -> Result<()> {
+        let Source::Postgres(s) = self else { return Ok(()) };
+        let sqls: Vec<&str> =
+            tables.iter().flat_map(|t| t.ddl.sequences.iter().map(|q| q.source_sql.as_str())).collect();
+        let (role, missing) = s.unreadable_sequences(&sqls)?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::input(format!(
+            "the source role {role} may not read the sequences {}, whose positions are carried over to the \
+             target; grant it with:\n  GRANT SELECT ON SEQUENCE {} TO {role};\nnothing was written to the target",
+            missing.join(", "),
+            missing.join(", ")
+        )))
+    }
+
     /// The source's current position in its change stream (P0 before a job's first chunk,
     /// P1 after its last).
     pub fn position(&mut self) -> Result<SourcePosition> {

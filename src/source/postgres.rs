@@ -502,6 +502,26 @@ impl PgSource {
             .map_err(|_| Error::input(format!("--throttle-query returned {text:?}, which is not a number")))
     }
 
+    /// The sequences among `source_sqls` (`'name'::regclass` expressions) that this session
+    /// may not read, as names, with the session's role: reading a position takes `SELECT` on
+    /// the sequence, which `SELECT` on its table does not give.
+    pub fn unreadable_sequences(&mut self, source_sqls: &[&str]) -> Result<(String, Vec<String>)> {
+        let role = self.conn.query_one("SELECT quote_ident(current_user)", &[], "reading the source role")?.get(0);
+        if source_sqls.is_empty() {
+            return Ok((role, Vec::new()));
+        }
+        let values: Vec<String> = source_sqls.iter().map(|s| format!("({s})")).collect();
+        let rows = self.conn.query(
+            &format!(
+                "SELECT v.s::text FROM (VALUES {}) v(s) WHERE NOT has_sequence_privilege(v.s, 'SELECT') ORDER BY 1",
+                values.join(", ")
+            ),
+            &[],
+            "checking that the source role may read its sequences",
+        )?;
+        Ok((role, rows.iter().map(|r| r.get(0)).collect()))
+    }
+
     /// Reads a sequence's position: (last_value, is_called).
     pub fn sequence_position(&mut self, source_sql: &str) -> Result<(i64, bool)> {
         let row = self.conn.query_one(

@@ -2,9 +2,10 @@
 //! loading chunks with binary COPY, and building indexes and syncing sequences once a table's
 //! chunks are all in.
 //!
-//! Target sessions use `synchronous_commit = off`: a chunk's rows and its done-mark commit in
-//! one transaction, so a server crash can lose only whole recent chunks, which resume redoes.
-//! This module must never read the source.
+//! A chunk's rows and its done-mark commit in one transaction, and that commit is durable
+//! before it is counted: target sessions never turn `synchronous_commit` off (and turn it on
+//! where the server's default is off), because the planner and the workers go on from what
+//! they were told was committed. This module must never read the source.
 
 use crate::config::PgEndpoint;
 use crate::error::{Error, Result};
@@ -13,7 +14,12 @@ use crate::schema::{quote_ident, Table, TableName};
 
 /// Every name rangecopy sends is schema-qualified; with search_path = pg_catalog the types the
 /// catalog reports are qualified the same way as the source's, so they compare equal.
-const TARGET_SESSION: &str = "SET synchronous_commit = off; SET search_path = pg_catalog";
+/// A server whose default is `synchronous_commit = off` acknowledges commits that a crash
+/// can still take back: the chunk marked done, or planned, would vanish while the run goes
+/// on as if it were there. Such sessions commit durably (`on`); any stronger setting
+/// (`remote_write`, `remote_apply`) is kept.
+const TARGET_SESSION: &str = "SET search_path = pg_catalog; \
+     SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'";
 
 /// Memory for index builds; PostgreSQL's default (64MB) makes large builds spill to disk.
 const INDEX_SESSION: &str = "SET maintenance_work_mem = '512MB'";

@@ -10,6 +10,7 @@ mod common;
 mod cdc;
 mod cli;
 mod digest;
+mod durability;
 mod faults;
 mod fidelity;
 mod keys;
