@@ -382,7 +382,7 @@ fn tile(
         let meets = at.as_ref().is_some_and(|lo| *lo == chunk.lo);
         // A hole lies before this chunk only if it starts inside the key range, after the
         // end of the last one, with a number free for the hole.
-        let hole_fits = matches!(&at, Some(_)) && chunk.lo.is_some() && chunk.chunk_no > next_no;
+        let hole_fits = at.is_some() && chunk.lo.is_some() && chunk.chunk_no > next_no;
         if !meets && !hole_fits {
             return Err(format!(
                 "chunk {} of table {table_no} covers {} but the chunk before it ends at {}: the recorded chunks do \
