@@ -375,3 +375,90 @@ fn mysql_consistent_copy_reads_one_snapshot() {
     assert!(!consistent);
     assert_eq!(late_rows(&plain, &table), 20, "rows committed before their chunk ran are copied");
 }
+
+/// A MariaDB login on the dev server with `grants` (`{user}` in them is its name), dropped at
+/// the end of the test.
+struct MyUser {
+    admin: String,
+    name: String,
+}
+
+impl MyUser {
+    fn create(grants: &str) -> MyUser {
+        let admin = std::env::var("RANGECOPY_TEST_MYSQL").expect("checked by my_setup");
+        let name = format!("rct_u_{}", random_suffix());
+        my_exec(
+            &admin,
+            &format!(
+                "CREATE USER '{name}'@'%' IDENTIFIED BY '{}'; {}",
+                common::PASSWORD,
+                grants.replace("{user}", &name)
+            ),
+        );
+        MyUser { admin, name }
+    }
+
+    /// `url` (a MariaDB URL of the dev server's admin) as this user.
+    fn url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        format!("{scheme}://{}:{}@{host}", self.name, common::PASSWORD)
+    }
+}
+
+impl Drop for MyUser {
+    fn drop(&mut self) {
+        if let Ok(mut c) = common::my_conn(&self.admin) {
+            use mysql::prelude::Queryable;
+            let _ = c.query_drop(format!("DROP USER IF EXISTS '{}'@'%'", self.name));
+        }
+    }
+}
+
+/// Regression: a MariaDB user with SELECT only copied everything, then the job failed on P1
+/// (and so did every resume); after BINLOG MONITOR was granted, resume recorded a P0 taken
+/// after rows were copied, which CDC would have started from and missed the changes before.
+/// Positions that cannot be read are warnings, and P0 is recorded before the first chunk or never.
+#[test]
+fn mysql_positions_that_cannot_be_read_are_warnings_and_p0_is_never_recorded_late() {
+    let Some((mut db, my)) = my_setup("cdc_my_no_binlog") else { return };
+    my_exec(
+        &my.url,
+        "CREATE TABLE items (id int PRIMARY KEY, v varchar(40) NOT NULL);
+         INSERT INTO items SELECT seq, md5(seq) FROM seq_1_to_20000;",
+    );
+    let database = my.url.rsplit('/').next().unwrap().to_string();
+    let user = MyUser::create(&format!("GRANT SELECT ON `{database}`.* TO '{{user}}'@'%'"));
+    let source = user.url(&my.url);
+    let copy = run(&["copy", "--source", &source, "--target", &db.target, "--job", "a", "--progress", "none"]).ok();
+    assert!(copy.stderr.contains("P0 could not be read"), "{copy:?}");
+    assert!(copy.stderr.contains("P1 could not be read"), "{copy:?}");
+    let (p0, p1, _) = positions(&db.target, "a");
+    assert_eq!((p0, p1), (Value::Null, Value::Null));
+
+    // Job b (into a database of its own) is stopped after a few chunks; by its resume the
+    // user may read positions.
+    let target = db.extra_target("b");
+    let args = ["copy", "--source", &source, "--target", &target, "--job", "b", "--chunk-rows", "1000"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rangecopy"))
+        .args(args.iter().chain(&["--workers", "1", "--max-rows-per-sec", "4000", "--progress", "none"]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting rangecopy");
+    let going = wait_until(Duration::from_secs(30), || done_chunks(&target, "b") >= 2);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(going, "job b never got going");
+    my_exec(&user.admin, &format!("GRANT BINLOG MONITOR ON *.* TO '{}'@'%'", user.name));
+    let mut resume = args.to_vec();
+    resume.extend(["--resume", "--progress", "none"]);
+    let resumed = run(&resume).ok();
+    assert!(resumed.stderr.contains("P0 was not recorded before its first chunk"), "{resumed:?}");
+    let (p0, p1, _) = positions(&target, "b");
+    assert_eq!(p0, Value::Null, "a P0 read after rows were copied must not be recorded");
+    assert_eq!(p1["engine"], "mysql", "P1 is readable now: {p1}");
+    let status = run(&["status", "--target", &target, "--job", "b"]).ok();
+    assert!(status.stdout.contains("P0 (before the first chunk; CDC starts here): not recorded"), "{status:?}");
+}
