@@ -43,6 +43,9 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
     }
     check_throttle_sources(cfg, &mut source)?;
     check_slot(cfg, &mut source)?;
+    if cfg.consistent {
+        source.check_snapshot_can_last()?;
+    }
     // This process holds the job's lock: a job recorded as running is one whose run stopped
     // without saying so.
     let existing = state::load_job(&mut target.conn, &cfg.job)?.map(|mut job| {

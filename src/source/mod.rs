@@ -247,6 +247,14 @@ impl Source {
         }
     }
 
+    /// `--consistent`: refuses a source that would not keep one snapshot for a whole copy.
+    pub fn check_snapshot_can_last(&mut self) -> Result<()> {
+        match self {
+            Source::Postgres(s) => s.check_snapshot_can_last(),
+            Source::Mysql(_) => Ok(()),
+        }
+    }
+
     /// Refuses, naming them and the grant that is missing, sequences of `tables` whose
     /// positions this session may not read (they are carried over once a table is loaded:
     /// finding out then would fail the job after its copy).

@@ -75,7 +75,20 @@ impl PgSource {
         let Some(id) = &self.snapshot else { return body(&mut self.conn) };
         let begin =
             format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}", quote_literal(id));
-        self.conn.batch(&begin, what)?;
+        self.conn.batch(&begin, what).map_err(|e| match &e {
+            // The exporting transaction is gone: the process's own (it never ends early) or
+            // the server's doing, such as a standby's recovery conflict.
+            Error::Sql { detail, .. } if detail.contains("invalid snapshot identifier") => Error::Sql {
+                endpoint: self.conn.endpoint.clone(),
+                what: what.to_string(),
+                detail: format!(
+                    "{detail}; the --consistent snapshot was ended by the source server (on a hot standby: a \
+                     recovery conflict; set hot_standby_feedback = on and max_standby_streaming_delay = -1 there)"
+                ),
+                code: crate::error::ErrorCode::Other,
+            },
+            _ => e,
+        })?;
         match body(&mut self.conn) {
             Ok(value) => {
                 self.conn.batch("COMMIT", what)?;
@@ -86,6 +99,32 @@ impl PgSource {
                 Err(e)
             }
         }
+    }
+
+    /// `--consistent` on a hot standby holds one snapshot for the whole copy; the standby
+    /// cancels it as soon as replay conflicts with it for longer than
+    /// `max_standby_streaming_delay` (a vacuum on the primary removing rows it still sees, a
+    /// lock), and every chunk after that fails on "invalid snapshot identifier". Refused
+    /// unless the standby is set up to keep it, saying what to set.
+    pub fn check_snapshot_can_last(&mut self) -> Result<()> {
+        let row = self.conn.query_one(
+            "SELECT pg_is_in_recovery(), current_setting('hot_standby_feedback'),
+                    current_setting('max_standby_streaming_delay'), current_setting('max_standby_archive_delay')",
+            &[],
+            "checking whether the source is a hot standby",
+        )?;
+        let (standby, feedback, streaming, archive): (bool, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if !standby || (feedback == "on" && streaming == "-1" && archive == "-1") {
+            return Ok(());
+        }
+        Err(Error::input(format!(
+            "--consistent: the source is a hot standby (hot_standby_feedback = {feedback}, \
+             max_standby_streaming_delay = {streaming}, max_standby_archive_delay = {archive}), which cancels a \
+             long snapshot on its first recovery conflict; on the standby set hot_standby_feedback = on, \
+             max_standby_streaming_delay = -1 and max_standby_archive_delay = -1 (then SELECT pg_reload_conf()), \
+             or copy from the primary, or copy without --consistent"
+        )))
     }
 
     /// `--consistent`: a new connection opens a `REPEATABLE READ` transaction, exports its
