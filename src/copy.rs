@@ -408,14 +408,12 @@ fn named_specs(cfg: &CopyConfig) -> Vec<String> {
 
 /// The job's tables that this run names (each named table that the job copies, once).
 fn named_records<'a>(cfg: &CopyConfig, records: &'a [TableRecord]) -> Vec<&'a TableRecord> {
-    records
-        .iter()
-        .filter(|r| {
-            cfg.tables
-                .iter()
-                .any(|s| r.table.name.name == s.name && s.schema.as_ref().is_none_or(|sc| sc == &r.table.name.schema))
-        })
-        .collect()
+    records.iter().filter(|r| cfg.tables.iter().any(|s| names(s, &r.table.name))).collect()
+}
+
+/// Whether a table named on the command line is this recorded table.
+fn names(spec: &crate::config::TableSpec, table: &TableName) -> bool {
+    table.name == spec.name && spec.schema.as_ref().is_none_or(|s| s == &table.schema)
 }
 
 /// `--restart TABLE…` of an existing job: copies again only the named tables, from a fresh
@@ -425,10 +423,7 @@ fn restart_tables(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget) 
     let records = state::load_tables(&mut target.conn, &cfg.job)?;
     let named = named_records(cfg, &records);
     for spec in &cfg.tables {
-        let known = named.iter().any(|r| {
-            r.table.name.name == spec.name && spec.schema.as_ref().is_none_or(|sc| sc == &r.table.name.schema)
-        });
-        if !known {
+        if !named.iter().any(|r| names(spec, &r.table.name)) {
             return Err(Error::input(format!(
                 "--restart: job {:?} does not copy {}.{} (it copies {}); --restart TABLE copies again tables of the \
                  job; copy other tables with another --job, or --restart without naming tables to start the whole \

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use crate::common::{
-    assert_same_indexes, assert_same_table, chunks, exec, quote_literal, run, scalar, setup, wait_until, TestDbs,
-    PASSWORD,
+    assert_same_indexes, assert_same_table, chunks, exec, quote_literal, run, scalar, setup, wait_until, Running,
+    TestDbs, PASSWORD,
 };
 
 /// `t` with `rows` rows (ids 1..=rows) and a secondary index.
@@ -20,6 +20,18 @@ fn keyed_table(url: &str, rows: i64) {
              CREATE INDEX t_grp ON t (grp);"
         ),
     );
+}
+
+/// Starts `rangecopy copy ARGS…` in the background (throttled by the caller so that it lasts)
+/// and waits until it has committed `chunks` chunks.
+fn spawn_going(db: &TestDbs, args: &[&str], chunks: i64) -> Running {
+    let copy = db.spawn_copy(args);
+    let going = wait_until(Duration::from_secs(60), || {
+        scalar::<bool>(&db.target, "SELECT to_regclass('rangecopy.chunks') IS NOT NULL")
+            && scalar::<i64>(&db.target, "SELECT count(*) FROM rangecopy.chunks WHERE status = 'done'") >= chunks
+    });
+    assert!(going, "the copy never got going:\n{}", copy.stderr());
+    copy
 }
 
 /// Throws away chunk `no` of `job` as a target that lost its commit would: its rows, and its
@@ -77,14 +89,8 @@ fn chunks_the_target_lost_are_copied_again_on_resume() {
 fn a_killed_job_reads_as_interrupted() {
     let Some(db) = setup("durability_killed") else { return };
     keyed_table(&db.source, 50_000);
-    let mut copy =
-        db.spawn_copy(&["--job", "k", "--chunk-rows", "1000", "--max-rows-per-sec", "5000", "--progress", "none"]);
-    let done = "SELECT count(*) FROM rangecopy.chunks WHERE job = 'k' AND status = 'done'";
-    let going = wait_until(Duration::from_secs(60), || {
-        scalar::<bool>(&db.target, "SELECT to_regclass('rangecopy.chunks') IS NOT NULL")
-            && scalar::<i64>(&db.target, done) >= 1
-    });
-    assert!(going, "the copy never got going:\n{}", copy.stderr());
+    let args = ["--job", "k", "--chunk-rows", "1000", "--max-rows-per-sec", "5000", "--progress", "none"];
+    let mut copy = spawn_going(&db, &args, 1);
     let live = db.status("k").ok();
     assert!(live.stdout.contains("job k: running"), "{live:?}");
     assert_eq!(copy.kill9(), None, "the copy should still have been running");
@@ -165,23 +171,11 @@ fn restart_of_one_table_keeps_the_rest_of_the_job() {
 fn a_column_dropped_on_the_source_mid_copy_says_to_restart_that_table() {
     let Some(db) = setup("durability_dropcol") else { return };
     keyed_table(&db.source, 40_000);
-    let mut copy = db.spawn_copy(&[
-        "--job",
-        "d",
-        "--chunk-rows",
-        "1000",
-        "--workers",
-        "1",
-        "--max-rows-per-sec",
-        "10000",
-        "--progress",
-        "none",
-    ]);
-    let going = wait_until(Duration::from_secs(60), || {
-        scalar::<bool>(&db.target, "SELECT to_regclass('rangecopy.chunks') IS NOT NULL")
-            && scalar::<i64>(&db.target, "SELECT count(*) FROM rangecopy.chunks WHERE status = 'done'") >= 2
-    });
-    assert!(going, "the copy never got going:\n{}", copy.stderr());
+    let mut copy = spawn_going(
+        &db,
+        &["--job", "d", "--chunk-rows", "1000", "--workers", "1", "--max-rows-per-sec", "10000", "--progress", "none"],
+        2,
+    );
     exec(&db.source, "ALTER TABLE t DROP COLUMN v");
     let failed = copy.wait(Duration::from_secs(60));
     assert_eq!(failed.code, 1, "{failed:?}");
@@ -199,25 +193,24 @@ fn a_column_dropped_on_the_source_mid_copy_says_to_restart_that_table() {
 fn a_failure_after_the_start_is_exit_1_with_the_resume_command() {
     let Some(db) = setup("durability_exit") else { return };
     keyed_table(&db.source, 40_000);
-    let mut copy = db.spawn_copy(&[
-        "--job",
-        "e",
-        "--chunk-rows",
-        "1000",
-        "--max-rows-per-sec",
-        "8000",
-        "--retries",
-        "2",
-        "--retry-max-wait",
-        "0.5",
-        "--progress",
-        "none",
-    ]);
-    let going = wait_until(Duration::from_secs(60), || {
-        scalar::<bool>(&db.target, "SELECT to_regclass('rangecopy.chunks') IS NOT NULL")
-            && scalar::<i64>(&db.target, "SELECT count(*) FROM rangecopy.chunks WHERE status = 'done'") >= 2
-    });
-    assert!(going, "the copy never got going:\n{}", copy.stderr());
+    let mut copy = spawn_going(
+        &db,
+        &[
+            "--job",
+            "e",
+            "--chunk-rows",
+            "1000",
+            "--max-rows-per-sec",
+            "8000",
+            "--retries",
+            "2",
+            "--retry-max-wait",
+            "0.5",
+            "--progress",
+            "none",
+        ],
+        2,
+    );
     drop_source(&db);
     let failed = copy.wait(Duration::from_secs(60));
     assert_eq!(failed.code, 1, "{failed:?}");

@@ -302,6 +302,18 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// A fresh directory the server's system user owns, and a free loopback port.
+fn server_dir_and_port() -> (PathBuf, u16) {
+    let dir = std::env::temp_dir().join(format!("rct_pg_{}", random_suffix()));
+    std::fs::create_dir_all(&dir).expect("creating the server's directory");
+    if is_root() {
+        let ok = Command::new("chown").arg("postgres:").arg(&dir).status().is_ok_and(|s| s.success());
+        assert!(ok, "chown postgres {}", dir.display());
+    }
+    let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
+    (dir, port)
+}
+
 impl OwnServer {
     /// `None` when no PostgreSQL server binaries are installed.
     fn start() -> Option<OwnServer> {
@@ -312,13 +324,7 @@ impl OwnServer {
             .collect();
         bins.sort();
         let bin = bins.pop()?;
-        let dir = std::env::temp_dir().join(format!("rct_pg_{}", random_suffix()));
-        std::fs::create_dir_all(&dir).expect("creating the server's directory");
-        if is_root() {
-            let ok = Command::new("chown").arg("postgres:").arg(&dir).status().is_ok_and(|s| s.success());
-            assert!(ok, "chown postgres {}", dir.display());
-        }
-        let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
+        let (dir, port) = server_dir_and_port();
         let server = OwnServer {
             bin,
             data: dir.join("data"),
@@ -737,13 +743,7 @@ fn a_read_only_target_is_refused_before_anything_is_written() {
 impl OwnServer {
     /// A hot standby of this server, streaming from it, with `settings` (`-c` options).
     fn standby(&self, settings: &str) -> OwnServer {
-        let dir = std::env::temp_dir().join(format!("rct_pg_{}", random_suffix()));
-        std::fs::create_dir_all(&dir).expect("creating the standby's directory");
-        if is_root() {
-            let ok = Command::new("chown").arg("postgres:").arg(&dir).status().is_ok_and(|s| s.success());
-            assert!(ok, "chown postgres {}", dir.display());
-        }
-        let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
+        let (dir, port) = server_dir_and_port();
         let primary_port = self.url.rsplit(':').next().and_then(|p| p.split('/').next()).expect("a port").to_string();
         let standby = OwnServer {
             bin: self.bin.clone(),
