@@ -72,7 +72,12 @@ struct TableReport {
     chunks_done: i64,
     rows: i64,
     bytes: i64,
+    /// From the table's first chunk to its end: `copy_seconds` + `index_seconds`.
     seconds: Option<f64>,
+    /// Copying its chunks; the rates are over this phase.
+    copy_seconds: Option<f64>,
+    /// Building its indexes, ANALYZE, sequences.
+    index_seconds: Option<f64>,
     rows_per_second: Option<f64>,
     bytes_per_second: Option<f64>,
     /// Row count and the sum of all chunks' row hashes: the table's digest.
@@ -122,7 +127,7 @@ pub fn write_copy_report(conn: &mut PgConn, cfg: &CopyConfig, outcome: &CopyOutc
 }
 
 fn table_report(t: &TableProgress) -> Result<TableReport> {
-    let rate = |n: i64| t.seconds.filter(|s| *s > 0.0).map(|s| n as f64 / s);
+    let rate = |n: i64| t.copy_seconds.filter(|s| *s > 0.0).map(|s| n as f64 / s);
     Ok(TableReport {
         source_table: t.source_table.clone(),
         target_table: t.target_table.clone(),
@@ -133,6 +138,8 @@ fn table_report(t: &TableProgress) -> Result<TableReport> {
         rows: t.rows,
         bytes: t.bytes,
         seconds: t.seconds,
+        copy_seconds: t.copy_seconds,
+        index_seconds: t.index_seconds,
         rows_per_second: rate(t.rows),
         bytes_per_second: rate(t.bytes),
         digest: table_digest(t)?.to_string(),

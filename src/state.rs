@@ -72,6 +72,9 @@ ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS paused boolean NOT NULL DEFA
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS p0 jsonb;
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS p1 jsonb;
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS consistent boolean NOT NULL DEFAULT false;
+-- A table's phases: copying from started_at (its first chunk planned), indexing from
+-- indexing_at, done at finished_at.
+ALTER TABLE rangecopy.tables ADD COLUMN IF NOT EXISTS indexing_at timestamptz;
 ";
 
 /// A job as recorded in the target.
@@ -117,7 +120,12 @@ pub struct TableProgress {
     pub bytes: i64,
     pub estimated_rows: i64,
     pub digests: Vec<String>,
+    /// From the table's first chunk to its end (or now): copying and indexing.
     pub seconds: Option<f64>,
+    /// The copying phase alone: from the first chunk to the start of the index builds.
+    pub copy_seconds: Option<f64>,
+    /// The index builds, ANALYZE and sequences, once started.
+    pub index_seconds: Option<f64>,
     /// Per column, values copied as NULL by policy (MySQL zero dates), over the done chunks.
     pub nulled: Vec<(String, i64)>,
 }
@@ -455,13 +463,13 @@ pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool) -> 
             &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &chunk.lo, &chunk.hi],
             what,
         )?;
-        if last {
-            conn.execute(
-                "UPDATE rangecopy.tables SET plan_complete = true WHERE job = $1 AND table_no = $2",
-                &[&job, &(chunk.table_no as i32)],
-                what,
-            )?;
-        }
+        // The table's copy starts with its first chunk.
+        conn.execute(
+            "UPDATE rangecopy.tables SET plan_complete = plan_complete OR $3, started_at = coalesce(started_at, now())
+              WHERE job = $1 AND table_no = $2",
+            &[&job, &(chunk.table_no as i32), &last],
+            what,
+        )?;
         Ok(())
     })
 }
@@ -505,7 +513,8 @@ pub fn mark_chunk_done(conn: &mut PgConn, job: &str, chunk: &Chunk, summary: &Ch
 
 pub fn set_table_phase(conn: &mut PgConn, job: &str, table_no: usize, phase: &str) -> Result<()> {
     conn.execute(
-        "UPDATE rangecopy.tables SET phase = $3, started_at = coalesce(started_at, now()), finished_at = NULL
+        "UPDATE rangecopy.tables SET phase = $3, started_at = coalesce(started_at, now()), finished_at = NULL,
+                indexing_at = CASE WHEN $3 = 'indexing' THEN now() END
           WHERE job = $1 AND table_no = $2",
         &[&job, &(table_no as i32), &phase],
         "recording a table's phase",
@@ -579,6 +588,8 @@ pub fn table_progress(conn: &mut PgConn, job: &str) -> Result<Vec<TableProgress>
                 coalesce(sum(c.rows), 0)::int8, coalesce(sum(c.bytes), 0)::int8, t.estimated_rows,
                 coalesce(array_agg(c.digest ORDER BY c.chunk_no) FILTER (WHERE c.status = 'done'), '{}'),
                 extract(epoch FROM (coalesce(t.finished_at, now()) - t.started_at))::float8,
+                extract(epoch FROM (coalesce(t.indexing_at, t.finished_at, now()) - t.started_at))::float8,
+                extract(epoch FROM (coalesce(t.finished_at, now()) - t.indexing_at))::float8,
                 (SELECT coalesce(array_agg(z.col ORDER BY z.col), '{}') || '{}'::text[]
                    FROM (SELECT e.key AS col FROM rangecopy.chunks n, jsonb_each_text(n.nulled) e
                           WHERE n.job = t.job AND n.table_no = t.table_no AND n.status = 'done'
@@ -611,7 +622,9 @@ pub fn table_progress(conn: &mut PgConn, job: &str) -> Result<Vec<TableProgress>
             estimated_rows: r.get(10),
             digests: r.get(11),
             seconds: r.get(12),
-            nulled: r.get::<_, Vec<String>>(13).into_iter().zip(r.get::<_, Vec<i64>>(14)).collect(),
+            copy_seconds: r.get(13),
+            index_seconds: r.get(14),
+            nulled: r.get::<_, Vec<String>>(15).into_iter().zip(r.get::<_, Vec<i64>>(16)).collect(),
         })
         .collect())
 }

@@ -118,3 +118,27 @@ fn report_json_has_per_table_figures_digests_totals_and_settings() {
     assert_eq!(totals["bytes"].to_string(), total_bytes.to_string(), "{totals}");
     assert_eq!(totals["tables"].to_string(), "3", "{totals}");
 }
+
+/// Regression: a table's `seconds` in the report covered only its index builds (its start was
+/// set when indexing began), so the demo reported 30 million rows/s for a table. A throttled
+/// copy shows the copying phase taking as long as the throttle makes it, and rates under it.
+#[test]
+fn report_times_each_table_from_its_first_chunk_with_copy_and_index_phases() {
+    let Some(db) = setup("report_times") else { return };
+    exec(
+        &db.source,
+        "CREATE TABLE timed (id int PRIMARY KEY, v text); INSERT INTO timed SELECT g, md5(g::text) FROM generate_series(1, 30000) g;",
+    );
+    let report = db.dir.join("report.json");
+    let path = report.to_str().unwrap();
+    db.copy(&["--chunk-rows", "2000", "--max-rows-per-sec", "15000", "--report", path, "--progress", "none"]).ok();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let t = &r["tables"][0];
+    let num = |k: &str| t[k].as_f64().unwrap_or_else(|| panic!("no {k} in {t}"));
+    // 30000 rows at 15000 rows/s: about two seconds of copying, whatever the index build takes.
+    assert!(num("copy_seconds") >= 1.5, "{t}");
+    assert!(num("rows_per_second") <= 20_000.0, "{t}");
+    assert!(num("index_seconds") >= 0.0, "{t}");
+    let sum = num("copy_seconds") + num("index_seconds");
+    assert!((num("seconds") - sum).abs() < 0.01, "the phases add up to the table's time: {t}");
+}
