@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{CopyConfig, StartMode, VerifyConfig};
+use crate::config::{CopyConfig, Engine, StartMode, VerifyConfig};
+use crate::credentials::{PasswordSource, MY_PASSWORD_VAR, PG_PASSWORD_VAR, SOURCE_ENV, TARGET_ENV};
 use crate::error::{redact, Error, Result};
 use crate::pipeline::{self, ByteGate, RunContext, TableWork, IN_FLIGHT_BYTES};
 use crate::progress::{self, Progress};
@@ -250,12 +251,72 @@ fn record_p1(cfg: &CopyConfig, target: &mut PgTarget) -> Result<()> {
 
 /// The command that resumes this job (passwords are never part of it).
 pub fn resume_hint(cfg: &CopyConfig) -> String {
-    format!(
-        "rangecopy copy --source {} --target {} --job {} --resume   (passwords via the URL or PGPASSWORD)",
-        cfg.source.display(),
-        cfg.target.display,
-        shell_word(&cfg.job)
-    )
+    let source = Side {
+        name: "source",
+        env: cfg.source_from_env.then_some(SOURCE_ENV),
+        url: cfg.source.hint_url(),
+        password: cfg.source.password_source(),
+        engine: cfg.source.engine(),
+    };
+    let target = Side {
+        name: "target",
+        env: cfg.target_from_env.then_some(TARGET_ENV),
+        url: &cfg.target.hint_url,
+        password: &cfg.target.password_source,
+        engine: Engine::Postgres,
+    };
+    let mut command = String::from("rangecopy copy");
+    for side in [&source, &target] {
+        if side.env.is_none() {
+            command.push_str(&format!(" --{} {}", side.name, shell_word(side.url)));
+        }
+    }
+    command.push_str(&format!(" --job {} --resume", shell_word(&cfg.job)));
+    let mut notes: Vec<String> = Vec::new();
+    let vars: Vec<&str> = [&source, &target].iter().filter_map(|s| s.env).collect();
+    if !vars.is_empty() {
+        notes.push(format!("{} set as for this run", vars.join(" and ")));
+    }
+    let passwords: Vec<(&str, String)> =
+        [&source, &target].iter().filter_map(|s| s.password_note().map(|n| (s.name, n))).collect();
+    match passwords.as_slice() {
+        [(_, a), (_, b)] if a == b => notes.push(format!("passwords in {a}")),
+        several => notes.extend(several.iter().map(|(name, n)| format!("{name} password in {n}"))),
+    }
+    if notes.is_empty() {
+        command
+    } else {
+        format!("{command}   ({})", notes.join("; "))
+    }
+}
+
+/// One endpoint, as the resume hint gives it again.
+struct Side<'a> {
+    name: &'static str,
+    /// The variable the URL came from, if it did.
+    env: Option<&'static str>,
+    url: &'a str,
+    password: &'a PasswordSource,
+    engine: Engine,
+}
+
+impl Side<'_> {
+    /// Where the password is to be found for the printed command; `None` when the URL comes
+    /// from the environment as before (with its password) or no password was used.
+    fn password_note(&self) -> Option<String> {
+        let (var, file) = match self.engine {
+            Engine::Postgres => (PG_PASSWORD_VAR, "~/.pgpass"),
+            Engine::Mysql => (MY_PASSWORD_VAR, "~/.my.cnf"),
+        };
+        match self.password {
+            PasswordSource::None => None,
+            PasswordSource::Url if self.env.is_some() => None,
+            // The printed URL has lost it: it must come from elsewhere.
+            PasswordSource::Url => Some(format!("{var} or {file}")),
+            PasswordSource::Env(var) => Some((*var).to_string()),
+            PasswordSource::File(path) => Some(path.display().to_string()),
+        }
+    }
 }
 
 fn shell_word(s: &str) -> String {
