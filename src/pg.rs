@@ -266,6 +266,10 @@ fn connect_hint(ep: &PgEndpoint, err: &tokio_postgres::Error) -> String {
             ep.password_source.login_hint(PG_PASSWORD_VAR, "~/.pgpass (PGPASSFILE)")
         ),
         Some("3D000") => "; check the database name in the URL".to_string(),
+        // The driver's own words when the server asks for a password and it has none.
+        None if detail.contains("password missing") => {
+            format!("; {}", ep.password_source.login_hint(PG_PASSWORD_VAR, "~/.pgpass (PGPASSFILE)"))
+        }
         None if detail.contains("server does not support TLS") => {
             "; the server does not accept TLS: enable ssl on the server, or use sslmode=prefer or disable".to_string()
         }
