@@ -538,3 +538,55 @@ pub fn settings(cfg: &CopyConfig) -> serde_json::Value {
         "create_slot": cfg.create_slot.as_ref().map(|s| &s.name),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> CopyConfig {
+        let cli = crate::cli::Cli::try_parse_from([&["rangecopy", "copy"][..], args].concat()).unwrap();
+        let crate::cli::Command::Copy(args) = cli.command else { unreachable!() };
+        CopyConfig::from_args(&args).unwrap()
+    }
+
+    #[test]
+    fn the_resume_hint_keeps_tls_parameters_and_names_each_engine_s_password_variable() {
+        let cfg = config(&[
+            "--source",
+            "mysql://app:hint-pw-1@db1:3306/shop?ssl-mode=REQUIRED&tcp_connect_timeout_ms=5000",
+            "--target",
+            "postgres://app:hint-pw-2@db2/shop?sslmode=require&password=hint-pw-3",
+            "--job",
+            "shop 1",
+        ]);
+        assert_eq!(
+            resume_hint(&cfg),
+            "rangecopy copy --source 'mysql://app@db1:3306/shop?ssl-mode=REQUIRED&tcp_connect_timeout_ms=5000' \
+             --target 'postgres://app@db2/shop?sslmode=require' --job 'shop 1' --resume   \
+             (source password in MYSQL_PWD or ~/.my.cnf; target password in PGPASSWORD or ~/.pgpass)"
+        );
+        let cfg = config(&["--source", "postgres://u:hint-pw-4@a/x", "--target", "postgres://u:hint-pw-5@b/y"]);
+        assert_eq!(
+            resume_hint(&cfg),
+            "rangecopy copy --source postgres://u@a/x --target postgres://u@b/y --job x --resume   \
+             (passwords in PGPASSWORD or ~/.pgpass)"
+        );
+    }
+
+    #[test]
+    fn the_resume_hint_names_the_variables_urls_came_from() {
+        let mut cfg = config(&["--source", "postgres://u:hint-pw-6@a/x", "--target", "postgres://u:hint-pw-7@b/y"]);
+        cfg.source_from_env = true;
+        assert_eq!(
+            resume_hint(&cfg),
+            "rangecopy copy --target postgres://u@b/y --job x --resume   \
+             (RANGECOPY_SOURCE set as for this run; target password in PGPASSWORD or ~/.pgpass)"
+        );
+        cfg.target_from_env = true;
+        assert_eq!(
+            resume_hint(&cfg),
+            "rangecopy copy --job x --resume   (RANGECOPY_SOURCE and RANGECOPY_TARGET set as for this run)"
+        );
+    }
+}

@@ -157,10 +157,7 @@ fn password_with_url_syntax_in_it_appears_nowhere() {
     let Some(db) = setup("secrets_special") else { return };
     let secret = "p@ss:w/rd%?&=#é x";
     let encoded = "p%40ss%3Aw%2Frd%25%3F%26%3D%23%C3%A9%20x";
-    role = Role { name: format!("rct_role_{}", random_suffix()), admins: db.admin_urls() };
-    for admin in &role.admins {
-        exec(admin, &format!("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}", role.name, quote_literal(secret)));
-    }
+    role = Role::create(&db, &format!("rct_role_{}", random_suffix()), secret);
     tables_with_a_failing_one(&db);
     let as_role = |url: &str| url.replace(&format!("rangecopy:{PASSWORD}@"), &format!("{}:{encoded}@", role.name));
     let (source, target) = (as_role(&db.source), as_role(&db.target));
