@@ -5,7 +5,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::credentials::{SOURCE_ENV, TARGET_ENV};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,11 +18,30 @@ use clap::{Args, Parser, Subcommand};
     long_about = "Copies tables from PostgreSQL or MySQL/MariaDB into PostgreSQL in \
                   key-range chunks with binary COPY. Each chunk commits with its state row, so a \
                   killed copy resumes with --resume without losing or duplicating a row; each \
-                  chunk's blake3 digest is recorded in the target's `rangecopy` schema."
+                  chunk's blake3 digest is recorded in the target's `rangecopy` schema.\n\n\
+                  To keep passwords out of the process list, give the URLs in RANGECOPY_SOURCE and \
+                  RANGECOPY_TARGET, or leave the password out of the URL: PostgreSQL takes it from \
+                  PGPASSWORD, else ~/.pgpass (PGPASSFILE); MySQL/MariaDB from MYSQL_PWD, else the \
+                  [client] group of $MYSQL_HOME/my.cnf and ~/.my.cnf."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments (exiting on bad ones, as clap does), noting which URLs
+    /// came from the environment: the resume hint must not print those.
+    pub fn parse_args() -> Self {
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let (Command::Copy(args), Some(("copy", sub))) = (&mut cli.command, matches.subcommand()) {
+            let from_env = |id: &str| sub.value_source(id) == Some(ValueSource::EnvVariable);
+            args.source_from_env = from_env("source");
+            args.target_from_env = from_env("target");
+        }
+        cli
+    }
 }
 
 // Parsed once per run; boxing the larger variants would buy nothing.
@@ -78,7 +100,7 @@ pub struct LoadArgs {
     .args(["max_rows_per_sec", "max_bytes_per_sec", "pause", "unpause"])))]
 pub struct ThrottleCommandArgs {
     /// Target PostgreSQL URL holding the job's state.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = TARGET_ENV, hide_env_values = true)]
     pub target: String,
 
     /// The job to change.
@@ -101,11 +123,11 @@ pub struct ThrottleCommandArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Source database URL (as for `copy`).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = SOURCE_ENV, hide_env_values = true)]
     pub source: String,
 
     /// Target PostgreSQL URL.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = TARGET_ENV, hide_env_values = true)]
     pub target: String,
 
     /// Tables to verify, as `name` or `schema.name` (source names). None means every table of
@@ -144,14 +166,23 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// Source database URL: postgres://user[:password]@host[:port]/db[?sslmode=…] or
-    /// mysql://user[:password]@host[:port]/db (also mariadb://); the password may also come
-    /// from PGPASSWORD / MYSQL_PWD.
-    #[arg(long, value_name = "URL")]
+    /// mysql://user[:password]@host[:port]/db (also mariadb://). A password left out of the URL
+    /// comes from PGPASSWORD, else ~/.pgpass (PGPASSFILE); MySQL/MariaDB: from MYSQL_PWD, else
+    /// the [client] group of ~/.my.cnf ($MYSQL_HOME/my.cnf).
+    #[arg(long, value_name = "URL", env = SOURCE_ENV, hide_env_values = true)]
     pub source: String,
 
-    /// Target PostgreSQL URL (the password may also come from PGPASSWORD).
-    #[arg(long, value_name = "URL")]
+    /// Whether --source came from RANGECOPY_SOURCE (set by `Cli::parse_args`).
+    #[arg(skip)]
+    pub source_from_env: bool,
+
+    /// Target PostgreSQL URL (a password left out of it comes from PGPASSWORD, else ~/.pgpass).
+    #[arg(long, value_name = "URL", env = TARGET_ENV, hide_env_values = true)]
     pub target: String,
+
+    /// Whether --target came from RANGECOPY_TARGET (set by `Cli::parse_args`).
+    #[arg(skip)]
+    pub target_from_env: bool,
 
     /// Tables to copy, as `name` or `schema.name` (double-quote parts that contain dots or
     /// quotes, as in SQL). None means every base table of every non-system schema.
@@ -262,7 +293,7 @@ pub struct CopyArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Target PostgreSQL URL holding the `rangecopy` state schema.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = TARGET_ENV, hide_env_values = true)]
     pub target: String,
 
     /// Show only this job (default: every job).

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{CopyArgs, LoadArgs, RateArgs, StatusArgs, ThrottleCommandArgs, VerifyArgs};
-use crate::error::{register_secret, Error, Result};
+use crate::credentials::{self, split_url, PasswordSource};
+use crate::error::{register_public, register_secret, Error, Result};
 use crate::throttle::parse_rate;
 use crate::tls::{MyTls, PgTls};
 
@@ -36,7 +37,7 @@ impl SourceEndpoint {
     fn parse_as(url: &str, role: &str) -> Result<Self> {
         match source_engine(url)? {
             Engine::Postgres => Ok(SourceEndpoint::Postgres(PgEndpoint::parse(url, role)?)),
-            Engine::Mysql => Ok(SourceEndpoint::Mysql(MyEndpoint::parse(url)?)),
+            Engine::Mysql => Ok(SourceEndpoint::Mysql(MyEndpoint::parse(url, role)?)),
         }
     }
 
@@ -59,6 +60,21 @@ impl SourceEndpoint {
         match self {
             SourceEndpoint::Postgres(ep) => &ep.database,
             SourceEndpoint::Mysql(ep) => &ep.database,
+        }
+    }
+
+    /// The URL to give again (resume hint): as written, without any password.
+    pub fn hint_url(&self) -> &str {
+        match self {
+            SourceEndpoint::Postgres(ep) => &ep.hint_url,
+            SourceEndpoint::Mysql(ep) => &ep.hint_url,
+        }
+    }
+
+    pub fn password_source(&self) -> &PasswordSource {
+        match self {
+            SourceEndpoint::Postgres(ep) => &ep.password_source,
+            SourceEndpoint::Mysql(ep) => &ep.password_source,
         }
     }
 
@@ -86,6 +102,10 @@ pub struct MyEndpoint {
     pub options: MyOptions,
     /// `ssl-mode` and `ssl-ca`, validated (already part of `opts`).
     pub tls: MyTls,
+    /// The URL as written, without its password: what to give again to resume.
+    pub hint_url: String,
+    /// Where the password came from.
+    pub password_source: PasswordSource,
 }
 
 /// The MySQL/MariaDB mapping options, validated.
@@ -302,42 +322,73 @@ impl std::fmt::Debug for MyEndpoint {
 }
 
 impl MyEndpoint {
-    /// Parses a `mysql://` / `mariadb://` URL; the password may also come from MYSQL_PWD.
-    pub fn parse(url: &str) -> Result<Self> {
+    /// Parses a `mysql://` / `mariadb://` URL; `role` names it in errors (source, lag-replica).
+    /// A password not in the URL comes from MYSQL_PWD, else the option files.
+    pub fn parse(url: &str, role: &str) -> Result<Self> {
+        // The driver never sees the userinfo: it would misread a password holding URL syntax,
+        // and its errors quote what it could not parse.
+        let split = split_url(url).map_err(|e| Error::input(format!("--{role}: {e}")))?;
         // The mysql driver refuses URL parameters it does not know: the TLS ones are ours.
-        let (stripped, tls_params) = crate::tls::take_params(url, &["ssl-mode", "ssl_mode", "ssl-ca", "ssl_ca"]);
+        let (rest, tls_params) = crate::tls::take_params(&split.rest, &["ssl-mode", "ssl_mode", "ssl-ca", "ssl_ca"]);
         let tls = MyTls::from_params(
             crate::tls::param(&tls_params, &["ssl-mode", "ssl_mode"]),
             crate::tls::param(&tls_params, &["ssl-ca", "ssl_ca"]),
         )
-        .map_err(|e| Error::input(format!("--source: {e}")))?;
-        let rest = stripped.split_once("://").map(|(_, r)| r).unwrap_or(&stripped);
+        .map_err(|e| Error::input(format!("--{role}: {e}")))?;
         let opts = mysql::Opts::from_url(&format!("mysql://{rest}")).map_err(|e| {
             Error::input(format!(
-                "--source: invalid MySQL URL {} ({e}); expected mysql://user:password@host:3306/database",
-                redact_url(url)
+                "--{role}: invalid MySQL URL {} ({}); expected mysql://user:password@host:3306/database",
+                redact_url(url),
+                crate::error::redact(&e.to_string())
             ))
         })?;
         let mut builder = mysql::OptsBuilder::from_opts(opts.clone());
-        match opts.get_pass() {
-            Some(pw) => register_secret(pw),
-            None => {
-                if let Ok(pw) = std::env::var("MYSQL_PWD") {
-                    register_secret(&pw);
-                    builder = builder.pass(Some(pw));
-                }
+        let user = match split.user {
+            Some(user) => {
+                builder = builder.user(Some(&user));
+                user
             }
-        }
+            None => opts.get_user().unwrap_or("").to_string(),
+        };
+        let password_source = match (split.password, opts.get_pass()) {
+            (Some(pw), _) => {
+                let pw = String::from_utf8(pw).map_err(|_| {
+                    Error::input(format!("--{role}: the password in the URL is not valid UTF-8 once percent-decoded"))
+                })?;
+                builder = builder.pass(Some(pw));
+                PasswordSource::Url
+            }
+            (None, Some(pw)) => {
+                register_secret(pw);
+                PasswordSource::Url
+            }
+            (None, None) => match credentials::my_password() {
+                Some((pw, source)) => {
+                    builder = builder.pass(Some(pw));
+                    source
+                }
+                None => PasswordSource::None,
+            },
+        };
         let database = opts.get_db_name().filter(|d| !d.is_empty()).map(str::to_string).ok_or_else(|| {
-            Error::input("--source: the MySQL URL names no database; use mysql://user@host:3306/database")
+            Error::input(format!("--{role}: the MySQL URL names no database; use mysql://user@host:3306/database"))
         })?;
-        let user = opts.get_user().unwrap_or("").to_string();
         builder = builder.tcp_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT)).ssl_opts(tls.ssl_opts());
         if tls.required() {
             builder = builder.prefer_socket(false);
         }
         let display = format!("mysql://{user}@{}:{}/{database}", opts.get_ip_or_hostname(), opts.get_tcp_port());
-        Ok(MyEndpoint { opts: builder.into(), display, database, options: MyOptions::default(), tls })
+        register_public(&display);
+        let hint_url = hint_url(&split.scheme, split.user_as_written.as_deref(), &split.rest);
+        Ok(MyEndpoint {
+            opts: builder.into(),
+            display,
+            database,
+            options: MyOptions::default(),
+            tls,
+            hint_url,
+            password_source,
+        })
     }
 }
 
@@ -350,6 +401,10 @@ pub struct PgEndpoint {
     pub database: String,
     /// `sslmode` and `sslrootcert`, validated; the connector every connection uses.
     pub tls: PgTls,
+    /// The URL as written, without its password: what to give again to resume.
+    pub hint_url: String,
+    /// Where the password came from.
+    pub password_source: PasswordSource,
 }
 
 impl std::fmt::Debug for PgEndpoint {
@@ -364,6 +419,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl PgEndpoint {
     /// Parses a `postgres://` / `postgresql://` URL. `role` names it in errors (source/target).
+    /// A password not in the URL comes from PGPASSWORD, else the password file.
     pub fn parse(url: &str, role: &str) -> Result<Self> {
         let scheme = url.split("://").next().unwrap_or("");
         if !url.contains("://") || !matches!(scheme, "postgres" | "postgresql") {
@@ -372,29 +428,31 @@ impl PgEndpoint {
                 redact_url(url)
             )));
         }
+        // The driver never sees the userinfo: it ends the userinfo at the first `@`, and a
+        // password holding URL syntax would be misread as the host.
+        let split = split_url(url).map_err(|e| Error::input(format!("--{role}: {e}")))?;
         // tokio-postgres knows sslmode disable/prefer/require only: the TLS parameters are ours.
-        let (rest, tls_params) = crate::tls::take_params(url, &["sslmode", "sslrootcert"]);
+        let (rest, tls_params) = crate::tls::take_params(&split.rest, &["sslmode", "sslrootcert"]);
         let tls = PgTls::from_params(
             crate::tls::param(&tls_params, &["sslmode"]),
             crate::tls::param(&tls_params, &["sslrootcert"]),
         )
         .map_err(|e| Error::input(format!("--{role}: {e}")))?;
-        let mut config: tokio_postgres::Config = rest
+        // An empty userinfo, so that an `@` in a parameter value is not taken for its end.
+        let mut config: tokio_postgres::Config = format!("postgres://@{rest}")
             .parse()
             .map_err(|e| Error::input(format!("--{role}: invalid PostgreSQL URL {}: {e}", redact_url(url))))?;
         config.ssl_mode(tls.driver_mode());
-        if let Some(pw) = config.get_password() {
-            register_secret(&String::from_utf8_lossy(pw));
-        } else if let Ok(pw) = std::env::var("PGPASSWORD") {
-            register_secret(&pw);
-            config.password(pw);
-        }
-        if config.get_user().is_none() {
-            let user = std::env::var("PGUSER")
-                .or_else(|_| std::env::var("USER"))
-                .map_err(|_| Error::input(format!("--{role}: the URL names no user and PGUSER is not set")))?;
-            config.user(&user);
-        }
+        let user = match split.user {
+            Some(user) => user,
+            None => match config.get_user().filter(|u| !u.is_empty()) {
+                Some(user) => user.to_string(),
+                None => std::env::var("PGUSER")
+                    .or_else(|_| std::env::var("USER"))
+                    .map_err(|_| Error::input(format!("--{role}: the URL names no user and PGUSER is not set")))?,
+            },
+        };
+        config.user(&user);
         if config.get_hosts().is_empty() {
             return Err(Error::input(format!("--{role}: the URL names no host")));
         }
@@ -402,7 +460,6 @@ impl PgEndpoint {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
         config.application_name("rangecopy");
-        let user = config.get_user().unwrap_or_default().to_string();
         let database = config.get_dbname().unwrap_or(&user).to_string();
         config.dbname(&database);
         let host = match &config.get_hosts()[0] {
@@ -410,39 +467,75 @@ impl PgEndpoint {
             tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
+        let password_source = match (split.password, config.get_password()) {
+            (Some(pw), _) => {
+                config.password(pw);
+                PasswordSource::Url
+            }
+            (None, Some(pw)) => {
+                register_secret(&String::from_utf8_lossy(pw));
+                PasswordSource::Url
+            }
+            (None, None) => match credentials::pg_password(&host, port, &database, &user) {
+                Some((pw, source)) => {
+                    config.password(pw);
+                    source
+                }
+                None => PasswordSource::None,
+            },
+        };
         let display = format!("postgres://{user}@{host}:{port}/{database}");
-        Ok(PgEndpoint { config, display, database, tls })
+        register_public(&display);
+        let hint_url = hint_url(&split.scheme, split.user_as_written.as_deref(), &split.rest);
+        Ok(PgEndpoint { config, display, database, tls, hint_url, password_source })
     }
 }
 
-/// Replaces the password of a URL (`scheme://user:password@host`) with `***`.
+/// `scheme://[user@]rest` without any password parameter: a URL that names the same endpoint
+/// with the same settings, for the user to give again. Registered as public, so that a password
+/// equal to the user name does not hide it.
+fn hint_url(scheme: &str, user_as_written: Option<&str>, rest: &str) -> String {
+    let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let query = credentials::public_params(query);
+    let user = user_as_written.map(|u| format!("{u}@")).unwrap_or_default();
+    let url =
+        if query.is_empty() { format!("{scheme}://{user}{base}") } else { format!("{scheme}://{user}{base}?{query}") };
+    register_public(&url);
+    url
+}
+
+/// The URL without its password, for messages about a URL that could not be used: the
+/// password (in the userinfo or a parameter) becomes `***`; when the userinfo cannot be told
+/// apart, everything up to the last `@` is hidden, since the userinfo ends at one of them.
 pub fn redact_url(url: &str) -> String {
-    // Without a scheme the text may still be `user:password@host/db`: redact it all the same.
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), url),
+    let scheme = url.split_once("://").map(|(s, _)| format!("{s}://")).unwrap_or_default();
+    let (userinfo, rest) = match split_url(url) {
+        Ok(split) => {
+            let user = split.user_as_written.unwrap_or_default();
+            let userinfo = match (split.password.is_some(), user.is_empty()) {
+                (true, _) => format!("{user}:***@"),
+                (false, false) => format!("{user}@"),
+                (false, true) => String::new(),
+            };
+            (userinfo, split.rest)
+        }
+        Err(_) => ("***@".to_string(), url.rsplit_once('@').map(|(_, r)| r.to_string()).unwrap_or_default()),
     };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+    // Parameters may carry a password too (`?password=…`).
+    let rest = match rest.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|part| match part.split_once('=') {
+                    Some((key, _)) if credentials::is_secret_param(key) => format!("{key}=***"),
+                    _ => part.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => rest,
     };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_string(),
-    };
-    // Query parameters may carry a password too (`?password=…`).
-    let tail: String = tail
-        .split('&')
-        .map(|part| match part.split_once("password=") {
-            Some((head, _)) => format!("{head}password=***"),
-            None => part.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("&");
-    crate::error::redact(&format!("{scheme}{authority}{tail}"))
+    crate::error::redact(&format!("{scheme}{userinfo}{rest}"))
 }
 
 /// A table as named on the command line, before it is looked up in the source.
@@ -553,6 +646,10 @@ pub struct CopyConfig {
     pub create_slot: Option<SlotRequest>,
     /// `--consistent`: every worker reads one snapshot.
     pub consistent: bool,
+    /// Whether the source / target URL came from RANGECOPY_SOURCE / RANGECOPY_TARGET (the
+    /// resume hint then names the variable instead of printing the URL).
+    pub source_from_env: bool,
+    pub target_from_env: bool,
 }
 
 /// A logical replication slot to create before the copy.
@@ -650,6 +747,8 @@ impl CopyConfig {
             progress_interval: Duration::from_secs_f64(args.progress_interval),
             create_slot,
             consistent: args.consistent,
+            source_from_env: args.source_from_env,
+            target_from_env: args.target_from_env,
         })
     }
 }
@@ -928,6 +1027,8 @@ mod tests {
         assert_eq!(redact_url("postgres://u@h/db?password=pw&x=1"), "postgres://u@h/db?password=***&x=1");
         assert_eq!(redact_url("mysql://h/db"), "mysql://h/db");
         assert_eq!(redact_url("rangecopy:pw@127.0.0.1:54330/db"), "rangecopy:***@127.0.0.1:54330/db");
+        assert_eq!(redact_url("postgres://u:p/@:%#?w@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db?sslpassword=k"), "postgres://u@h/db?sslpassword=***");
     }
 
     #[test]
@@ -936,6 +1037,74 @@ mod tests {
         assert_eq!(ep.display, "postgres://alice@localhost:5433/app");
         assert!(!format!("{ep:?}").contains("hunter2-xyz"));
         assert_eq!(crate::error::redact("x hunter2-xyz"), "x ***");
+    }
+
+    #[test]
+    fn a_pg_password_with_url_syntax_in_it_is_parsed_not_misread_as_the_host() {
+        let url = "postgres://bob:p/@:%#?w-7c1@db.example:6543/app?sslmode=disable&application_name=x";
+        let ep = PgEndpoint::parse(url, "source").unwrap();
+        assert_eq!(ep.config.get_user(), Some("bob"));
+        assert_eq!(ep.config.get_password(), Some(&b"p/@:%#?w-7c1"[..]));
+        assert_eq!(ep.config.get_hosts(), [tokio_postgres::config::Host::Tcp("db.example".into())]);
+        assert_eq!(ep.config.get_ports(), [6543]);
+        assert_eq!(ep.display, "postgres://bob@db.example:6543/app");
+        assert_eq!(ep.hint_url, "postgres://bob@db.example:6543/app?sslmode=disable&application_name=x");
+        assert_eq!(ep.password_source, PasswordSource::Url);
+        assert_eq!(crate::error::redact("x p/@:%#?w-7c1 y"), "x *** y");
+    }
+
+    #[test]
+    fn a_mysql_password_with_url_syntax_in_it_is_parsed_not_misread_as_the_host() {
+        let url = "mysql://bob:p/@:%#?w-9d2@db.example:3307/shop?ssl-mode=DISABLED";
+        let ep = MyEndpoint::parse(url, "source").unwrap();
+        assert_eq!(ep.opts.get_user(), Some("bob"));
+        assert_eq!(ep.opts.get_pass(), Some("p/@:%#?w-9d2"));
+        assert_eq!((ep.opts.get_ip_or_hostname().as_ref(), ep.opts.get_tcp_port()), ("db.example", 3307));
+        assert_eq!(ep.display, "mysql://bob@db.example:3307/shop");
+        assert_eq!(ep.hint_url, "mysql://bob@db.example:3307/shop?ssl-mode=DISABLED");
+        let ep = MyEndpoint::parse("mariadb://a%40b:p%2Fw@h/d", "lag-replica").unwrap();
+        assert_eq!((ep.opts.get_user(), ep.opts.get_pass()), (Some("a@b"), Some("p/w")));
+        assert_eq!(ep.hint_url, "mariadb://a%40b@h/d");
+    }
+
+    #[test]
+    fn a_password_equal_to_the_user_name_leaves_the_user_name_shown() {
+        let ep = PgEndpoint::parse("postgres://samename-4e1:samename-4e1@h:5432/db", "target").unwrap();
+        let message = format!("cannot connect to {}: user \"samename-4e1\" refused", ep.display);
+        assert_eq!(
+            crate::error::redact(&message),
+            "cannot connect to postgres://samename-4e1@h:5432/db: user \"***\" refused"
+        );
+        let ep = MyEndpoint::parse("mysql://samename-5f2:samename-5f2@h:3306/db", "source").unwrap();
+        assert_eq!(crate::error::redact(&ep.display), "mysql://samename-5f2@h:3306/db");
+        assert_eq!(crate::error::redact(&ep.hint_url), "mysql://samename-5f2@h:3306/db");
+    }
+
+    #[test]
+    fn a_password_parameter_is_used_but_never_repeated() {
+        let ep = PgEndpoint::parse("postgres://u@h/db?password=qp-secret-61&sslmode=disable", "target").unwrap();
+        assert_eq!(ep.config.get_password(), Some(&b"qp-secret-61"[..]));
+        assert_eq!(ep.password_source, PasswordSource::Url);
+        assert_eq!(ep.hint_url, "postgres://u@h/db?sslmode=disable");
+        assert_eq!(crate::error::redact("qp-secret-61"), "***");
+    }
+
+    #[test]
+    fn urls_that_read_two_ways_are_refused_without_echoing_the_userinfo() {
+        for (url, secret) in [
+            ("postgres://u:Pa@ss/w0rd-3a@h", "Pa@ss/w0rd-3a"),
+            ("mysql://u:Pa@ss/w0rd-3b@h", "Pa@ss/w0rd-3b"),
+            ("postgres://u:pw-3c@h/db?application_name=me@box", "pw-3c"),
+        ] {
+            let err = SourceEndpoint::parse(url).unwrap_err();
+            assert!(err.is_input(), "{url}: {err}");
+            assert!(err.to_string().contains("more than one way"), "{err}");
+            for part in [secret, "w0rd", "Pa@"] {
+                assert!(!err.to_string().contains(part), "{url}: {err}");
+            }
+        }
+        assert_eq!(redact_url("postgres://u:Pa@ss/w0rd-3d@h"), "postgres://***@h");
+        assert_eq!(redact_url("mysql://u:p/@:%#?w@h o/db"), "mysql://***@h o/db");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{CopyConfig, StartMode, VerifyConfig};
+use crate::config::{CopyConfig, Engine, StartMode, VerifyConfig};
+use crate::credentials::{PasswordSource, MY_PASSWORD_VAR, PG_PASSWORD_VAR, SOURCE_ENV, TARGET_ENV};
 use crate::error::{redact, Error, Result};
 use crate::pipeline::{self, ByteGate, RunContext, TableWork, IN_FLIGHT_BYTES};
 use crate::progress::{self, Progress};
@@ -321,12 +322,72 @@ fn record_p1(cfg: &CopyConfig, target: &mut PgTarget) {
 
 /// The command that resumes this job (passwords are never part of it).
 pub fn resume_hint(cfg: &CopyConfig) -> String {
-    format!(
-        "rangecopy copy --source {} --target {} --job {} --resume   (passwords via the URL or PGPASSWORD)",
-        cfg.source.display(),
-        cfg.target.display,
-        shell_word(&cfg.job)
-    )
+    let source = Side {
+        name: "source",
+        env: cfg.source_from_env.then_some(SOURCE_ENV),
+        url: cfg.source.hint_url(),
+        password: cfg.source.password_source(),
+        engine: cfg.source.engine(),
+    };
+    let target = Side {
+        name: "target",
+        env: cfg.target_from_env.then_some(TARGET_ENV),
+        url: &cfg.target.hint_url,
+        password: &cfg.target.password_source,
+        engine: Engine::Postgres,
+    };
+    let mut command = String::from("rangecopy copy");
+    for side in [&source, &target] {
+        if side.env.is_none() {
+            command.push_str(&format!(" --{} {}", side.name, shell_word(side.url)));
+        }
+    }
+    command.push_str(&format!(" --job {} --resume", shell_word(&cfg.job)));
+    let mut notes: Vec<String> = Vec::new();
+    let vars: Vec<&str> = [&source, &target].iter().filter_map(|s| s.env).collect();
+    if !vars.is_empty() {
+        notes.push(format!("{} set as for this run", vars.join(" and ")));
+    }
+    let passwords: Vec<(&str, String)> =
+        [&source, &target].iter().filter_map(|s| s.password_note().map(|n| (s.name, n))).collect();
+    match passwords.as_slice() {
+        [(_, a), (_, b)] if a == b => notes.push(format!("passwords in {a}")),
+        several => notes.extend(several.iter().map(|(name, n)| format!("{name} password in {n}"))),
+    }
+    if notes.is_empty() {
+        command
+    } else {
+        format!("{command}   ({})", notes.join("; "))
+    }
+}
+
+/// One endpoint, as the resume hint gives it again.
+struct Side<'a> {
+    name: &'static str,
+    /// The variable the URL came from, if it did.
+    env: Option<&'static str>,
+    url: &'a str,
+    password: &'a PasswordSource,
+    engine: Engine,
+}
+
+impl Side<'_> {
+    /// Where the password is to be found for the printed command; `None` when the URL comes
+    /// from the environment as before (with its password) or no password was used.
+    fn password_note(&self) -> Option<String> {
+        let (var, file) = match self.engine {
+            Engine::Postgres => (PG_PASSWORD_VAR, "~/.pgpass"),
+            Engine::Mysql => (MY_PASSWORD_VAR, "~/.my.cnf"),
+        };
+        match self.password {
+            PasswordSource::None => None,
+            PasswordSource::Url if self.env.is_some() => None,
+            // The printed URL has lost it: it must come from elsewhere.
+            PasswordSource::Url => Some(format!("{var} or {file}")),
+            PasswordSource::Env(var) => Some((*var).to_string()),
+            PasswordSource::File(path) => Some(path.display().to_string()),
+        }
+    }
 }
 
 /// The command that copies one table of this job again, for a source table that changed.
@@ -670,4 +731,56 @@ pub fn settings(cfg: &CopyConfig) -> serde_json::Value {
         "consistent": cfg.consistent,
         "create_slot": cfg.create_slot.as_ref().map(|s| &s.name),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> CopyConfig {
+        let cli = crate::cli::Cli::try_parse_from([&["rangecopy", "copy"][..], args].concat()).unwrap();
+        let crate::cli::Command::Copy(args) = cli.command else { unreachable!() };
+        CopyConfig::from_args(&args).unwrap()
+    }
+
+    #[test]
+    fn the_resume_hint_keeps_tls_parameters_and_names_each_engine_s_password_variable() {
+        let cfg = config(&[
+            "--source",
+            "mysql://app:hint-pw-1@db1:3306/shop?ssl-mode=REQUIRED&tcp_connect_timeout_ms=5000",
+            "--target",
+            "postgres://app:hint-pw-2@db2/shop?sslmode=require&password=hint-pw-3",
+            "--job",
+            "shop 1",
+        ]);
+        assert_eq!(
+            resume_hint(&cfg),
+            "rangecopy copy --source 'mysql://app@db1:3306/shop?ssl-mode=REQUIRED&tcp_connect_timeout_ms=5000' \
+             --target 'postgres://app@db2/shop?sslmode=require' --job 'shop 1' --resume   \
+             (source password in MYSQL_PWD or ~/.my.cnf; target password in PGPASSWORD or ~/.pgpass)"
+        );
+        let cfg = config(&["--source", "postgres://u:hint-pw-4@a/x", "--target", "postgres://u:hint-pw-5@b/y"]);
+        assert_eq!(
+            resume_hint(&cfg),
+            "rangecopy copy --source postgres://u@a/x --target postgres://u@b/y --job x --resume   \
+             (passwords in PGPASSWORD or ~/.pgpass)"
+        );
+    }
+
+    #[test]
+    fn the_resume_hint_names_the_variables_urls_came_from() {
+        let mut cfg = config(&["--source", "postgres://u:hint-pw-6@a/x", "--target", "postgres://u:hint-pw-7@b/y"]);
+        cfg.source_from_env = true;
+        assert_eq!(
+            resume_hint(&cfg),
+            "rangecopy copy --target postgres://u@b/y --job x --resume   \
+             (RANGECOPY_SOURCE set as for this run; target password in PGPASSWORD or ~/.pgpass)"
+        );
+        cfg.target_from_env = true;
+        assert_eq!(
+            resume_hint(&cfg),
+            "rangecopy copy --job x --resume   (RANGECOPY_SOURCE and RANGECOPY_TARGET set as for this run)"
+        );
+    }
 }

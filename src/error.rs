@@ -241,9 +241,18 @@ pub fn describe_pg_error(err: &tokio_postgres::Error) -> String {
     redact(&s)
 }
 
-fn secrets() -> &'static Mutex<Vec<String>> {
-    static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    SECRETS.get_or_init(|| Mutex::new(Vec::new()))
+/// The strings redaction works with: secrets to hide, and public texts to leave whole.
+#[derive(Default)]
+struct Redaction {
+    /// Longest first, so a secret that contains another is replaced whole.
+    secrets: Vec<String>,
+    /// Texts rangecopy built from parsed, non-secret parts (an endpoint's password-free URL).
+    public: Vec<String>,
+}
+
+fn redaction() -> std::sync::MutexGuard<'static, Redaction> {
+    static REDACTION: OnceLock<Mutex<Redaction>> = OnceLock::new();
+    REDACTION.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Registers a secret (a password) that must never appear in any output.
@@ -251,23 +260,52 @@ pub fn register_secret(secret: &str) {
     if secret.is_empty() {
         return;
     }
-    let mut list = secrets().lock().unwrap_or_else(|e| e.into_inner());
-    if !list.iter().any(|s| s == secret) {
-        list.push(secret.to_string());
-        // Longest first, so a secret that contains another is replaced whole.
-        list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut r = redaction();
+    if !r.secrets.iter().any(|s| s == secret) {
+        r.secrets.push(secret.to_string());
+        r.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 }
 
-/// Replaces every registered secret in `text` with `***`. Every message that leaves the
-/// process passes through here; it is not on any per-row path.
+/// Registers a text built from parsed parts that never include a password (an endpoint's
+/// `postgres://user@host:port/db`), which `redact` leaves whole: a password that equals the
+/// user name (or the database name) must not turn the URL naming it into `***`. Anything
+/// that user name reveals, it reveals as a user name.
+pub fn register_public(text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    let mut r = redaction();
+    if !r.public.iter().any(|s| s == text) {
+        r.public.push(text.to_string());
+    }
+}
+
+/// Replaces every registered secret in `text` with `***`, except where it lies wholly inside a
+/// registered public text. Every message that leaves the process passes through here; it is not
+/// on any per-row path.
 pub fn redact(text: &str) -> String {
-    let list = secrets().lock().unwrap_or_else(|e| e.into_inner());
-    let mut out = text.to_string();
-    for secret in list.iter() {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "***");
+    let r = redaction();
+    if !r.secrets.iter().any(|s| text.contains(s.as_str())) {
+        return text.to_string();
+    }
+    let mut public: Vec<(usize, usize)> = Vec::new();
+    for p in &r.public {
+        public.extend(text.match_indices(p.as_str()).map(|(i, m)| (i, i + m.len())));
+    }
+    let shown = |start: usize, end: usize| public.iter().any(|&(s, e)| s <= start && end <= e);
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        if let Some(secret) = r.secrets.iter().find(|s| rest.starts_with(s.as_str()) && !shown(i, i + s.len())) {
+            out.push_str("***");
+            i += secret.len();
+            continue;
         }
+        let c = rest.chars().next().unwrap_or_default();
+        out.push(c);
+        i += c.len_utf8();
     }
     out
 }
@@ -281,6 +319,20 @@ mod tests {
         register_secret("s3cr3t-pw");
         assert_eq!(redact("password=s3cr3t-pw host=x"), "password=*** host=x");
         assert_eq!(redact("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn a_password_equal_to_the_user_name_leaves_the_endpoint_s_url_whole() {
+        register_secret("same-as-user");
+        register_public("postgres://same-as-user@h:5432/db");
+        assert_eq!(
+            redact("cannot connect to postgres://same-as-user@h:5432/db: user \"same-as-user\" failed"),
+            "cannot connect to postgres://same-as-user@h:5432/db: user \"***\" failed"
+        );
+        // Partly inside a public text is not inside it.
+        assert_eq!(redact("postgres://same-as-user@h:5432/dbsame-as-user"), "postgres://same-as-user@h:5432/db***");
+        register_secret("h:5432/dbX");
+        assert_eq!(redact("postgres://same-as-user@h:5432/dbX"), "postgres://same-as-user@***");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod copy;
 pub mod copy_format;
+pub mod credentials;
 pub mod error;
 pub mod pg;
 pub mod pipeline;

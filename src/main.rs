@@ -5,8 +5,6 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use clap::Parser;
-
 use rangecopy::cli::{Cli, Command};
 use rangecopy::config::{CopyConfig, StatusConfig, ThrottleChange, VerifyConfig};
 use rangecopy::error::{redact, Error};
@@ -45,7 +43,7 @@ fn bound_allocator_retention() {}
 
 fn main() -> ExitCode {
     bound_allocator_retention();
-    match run(Cli::parse()) {
+    match run(Cli::parse_args()) {
         Ok(code) => code,
         Err(Failure { error, exit, resume }) => {
             eprintln!("error: {}", redact(&error.to_string()));

@@ -19,6 +19,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, CopyInSink, Row};
 
 use crate::config::PgEndpoint;
+use crate::credentials::PG_PASSWORD_VAR;
 use crate::error::{describe_pg_error, redact, Error, Result};
 use crate::tls::PgSslMode;
 
@@ -258,17 +259,24 @@ fn connect_hint(ep: &PgEndpoint, err: &tokio_postgres::Error) -> String {
     let detail = describe_pg_error(err);
     let hint = match err.code().map(|c| c.code()) {
         Some("28000") if ep.tls.mode == PgSslMode::Disable && detail.contains("no encryption") => {
-            "; the server accepts this user over TLS only: use sslmode=require or stricter"
+            "; the server accepts this user over TLS only: use sslmode=require or stricter".to_string()
         }
-        Some("28P01") | Some("28000") => "; check the user name and password (URL or PGPASSWORD)",
-        Some("3D000") => "; check the database name in the URL",
+        Some("28P01") | Some("28000") => format!(
+            "; check the user name and password ({})",
+            ep.password_source.login_hint(PG_PASSWORD_VAR, "~/.pgpass (PGPASSFILE)")
+        ),
+        Some("3D000") => "; check the database name in the URL".to_string(),
+        // The driver's own words when the server asks for a password and it has none.
+        None if detail.contains("password missing") => {
+            format!("; {}", ep.password_source.login_hint(PG_PASSWORD_VAR, "~/.pgpass (PGPASSFILE)"))
+        }
         None if detail.contains("server does not support TLS") => {
-            "; the server does not accept TLS: enable ssl on the server, or use sslmode=prefer or disable"
+            "; the server does not accept TLS: enable ssl on the server, or use sslmode=prefer or disable".to_string()
         }
         _ if detail.contains("timed out") || detail.contains("refused") => {
-            "; check that the server is running and the host and port are right"
+            "; check that the server is running and the host and port are right".to_string()
         }
-        _ => "",
+        _ => String::new(),
     };
     format!("{detail}{hint}")
 }

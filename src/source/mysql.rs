@@ -441,7 +441,7 @@ impl MySource {
             ))
         })?;
         let mut conn = connected
-            .map_err(|e| connect_error(ep.tls.explain(&e, &host).unwrap_or_else(|| describe_connect_error(&e))))?;
+            .map_err(|e| connect_error(ep.tls.explain(&e, &host).unwrap_or_else(|| describe_connect_error(ep, &e))))?;
         let version: String =
             conn.query_first("SELECT VERSION()").map_err(|e| connect_error(e.to_string()))?.unwrap_or_default();
         let flavor = if version.to_ascii_lowercase().contains("mariadb") { Flavor::MariaDb } else { Flavor::MySql };
@@ -474,11 +474,12 @@ impl MySource {
 }
 
 /// A connection error with a hint at what to fix.
-fn describe_connect_error(err: &mysql::Error) -> String {
+fn describe_connect_error(ep: &MyEndpoint, err: &mysql::Error) -> String {
     match err {
-        mysql::Error::MySqlError(e) if e.code == 1045 => {
-            format!("{e}; check the user and password (in the URL or MYSQL_PWD)")
-        }
+        mysql::Error::MySqlError(e) if e.code == 1045 => format!(
+            "{e}; check the user and password ({})",
+            ep.password_source.login_hint(crate::credentials::MY_PASSWORD_VAR, "~/.my.cnf ($MYSQL_HOME/my.cnf)")
+        ),
         mysql::Error::MySqlError(e) if e.code == 1049 => format!("{e}; check the database name in the URL"),
         mysql::Error::MySqlError(e) if e.code == 1044 => {
             format!("{e}; the user needs SELECT on the database (GRANT SELECT ON db.* TO user)")

@@ -265,11 +265,35 @@ impl Run {
 fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rangecopy"));
     cmd.args(args).stdin(Stdio::null());
-    // Only what the test passes: no ambient libpq settings.
-    for var in ["PGPASSWORD", "PGUSER", "PGHOST", "PGPORT", "PGDATABASE", "PGPASSFILE", "PGSERVICE"] {
+    // Only what the test passes: no ambient libpq or mysql settings, no URLs from the
+    // environment, and a home without password or option files.
+    for var in [
+        "PGPASSWORD",
+        "PGUSER",
+        "PGHOST",
+        "PGPORT",
+        "PGDATABASE",
+        "PGPASSFILE",
+        "PGSERVICE",
+        "MYSQL_PWD",
+        "MYSQL_HOME",
+        "RANGECOPY_SOURCE",
+        "RANGECOPY_TARGET",
+    ] {
         cmd.env_remove(var);
     }
+    cmd.env("HOME", empty_home());
     cmd
+}
+
+/// An empty directory for HOME (a test passes its own HOME to give rangecopy files there).
+fn empty_home() -> &'static PathBuf {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = std::env::temp_dir().join("rct_empty_home");
+        std::fs::create_dir_all(&dir).expect("creating an empty HOME for rangecopy");
+        dir
+    })
 }
 
 /// Runs the binary with `args` and waits; asserts that no output holds the password.
