@@ -322,6 +322,12 @@ fn record_p1(cfg: &CopyConfig, target: &mut PgTarget) {
 
 /// The command that resumes this job (passwords are never part of it).
 pub fn resume_hint(cfg: &CopyConfig) -> String {
+    go_on_hint(cfg, "--resume")
+}
+
+/// `rangecopy copy` with this run's endpoints (as the resume hint gives them) and job, then
+/// `action`, and where the passwords come from.
+fn go_on_hint(cfg: &CopyConfig, action: &str) -> String {
     let source = Side {
         name: "source",
         env: cfg.source_from_env.then_some(SOURCE_ENV),
@@ -342,7 +348,7 @@ pub fn resume_hint(cfg: &CopyConfig) -> String {
             command.push_str(&format!(" --{} {}", side.name, shell_word(side.url)));
         }
     }
-    command.push_str(&format!(" --job {} --resume", shell_word(&cfg.job)));
+    command.push_str(&format!(" --job {} {action}", shell_word(&cfg.job)));
     let mut notes: Vec<String> = Vec::new();
     let vars: Vec<&str> = [&source, &target].iter().filter_map(|s| s.env).collect();
     if !vars.is_empty() {
@@ -392,13 +398,7 @@ impl Side<'_> {
 
 /// The command that copies one table of this job again, for a source table that changed.
 pub fn restart_hint(cfg: &CopyConfig, table: &str) -> String {
-    format!(
-        "rangecopy copy --source {} --target {} --job {} --restart {}",
-        cfg.source.display(),
-        cfg.target.display,
-        shell_word(&cfg.job),
-        shell_word(table)
-    )
+    go_on_hint(cfg, &format!("--restart {}", shell_word(table)))
 }
 
 fn shell_word(s: &str) -> String {
