@@ -507,7 +507,7 @@ fn restart_tables(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget) 
     let fresh = source.describe_tables(&specs)?;
     let mut plan = Vec::new();
     for (record, table) in named.iter().zip(fresh) {
-        let create = target_plan(target, &table, Some(record))?;
+        let create = target_plan(target, &table, Some(record), None)?;
         plan.push((record.table_no, table, create, record.created_by_job));
     }
     source.check_sequences_readable(&plan.iter().map(|p| &p.1).collect::<Vec<_>>())?;
@@ -553,17 +553,31 @@ fn announce_discard(
 }
 
 /// Whether a source table's target must be created (true) or is an existing table that can
-/// take its rows (false); refuses a target that holds rows no job of ours put there.
-fn target_plan(target: &mut PgTarget, table: &Table, ours: Option<&TableRecord>) -> Result<bool> {
+/// take its rows (false); refuses a target that holds rows this job did not put there, naming
+/// the finished job that did (`filled_by`), if one did.
+fn target_plan(
+    target: &mut PgTarget,
+    table: &Table,
+    ours: Option<&TableRecord>,
+    filled_by: Option<&str>,
+) -> Result<bool> {
     match (target.inspect(&table.target)?, ours) {
         (Existing::Missing, _) => Ok(true),
         // A table the old job created is dropped and created afresh.
         (Existing::Present { .. }, Some(r)) if r.created_by_job => Ok(true),
-        (Existing::Present { has_rows: true, .. }, None) => Err(Error::input(format!(
-            "target table {} already has rows and no rangecopy job is filling it; \
-             empty or drop it, or copy into another database",
-            table.target
-        ))),
+        (Existing::Present { has_rows: true, .. }, None) => Err(Error::input(match filled_by {
+            Some(job) => format!(
+                "target table {} already holds the rows that finished job {job:?} copied; to copy it again, \
+                 run that job again with --job {} --restart (or copy into another database)",
+                table.target,
+                shell_word(job)
+            ),
+            None => format!(
+                "target table {} already has rows and no rangecopy job is filling it; \
+                 empty or drop it, or copy into another database",
+                table.target
+            ),
+        })),
         (Existing::Present { columns, .. }, _) => {
             target::check_columns(table, &columns)?;
             Ok(false)
@@ -584,14 +598,15 @@ fn setup(
     let others = other_jobs_tables(target, &cfg.job)?;
     let mut plan: Vec<(Table, bool)> = Vec::with_capacity(tables.len());
     for table in tables {
-        if let Some(job) = others.iter().find(|(_, name)| name == &table.target).map(|(job, _)| job) {
+        let other = others.iter().find(|o| o.table == table.target);
+        if let Some(o) = other.filter(|o| !o.done) {
             return Err(Error::input(format!(
-                "target table {} is being filled by unfinished job {job:?}; resume or restart that job instead",
-                table.target
+                "target table {} is being filled by unfinished job {:?}; resume or restart that job instead",
+                table.target, o.job
             )));
         }
         let ours = old.iter().find(|r| r.table.target == table.target);
-        let create = target_plan(target, &table, ours)?;
+        let create = target_plan(target, &table, ours, other.map(|o| o.job.as_str()))?;
         plan.push((table, create));
     }
     source.check_sequences_readable(&plan.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
@@ -657,18 +672,33 @@ fn setup(
     Ok((records, slot))
 }
 
-/// Target tables of other unfinished jobs: (job, table).
-fn other_jobs_tables(target: &mut PgTarget, job: &str) -> Result<Vec<(String, TableName)>> {
+/// A target table of another job.
+struct OtherJobTable {
+    job: String,
+    table: TableName,
+    done: bool,
+}
+
+/// The target tables of the other jobs on this target, unfinished ones first.
+fn other_jobs_tables(target: &mut PgTarget, job: &str) -> Result<Vec<OtherJobTable>> {
     if !state::schema_exists(&mut target.conn)? {
         return Ok(Vec::new());
     }
     let rows = target.conn.query(
-        "SELECT t.job, t.target_schema, t.target_name FROM rangecopy.tables t JOIN rangecopy.jobs j USING (job)
-          WHERE j.status <> 'done' AND j.job <> $1",
+        "SELECT t.job, t.target_schema, t.target_name, j.status = 'done' FROM rangecopy.tables t
+           JOIN rangecopy.jobs j USING (job)
+          WHERE j.job <> $1 ORDER BY j.status = 'done', j.started_at DESC",
         &[&job],
         "reading other jobs",
     )?;
-    Ok(rows.iter().map(|r| (r.get(0), TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| OtherJobTable {
+            job: r.get(0),
+            table: TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+            done: r.get(3),
+        })
+        .collect())
 }
 
 /// The remaining work of each table: its chunks not done, the holes in its key range that

@@ -54,7 +54,12 @@ fn status_lists_every_table_with_its_phase_chunks_and_rows() {
         assert!(words.contains(&rows.to_string().as_str()), "{table} should show {rows} rows: {words:?}");
     }
     // Without --job every job is listed; an unknown job is bad input.
-    db.copy(&["tiny", "--job", "second"]).refused(&["public.tiny"]);
+    // Regression: a table a finished job filled was said to be filled by "no rangecopy job".
+    db.copy(&["tiny", "--job", "second"]).refused(&[
+        "public.tiny",
+        "finished job \"nightly\"",
+        "--job nightly --restart",
+    ]);
     let all = run(&["status", "--target", &db.target]).ok();
     assert!(all.stdout.contains("job nightly: done"), "{all:?}");
     run(&["status", "--target", &db.target, "--job", "nope"]).refused(&["nope"]);
