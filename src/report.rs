@@ -242,16 +242,18 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
         writeln!(out, "  {:<width$}  {:>9}  {:>15}  {:>12}  {:>10}", "table", "phase", "chunks", "rows", "bytes")
             .map_err(io)?;
         for t in &tables {
-            let chunks = if t.plan_complete {
-                format!("{}/{}", t.chunks_done, t.chunks_total)
-            } else {
-                format!("{}/{}+", t.chunks_done, t.chunks_total)
+            // A table not started has no chunks planned yet: it waits; one still being planned
+            // has more chunks to come than counted so far (`+`, explained below the table).
+            let (phase, chunks) = match (t.plan_complete, t.chunks_total) {
+                (true, total) => (t.phase.as_str(), format!("{}/{total}", t.chunks_done)),
+                (false, 0) if t.phase == "copying" => ("waiting", "-".to_string()),
+                (false, total) => (t.phase.as_str(), format!("{}/{total}+", t.chunks_done)),
             };
             writeln!(
                 out,
                 "  {:<width$}  {:>9}  {:>15}  {:>12}  {:>10}",
                 t.target_table,
-                t.phase,
+                phase,
                 chunks,
                 t.rows,
                 human_bytes(t.bytes as u64)
@@ -261,6 +263,9 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
                 let counts: Vec<String> = t.nulled.iter().map(|(c, n)| format!("{c} {n}")).collect();
                 writeln!(out, "    zero dates copied as NULL: {}", counts.join(", ")).map_err(io)?;
             }
+        }
+        if tables.iter().any(|t| !t.plan_complete && t.chunks_total > 0) {
+            writeln!(out, "  (n+: n chunks planned so far; planning goes on ahead of the copy)").map_err(io)?;
         }
     }
     Ok(())

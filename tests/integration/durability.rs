@@ -89,10 +89,15 @@ fn chunks_the_target_lost_are_copied_again_on_resume() {
 fn a_killed_job_reads_as_interrupted() {
     let Some(db) = setup("durability_killed") else { return };
     keyed_table(&db.source, 50_000);
-    let args = ["--job", "k", "--chunk-rows", "1000", "--max-rows-per-sec", "5000", "--progress", "none"];
-    let mut copy = spawn_going(&db, &args, 1);
+    exec(&db.source, "CREATE TABLE z_later (id int PRIMARY KEY); INSERT INTO z_later SELECT generate_series(1, 10)");
+    let args = ["--job", "k", "--chunk-rows", "1000", "--max-rows-per-sec", "5000", "--workers", "1"];
+    let mut copy = spawn_going(&db, &[&args[..], &["--progress", "none"]].concat(), 1);
     let live = db.status("k").ok();
     assert!(live.stdout.contains("job k: running"), "{live:?}");
+    // Regression: a table not started showed as `copying 0/0+`, and `+` went unexplained.
+    assert_eq!(live.table_line("public", "z_later")[1..3], ["waiting", "-"], "{live:?}");
+    assert!(live.table_line("public", "t")[2].ends_with('+'), "{live:?}");
+    assert!(live.stdout.contains("(n+: n chunks planned so far"), "{live:?}");
     assert_eq!(copy.kill9(), None, "the copy should still have been running");
     let dead = wait_until(Duration::from_secs(10), || db.status("k").stdout.contains("job k: interrupted"));
     assert!(dead, "{:?}", db.status("k"));
