@@ -111,7 +111,7 @@ impl Error {
             }
             _ => ErrorCode::Other,
         };
-        Error::Sql { endpoint: endpoint.to_string(), what: what.into(), detail: redact(&err.to_string()), code }
+        Error::Sql { endpoint: endpoint.to_string(), what: what.into(), detail: describe_mysql_error(&err), code }
     }
 
     /// Whether doing the same work again, on fresh connections, may succeed: the one place
@@ -250,6 +250,15 @@ struct Redaction {
     public: Vec<String>,
 }
 
+/// A MySQL/MariaDB driver error as a person reads it: the server's message, then its error
+/// number and SQLSTATE (the driver's own form is `MySqlError { ERROR 1227 (42000): … }`).
+pub fn describe_mysql_error(err: &mysql::Error) -> String {
+    match err {
+        mysql::Error::MySqlError(e) => redact(&format!("{} (MySQL error {}, SQLSTATE {})", e.message, e.code, e.state)),
+        other => redact(&other.to_string()),
+    }
+}
+
 fn redaction() -> std::sync::MutexGuard<'static, Redaction> {
     static REDACTION: OnceLock<Mutex<Redaction>> = OnceLock::new();
     REDACTION.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
@@ -333,6 +342,22 @@ mod tests {
         assert_eq!(redact("postgres://same-as-user@h:5432/dbsame-as-user"), "postgres://same-as-user@h:5432/db***");
         register_secret("h:5432/dbX");
         assert_eq!(redact("postgres://same-as-user@h:5432/dbX"), "postgres://same-as-user@***");
+    }
+
+    #[test]
+    fn mysql_server_errors_read_as_message_number_and_sqlstate() {
+        let err = mysql::Error::MySqlError(mysql::MySqlError {
+            state: "42000".into(),
+            message: "Access denied; you need (at least one of) the RELOAD privilege(s) for this operation".into(),
+            code: 1227,
+        });
+        let text = describe_mysql_error(&err);
+        assert_eq!(
+            text,
+            "Access denied; you need (at least one of) the RELOAD privilege(s) for this operation \
+             (MySQL error 1227, SQLSTATE 42000)"
+        );
+        assert!(!text.contains("MySqlError"));
     }
 
     #[test]
