@@ -864,13 +864,16 @@ fn match_rows(run: &Run, (source, target): &mut Conns, part: &Part) -> Result<Re
                 report(key, DiffKind::Extra, *hash);
                 return;
             };
-            if let Some(i) = hashes.iter().position(|h| h == hash) {
-                hashes.swap_remove(i);
-            } else if hashes.pop().is_some() {
-                report(key.clone(), DiffKind::Changed, *hash);
-            } else {
-                // The target holds the key twice.
-                report(key.clone(), DiffKind::Extra, *hash);
+            // Held keys have a hash left (a key taken by one target row is gone for the next:
+            // a target that holds a key twice has an extra row).
+            match hashes.iter().position(|h| h == hash) {
+                Some(i) => {
+                    hashes.swap_remove(i);
+                }
+                None => {
+                    hashes.pop();
+                    report(key.clone(), DiffKind::Changed, *hash);
+                }
             }
             if hashes.is_empty() {
                 held.remove(&key);
@@ -1147,12 +1150,14 @@ fn compare_by_buckets(run: &Run, i: usize, rows: u64) -> Result<()> {
                         found(key, DiffKind::Extra, None, Some(pos));
                         return;
                     };
-                    if let Some(at) = hashes.iter().position(|(h, _)| h == hash) {
-                        hashes.swap_remove(at);
-                    } else if let Some((_, from)) = hashes.pop() {
-                        found(key.clone(), DiffKind::Changed, Some(from), Some(pos));
-                    } else {
-                        found(key.clone(), DiffKind::Extra, None, Some(pos));
+                    match hashes.iter().position(|(h, _)| h == hash) {
+                        Some(at) => {
+                            hashes.swap_remove(at);
+                        }
+                        None => {
+                            let from = hashes.pop().map(|(_, from)| from);
+                            found(key.clone(), DiffKind::Changed, from, Some(pos));
+                        }
                     }
                     if hashes.is_empty() {
                         held.remove(&key);
@@ -1181,6 +1186,9 @@ fn source_count(cfg: &VerifyConfig, table: &Table) -> Result<u64> {
 /// read again, keeping only the listed rows' values.
 fn describe_listed(run: &Run) -> Result<HashMap<usize, Vec<RowDiff>>> {
     let listed = std::mem::take(&mut run.listing.lock().unwrap_or_else(|e| e.into_inner()).rows).into_sorted_vec();
+    if listed.is_empty() {
+        return Ok(HashMap::new());
+    }
     // What to read again: each source chunk and target span once, with the keys wanted there.
     type Wanted = HashSet<Vec<u8>>;
     let mut sources: Vec<(usize, Arc<Chunk>, Wanted)> = Vec::new();
