@@ -37,6 +37,18 @@
 # Each must report no difference (rangecopy: exit 0; reladiff: exit 0, no +/- line, no ERROR,
 # its closing "Duration" line): a difference on identical data fails the tool.
 #
+# Verification memory (PostgreSQL → PostgreSQL, rc_bench_mem): peak RSS of rangecopy verify
+# --workers 2 on copies in database rc_bench_mem_verify (made untimed with rangecopy copy):
+#   mem_verify_identical    verify_wide (100000 rows of 1.6 kB, ~165 MB) as one range, identical
+#   mem_verify_one_changed  the same after one row is changed on the target
+#   mem_verify_many         verify_many (2000000 narrow rows), every row changed on the target
+#   mem_verify_big_values   big_values (6 rows of 50 MB bytea), two rows changed on the target
+# Each must report exactly the rows changed (0: exit 0, else exit 1 and that count).
+#
+# The dev databases: when RANGECOPY_TEST_PG_SOURCE, RANGECOPY_TEST_PG_TARGET and
+# RANGECOPY_TEST_MYSQL are all set (eval "$(scripts/dev-db.sh env)" of a checkout whose servers
+# run), those servers are used as they are; otherwise this checkout's are started.
+#
 # Adding a section: write bench_<tool> functions that call
 # `measure` (or `record` for hand-timed pipes) and `check_rows`, and a section_* function that
 # prepares the data and calls them; add it to main.
@@ -47,7 +59,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=5000000
 REGEN=0
 BENCH_DIR=$REPO/target/bench
-BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_my_big_values,mem_tenth}
+BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many,mem_verify_big_values}
 # rangecopy's figures over each peer's, per section: "ours peer".
 RATIOS=("rangecopy psql" "rangecopy pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe"
     "verify_rangecopy verify_reladiff" "my_verify_rangecopy my_verify_reladiff")
@@ -327,15 +339,7 @@ section_memory() {
     fi
     if selected mem_big_values; then
         local big_rows=6
-        if [[ $(sql "$PG_SRC/rc_bench_mem" -c "SELECT count(*) FROM pg_class WHERE relname = 'big_values'") == 0 ]] ||
-            [[ $(sql "$PG_SRC/rc_bench_mem" -c "SELECT count(*) FROM big_values") != "$big_rows" ]]; then
-            log "generating $big_rows rows of 50 MB bytea values"
-            sql "$PG_SRC/rc_bench_mem" -c "DROP TABLE IF EXISTS big_values" \
-                -c "CREATE TABLE big_values (id int PRIMARY KEY, b bytea)" \
-                -c "ALTER TABLE big_values ALTER COLUMN b SET STORAGE EXTERNAL" \
-                -c "INSERT INTO big_values SELECT g, decode(repeat(md5(g::text), 3276800), 'hex')
-                    FROM generate_series(1, $big_rows) g"
-        fi
+        pg_big_values $big_rows
         recreate_db "$PG_TGT" rc_bench_mem_big
         measure mem_big_values "$BIN" copy --source "$PG_SRC_FULL/rc_bench_mem" \
             --target "$PG_TGT_FULL/rc_bench_mem_big" big_values --chunk-rows 1 --job mem
@@ -353,6 +357,96 @@ section_memory() {
         ROWS_OF[mem_tenth]=$tenth
         # Peak RSS at all the rows over peak RSS at a tenth of them: ~1 when memory is flat.
         if selected rangecopy; then RATIOS+=("rangecopy mem_tenth"); fi
+    fi
+}
+
+# pg_big_values N: rc_bench_mem.big_values on the PG source, N rows of 50 MB bytea values
+# (made when missing or of another size).
+pg_big_values() {
+    local big_rows=$1
+    if [[ $(sql "$PG_SRC/rc_bench_mem" -c "SELECT count(*) FROM pg_class WHERE relname = 'big_values'") == 0 ]] ||
+        [[ $(sql "$PG_SRC/rc_bench_mem" -c "SELECT count(*) FROM big_values") != "$big_rows" ]]; then
+        log "generating $big_rows rows of 50 MB bytea values"
+        sql "$PG_SRC/rc_bench_mem" -c "DROP TABLE IF EXISTS big_values" \
+            -c "CREATE TABLE big_values (id int PRIMARY KEY, b bytea)" \
+            -c "ALTER TABLE big_values ALTER COLUMN b SET STORAGE EXTERNAL" \
+            -c "INSERT INTO big_values SELECT g, decode(repeat(md5(g::text), 3276800), 'hex')
+                FROM generate_series(1, $big_rows) g"
+    fi
+}
+
+# pg_mem_table NAME ROWS DDL INSERT: table NAME of the PG source's rc_bench_mem, made by DDL and
+# INSERT (with ROWS rows) when missing or of another size.
+pg_mem_table() {
+    local name=$1 rows=$2 ddl=$3 insert=$4
+    if [[ $(sql "$PG_SRC/rc_bench_mem" -c "SELECT count(*) FROM pg_class WHERE relname = '$name'") == 0 ]] ||
+        [[ $(sql "$PG_SRC/rc_bench_mem" -c "SELECT count(*) FROM $name") != "$rows" ]]; then
+        log "generating rc_bench_mem.$name ($rows rows)"
+        sql "$PG_SRC/rc_bench_mem" -c "DROP TABLE IF EXISTS $name" -c "$ddl" -c "$insert" -c "ANALYZE $name"
+    fi
+}
+
+# measure_verify_mem TOOL DIFFERING ARGS...: rangecopy verify ARGS under /usr/bin/time; it must
+# report exactly DIFFERING differing rows (0: exit 0 and IDENTICAL; else exit 1 and that count).
+measure_verify_mem() {
+    local tool=$1 differing=$2; shift 2
+    local timing=$BENCH_DIR/$tool.time log_file=$BENCH_DIR/$tool.log status=0 want=0 verdict=IDENTICAL
+    log "running $tool"
+    /usr/bin/time -f '%e %M' -o "$timing" "$BIN" verify "$@" >"$log_file" 2>&1 || status=$?
+    if [[ $differing -gt 0 ]]; then want=1 verdict="DIFFERENT: .*, $differing differing rows"; fi
+    if [[ $status -ne $want ]] || ! tail -n 1 "$log_file" | grep -q -E "^$verdict"; then
+        tail -n 15 "$log_file" >&2
+        fail "$tool" "expected exit $want and $differing differing rows, got exit $status (see $log_file)"
+        return 0
+    fi
+    # time(1) writes "Command exited with non-zero status 1" first when the command does.
+    local wall rss
+    read -r wall rss < <(tail -n 1 "$timing")
+    record "$tool" "$wall" "$rss"
+    log "$tool: ${wall} s, peak RSS $((rss / 1024)) MiB"
+}
+
+# Peak RSS of rangecopy verify under differences: identical data, one changed row in a range
+# of ~165 MB, every row of 2000000 changed, two changed rows of 50 MB values. Memory must
+# stay bounded whatever differs.
+section_verify_memory() {
+    local db=rc_bench_mem_verify src=$PG_SRC_FULL/rc_bench_mem many=2000000
+    if [[ $(sql "$PG_SRC/postgres" -c "SELECT count(*) FROM pg_database WHERE datname = 'rc_bench_mem'") == 0 ]]; then
+        sql "$PG_SRC/postgres" -c "CREATE DATABASE rc_bench_mem"
+    fi
+    pg_mem_table verify_wide 100000 "CREATE TABLE verify_wide (id int PRIMARY KEY, s text)" \
+        "INSERT INTO verify_wide SELECT g, repeat(md5(g::text), 50) FROM generate_series(1, 100000) g"
+    pg_mem_table verify_many $many "CREATE TABLE verify_many (id bigint PRIMARY KEY, n int, s text)" \
+        "INSERT INTO verify_many SELECT g, g % 1000, 'row ' || g FROM generate_series(1, $many) g"
+    pg_big_values 6
+    build_rangecopy mem_verify_identical || return 0
+    log "copying the tables to verify into $db (rangecopy copy, untimed)"
+    recreate_db "$PG_TGT" "$db"
+    if ! "$BIN" copy --source "$src" --target "$PG_TGT_FULL/$db" verify_wide verify_many big_values \
+        --job vmem --progress none >"$BENCH_DIR/$db-copy.log" 2>&1; then
+        tail -n 15 "$BENCH_DIR/$db-copy.log" >&2
+        fail mem_verify_identical "the copy to verify failed (see $BENCH_DIR/$db-copy.log)"
+        return 0
+    fi
+    local args=(--source "$src" --target "$PG_TGT_FULL/$db" --workers "$VERIFY_THREADS")
+    if selected mem_verify_identical; then
+        measure_verify_mem mem_verify_identical 0 "${args[@]}" verify_wide --chunk-rows 1000000
+        ROWS_OF[mem_verify_identical]=100000
+    fi
+    if selected mem_verify_one_changed; then
+        sql "$PG_TGT/$db" -c "UPDATE verify_wide SET s = s || 'x' WHERE id = 54321"
+        measure_verify_mem mem_verify_one_changed 1 "${args[@]}" verify_wide --chunk-rows 1000000
+        ROWS_OF[mem_verify_one_changed]=100000
+    fi
+    if selected mem_verify_many; then
+        sql "$PG_TGT/$db" -c "UPDATE verify_many SET n = n + 1"
+        measure_verify_mem mem_verify_many $many "${args[@]}" verify_many
+        ROWS_OF[mem_verify_many]=$many
+    fi
+    if selected mem_verify_big_values; then
+        sql "$PG_TGT/$db" -c "UPDATE big_values SET b = overlay(b placing '\xff'::bytea from 1000 for 1) WHERE id IN (2, 5)"
+        measure_verify_mem mem_verify_big_values 2 "${args[@]}" big_values
+        ROWS_OF[mem_verify_big_values]=6
     fi
 }
 
@@ -670,7 +764,8 @@ parse_args() {
 usage() {
     echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy," >&2
     echo "       verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values," >&2
-    echo "       mem_my_big_values,mem_tenth)" >&2
+    echo "       mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many," >&2
+    echo "       mem_verify_big_values)" >&2
     exit 2
 }
 
@@ -678,8 +773,12 @@ main() {
     parse_args "$@"
     cd "$REPO"
     mkdir -p "$BENCH_DIR"
-    scripts/dev-db.sh start
-    eval "$(scripts/dev-db.sh env)"
+    if [[ -z ${RANGECOPY_TEST_PG_SOURCE:-} || -z ${RANGECOPY_TEST_PG_TARGET:-} || -z ${RANGECOPY_TEST_MYSQL:-} ]]; then
+        scripts/dev-db.sh start
+        eval "$(scripts/dev-db.sh env)"
+    else
+        log "using the servers the environment names (RANGECOPY_TEST_*)"
+    fi
     install_tools
     PG_SRC_FULL=${RANGECOPY_TEST_PG_SOURCE%/*}
     PG_TGT_FULL=${RANGECOPY_TEST_PG_TARGET%/*}
@@ -692,6 +791,8 @@ main() {
         selected verify_rangecopy || selected verify_reladiff; then section_pg_to_pg; fi
     section_mysql_to_pg
     if selected mem_big_values || selected mem_my_big_values || selected mem_tenth; then section_memory; fi
+    if selected mem_verify_identical || selected mem_verify_one_changed || selected mem_verify_many ||
+        selected mem_verify_big_values; then section_verify_memory; fi
 
     print_table
     write_json

@@ -101,6 +101,11 @@ pub mod tag {
     pub const JSON: u8 = 0x0F;
     pub const ARRAY: u8 = 0x10;
     pub const RAW: u8 = 0x11;
+    /// Not part of the encoding and never hashed: the stand-in for a long value in a row
+    /// captured for comparison ([`super::RowEncoder::capturing`]). Payload: the value's tag
+    /// (u8), its length (u32), the blake3 of its payload (32 bytes), then the payload's first
+    /// bytes (at most 512).
+    pub const ELIDED: u8 = 0xFF;
 }
 
 /// PostgreSQL's FirstNormalObjectId: OIDs from here on are assigned per server.
@@ -163,8 +168,12 @@ pub struct RowEncoder {
     /// A row with a large value is hashed as it is written (the same blake3 as of the whole
     /// row), so a 50 MB blob is not copied into `buf`. `None` until such a value comes.
     stream: Option<blake3::Hasher>,
-    /// Keep every row whole in `buf` (for `as_bytes`, when rows are captured for comparison).
-    keep_whole: bool,
+    /// Capturing rows for comparison ([`capturing`](Self::capturing)): `buf` keeps every value
+    /// of the row, long ones as ELIDED stand-ins.
+    capture: bool,
+    /// While capturing, the bytes at the start of `buf` that `stream` has already taken in (or
+    /// stand-ins for bytes it took in); the rest is hashed when the row ends.
+    hashed: usize,
     /// Arrays being written: their lengths are patched into `buf`, so nothing streams meanwhile.
     open_arrays: usize,
 }
@@ -172,32 +181,101 @@ pub struct RowEncoder {
 /// Values longer than this are hashed in place rather than copied into the row buffer.
 const STREAM_ABOVE: usize = 64 * 1024;
 
+/// While capturing rows, values longer than this are hashed in place and kept as an ELIDED
+/// stand-in: a captured row is read to describe a difference, and a report shows at most a
+/// few hundred characters of a value, so a row held for that is never much bigger than its
+/// short values.
+pub const ELIDE_ABOVE: usize = 1024;
+
+/// The leading bytes of a long value that its ELIDED stand-in keeps, for the report.
+const ELIDED_PREFIX: usize = 512;
+
+/// An ELIDED stand-in's fixed part: the value's tag, its length and the blake3 of its payload.
+const ELIDED_FIXED: usize = 1 + 4 + 32;
+
 impl RowEncoder {
     pub fn new() -> Self {
-        RowEncoder { buf: Vec::with_capacity(256), stream: None, keep_whole: false, open_arrays: 0 }
+        RowEncoder { buf: Vec::with_capacity(256), stream: None, capture: false, hashed: 0, open_arrays: 0 }
     }
 
-    /// An encoder whose `as_bytes` always holds the whole row (no in-place hashing of large
-    /// values): for capturing rows to compare them value by value.
-    pub fn keeping_whole_rows() -> Self {
-        RowEncoder { keep_whole: true, ..RowEncoder::new() }
+    /// An encoder for rows captured to be compared value by value: [`as_bytes`](Self::as_bytes)
+    /// holds the row's values in order, each as written, except values longer than
+    /// [`ELIDE_ABOVE`] (outside arrays), which are hashed in place and kept as a
+    /// [`tag::ELIDED`] stand-in (their tag, length, blake3 and first bytes). The row hash is
+    /// the same as an ordinary encoder's.
+    pub fn capturing() -> Self {
+        RowEncoder { capture: true, ..RowEncoder::new() }
     }
 
-    /// Appends a value's payload: copied into the row, or for a large value outside an array,
-    /// hashed in place after the bytes before it.
+    /// Appends the payload of the value whose header starts at `start`: copied into the row,
+    /// or for a large value outside an array, hashed in place after the bytes before it.
     #[inline]
-    fn payload(&mut self, value: &[u8]) {
-        if value.len() > STREAM_ABOVE && !self.keep_whole && self.open_arrays == 0 {
+    fn payload(&mut self, start: usize, value: &[u8]) {
+        if value.len() > STREAM_ABOVE && !self.capture && self.open_arrays == 0 {
             let hasher = self.stream.get_or_insert_with(blake3::Hasher::new);
             hasher.update(&self.buf);
             self.buf.clear();
             hasher.update(value);
+        } else if self.capture && value.len() > ELIDE_ABOVE && self.open_arrays == 0 {
+            self.elide_payload(start, value);
         } else {
             self.buf.extend_from_slice(value);
         }
     }
 
-    /// The canonical bytes of the row so far (for diagnostics and row-level localization).
+    /// Capturing: hashes the value that starts at `start` (its header and any payload bytes
+    /// already in `buf`, then `value`) and puts its stand-in in its place.
+    #[cold]
+    fn elide_payload(&mut self, start: usize, value: &[u8]) {
+        let hasher = self.stream.get_or_insert_with(blake3::Hasher::new);
+        hasher.update(&self.buf[self.hashed..]);
+        hasher.update(value);
+        // A RAW value's OID is part of its payload, written before the bytes.
+        let head_len = self.buf.len() - start - 5;
+        let mut head = [0u8; 8];
+        head[..head_len].copy_from_slice(&self.buf[start + 5..]);
+        let digest = blake3::Hasher::new().update(&head[..head_len]).update(value).finalize();
+        let tag = self.buf[start];
+        let len: [u8; 4] = self.buf[start + 1..start + 5].try_into().expect("4 bytes");
+        self.buf.truncate(start);
+        let shown = ELIDED_PREFIX.min(head_len + value.len());
+        self.header(tag::ELIDED, ELIDED_FIXED + shown);
+        self.buf.push(tag);
+        self.buf.extend_from_slice(&len);
+        self.buf.extend_from_slice(digest.as_bytes());
+        self.buf.extend_from_slice(&head[..head_len]);
+        self.buf.extend_from_slice(&value[..shown - head_len]);
+        self.hashed = self.buf.len();
+    }
+
+    /// Capturing: a value written in place (decimal, JSON, array) that starts at `start` and
+    /// turned out long is hashed and replaced by its stand-in.
+    #[inline]
+    fn end_value(&mut self, start: usize) {
+        if self.capture && self.open_arrays == 0 && self.buf.len() - start - 5 > ELIDE_ABOVE {
+            self.elide_written(start);
+        }
+    }
+
+    #[cold]
+    fn elide_written(&mut self, start: usize) {
+        let hasher = self.stream.get_or_insert_with(blake3::Hasher::new);
+        hasher.update(&self.buf[self.hashed..]);
+        let payload = &self.buf[start + 5..];
+        let mut stand_in = Vec::with_capacity(5 + ELIDED_FIXED + ELIDED_PREFIX);
+        let shown = ELIDED_PREFIX.min(payload.len());
+        stand_in.push(tag::ELIDED);
+        stand_in.extend_from_slice(&((ELIDED_FIXED + shown) as u32).to_le_bytes());
+        stand_in.extend_from_slice(&self.buf[start..start + 5]);
+        stand_in.extend_from_slice(blake3::hash(payload).as_bytes());
+        stand_in.extend_from_slice(&payload[..shown]);
+        self.buf.truncate(start);
+        self.buf.extend_from_slice(&stand_in);
+        self.hashed = self.buf.len();
+    }
+
+    /// The canonical bytes of the row so far (for diagnostics and row-level localization);
+    /// while capturing, every value of the row, long ones as stand-ins.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
     }
@@ -205,12 +283,21 @@ impl RowEncoder {
     /// Hashes the row's canonical bytes and clears the encoder for the next row.
     #[inline]
     pub fn finish_row(&mut self) -> RowHash {
+        self.finish_row_with(|_, _| {})
+    }
+
+    /// Hashes the row, hands its bytes (see [`as_bytes`](Self::as_bytes)) and hash to `f`,
+    /// and clears the encoder for the next row.
+    #[inline]
+    pub fn finish_row_with(&mut self, f: impl FnOnce(&[u8], &RowHash)) -> RowHash {
         let hash = match self.stream.take() {
-            Some(mut hasher) => *hasher.update(&self.buf).finalize().as_bytes(),
-            None => *blake3::hash(&self.buf).as_bytes(),
+            Some(mut hasher) => RowHash(*hasher.update(&self.buf[self.hashed..]).finalize().as_bytes()),
+            None => RowHash(*blake3::hash(&self.buf).as_bytes()),
         };
+        f(&self.buf, &hash);
         self.buf.clear();
-        RowHash(hash)
+        self.hashed = 0;
+        hash
     }
 
     /// Drops the values written so far without hashing them.
@@ -218,6 +305,7 @@ impl RowEncoder {
     pub fn discard_row(&mut self) {
         self.buf.clear();
         self.stream = None;
+        self.hashed = 0;
         self.open_arrays = 0;
     }
 
@@ -274,6 +362,7 @@ impl RowEncoder {
         match parsed.write_canonical(&mut self.buf) {
             Ok(()) => {
                 self.close(at);
+                self.end_value(at - 1);
                 Ok(())
             }
             Err(()) => {
@@ -287,8 +376,10 @@ impl RowEncoder {
     /// numeric decoder renders it directly); not checked.
     #[inline]
     pub(crate) fn decimal_canonical(&mut self, canonical: &[u8]) {
+        let start = self.buf.len();
         self.header(tag::DECIMAL, canonical.len());
         self.buf.extend_from_slice(canonical);
+        self.end_value(start);
     }
 
     /// A binary64 value; pass float4 values as `f64::from(v)`.
@@ -362,8 +453,9 @@ impl RowEncoder {
     /// Text as its exact bytes (not checked for UTF-8: the source's encoding guarantees it).
     #[inline]
     pub fn text(&mut self, value: &[u8]) {
+        let start = self.buf.len();
         self.header(tag::TEXT, value.len());
-        self.payload(value);
+        self.payload(start, value);
     }
 
     /// `char(n)` text: trailing spaces are padding, so they are removed (PostgreSQL semantics);
@@ -376,8 +468,9 @@ impl RowEncoder {
 
     #[inline]
     pub fn bytes(&mut self, value: &[u8]) {
+        let start = self.buf.len();
         self.header(tag::BYTES, value.len());
-        self.payload(value);
+        self.payload(start, value);
     }
 
     /// A JSON document, parsed and re-serialized canonically. On error nothing is written.
@@ -388,6 +481,7 @@ impl RowEncoder {
         match write_json(&value, &mut self.buf) {
             Ok(()) => {
                 self.close(at);
+                self.end_value(at - 1);
                 Ok(())
             }
             Err(e) => {
@@ -407,9 +501,10 @@ impl RowEncoder {
     #[inline]
     pub fn raw(&mut self, oid: u32, value: &[u8]) {
         let oid = if oid >= FIRST_NORMAL_OBJECT_ID { 0 } else { oid };
+        let start = self.buf.len();
         self.header(tag::RAW, 4 + value.len());
         self.buf.extend_from_slice(&oid.to_le_bytes());
-        self.payload(value);
+        self.payload(start, value);
     }
 
     /// Opens an array value; write its `product(len)` elements with the other methods (NULL
@@ -430,6 +525,7 @@ impl RowEncoder {
     pub fn end_array(&mut self, mark: ArrayMark) {
         self.close(mark.len_at);
         self.open_arrays -= 1;
+        self.end_value(mark.len_at - 1);
     }
 }
 
@@ -859,12 +955,42 @@ pub fn split_values(row: &[u8]) -> Vec<&[u8]> {
 /// text as themselves, times in ISO 8601 UTC, bytes as hex. Long values are shortened.
 pub fn display_value(value: &[u8]) -> String {
     const MAX_CHARS: usize = 300;
+    if let Some((tag, len, prefix)) = elided_parts(value) {
+        // The value's first bytes, shown as its type is, then its length.
+        let prefix = match tag {
+            tag::TEXT | tag::JSON | tag::DECIMAL => match std::str::from_utf8(prefix) {
+                Err(e) if e.error_len().is_none() => &prefix[..e.valid_up_to()],
+                _ => prefix,
+            },
+            _ => prefix,
+        };
+        let mut shown = vec![tag];
+        shown.extend_from_slice(&(prefix.len() as u32).to_le_bytes());
+        shown.extend_from_slice(prefix);
+        let mut text = display_full(&shown);
+        if tag == tag::TEXT {
+            // Open-ended: the text goes on.
+            text.pop();
+        }
+        let head: String = text.chars().take(MAX_CHARS).collect();
+        return format!("{head}… ({len} bytes)");
+    }
     let text = display_full(value);
     if text.chars().count() <= MAX_CHARS {
         return text;
     }
     let head: String = text.chars().take(MAX_CHARS).collect();
     format!("{head}… ({} bytes)", value.len().saturating_sub(5))
+}
+
+/// An ELIDED stand-in's parts: the value's tag, its length and its first bytes.
+fn elided_parts(value: &[u8]) -> Option<(u8, u32, &[u8])> {
+    if value.first() != Some(&tag::ELIDED) || value.len() < 5 + ELIDED_FIXED {
+        return None;
+    }
+    let payload = &value[5..];
+    let len = u32::from_le_bytes(payload[1..5].try_into().expect("4 bytes"));
+    Some((payload[0], len, &payload[ELIDED_FIXED..]))
 }
 
 fn display_full(value: &[u8]) -> String {
@@ -1234,16 +1360,25 @@ mod tests {
         );
     }
 
+    /// The canonical bytes of a value written by hand: tag, length, payload.
+    fn value_bytes(tag: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
     #[test]
     fn multi_megabyte_bytes() {
         let big: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i * 7 % 251) as u8).collect();
         let mut other = big.clone();
         *other.last_mut().unwrap() ^= 1;
-        let mut enc = RowEncoder::keeping_whole_rows();
+        let mut enc = RowEncoder::capturing();
         enc.bytes(&big);
-        assert_eq!(enc.as_bytes().len(), big.len() + 5);
+        assert!(enc.as_bytes().len() < 1024, "a captured row keeps a stand-in, not the value");
         let h = enc.finish_row();
         assert!(enc.as_bytes().is_empty());
+        assert_eq!(h.0, *blake3::hash(&value_bytes(tag::BYTES, &big)).as_bytes());
         // Hashed in place by a default encoder: the same hash.
         assert_eq!(h, row(|e| e.bytes(&big)));
         assert_ne!(h, row(|e| e.bytes(&other)));
@@ -1385,9 +1520,19 @@ mod tests {
     #[test]
     fn large_values_hash_the_same_in_place_as_whole() {
         let big = vec![7u8; 5 * STREAM_ABOVE + 3];
+        let mut whole = value_bytes(tag::INT, &1i128.to_le_bytes());
+        whole.extend(value_bytes(tag::BYTES, &big));
+        whole.extend(value_bytes(tag::TEXT, b"after"));
+        whole.extend(value_bytes(tag::TEXT, &big[..STREAM_ABOVE + 1]));
+        let mut array = Vec::new();
+        for part in [1u32.to_le_bytes(), 1i32.to_le_bytes(), 1i32.to_le_bytes()] {
+            array.extend_from_slice(&part);
+        }
+        array.extend(value_bytes(tag::BYTES, &big));
+        whole.extend(value_bytes(tag::ARRAY, &array));
         let mut streamed = RowEncoder::new();
-        let mut whole = RowEncoder::keeping_whole_rows();
-        for e in [&mut streamed, &mut whole] {
+        let mut captured = RowEncoder::capturing();
+        for e in [&mut streamed, &mut captured] {
             e.int(1);
             e.bytes(&big);
             e.text(b"after");
@@ -1396,12 +1541,58 @@ mod tests {
             e.bytes(&big);
             e.end_array(mark);
         }
-        assert!(streamed.as_bytes().len() < whole.as_bytes().len(), "the big values were not copied");
-        assert_eq!(streamed.finish_row(), whole.finish_row());
-        // The encoder is clean for the next row.
-        let (mut a, mut b) = (RowEncoder::new(), RowEncoder::keeping_whole_rows());
+        assert!(streamed.as_bytes().len() < whole.len(), "the big values were not copied");
+        assert!(captured.as_bytes().len() < 4096, "captured: stand-ins for the big values");
+        let expected = RowHash(*blake3::hash(&whole).as_bytes());
+        assert_eq!(streamed.finish_row(), expected);
+        assert_eq!(captured.finish_row(), expected);
+        // The encoders are clean for the next row.
+        let (mut a, mut b) = (RowEncoder::new(), RowEncoder::capturing());
         a.text(b"x");
         b.text(b"x");
         assert_eq!(a.finish_row(), b.finish_row());
+    }
+
+    /// A captured row holds every value in order (split_values finds them), short ones as
+    /// written and long ones as stand-ins that compare equal exactly when the values are
+    /// equal; its hash is an ordinary encoder's.
+    #[test]
+    fn captured_rows_keep_short_values_and_stand_ins_for_long_ones() {
+        let long_text = "é".repeat(3000);
+        let long_json = format!("[{}0]", "1, ".repeat(2000));
+        let long_decimal = format!("1.{}", "3".repeat(5000));
+        let write = |e: &mut RowEncoder, text: &str| {
+            e.int(7);
+            e.text(text.as_bytes());
+            e.json(&long_json).unwrap();
+            e.decimal(&long_decimal).unwrap();
+            e.raw(600, &[9u8; 2000]);
+            e.text(b"short");
+        };
+        let captured = |text: &str| {
+            let mut e = RowEncoder::capturing();
+            write(&mut e, text);
+            let mut bytes = Vec::new();
+            let hash = e.finish_row_with(|b, _| bytes = b.to_vec());
+            assert_eq!(hash, row(|e| write(e, text)), "the same hash as an ordinary encoder");
+            bytes
+        };
+        let (a, b) = (captured(&long_text), captured(&format!("{long_text}x")));
+        let (va, vb) = (split_values(&a), split_values(&b));
+        assert_eq!(va.len(), 6);
+        assert_eq!(va[0], value_bytes(tag::INT, &7i128.to_le_bytes()).as_slice());
+        assert_eq!(va[5], value_bytes(tag::TEXT, b"short").as_slice());
+        for v in &va[1..5] {
+            assert_eq!(v[0], tag::ELIDED, "long values are stand-ins");
+            assert!(v.len() < 5 + ELIDED_FIXED + ELIDED_PREFIX + 1);
+        }
+        assert_ne!(va[1], vb[1], "different long texts differ");
+        assert_eq!(va[2..], vb[2..], "equal long values are equal");
+        let shown = display_value(va[1]);
+        assert!(shown.starts_with("\"éé") && shown.ends_with(&format!("… ({} bytes)", long_text.len())), "{shown}");
+        assert!(shown.chars().count() < 320, "{shown}");
+        assert!(display_value(va[2]).starts_with("[1,1,1"), "{}", display_value(va[2]));
+        assert!(display_value(va[3]).starts_with("1.333"));
+        assert!(display_value(va[4]).starts_with("raw(600):\\x0909"), "{}", display_value(va[4]));
     }
 }

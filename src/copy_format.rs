@@ -218,22 +218,25 @@ pub struct ChunkHasher {
     captured: Option<Vec<CapturedRow>>,
 }
 
-/// Adds the encoder's row to `digest`, and when rows are being captured, to `captured` with
-/// its canonical bytes and hash.
+/// Where captured rows go: called with each row's bytes (see [`RowEncoder::capturing`]) and
+/// hash, in the order the rows are read.
+pub type RowSink<'a> = &'a mut dyn FnMut(&[u8], &RowHash);
+
+/// Adds the encoder's row to `digest`, and when rows are being captured, hands its bytes and
+/// hash to `sink`.
 #[inline]
-pub fn add_row(digest: &mut DigestBuilder, encoder: &mut RowEncoder, captured: Option<&mut Vec<CapturedRow>>) {
-    match captured {
-        Some(rows) => {
-            let canonical = encoder.as_bytes().to_vec();
-            let hash = encoder.finish_row();
+pub fn add_row(digest: &mut DigestBuilder, encoder: &mut RowEncoder, sink: Option<RowSink<'_>>) {
+    match sink {
+        Some(sink) => {
+            let hash = encoder.finish_row_with(sink);
             digest.add_hash(&hash);
-            rows.push(CapturedRow { canonical, hash });
         }
         None => digest.add_row(encoder),
     }
 }
 
-/// One row as hashed: its canonical bytes (self-delimiting values, one per column) and hash.
+/// One row as captured: its values (self-delimiting, one per column, long ones as ELIDED
+/// stand-ins; see [`RowEncoder::capturing`]) and its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapturedRow {
     pub canonical: Vec<u8>,
@@ -267,17 +270,20 @@ impl ChunkHasher {
         }
     }
 
-    /// Keeps every row's canonical bytes and hash, for row-level comparison of a range whose
-    /// digest differs. Memory grows with the range: use it on one chunk at a time.
+    /// Keeps every row's values (long ones as stand-ins) and hash, for row-level comparison of
+    /// a range whose digest differs. They pile up until taken: take them after every block.
     pub fn capturing_rows(mut self) -> Self {
         self.captured = Some(Vec::new());
-        self.encoder = RowEncoder::keeping_whole_rows();
+        self.encoder = RowEncoder::capturing();
         self
     }
 
-    /// The rows captured so far (empty unless [`capturing_rows`](Self::capturing_rows)).
-    pub fn take_captured(&mut self) -> Vec<CapturedRow> {
-        self.captured.as_mut().map(std::mem::take).unwrap_or_default()
+    /// Hands the rows captured since the last call to `sink`, in order (none unless
+    /// [`capturing_rows`](Self::capturing_rows)).
+    pub fn drain_captured(&mut self, sink: &mut dyn FnMut(&[u8], &RowHash)) {
+        for row in self.captured.iter_mut().flat_map(|rows| rows.drain(..)) {
+            sink(&row.canonical, &row.hash);
+        }
     }
 
     /// Rewrites the element type OID of array column `col_index` to `target_oid` in the
@@ -555,7 +561,15 @@ impl ChunkHasher {
             pos += len as usize;
         }
         self.rows += 1;
-        add_row(&mut self.digest, &mut self.encoder, self.captured.as_mut());
+        match &mut self.captured {
+            Some(rows) => {
+                let hash = self
+                    .encoder
+                    .finish_row_with(|canonical, &hash| rows.push(CapturedRow { canonical: canonical.to_vec(), hash }));
+                self.digest.add_hash(&hash);
+            }
+            None => self.digest.add_row(&mut self.encoder),
+        }
         Ok(Some(pos - start))
     }
 

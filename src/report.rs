@@ -296,6 +296,13 @@ pub fn print_verification(v: &Verification, out: &mut impl Write) -> Result<()> 
         )
         .map_err(io)?;
     }
+    for t in v.tables.iter().filter(|t| !t.coverage.is_empty()) {
+        writeln!(out, "\nthe job's chunks do not cover {} (its rows were compared all the same):", t.source_table)
+            .map_err(io)?;
+        for problem in &t.coverage {
+            writeln!(out, "  {problem}").map_err(io)?;
+        }
+    }
     for t in v.tables.iter().filter(|t| !t.diffs.is_empty()) {
         writeln!(out, "\nfirst differences in {}:", t.source_table).map_err(io)?;
         for d in t.diffs.iter().take(10) {
@@ -327,6 +334,7 @@ fn status_word(s: TableStatus) -> &'static str {
         TableStatus::Identical => "identical",
         TableStatus::Different => "DIFFERENT",
         TableStatus::MissingOnTarget => "MISSING ON TARGET",
+        TableStatus::Uncovered => "NOT COVERED BY JOB",
     }
 }
 
@@ -416,6 +424,13 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
             esc(&t.source_digest),
             esc(&t.target_digest)
         );
+        if !t.coverage.is_empty() {
+            h.push_str("<p class=missing>The job's chunks do not cover this table (its rows were compared all the same):</p><ul>");
+            for problem in &t.coverage {
+                let _ = write!(h, "<li>{}</li>", esc(problem));
+            }
+            h.push_str("</ul>");
+        }
         h.push_str("<div class=map>");
         for r in &t.ranges {
             let range = crate::plan::Chunk { table_no: 0, chunk_no: r.range, lo: r.lo.clone(), hi: r.hi.clone() };

@@ -433,6 +433,21 @@ pub fn job_chunks(conn: &mut PgConn, job: &str, table_no: usize) -> Result<Vec<C
 }
 
 /// Whether a chunk is recorded done (its rows committed).
+/// A table's chunks with whether each is done, in chunk order (read-only; for `verify --job`,
+/// which checks that they tile the table).
+pub fn job_chunks_done(conn: &mut PgConn, job: &str, table_no: usize) -> Result<Vec<(Chunk, bool)>> {
+    let rows = conn.query(
+        "SELECT chunk_no, lo, hi, status = 'done' FROM rangecopy.chunks
+          WHERE job = $1 AND table_no = $2 ORDER BY chunk_no",
+        &[&job, &(table_no as i32)],
+        "reading the job's chunks",
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| (Chunk { table_no, chunk_no: r.get::<_, i32>(0) as u32, lo: r.get(1), hi: r.get(2) }, r.get(3)))
+        .collect())
+}
+
 pub fn chunk_is_done(conn: &mut PgConn, job: &str, chunk: &Chunk) -> Result<bool> {
     let row = conn.query_opt(
         "SELECT status = 'done' FROM rangecopy.chunks WHERE job = $1 AND table_no = $2 AND chunk_no = $3",

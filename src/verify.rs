@@ -1,31 +1,71 @@
 //! Range verification: both sides of every key range are read (in parallel, each range in one
 //! statement, so each side is one consistent read) and hashed with the canonical encoding;
-//! ranges whose digests differ are read again row by row and narrowed to the rows that are
-//! missing on the target, extra on the target, or changed (with the columns that differ).
+//! ranges whose digests differ are narrowed down to the rows that are missing on the target,
+//! extra on the target, or changed (with the columns that differ).
 //!
-//! A row that the two sides' collations place in different ranges shows up as missing in one
-//! range and extra in another; such pairs are matched by key across the table before anything
-//! is reported, so collation order alone never produces a difference.
+//! Memory stays bounded whatever the tables hold. A differing range is cut into parts by
+//! walking the source's key, and only parts whose digests differ are looked at again, down to
+//! parts of at most `LEAF_ROWS` source rows; only there are rows matched, by key and row hash
+//! (the source's held, the target's streamed past them). Rows are never held whole: captured
+//! rows keep long values as stand-ins (see `RowEncoder::capturing`), and only the rows listed
+//! in the report (`--max-diff-rows`) are read again to describe them. Every differing row is
+//! counted; only the listing is capped.
+//!
+//! Where the two sides may order keys differently (text keys under two collations, MariaDB
+//! UUIDs), a row may sit in one range on the source and another on the target: rows found on
+//! one side only are matched by key across the table before anything is reported, so key
+//! order alone never produces a difference. Tables without a key, and tables with too many
+//! such rows to hold, are compared by buckets of their rows' key (or row) hashes instead,
+//! which no order can split.
+//!
+//! With `--job`, the job's chunks must tile the table's key range and be done, and the
+//! source's columns must be the ones the job copied; verify says so when they are not, and
+//! never calls a table identical that the job's state does not cover.
 //! This module must never write to either database.
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::canonical::{display_value, split_values, RangeDigest};
-use crate::config::VerifyConfig;
-use crate::copy_format::CapturedRow;
+use crate::canonical::{display_value, split_values, RangeDigest, RowHash};
+use crate::config::{Engine, VerifyConfig};
+use crate::copy_format::{ChunkSummary, RowSink};
 use crate::error::{Error, Result};
 use crate::pipeline;
 use crate::plan::{plan_table, Bound, Chunk, PlanCursor};
 use crate::schema::{quote_ident, quote_literal, LogicalType, Table};
-use crate::source::postgres::{range_copy_sql, scan_rows};
+use crate::source::postgres::{scan_rows, span_copy_sql};
 use crate::source::Source;
 use crate::state;
 use crate::target::postgres::{check_columns, Existing, PgTarget};
 use crate::throttle::Throttle;
+
+/// A differing part with at most this many source rows is compared row by row: the keys and
+/// hashes of its source rows are held (about a hundred bytes each), its target rows streamed.
+const LEAF_ROWS: u64 = 8192;
+
+/// A part is compared row by row only while its source rows stay under this many as they are
+/// read (the source may have grown since it was counted); beyond, it is cut again.
+const LEAF_MAX_ROWS: usize = 4 * LEAF_ROWS as usize;
+
+/// A differing part with more source rows is cut into this many parts.
+const FANOUT: u64 = 16;
+
+/// Rows seen on one side only that are held while their partner may still turn up in another
+/// range (keys the two sides may order differently). Past this, the table is compared by
+/// buckets of key hashes instead.
+const PENDING_MAX_ROWS: usize = 200_000;
+
+/// Comparing by buckets: source rows held at once (the differing buckets are read in groups
+/// of about this many rows).
+const GROUP_ROWS: u64 = 100_000;
+
+/// Comparing by buckets: at most 2^16 buckets (their digests take 40 bytes a side each).
+const MAX_BUCKET_BITS: u32 = 16;
 
 /// The outcome of a verification: per table, and the overall verdict.
 #[derive(Debug, Serialize)]
@@ -47,6 +87,9 @@ pub enum TableStatus {
     Different,
     /// The target has no such table: every source row is missing.
     MissingOnTarget,
+    /// `--job`: the job's state does not cover the table (chunks missing, overlapping or not
+    /// done; see `coverage`). Its rows were compared all the same.
+    Uncovered,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,6 +108,9 @@ pub struct TableResult {
     pub differing_rows: usize,
     /// The first of them (up to `--max-diff-rows` over the whole run), described.
     pub diffs: Vec<RowDiff>,
+    /// `--job`: why the job's state does not cover the table, one sentence each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub coverage: Vec<String>,
     pub seconds: f64,
 }
 
@@ -76,6 +122,8 @@ pub struct RangeResult {
     pub source_rows: u64,
     pub target_rows: u64,
     pub identical: bool,
+    /// Rows of this range found on one side only or changed (before rows that the two sides
+    /// place in different ranges are matched across the table).
     pub differing_rows: usize,
 }
 
@@ -106,7 +154,169 @@ pub struct ColumnDiff {
     pub target: Option<String>,
 }
 
-/// One range's comparison, before rows are matched across ranges.
+/// A key range of the target: the rows at or above every one of `lows` and below every one
+/// of `highs`. Where the two sides order keys alike it is the source part's own range; where
+/// they may not, it also carries the bounds of the ranges it was cut from (see `cut_target`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Span {
+    lows: Vec<Vec<String>>,
+    highs: Vec<Vec<String>>,
+}
+
+impl Span {
+    fn of(chunk: &Chunk) -> Span {
+        Span { lows: chunk.lo.iter().cloned().collect(), highs: chunk.hi.iter().cloned().collect() }
+    }
+}
+
+/// How a table's differing ranges are narrowed down to rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Narrowing {
+    /// Both sides order the key alike: parts are cut at the same keys on both sides, and a
+    /// part's rows are matched within it.
+    Bisect,
+    /// The sides may order the key differently: target parts are cut in the target's order,
+    /// and rows found on one side only wait for their partner from another part.
+    BisectPending,
+    /// No key: rows are compared by buckets of their hashes, over the whole table.
+    Buckets,
+}
+
+/// Whether both engines order values of this type alike, so that a key range holds the same
+/// rows on both sides. Text collates; enums and other types may be defined differently on
+/// the target; MariaDB orders UUIDs its own way.
+fn orders_alike(logical: &LogicalType, engine: Engine) -> bool {
+    use LogicalType::*;
+    match logical {
+        Bool | Int2 | Int4 | Int8 | Oid | Numeric | Date | Timestamp | TimestampTz | Bytea => true,
+        Uuid | Float4 | Float8 | Time | TimeTz | Interval => engine == Engine::Postgres,
+        _ => false,
+    }
+}
+
+fn narrowing(table: &Table, engine: Engine) -> Narrowing {
+    if table.key.is_none() {
+        Narrowing::Buckets
+    } else if table.key_columns().iter().all(|c| orders_alike(&c.logical, engine)) {
+        Narrowing::Bisect
+    } else {
+        Narrowing::BisectPending
+    }
+}
+
+/// A table to verify and the ranges to compare it by.
+struct Subject {
+    table: Table,
+    ranges: Vec<Arc<Chunk>>,
+    /// The same ranges on the target (see `target_ranges`); position i of both is compared.
+    target_ranges: Vec<Arc<Span>>,
+    missing_on_target: bool,
+    narrowing: Narrowing,
+    /// `--job`: what the job's state leaves uncovered.
+    coverage: Vec<String>,
+    /// Where the key's values sit among a captured row's values (`None`: no key).
+    key_positions: Option<Vec<usize>>,
+}
+
+impl Subject {
+    /// What identifies a captured row: its key's values, or its hash for a table without a key.
+    fn row_key(&self, row: &[u8], hash: &RowHash) -> Vec<u8> {
+        match &self.key_positions {
+            Some(positions) => {
+                let values = split_values(row);
+                positions.iter().flat_map(|&pos| values.get(pos).copied().unwrap_or_default().iter().copied()).collect()
+            }
+            None => hash.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// Where a listed row is in the order of the report: table, range, the path of parts down to
+/// the one it was found in, its key.
+type Place = (usize, u32, Vec<u16>, Vec<u8>);
+
+/// A differing row as found: where it sorts, what differs, and where to read it again to
+/// describe it.
+#[derive(Debug, Clone)]
+struct Found {
+    place: Place,
+    kind: DiffKind,
+    source: Option<Arc<Chunk>>,
+    target: Option<Arc<Span>>,
+}
+
+impl PartialEq for Found {
+    fn eq(&self, other: &Self) -> bool {
+        self.place == other.place
+    }
+}
+impl Eq for Found {}
+impl PartialOrd for Found {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Found {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.place.cmp(&other.place)
+    }
+}
+
+/// The rows the report lists: the first `--max-diff-rows` in report order, whichever worker
+/// finds them first (a max-heap: the last of them goes when an earlier one comes).
+struct Listing {
+    max: usize,
+    rows: BinaryHeap<Found>,
+}
+
+impl Listing {
+    fn takes(&self, place: &Place) -> bool {
+        self.rows.len() < self.max || self.rows.peek().is_some_and(|last| place < &last.place)
+    }
+
+    fn offer(&mut self, found: Found) {
+        if !self.takes(&found.place) {
+            return;
+        }
+        self.rows.push(found);
+        if self.rows.len() > self.max {
+            self.rows.pop();
+        }
+    }
+}
+
+/// A row seen on one side only, waiting for its partner from another range.
+struct Unpaired {
+    place: Place,
+    hash: RowHash,
+    source: Option<Arc<Chunk>>,
+    target: Option<Arc<Span>>,
+}
+
+/// Rows seen on one side only in a table whose key the sides may order differently.
+#[derive(Default)]
+struct Pending {
+    /// By key; `source` tells the side.
+    rows: HashMap<Vec<u8>, Unpaired>,
+    /// More than `PENDING_MAX_ROWS` came: the table is compared by buckets instead.
+    overflowed: bool,
+}
+
+/// What all workers share.
+struct Run<'a> {
+    cfg: &'a VerifyConfig,
+    subjects: Vec<Subject>,
+    /// Per table: differing rows found so far (final ones only).
+    counts: Vec<AtomicU64>,
+    /// Per table (BisectPending): rows waiting for their partner.
+    pending: Vec<Mutex<Pending>>,
+    listing: Mutex<Listing>,
+    throttle: Throttle,
+    cancel: &'a AtomicBool,
+    started: Instant,
+}
+
+/// One range's comparison.
 struct RangeOutcome {
     table: usize,
     /// When the range's comparison started and ended, in seconds since the run started.
@@ -114,69 +324,82 @@ struct RangeOutcome {
     result: RangeResult,
     source: RangeDigest,
     target: RangeDigest,
-    /// Rows seen on one side only in this range, by key: (source row, target row).
-    unmatched: Vec<(Vec<u8>, Option<CapturedRow>, Option<CapturedRow>)>,
 }
 
-/// A table to verify and the ranges to compare it by.
-struct Subject {
-    table: Table,
-    ranges: Vec<Chunk>,
-    /// The same ranges for the target, bounded in the target's own key order (see
-    /// `target_ranges`); position i of both lists is compared.
-    target_ranges: Vec<Chunk>,
-    missing_on_target: bool,
+/// A part of a range being narrowed down: the source's key range and the target's.
+struct Part {
+    table: usize,
+    range: u32,
+    path: Vec<u16>,
+    source: Arc<Chunk>,
+    target: Arc<Span>,
 }
+
+/// A worker's connections.
+type Conns = (Source, PgTarget);
 
 /// Verifies the configured tables. Errors mean "could not verify" (exit 2).
 pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
     let started = Instant::now();
-    let throttle = Throttle::new(cfg.throttle.rows_per_sec, cfg.throttle.bytes_per_sec);
     let mut source = Source::connect(&cfg.source)?;
     let mut target = PgTarget::connect(&cfg.target)?;
     let subjects = subjects(cfg, &mut source, &mut target)?;
     drop(source);
-    let work: Vec<(usize, Chunk, Chunk)> = subjects
+    let run = Run {
+        cfg,
+        counts: subjects.iter().map(|_| AtomicU64::new(0)).collect(),
+        pending: subjects.iter().map(|_| Mutex::new(Pending::default())).collect(),
+        subjects,
+        listing: Mutex::new(Listing { max: cfg.max_diff_rows, rows: BinaryHeap::new() }),
+        throttle: Throttle::new(cfg.throttle.rows_per_sec, cfg.throttle.bytes_per_sec),
+        cancel,
+        started,
+    };
+    let work: Vec<(usize, usize)> = run
+        .subjects
         .iter()
         .enumerate()
         .filter(|(_, s)| !s.missing_on_target)
-        .flat_map(|(i, s)| s.ranges.iter().zip(&s.target_ranges).map(move |(c, t)| (i, c.clone(), t.clone())))
+        .flat_map(|(i, s)| (0..s.ranges.len()).map(move |pos| (i, pos)))
         .collect();
     let outcomes: Vec<Result<RangeOutcome>> = pipeline::parallel_map(
         cfg.workers,
         work,
         cancel,
         || Ok((Source::connect(&cfg.source)?, PgTarget::connect(&cfg.target)?)),
-        |(source, target), (i, chunk, target_chunk)| {
-            let start = started.elapsed().as_secs_f64();
-            let mut outcome =
-                compare_range(source, target, &subjects[i].table, i, &chunk, &target_chunk, &throttle, cancel)?;
-            outcome.span = (start, started.elapsed().as_secs_f64());
-            Ok(outcome)
-        },
+        |conns, (i, pos)| compare_range(&run, conns, i, pos),
     )?;
-    let mut by_table: Vec<Vec<RangeOutcome>> = subjects.iter().map(|_| Vec::new()).collect();
+    let mut by_table: Vec<Vec<RangeOutcome>> = run.subjects.iter().map(|_| Vec::new()).collect();
     for outcome in outcomes {
         let outcome = outcome?;
         by_table[outcome.table].push(outcome);
     }
-    let mut budget = cfg.max_diff_rows;
-    let tables = subjects
+    let mut results = Vec::new();
+    for (i, outcomes) in by_table.into_iter().enumerate() {
+        results.push(settle_table(&run, i, outcomes)?);
+    }
+    let mut diffs = describe_listed(&run)?;
+    let tables = results
         .into_iter()
-        .zip(by_table)
-        .map(|(subject, outcomes)| table_result(cfg, subject, outcomes, &mut budget))
-        .collect::<Result<Vec<_>>>()?;
+        .enumerate()
+        .map(|(i, mut t)| {
+            t.diffs = diffs.remove(&i).unwrap_or_default();
+            t
+        })
+        .collect();
     Ok(Verification { tables, seconds: started.elapsed().as_secs_f64() })
 }
 
 /// The tables and their ranges: the job's chunks with `--job`, else ranges planned by
 /// walking the source's keys.
 fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> Result<Vec<Subject>> {
+    let engine = cfg.source.engine();
     let mut subjects = Vec::new();
     if let Some(job) = &cfg.job {
-        if state::load_job(&mut target.conn, job)?.is_none() {
+        let Some(record) = state::load_job(&mut target.conn, job)? else {
             return Err(Error::input(format!("--job: the target has no job named {job:?}")));
-        }
+        };
+        let excluded = excluded_columns(&record.settings);
         for record in state::load_tables(&mut target.conn, job)? {
             let named = cfg.tables.is_empty()
                 || cfg.tables.iter().any(|s| {
@@ -192,8 +415,18 @@ fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> R
                     record.table.name
                 )));
             }
-            let ranges = state::job_chunks(&mut target.conn, job, record.table_no)?;
-            subjects.push(subject(target, record.table, ranges)?);
+            let table = record.table;
+            check_source_columns(job, &table, &source.column_names(&table.name)?, &excluded)?;
+            let chunks = state::job_chunks_done(&mut target.conn, job, record.table_no)?;
+            let coverage = coverage_problems(&chunks, &record.phase);
+            let ranges = if coverage.is_empty() {
+                chunks.into_iter().map(|(c, _)| c).collect()
+            } else {
+                // Every row is still compared: along ranges planned now, which cover the
+                // table whatever the state holds.
+                planned_ranges(cfg, source, record.table_no, &table)?
+            };
+            subjects.push(subject(target, table, ranges, engine, coverage)?);
         }
         if subjects.is_empty() {
             return Err(Error::input(format!("job {job:?} has none of the named tables")));
@@ -201,17 +434,167 @@ fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> R
         return Ok(subjects);
     }
     for (no, table) in source.describe_tables(&cfg.tables)?.into_iter().enumerate() {
-        let mut ranges = Vec::new();
-        plan_table(source, no, &table, cfg.chunk_rows, PlanCursor::start(), |chunk, _| {
-            ranges.push(chunk);
-            Ok(true)
-        })?;
-        subjects.push(subject(target, table, ranges)?);
+        let ranges = planned_ranges(cfg, source, no, &table)?;
+        subjects.push(subject(target, table, ranges, engine, Vec::new())?);
     }
     Ok(subjects)
 }
 
-fn subject(target: &mut PgTarget, table: Table, ranges: Vec<Chunk>) -> Result<Subject> {
+fn planned_ranges(cfg: &VerifyConfig, source: &mut Source, no: usize, table: &Table) -> Result<Vec<Chunk>> {
+    let mut ranges = Vec::new();
+    plan_table(source, no, table, cfg.chunk_rows, PlanCursor::start(), |chunk, _| {
+        ranges.push(chunk);
+        Ok(true)
+    })?;
+    Ok(ranges)
+}
+
+/// The job's `--exclude-column` rules, as recorded in its settings: (database, table, column).
+fn excluded_columns(settings: &serde_json::Value) -> Vec<(String, String, String)> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    settings["excluded_columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| (text(&c[0]), text(&c[1]), text(&c[2])))
+        .collect()
+}
+
+/// The source's columns now must be the ones the job recorded: a column added to the source
+/// since the job read the table (mid-copy) is not on the target, and comparing the recorded
+/// columns only would call the table identical.
+fn check_source_columns(
+    job: &str,
+    table: &Table,
+    current: &[String],
+    excluded: &[(String, String, String)],
+) -> Result<()> {
+    if current.is_empty() {
+        return Err(Error::input(format!("table {} of job {job:?} is no longer in the source", table.name)));
+    }
+    let recorded: HashSet<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    let left_out =
+        |c: &str| excluded.iter().any(|(db, t, col)| db == &table.name.schema && t == &table.name.name && col == c);
+    let added: Vec<String> =
+        current.iter().filter(|c| !recorded.contains(c.as_str()) && !left_out(c)).map(|c| quote_ident(c)).collect();
+    let now: HashSet<&str> = current.iter().map(String::as_str).collect();
+    let dropped: Vec<String> =
+        table.columns.iter().filter(|c| !now.contains(c.name.as_str())).map(|c| quote_ident(&c.name)).collect();
+    let mut problems = Vec::new();
+    if !added.is_empty() {
+        problems.push(format!(
+            "the source has column{} {} that job {job:?} did not copy (added since the job read the table?)",
+            if added.len() == 1 { "" } else { "s" },
+            added.join(", ")
+        ));
+    }
+    if !dropped.is_empty() {
+        problems.push(format!(
+            "column{} {} that job {job:?} copied {} no longer in the source",
+            if dropped.len() == 1 { "" } else { "s" },
+            dropped.join(", "),
+            if dropped.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "table {}: {}; the job's copy cannot be compared with the table as it is now \
+         (verify without --job compares the current columns, and reports those the target lacks)",
+        table.name,
+        problems.join("; ")
+    )))
+}
+
+/// Why a job's chunks do not cover its table, one sentence each (none when they do): they
+/// must be done, and tile the key range, from -∞ to +∞, each starting where another ends.
+/// Bounds are compared as the text the state holds, which is how planning wrote them.
+fn coverage_problems(chunks: &[(Chunk, bool)], phase: &str) -> Vec<String> {
+    const SHOWN: usize = 5;
+    let mut problems = Vec::new();
+    if phase != "done" {
+        problems.push(format!("the table's phase is {phase:?}, not \"done\""));
+    }
+    if chunks.is_empty() {
+        problems.push("the job's state holds no chunk of the table".to_string());
+        return problems;
+    }
+    let not_done: Vec<String> =
+        chunks.iter().filter(|(_, done)| !done).map(|(c, _)| format!("{} {}", c.chunk_no, c.range_text())).collect();
+    if !not_done.is_empty() {
+        let more = if not_done.len() > SHOWN { format!(" and {} more", not_done.len() - SHOWN) } else { String::new() };
+        problems.push(format!(
+            "chunk{} {}{more} {} not done",
+            if not_done.len() == 1 { "" } else { "s" },
+            not_done.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", "),
+            if not_done.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    let mut by_lo: HashMap<&Bound, Vec<&Chunk>> = HashMap::new();
+    for (c, _) in chunks {
+        by_lo.entry(&c.lo).or_default().push(c);
+    }
+    let bound_text = |b: &Bound| {
+        let probe = Chunk { table_no: 0, chunk_no: 0, lo: b.clone(), hi: None };
+        let text = probe.range_text();
+        text[1..text.rfind(',').unwrap_or(text.len())].to_string()
+    };
+    // Walk the chain from -∞: each chunk's end must be exactly one chunk's start.
+    let mut seen: HashSet<u32> = HashSet::new();
+    let mut at: Bound = None;
+    loop {
+        let next = by_lo.get(&at).map(Vec::as_slice).unwrap_or_default();
+        match next {
+            [] => {
+                problems.push(format!(
+                    "no chunk starts at {}: the rows from there to the next chunk are in no chunk",
+                    bound_text(&at)
+                ));
+                break;
+            }
+            [one] => {
+                if !seen.insert(one.chunk_no) {
+                    problems.push(format!("chunk {} is reached twice: the chunks run in a circle", one.chunk_no));
+                    break;
+                }
+                if one.hi.is_none() {
+                    break;
+                }
+                at = one.hi.clone();
+            }
+            many => {
+                let nos: Vec<String> = many.iter().map(|c| c.chunk_no.to_string()).collect();
+                problems.push(format!("chunks {} all start at {}: they overlap", nos.join(", "), bound_text(&at)));
+                break;
+            }
+        }
+    }
+    let stray: Vec<String> = chunks
+        .iter()
+        .filter(|(c, _)| !seen.contains(&c.chunk_no))
+        .map(|(c, _)| format!("{} {}", c.chunk_no, c.range_text()))
+        .collect();
+    // Chunks the chain never reached overlap it (or follow a gap, already reported).
+    if !stray.is_empty() && problems.iter().all(|p| !p.starts_with("no chunk starts") && !p.contains("overlap")) {
+        let more = if stray.len() > SHOWN { format!(" and {} more", stray.len() - SHOWN) } else { String::new() };
+        problems.push(format!(
+            "chunk{} {}{more} overlap{} the others",
+            if stray.len() == 1 { "" } else { "s" },
+            stray.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", "),
+            if stray.len() == 1 { "s" } else { "" }
+        ));
+    }
+    problems
+}
+
+fn subject(
+    target: &mut PgTarget,
+    table: Table,
+    ranges: Vec<Chunk>,
+    engine: Engine,
+    coverage: Vec<String>,
+) -> Result<Subject> {
     let missing_on_target = match target.inspect(&table.target)? {
         Existing::Missing => true,
         Existing::Present { columns, .. } => {
@@ -220,22 +603,57 @@ fn subject(target: &mut PgTarget, table: Table, ranges: Vec<Chunk>) -> Result<Su
             false
         }
     };
-    let target_ranges = if missing_on_target { ranges.clone() } else { target_ranges(target, &table, &ranges)? };
-    Ok(Subject { table, ranges, target_ranges, missing_on_target })
+    let narrowing = narrowing(&table, engine);
+    let target_ranges = if missing_on_target || narrowing != Narrowing::BisectPending || ranges.len() < 2 {
+        ranges.iter().map(Span::of).collect()
+    } else {
+        target_ranges(target, &table, &ranges)?
+    };
+    Ok(Subject {
+        key_positions: key_positions(&table),
+        ranges: ranges.into_iter().map(Arc::new).collect(),
+        target_ranges: target_ranges.into_iter().map(Arc::new).collect(),
+        table,
+        missing_on_target,
+        narrowing,
+        coverage,
+    })
 }
 
-/// The ranges' boundaries sorted in the target's key order. A text key may collate
-/// differently on the two sides (MySQL's case-insensitive collations, another locale): the
-/// source's boundaries, applied to the target in their own order, could overlap or leave
-/// gaps there. Sorted, they cut the target into ranges again, so each target row is read
-/// exactly once; rows the two orders place in different ranges are matched by key later.
-fn target_ranges(target: &mut PgTarget, table: &Table, ranges: &[Chunk]) -> Result<Vec<Chunk>> {
-    let key = table.key_columns();
-    let collatable = key.iter().any(|c| matches!(c.logical, LogicalType::Text | LogicalType::Bpchar));
-    if ranges.len() < 2 || !collatable {
-        return Ok(ranges.to_vec());
+/// The ranges' boundaries sorted in the target's key order. A key may order differently on
+/// the two sides (MySQL's case-insensitive collations, another locale): the source's
+/// boundaries, applied to the target in their own order, could overlap or leave gaps there.
+/// Sorted, they cut the target into ranges again, so each target row is read exactly once;
+/// rows the two orders place in different ranges are matched by key later.
+fn target_ranges(target: &mut PgTarget, table: &Table, ranges: &[Chunk]) -> Result<Vec<Span>> {
+    let cuts: Vec<Vec<String>> = ranges.iter().filter_map(|c| c.hi.clone()).collect();
+    cut_target(target, table, &Span::default(), &cuts)
+}
+
+/// Cuts the target span `within` at `cuts` (source keys, in the source's order) taken in the
+/// target's own order: `cuts.len() + 1` parts that together hold exactly the span's rows.
+fn cut_target(target: &mut PgTarget, table: &Table, within: &Span, cuts: &[Vec<String>]) -> Result<Vec<Span>> {
+    let sorted = sort_on_target(target, table, cuts)?;
+    let mut parts = Vec::with_capacity(cuts.len() + 1);
+    for i in 0..=sorted.len() {
+        let mut part = within.clone();
+        if i > 0 {
+            part.lows.push(sorted[i - 1].clone());
+        }
+        if i < sorted.len() {
+            part.highs.push(sorted[i].clone());
+        }
+        parts.push(part);
     }
-    let bounds: Vec<&Vec<String>> = ranges.iter().filter_map(|c| c.hi.as_ref()).collect();
+    Ok(parts)
+}
+
+/// `bounds` in the order of the target's key (its columns' types and collations).
+fn sort_on_target(target: &mut PgTarget, table: &Table, bounds: &[Vec<String>]) -> Result<Vec<Vec<String>>> {
+    if bounds.len() < 2 {
+        return Ok(bounds.to_vec());
+    }
+    let key = table.key_columns();
     let values: Vec<String> = bounds
         .iter()
         .enumerate()
@@ -260,82 +678,12 @@ fn target_ranges(target: &mut PgTarget, table: &Table, ranges: &[Chunk]) -> Resu
         names.join(", "),
         order.join(", ")
     );
-    let sorted: Vec<usize> = target
+    Ok(target
         .conn
-        .query(&sql, &[], &format!("ordering the range bounds of {} on the target", table.target))?
+        .query(&sql, &[], &format!("ordering range bounds of {} on the target", table.target))?
         .iter()
-        .map(|r| r.get::<_, i32>(0) as usize)
-        .collect();
-    let mut cuts: Vec<Bound> = vec![None];
-    cuts.extend(sorted.iter().map(|&i| Some(bounds[i].clone())));
-    cuts.push(None);
-    Ok(ranges
-        .iter()
-        .enumerate()
-        .map(|(n, c)| Chunk {
-            table_no: c.table_no,
-            chunk_no: c.chunk_no,
-            lo: cuts[n].clone(),
-            hi: cuts[n + 1].clone(),
-        })
+        .map(|r| bounds[r.get::<_, i32>(0) as usize].clone())
         .collect())
-}
-
-/// Reads one range from both sides at once and compares digests; on a mismatch reads it
-/// again with rows captured and keeps the rows that do not match within the range.
-#[allow(clippy::too_many_arguments)]
-fn compare_range(
-    source: &mut Source,
-    target: &mut PgTarget,
-    table: &Table,
-    i: usize,
-    chunk: &Chunk,
-    target_chunk: &Chunk,
-    throttle: &Throttle,
-    cancel: &AtomicBool,
-) -> Result<RangeOutcome> {
-    let target_sql = range_copy_sql(table, &table.target.quoted(), target_chunk);
-    let read = |source: &mut Source, target: &mut PgTarget, capture: bool| {
-        // Only the source is held to the rate: it is the live database to spare.
-        let (s, t) = pipeline::join(
-            || source.scan_range(table, chunk, capture, &mut |rows, bytes| throttle.acquire(rows, bytes, cancel)),
-            || scan_rows(&mut target.conn, &target_sql, table, capture, &mut |_, _| Ok(())),
-        );
-        Ok::<_, Error>((s?, t?))
-    };
-    let context = |e: Error| Error::Chunk {
-        table: table.name.to_string(),
-        chunk: chunk.chunk_no,
-        range: chunk.range_text(),
-        source: Box::new(e),
-    };
-    let ((src, _), (tgt, _)) = read(source, target, false).map_err(context)?;
-    let mut result = RangeResult {
-        range: chunk.chunk_no,
-        lo: chunk.lo.clone(),
-        hi: chunk.hi.clone(),
-        source_rows: src.rows,
-        target_rows: tgt.rows,
-        identical: src.digest == tgt.digest,
-        differing_rows: 0,
-    };
-    let mut unmatched = Vec::new();
-    if !result.identical {
-        // Read again, row by row. The source may have changed in between; what is compared
-        // is this second read of both sides.
-        let ((_, src_rows), (_, tgt_rows)) = read(source, target, true).map_err(context)?;
-        unmatched = unmatched_rows(table, src_rows, tgt_rows);
-        result.differing_rows = unmatched.len();
-    }
-    Ok(RangeOutcome { table: i, span: (0.0, 0.0), result, source: src.digest, target: tgt.digest, unmatched })
-}
-
-/// The key of a captured row: the canonical bytes of its key columns, or of the whole row
-/// for a table without a key.
-fn row_key(key: Option<&[usize]>, row: &CapturedRow) -> Vec<u8> {
-    let Some(key) = key else { return row.canonical.clone() };
-    let values = split_values(&row.canonical);
-    key.iter().flat_map(|&pos| values.get(pos).copied().unwrap_or_default().iter().copied()).collect()
 }
 
 /// Where the key's columns sit among the copied columns (the values of a captured row), or
@@ -346,91 +694,306 @@ fn key_positions(table: &Table) -> Option<Vec<usize>> {
     Some(key.columns.iter().filter_map(|k| copied.iter().position(|c| c == k)).collect())
 }
 
-/// Rows present on one side only, or present on both with different hashes, keyed.
-fn unmatched_rows(
-    table: &Table,
-    source: Vec<CapturedRow>,
-    target: Vec<CapturedRow>,
-) -> Vec<(Vec<u8>, Option<CapturedRow>, Option<CapturedRow>)> {
-    let key_cols = key_positions(table);
-    // Keyless tables may hold identical rows several times: match them as multisets.
-    let mut target_by_key: HashMap<Vec<u8>, Vec<CapturedRow>> = HashMap::new();
-    for row in target {
-        target_by_key.entry(row_key(key_cols.as_deref(), &row)).or_default().push(row);
-    }
-    let mut out = Vec::new();
-    for row in source {
-        let key = row_key(key_cols.as_deref(), &row);
-        match target_by_key.get_mut(&key).and_then(|rows| rows.pop()) {
-            Some(t) if t.hash == row.hash => {}
-            Some(t) => out.push((key, Some(row), Some(t))),
-            None => out.push((key, Some(row), None)),
-        }
-    }
-    for (key, rows) in target_by_key {
-        out.extend(rows.into_iter().map(|t| (key.clone(), None, Some(t))));
-    }
-    out
+/// Errors of a range, with the range they happened in.
+fn in_range(table: &Table, chunk: &Chunk) -> impl Fn(Error) -> Error + use<> {
+    let (name, no, range) = (table.name.to_string(), chunk.chunk_no, chunk.range_text());
+    move |e| Error::Chunk { table: name.clone(), chunk: no, range: range.clone(), source: Box::new(e) }
 }
 
-/// Puts a table's range outcomes together, matching rows that each side placed in a
-/// different range, and describes the differences.
-fn table_result(
-    cfg: &VerifyConfig,
-    subject: Subject,
-    mut outcomes: Vec<RangeOutcome>,
-    budget: &mut usize,
-) -> Result<TableResult> {
+/// Reads one side's part, handing captured rows to `on_row` when given. Only the source is
+/// held to the rate: it is the live database to spare.
+fn scan_source(
+    run: &Run,
+    source: &mut Source,
+    table: &Table,
+    chunk: &Chunk,
+    on_row: Option<RowSink<'_>>,
+) -> Result<ChunkSummary> {
+    source.scan_range(table, chunk, on_row, &mut |rows, bytes| run.throttle.acquire(rows, bytes, run.cancel))
+}
+
+fn scan_target(target: &mut PgTarget, table: &Table, span: &Span, on_row: Option<RowSink<'_>>) -> Result<ChunkSummary> {
+    let sql = span_copy_sql(table, &table.target.quoted(), span.lows.iter(), span.highs.iter());
+    scan_rows(&mut target.conn, &sql, table, on_row, &mut |_, _| Ok(()))
+}
+
+/// Both sides' digests of a part, read at once.
+fn digests(
+    run: &Run,
+    (source, target): &mut Conns,
+    table: &Table,
+    part: &Part,
+) -> Result<(ChunkSummary, ChunkSummary)> {
+    let (s, t) = pipeline::join(
+        || scan_source(run, source, table, &part.source, None),
+        || scan_target(target, table, &part.target, None),
+    );
+    Ok((s?, t?))
+}
+
+/// Compares one range: digests of both sides, and when they differ, narrows it down.
+fn compare_range(run: &Run, conns: &mut Conns, i: usize, pos: usize) -> Result<RangeOutcome> {
+    let start = run.started.elapsed().as_secs_f64();
+    let subject = &run.subjects[i];
+    let chunk = &subject.ranges[pos];
+    let context = in_range(&subject.table, chunk);
+    let part = Part {
+        table: i,
+        range: pos as u32,
+        path: Vec::new(),
+        source: chunk.clone(),
+        target: subject.target_ranges[pos].clone(),
+    };
+    let (src, tgt) = digests(run, conns, &subject.table, &part).map_err(&context)?;
+    let mut result = RangeResult {
+        range: chunk.chunk_no,
+        lo: chunk.lo.clone(),
+        hi: chunk.hi.clone(),
+        source_rows: src.rows,
+        target_rows: tgt.rows,
+        identical: src.digest == tgt.digest,
+        differing_rows: 0,
+    };
+    if !result.identical && subject.narrowing != Narrowing::Buckets {
+        // The rows compared are those of these later reads: the source may have changed.
+        result.differing_rows = narrow(run, conns, part, src.rows).map_err(&context)? as usize;
+    }
+    Ok(RangeOutcome {
+        table: i,
+        span: (start, run.started.elapsed().as_secs_f64()),
+        result,
+        source: src.digest,
+        target: tgt.digest,
+    })
+}
+
+/// Narrows a differing part of about `source_rows` source rows down to its rows; returns how
+/// many it found on one side only or changed.
+fn narrow(run: &Run, conns: &mut Conns, part: Part, source_rows: u64) -> Result<u64> {
+    if run.cancel.load(Ordering::SeqCst) {
+        return Err(Error::Interrupted);
+    }
+    let source_rows = if source_rows <= LEAF_ROWS {
+        match match_rows(run, conns, &part)? {
+            Ok(found) => return Ok(found),
+            Err(counted) => counted,
+        }
+    } else {
+        source_rows
+    };
+    let subject = &run.subjects[part.table];
+    let table = &subject.table;
+    let step = source_rows.div_ceil(FANOUT);
+    let mut cuts: Vec<Vec<String>> = Vec::new();
+    let mut from = part.source.lo.clone();
+    while (cuts.len() as u64) < FANOUT - 1 {
+        match conns.0.next_boundary_before(table, &from, &part.source.hi, step)? {
+            Some(cut) => {
+                from = Some(cut.clone());
+                cuts.push(cut);
+            }
+            None => break,
+        }
+    }
+    if cuts.is_empty() {
+        // Fewer rows than counted (the source changed): at most `step` are left.
+        return narrow(run, conns, part, step);
+    }
+    let mut bounds: Vec<Bound> = vec![part.source.lo.clone()];
+    bounds.extend(cuts.iter().cloned().map(Some));
+    bounds.push(part.source.hi.clone());
+    let sources: Vec<Chunk> =
+        bounds.windows(2).map(|w| Chunk { lo: w[0].clone(), hi: w[1].clone(), ..(*part.source).clone() }).collect();
+    let targets = match subject.narrowing {
+        Narrowing::BisectPending => cut_target(&mut conns.1, table, &part.target, &cuts)?,
+        _ => sources.iter().map(Span::of).collect(),
+    };
+    let mut found = 0;
+    for (j, (source, target)) in sources.into_iter().zip(targets).enumerate() {
+        let mut path = part.path.clone();
+        path.push(j as u16);
+        let child =
+            Part { table: part.table, range: part.range, path, source: Arc::new(source), target: Arc::new(target) };
+        let (src, tgt) = digests(run, conns, table, &child)?;
+        if src.digest != tgt.digest {
+            found += narrow(run, conns, child, src.rows)?;
+        }
+    }
+    Ok(found)
+}
+
+/// Matches a part's rows by key: its source rows' keys and hashes are held, its target rows
+/// streamed past them. Returns the rows found on one side only or changed, or, when the
+/// source holds more than `LEAF_MAX_ROWS` rows after all, `Err` with how many it holds.
+fn match_rows(run: &Run, (source, target): &mut Conns, part: &Part) -> Result<Result<u64, u64>> {
+    let subject = &run.subjects[part.table];
+    let table = &subject.table;
+    let mut held: HashMap<Vec<u8>, Vec<RowHash>> = HashMap::new();
+    let mut overflowed = false;
+    let summary = scan_source(
+        run,
+        source,
+        table,
+        &part.source,
+        Some(&mut |row: &[u8], hash: &RowHash| {
+            if overflowed {
+                return;
+            }
+            held.entry(subject.row_key(row, hash)).or_default().push(*hash);
+            if held.len() > LEAF_MAX_ROWS {
+                overflowed = true;
+                held = HashMap::new();
+            }
+        }),
+    )?;
+    if overflowed {
+        return Ok(Err(summary.rows));
+    }
+    let mut found = 0u64;
+    let mut report = |key: Vec<u8>, kind: DiffKind, hash: RowHash| {
+        found += 1;
+        settle_row(run, part, key, kind, hash);
+    };
+    scan_target(
+        target,
+        table,
+        &part.target,
+        Some(&mut |row: &[u8], hash: &RowHash| {
+            let key = subject.row_key(row, hash);
+            let Some(hashes) = held.get_mut(&key) else {
+                report(key, DiffKind::Extra, *hash);
+                return;
+            };
+            // Held keys have a hash left (a key taken by one target row is gone for the next:
+            // a target that holds a key twice has an extra row).
+            match hashes.iter().position(|h| h == hash) {
+                Some(i) => {
+                    hashes.swap_remove(i);
+                }
+                None => {
+                    hashes.pop();
+                    report(key.clone(), DiffKind::Changed, *hash);
+                }
+            }
+            if hashes.is_empty() {
+                held.remove(&key);
+            }
+        }),
+    )?;
+    for (key, hashes) in held {
+        for hash in hashes {
+            report(key.clone(), DiffKind::Missing, hash);
+        }
+    }
+    Ok(Ok(found))
+}
+
+/// Counts and lists a row a part's matching found, or, for a row on one side only where the
+/// sides may order keys differently, pairs it with its partner from another part (or keeps it
+/// until one comes).
+fn settle_row(run: &Run, part: &Part, key: Vec<u8>, kind: DiffKind, hash: RowHash) {
+    let subject = &run.subjects[part.table];
+    let source = (kind != DiffKind::Extra).then(|| part.source.clone());
+    let target = (kind != DiffKind::Missing).then(|| part.target.clone());
+    let place: Place = (part.table, part.range, part.path.clone(), key);
+    if subject.narrowing != Narrowing::BisectPending || kind == DiffKind::Changed {
+        found_row(run, Found { place, kind, source, target });
+        return;
+    }
+    let mut pending = run.pending[part.table].lock().unwrap_or_else(|e| e.into_inner());
+    if pending.overflowed {
+        return;
+    }
+    let key = place.3.clone();
+    match pending.rows.remove(&key) {
+        Some(partner) if partner.source.is_some() != source.is_some() => {
+            if partner.hash != hash {
+                let place = partner.place.min(place);
+                let (source, target) = (source.or(partner.source), target.or(partner.target));
+                found_row(run, Found { place, kind: DiffKind::Changed, source, target });
+            }
+            // Equal: the two orders put the same row in different ranges.
+        }
+        earlier => {
+            if let Some(twin) = earlier {
+                // The same key twice on one side (a target without its key's constraint).
+                let kind = if twin.source.is_some() { DiffKind::Missing } else { DiffKind::Extra };
+                found_row(run, Found { place: twin.place, kind, source: twin.source, target: twin.target });
+            }
+            pending.rows.insert(key, Unpaired { place, hash, source, target });
+            if pending.rows.len() > PENDING_MAX_ROWS {
+                pending.overflowed = true;
+                pending.rows = HashMap::new();
+            }
+        }
+    }
+}
+
+/// Counts a differing row and offers it to the listing.
+fn found_row(run: &Run, found: Found) {
+    run.counts[found.place.0].fetch_add(1, Ordering::Relaxed);
+    let mut listing = run.listing.lock().unwrap_or_else(|e| e.into_inner());
+    listing.offer(found);
+}
+
+/// Puts a table's range outcomes together: rows still waiting for a partner are missing or
+/// extra; a table whose waiting rows overflowed, or that has no key, is compared by buckets.
+fn settle_table(run: &Run, i: usize, mut outcomes: Vec<RangeOutcome>) -> Result<TableResult> {
+    let subject = &run.subjects[i];
     let table = &subject.table;
     outcomes.sort_by_key(|o| o.result.range);
     let mut source_digest = RangeDigest::default();
     let mut target_digest = RangeDigest::default();
-    let mut pending: HashMap<Vec<u8>, (Option<CapturedRow>, Option<CapturedRow>)> = HashMap::new();
-    let mut changed: Vec<(Vec<u8>, Option<CapturedRow>, Option<CapturedRow>)> = Vec::new();
-    for o in &mut outcomes {
+    for o in &outcomes {
         source_digest.merge(&o.source);
         target_digest.merge(&o.target);
-        for (key, s, t) in o.unmatched.drain(..) {
-            if s.is_some() && t.is_some() {
-                changed.push((key, s, t));
-                continue;
-            }
-            let slot = pending.entry(key).or_default();
-            if s.is_some() {
-                slot.0 = s;
-            } else {
-                slot.1 = t;
-            }
-        }
     }
-    let mut rows: Vec<(Vec<u8>, Option<CapturedRow>, Option<CapturedRow>)> = changed;
-    for (key, (s, t)) in pending {
-        match (&s, &t) {
-            // Placed in different ranges by the two sides' key orders, and equal: no difference.
-            (Some(a), Some(b)) if a.hash == b.hash => {}
-            _ => rows.push((key, s, t)),
-        }
-    }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let (source_rows, target_rows) = if subject.missing_on_target {
-        (source_count(cfg, table)?, 0)
-    } else {
-        (outcomes.iter().map(|o| o.result.source_rows).sum(), outcomes.iter().map(|o| o.result.target_rows).sum())
+    let mut seconds = match outcomes.iter().map(|o| o.span).reduce(|a, b| (a.0.min(b.0), a.1.max(b.1))) {
+        Some((start, end)) => end - start,
+        None => 0.0,
     };
+    let pending = std::mem::take(&mut *run.pending[i].lock().unwrap_or_else(|e| e.into_inner()));
+    let by_buckets = match subject.narrowing {
+        Narrowing::Buckets => true,
+        Narrowing::BisectPending => pending.overflowed,
+        Narrowing::Bisect => false,
+    };
+    if subject.missing_on_target {
+        // Nothing was compared.
+    } else if by_buckets {
+        // Whatever the ranges found is counted again, by buckets.
+        run.counts[i].store(0, Ordering::SeqCst);
+        run.listing.lock().unwrap_or_else(|e| e.into_inner()).rows.retain(|f| f.place.0 != i);
+        if source_digest != target_digest {
+            let started = Instant::now();
+            compare_by_buckets(run, i, source_digest.rows().max(target_digest.rows()))?;
+            seconds += started.elapsed().as_secs_f64();
+        }
+        if outcomes.len() == 1 {
+            outcomes[0].result.differing_rows = run.counts[i].load(Ordering::SeqCst) as usize;
+        }
+    } else {
+        for row in pending.rows.into_values() {
+            let kind = if row.source.is_some() { DiffKind::Missing } else { DiffKind::Extra };
+            found_row(run, Found { place: row.place, kind, source: row.source, target: row.target });
+        }
+    }
+    let (source_rows, target_rows) = if subject.missing_on_target {
+        (source_count(run.cfg, table)?, 0)
+    } else {
+        (source_digest.rows(), target_digest.rows())
+    };
+    let differing_rows =
+        if subject.missing_on_target { source_rows as usize } else { run.counts[i].load(Ordering::SeqCst) as usize };
     let status = if subject.missing_on_target {
         TableStatus::MissingOnTarget
-    } else if rows.is_empty() && source_digest == target_digest {
+    } else if !subject.coverage.is_empty() {
+        TableStatus::Uncovered
+    } else if differing_rows == 0 && source_digest == target_digest {
         TableStatus::Identical
     } else {
         TableStatus::Different
     };
-    let seconds = match outcomes.iter().map(|o| o.span).reduce(|a, b| (a.0.min(b.0), a.1.max(b.1))) {
-        Some((start, end)) => end - start,
-        None => 0.0,
-    };
-    let take = rows.len().min(*budget);
-    *budget -= take;
-    let diffs = rows.iter().take(take).map(|(_, s, t)| describe(cfg, table, s.as_ref(), t.as_ref())).collect();
     let ranges: Vec<RangeResult> = outcomes.into_iter().map(|o| o.result).collect();
     Ok(TableResult {
         source_table: table.name.to_string(),
@@ -443,49 +1006,315 @@ fn table_result(
         target_digest: target_digest.to_string(),
         differing_ranges: ranges.iter().filter(|r| !r.identical).count(),
         ranges,
-        differing_rows: if subject.missing_on_target { source_rows as usize } else { rows.len() },
-        diffs,
+        differing_rows,
+        diffs: Vec::new(),
+        coverage: subject.coverage.clone(),
         seconds,
     })
+}
+
+/// The bucket of a row, by the first `bits` bits of the blake3 of what identifies it (its key,
+/// or its hash for a table without a key): the same on both sides whatever their key orders.
+fn bucket_of(key: &[u8], keyed: bool, bits: u32) -> usize {
+    if bits == 0 {
+        return 0;
+    }
+    let hash = if keyed { *blake3::hash(key).as_bytes() } else { key[..32].try_into().expect("a row hash") };
+    (u32::from_le_bytes(hash[..4].try_into().expect("4 bytes")) >> (32 - bits)) as usize
+}
+
+/// How many bits of bucket number make buckets of about `LEAF_ROWS` rows, for `rows` rows.
+fn bucket_bits(rows: u64) -> u32 {
+    let buckets = rows.div_ceil(LEAF_ROWS).max(1);
+    (u64::BITS - (buckets - 1).leading_zeros()).min(MAX_BUCKET_BITS)
+}
+
+/// Groups of differing buckets of about `GROUP_ROWS` rows (a bucket bigger than that alone),
+/// from each bucket's rows on the larger side; buckets whose digests agree are left out.
+fn bucket_groups(source: &[RangeDigest], target: &[RangeDigest]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut rows = 0;
+    for (b, (s, t)) in source.iter().zip(target).enumerate() {
+        if s == t {
+            continue;
+        }
+        let size = s.rows().max(t.rows());
+        match groups.last_mut() {
+            Some(group) if rows + size <= GROUP_ROWS => group.push(b),
+            _ => {
+                groups.push(vec![b]);
+                rows = 0;
+            }
+        }
+        rows += size;
+    }
+    groups
+}
+
+/// Compares a table by buckets of key (or row) hashes: one read of both sides for every
+/// bucket's digest, then per group of differing buckets a read of both sides that holds the
+/// group's source rows (keys and hashes) and streams the target's past them.
+fn compare_by_buckets(run: &Run, i: usize, rows: u64) -> Result<()> {
+    let subject = &run.subjects[i];
+    let table = &subject.table;
+    let keyed = subject.key_positions.is_some();
+    let bits = bucket_bits(rows);
+    let mut conns: Conns = (Source::connect(&run.cfg.source)?, PgTarget::connect(&run.cfg.target)?);
+    let pairs: Vec<(Arc<Chunk>, Arc<Span>)> =
+        subject.ranges.iter().cloned().zip(subject.target_ranges.iter().cloned()).collect();
+    let buckets = 1usize << bits;
+    let groups = if bits == 0 {
+        // One bucket, known to differ.
+        vec![vec![0]]
+    } else {
+        let (mut source_digests, mut target_digests) =
+            (vec![RangeDigest::default(); buckets], vec![RangeDigest::default(); buckets]);
+        for (chunk, span) in &pairs {
+            let (source, target) = (&mut conns.0, &mut conns.1);
+            let (s, t) = pipeline::join(
+                || {
+                    scan_source(
+                        run,
+                        source,
+                        table,
+                        chunk,
+                        Some(&mut |row: &[u8], hash: &RowHash| {
+                            source_digests[bucket_of(&subject.row_key(row, hash), keyed, bits)].add(hash)
+                        }),
+                    )
+                },
+                || {
+                    scan_target(
+                        target,
+                        table,
+                        span,
+                        Some(&mut |row: &[u8], hash: &RowHash| {
+                            target_digests[bucket_of(&subject.row_key(row, hash), keyed, bits)].add(hash)
+                        }),
+                    )
+                },
+            );
+            s.map_err(in_range(table, chunk))?;
+            t.map_err(in_range(table, chunk))?;
+        }
+        bucket_groups(&source_digests, &target_digests)
+    };
+    for group in groups {
+        if run.cancel.load(Ordering::SeqCst) {
+            return Err(Error::Interrupted);
+        }
+        let mut wanted = vec![false; buckets];
+        for b in group {
+            wanted[b] = true;
+        }
+        let mut held: HashMap<Vec<u8>, Vec<(RowHash, u32)>> = HashMap::new();
+        for (pos, (chunk, _)) in pairs.iter().enumerate() {
+            scan_source(
+                run,
+                &mut conns.0,
+                table,
+                chunk,
+                Some(&mut |row: &[u8], hash: &RowHash| {
+                    let key = subject.row_key(row, hash);
+                    if wanted[bucket_of(&key, keyed, bits)] {
+                        held.entry(key).or_default().push((*hash, pos as u32));
+                    }
+                }),
+            )
+            .map_err(in_range(table, chunk))?;
+        }
+        let found = |key: Vec<u8>, kind: DiffKind, source: Option<u32>, target: Option<u32>| {
+            let pos = source.or(target).unwrap_or_default();
+            found_row(
+                run,
+                Found {
+                    place: (i, pos, Vec::new(), key),
+                    kind,
+                    source: source.map(|p| pairs[p as usize].0.clone()),
+                    target: target.map(|p| pairs[p as usize].1.clone()),
+                },
+            );
+        };
+        for (pos, (chunk, span)) in pairs.iter().enumerate() {
+            let pos = pos as u32;
+            scan_target(
+                &mut conns.1,
+                table,
+                span,
+                Some(&mut |row: &[u8], hash: &RowHash| {
+                    let key = subject.row_key(row, hash);
+                    if !wanted[bucket_of(&key, keyed, bits)] {
+                        return;
+                    }
+                    let Some(hashes) = held.get_mut(&key) else {
+                        found(key, DiffKind::Extra, None, Some(pos));
+                        return;
+                    };
+                    match hashes.iter().position(|(h, _)| h == hash) {
+                        Some(at) => {
+                            hashes.swap_remove(at);
+                        }
+                        None => {
+                            let from = hashes.pop().map(|(_, from)| from);
+                            found(key.clone(), DiffKind::Changed, from, Some(pos));
+                        }
+                    }
+                    if hashes.is_empty() {
+                        held.remove(&key);
+                    }
+                }),
+            )
+            .map_err(in_range(table, chunk))?;
+        }
+        for (key, hashes) in held {
+            for (_, from) in hashes {
+                found(key.clone(), DiffKind::Missing, Some(from), None);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rows in the source for a table missing on the target (read once, for the summary).
 fn source_count(cfg: &VerifyConfig, table: &Table) -> Result<u64> {
     let mut source = Source::connect(&cfg.source)?;
     let whole = Chunk { table_no: 0, chunk_no: 0, lo: None, hi: None };
-    Ok(source.scan_range(table, &whole, false, &mut |_, _| Ok(()))?.0.rows)
+    Ok(source.scan_range(table, &whole, None, &mut |_, _| Ok(()))?.rows)
+}
+
+/// Describes the listed rows, per table in report order: each part they were found in is
+/// read again, keeping only the listed rows' values.
+fn describe_listed(run: &Run) -> Result<HashMap<usize, Vec<RowDiff>>> {
+    let listed = std::mem::take(&mut run.listing.lock().unwrap_or_else(|e| e.into_inner()).rows).into_sorted_vec();
+    if listed.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // What to read again: each source chunk and target span once, with the keys wanted there.
+    type Wanted = HashSet<Vec<u8>>;
+    let mut sources: Vec<(usize, Arc<Chunk>, Wanted)> = Vec::new();
+    let mut targets: Vec<(usize, Arc<Span>, Wanted)> = Vec::new();
+    fn want<T>(reads: &mut Vec<(usize, Arc<T>, Wanted)>, table: usize, part: &Arc<T>, key: &[u8]) {
+        match reads.iter_mut().find(|(t, p, _)| *t == table && Arc::ptr_eq(p, part)) {
+            Some((_, _, keys)) => {
+                keys.insert(key.to_vec());
+            }
+            None => reads.push((table, part.clone(), HashSet::from([key.to_vec()]))),
+        }
+    }
+    for f in &listed {
+        if let Some(chunk) = &f.source {
+            want(&mut sources, f.place.0, chunk, &f.place.3);
+        }
+        if let Some(span) = &f.target {
+            want(&mut targets, f.place.0, span, &f.place.3);
+        }
+    }
+    enum Read {
+        Source(usize, Arc<Chunk>, Wanted),
+        Target(usize, Arc<Span>, Wanted),
+    }
+    let reads: Vec<Read> = sources
+        .into_iter()
+        .map(|(t, c, w)| Read::Source(t, c, w))
+        .chain(targets.into_iter().map(|(t, s, w)| Read::Target(t, s, w)))
+        .collect();
+    type Rows = HashMap<(usize, Vec<u8>), Vec<u8>>;
+    let read = pipeline::parallel_map(
+        run.cfg.workers,
+        reads,
+        run.cancel,
+        || Ok((Source::connect(&run.cfg.source)?, PgTarget::connect(&run.cfg.target)?)),
+        |(source, target): &mut Conns, read| -> Result<(bool, Rows)> {
+            let mut rows = Rows::new();
+            let (i, wanted, is_source) = match &read {
+                Read::Source(i, _, w) => (*i, w, true),
+                Read::Target(i, _, w) => (*i, w, false),
+            };
+            let subject = &run.subjects[i];
+            let mut keep = |row: &[u8], hash: &RowHash| {
+                let key = subject.row_key(row, hash);
+                if wanted.contains(&key) {
+                    rows.entry((i, key)).or_insert_with(|| row.to_vec());
+                }
+            };
+            match &read {
+                Read::Source(_, chunk, _) => {
+                    scan_source(run, source, &subject.table, chunk, Some(&mut keep))
+                        .map_err(in_range(&subject.table, chunk))?;
+                }
+                Read::Target(_, span, _) => {
+                    scan_target(target, &subject.table, span, Some(&mut keep))?;
+                }
+            }
+            Ok((is_source, rows))
+        },
+    )?;
+    let (mut source_rows, mut target_rows) = (Rows::new(), Rows::new());
+    for r in read {
+        let (is_source, rows) = r?;
+        if is_source { &mut source_rows } else { &mut target_rows }.extend(rows);
+    }
+    let mut out: HashMap<usize, Vec<RowDiff>> = HashMap::new();
+    for f in listed {
+        let (i, key) = (f.place.0, f.place.3);
+        let subject = &run.subjects[i];
+        let s = f.source.as_ref().and_then(|_| source_rows.get(&(i, key.clone())));
+        let t = f.target.as_ref().and_then(|_| target_rows.get(&(i, key.clone())));
+        out.entry(i).or_default().push(describe(
+            run.cfg,
+            subject,
+            f.kind,
+            &key,
+            s.map(Vec::as_slice),
+            t.map(Vec::as_slice),
+        ));
+    }
+    Ok(out)
 }
 
 /// A row difference in words: key, kind and the columns that differ (values hidden when
-/// `--redact-values`).
-fn describe(cfg: &VerifyConfig, table: &Table, source: Option<&CapturedRow>, target: Option<&CapturedRow>) -> RowDiff {
+/// `--redact-values`). A row that could not be read again (the source changed since) is
+/// described by its key alone.
+fn describe(
+    cfg: &VerifyConfig,
+    subject: &Subject,
+    kind: DiffKind,
+    key: &[u8],
+    source: Option<&[u8]>,
+    target: Option<&[u8]>,
+) -> RowDiff {
+    let table = &subject.table;
     let names: Vec<&str> = table.copied_columns().map(|c| c.name.as_str()).collect();
-    let s = source.map(|r| split_values(&r.canonical)).unwrap_or_default();
-    let t = target.map(|r| split_values(&r.canonical)).unwrap_or_default();
+    let s = source.map(split_values).unwrap_or_default();
+    let t = target.map(split_values).unwrap_or_default();
     let show = |v: &[u8]| if cfg.redact_values { "***".to_string() } else { display_value(v) };
     let either = if s.is_empty() { &t } else { &s };
-    let key: Vec<(String, String)> = match key_positions(table) {
+    let key: Vec<(String, String)> = match &subject.key_positions {
+        Some(positions) if either.is_empty() => positions
+            .iter()
+            .zip(split_values(key))
+            .map(|(&pos, v)| (quote_ident(names[pos]), display_value(v)))
+            .collect(),
         Some(positions) => positions
-            .into_iter()
-            .map(|pos| (quote_ident(names[pos]), either.get(pos).map(|v| display_value(v)).unwrap_or_default()))
+            .iter()
+            .map(|&pos| (quote_ident(names[pos]), either.get(pos).map(|v| display_value(v)).unwrap_or_default()))
             .collect(),
         None => vec![("row".to_string(), either.iter().map(|v| show(v)).collect::<Vec<_>>().join(", "))],
     };
-    let kind = match (source, target) {
-        (Some(_), Some(_)) => DiffKind::Changed,
-        (Some(_), None) => DiffKind::Missing,
-        _ => DiffKind::Extra,
+    let columns = if either.is_empty() {
+        Vec::new()
+    } else {
+        names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| kind != DiffKind::Changed || s.get(*i) != t.get(*i))
+            .map(|(i, name)| ColumnDiff {
+                column: name.to_string(),
+                source: s.get(i).map(|v| show(v)),
+                target: t.get(i).map(|v| show(v)),
+            })
+            .collect()
     };
-    let columns = names
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| kind != DiffKind::Changed || s.get(*i) != t.get(*i))
-        .map(|(i, name)| ColumnDiff {
-            column: name.to_string(),
-            source: s.get(i).map(|v| show(v)),
-            target: t.get(i).map(|v| show(v)),
-        })
-        .collect();
     RowDiff { kind, key, columns }
 }
 
@@ -520,42 +1349,58 @@ mod tests {
         }
     }
 
-    fn row(id: &str, v: &str) -> CapturedRow {
-        let mut e = RowEncoder::new();
+    fn subject_of(table: Table) -> Subject {
+        Subject {
+            key_positions: key_positions(&table),
+            narrowing: narrowing(&table, Engine::Postgres),
+            table,
+            ranges: Vec::new(),
+            target_ranges: Vec::new(),
+            missing_on_target: false,
+            coverage: Vec::new(),
+        }
+    }
+
+    fn row(id: &str, v: &str) -> (Vec<u8>, RowHash) {
+        let mut e = RowEncoder::capturing();
         e.text(id.as_bytes());
         e.text(v.as_bytes());
-        let canonical = e.as_bytes().to_vec();
-        CapturedRow { hash: e.finish_row(), canonical }
+        let mut bytes = Vec::new();
+        let hash = e.finish_row_with(|b, _| bytes = b.to_vec());
+        (bytes, hash)
     }
 
     #[test]
-    fn rows_are_matched_by_key() {
-        let t = table(true);
-        let src = vec![row("1", "a"), row("2", "b"), row("3", "c")];
-        let tgt = vec![row("1", "a"), row("2", "B"), row("4", "d")];
-        let mut out = unmatched_rows(&t, src, tgt);
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        let kinds: Vec<(bool, bool)> = out.iter().map(|(_, s, t)| (s.is_some(), t.is_some())).collect();
-        assert_eq!(kinds, [(true, true), (true, false), (false, true)]);
+    fn rows_are_identified_by_their_key_or_without_one_by_their_hash() {
+        let keyed = subject_of(table(true));
+        let (a, ha) = row("7", "old");
+        let (b, hb) = row("7", "new");
+        assert_eq!(keyed.row_key(&a, &ha), keyed.row_key(&b, &hb));
+        assert_eq!(split_values(&keyed.row_key(&a, &ha)), [split_values(&a)[0]]);
+        let keyless = subject_of(table(false));
+        assert_eq!(keyless.narrowing, Narrowing::Buckets);
+        assert_eq!(keyless.row_key(&a, &ha), ha.as_bytes().to_vec());
+        assert_ne!(keyless.row_key(&a, &ha), keyless.row_key(&b, &hb));
     }
 
     #[test]
-    fn keyless_duplicates_are_counted_as_multisets() {
-        let t = table(false);
-        let src = vec![row("1", "a"), row("1", "a")];
-        let tgt = vec![row("1", "a")];
-        let out = unmatched_rows(&t, src, tgt);
-        assert_eq!(out.len(), 1);
-        assert!(out[0].1.is_some() && out[0].2.is_none());
+    fn keys_the_engines_may_order_differently_wait_for_their_partner() {
+        let mut t = table(true);
+        assert_eq!(narrowing(&t, Engine::Postgres), Narrowing::BisectPending, "text collates");
+        t.columns[0].logical = LogicalType::Int8;
+        assert_eq!(narrowing(&t, Engine::Mysql), Narrowing::Bisect);
+        t.columns[0].logical = LogicalType::Uuid;
+        assert_eq!(narrowing(&t, Engine::Postgres), Narrowing::Bisect);
+        assert_eq!(narrowing(&t, Engine::Mysql), Narrowing::BisectPending, "MariaDB orders UUIDs its own way");
     }
 
     #[test]
     fn a_changed_row_names_only_the_differing_columns() {
-        let t = table(true);
-        let cfg_redacted = false;
-        let (s, tg) = (row("7", "old"), row("7", "new"));
-        let cfg = test_config(cfg_redacted);
-        let d = describe(&cfg, &t, Some(&s), Some(&tg));
+        let subject = subject_of(table(true));
+        let (s, hs) = row("7", "old");
+        let (tg, _) = row("7", "new");
+        let key = subject.row_key(&s, &hs);
+        let d = describe(&test_config(false), &subject, DiffKind::Changed, &key, Some(&s), Some(&tg));
         assert_eq!(d.kind, DiffKind::Changed);
         // Text values are shown quoted, so a NULL never reads like the text 'NULL'.
         assert_eq!(d.key, vec![("\"id\"".to_string(), "\"7\"".to_string())]);
@@ -564,8 +1409,107 @@ mod tests {
             (d.columns[0].source.as_deref(), d.columns[0].target.as_deref()),
             (Some("\"old\""), Some("\"new\""))
         );
-        let d = describe(&test_config(true), &t, Some(&s), Some(&tg));
+        let d = describe(&test_config(true), &subject, DiffKind::Changed, &key, Some(&s), Some(&tg));
         assert_eq!(d.columns[0].source.as_deref(), Some("***"));
+        // Gone when read again: the key still says which row.
+        let d = describe(&test_config(false), &subject, DiffKind::Missing, &key, None, None);
+        assert_eq!((d.key, d.columns.len()), (vec![("\"id\"".to_string(), "\"7\"".to_string())], 0));
+    }
+
+    fn found(table: usize, key: u8) -> Found {
+        Found { place: (table, 0, Vec::new(), vec![key]), kind: DiffKind::Missing, source: None, target: None }
+    }
+
+    /// Whatever order rows are found in, the listing keeps the first ones in report order.
+    #[test]
+    fn the_listing_keeps_the_first_rows_whatever_order_they_come_in() {
+        let mut listing = Listing { max: 3, rows: BinaryHeap::new() };
+        for (t, k) in [(1, 9), (0, 5), (1, 1), (0, 7), (2, 0), (0, 6)] {
+            listing.offer(found(t, k));
+        }
+        let kept: Vec<(usize, u8)> = listing.rows.into_sorted_vec().iter().map(|f| (f.place.0, f.place.3[0])).collect();
+        assert_eq!(kept, [(0, 5), (0, 6), (0, 7)]);
+    }
+
+    fn chunk(no: u32, lo: Option<i32>, hi: Option<i32>) -> (Chunk, bool) {
+        let b = |v: Option<i32>| v.map(|v| vec![v.to_string()]);
+        (Chunk { table_no: 0, chunk_no: no, lo: b(lo), hi: b(hi) }, true)
+    }
+
+    #[test]
+    fn chunks_that_tile_the_key_range_cover_the_table_in_any_order() {
+        let tiled = [chunk(0, None, Some(10)), chunk(2, Some(20), None), chunk(1, Some(10), Some(20))];
+        assert!(coverage_problems(&tiled, "done").is_empty(), "{:?}", coverage_problems(&tiled, "done"));
+        assert!(coverage_problems(&[chunk(0, None, None)], "done").is_empty());
+    }
+
+    #[test]
+    fn gaps_overlaps_pending_chunks_and_unfinished_tables_are_named() {
+        let has = |chunks: &[(Chunk, bool)], phase: &str, words: &[&str]| {
+            let problems = coverage_problems(chunks, phase);
+            for w in words {
+                assert!(problems.iter().any(|p| p.contains(w)), "{w:?} not in {problems:?}");
+            }
+        };
+        // The chunk [10, 20) was lost.
+        has(&[chunk(0, None, Some(10)), chunk(2, Some(20), None)], "done", &["no chunk starts at 10"]);
+        // The first chunk was lost.
+        has(&[chunk(1, Some(10), None)], "done", &["no chunk starts at -∞"]);
+        // The last chunk was lost: the chain ends at 20, not +∞.
+        has(&[chunk(0, None, Some(10)), chunk(1, Some(10), Some(20))], "done", &["no chunk starts at 20"]);
+        has(&[], "done", &["no chunk"]);
+        // Two chunks from one start, and a stray chunk inside another.
+        has(
+            &[chunk(0, None, Some(10)), chunk(1, Some(10), None), chunk(2, Some(10), Some(15))],
+            "done",
+            &["chunks 1, 2 all start at 10", "overlap"],
+        );
+        has(
+            &[chunk(0, None, Some(10)), chunk(1, Some(10), None), chunk(2, Some(12), Some(15))],
+            "done",
+            &["chunk 2 [12, 15) overlaps"],
+        );
+        let mut pending = chunk(1, Some(10), None);
+        pending.1 = false;
+        has(&[chunk(0, None, Some(10)), pending], "copying", &["chunk 1 [10, +∞) is not done", "\"copying\""]);
+    }
+
+    #[test]
+    fn a_column_added_to_the_source_or_gone_from_it_is_named() {
+        let t = table(true);
+        let now = |cols: &[&str]| cols.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        assert!(check_source_columns("j", &t, &now(&["id", "v"]), &[]).is_ok());
+        let e = check_source_columns("j", &t, &now(&["id", "v", "added"]), &[]).unwrap_err().to_string();
+        assert!(e.contains("\"added\"") && e.contains("s.t") && e.contains("did not copy"), "{e}");
+        // Left out on purpose (--exclude-column) is not a change.
+        let excluded = [("s".to_string(), "t".to_string(), "added".to_string())];
+        assert!(check_source_columns("j", &t, &now(&["id", "v", "added"]), &excluded).is_ok());
+        let e = check_source_columns("j", &t, &now(&["id"]), &[]).unwrap_err().to_string();
+        assert!(e.contains("\"v\"") && e.contains("no longer"), "{e}");
+        assert!(check_source_columns("j", &t, &[], &[]).unwrap_err().to_string().contains("no longer in the source"));
+    }
+
+    #[test]
+    fn buckets_hold_about_a_leaf_and_groups_only_differing_buckets() {
+        assert_eq!(bucket_bits(0), 0);
+        assert_eq!(bucket_bits(LEAF_ROWS), 0);
+        assert_eq!(bucket_bits(LEAF_ROWS + 1), 1);
+        assert_eq!(bucket_bits(LEAF_ROWS * 1000), 10);
+        assert_eq!(bucket_bits(u64::MAX / 2), MAX_BUCKET_BITS);
+        let key = b"some key";
+        assert!(bucket_of(key, true, 10) < 1024);
+        assert_eq!(bucket_of(key, true, 10), bucket_of(key, true, 10));
+        let digest = |rows: u64| {
+            let mut d = RangeDigest::default();
+            for i in 0..rows {
+                d.add(&RowHash([i as u8; 32]));
+            }
+            d
+        };
+        let big = GROUP_ROWS as usize / 2 + 1;
+        let source = [digest(3), digest(big as u64), digest(big as u64), digest(1), digest(2)];
+        let target = [digest(3), digest(big as u64 - 1), digest(big as u64 - 1), digest(2), digest(2)];
+        assert_eq!(bucket_groups(&source, &target), vec![vec![1], vec![2, 3]]);
     }
 
     fn test_config(redact_values: bool) -> VerifyConfig {

@@ -15,12 +15,12 @@ use serde::{Deserialize, Serialize};
 use bytes::Bytes;
 
 use crate::config::SourceEndpoint;
-use crate::copy_format::{CapturedRow, ChunkSummary};
+use crate::copy_format::{ChunkSummary, RowSink};
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
 use crate::pipeline::Permit;
 use crate::plan::{Bound, Chunk};
-use crate::schema::{SequenceSync, Table};
+use crate::schema::{SequenceSync, Table, TableName};
 
 /// How one chunk is to be extracted, decided once per table before any chunk runs.
 #[derive(Debug, Clone, Default)]
@@ -180,6 +180,14 @@ impl Source {
         }
     }
 
+    /// The table's columns as the source has them now, in order (none when it is gone).
+    pub fn column_names(&mut self, name: &TableName) -> Result<Vec<String>> {
+        match self {
+            Source::Postgres(s) => s.column_names(name),
+            Source::Mysql(s) => s.column_names(name),
+        }
+    }
+
     /// The key `rows` rows past `from` (inclusive): the next chunk boundary, `None` at the end.
     pub fn next_boundary(&mut self, table: &Table, from: &Bound, rows: u64) -> Result<Bound> {
         match self {
@@ -205,21 +213,32 @@ impl Source {
         }
     }
 
-    /// Reads one chunk for verification: its summary and, with `capture`, every row's
-    /// canonical bytes and hash, without producing COPY data.
-    /// `pace(rows, bytes)` is called for every block read, to hold the read to a rate.
+    /// Like [`next_boundary`](Self::next_boundary), among the keys below `until` only: the
+    /// boundaries that cut the range `[from, until)` into parts.
+    pub fn next_boundary_before(&mut self, table: &Table, from: &Bound, until: &Bound, rows: u64) -> Result<Bound> {
+        match self {
+            Source::Postgres(s) => s.next_boundary_before(table, from, until, rows),
+            Source::Mysql(s) => s.next_boundary_before(table, from, until, rows),
+        }
+    }
+
+    /// Reads one chunk for verification, without producing COPY data: its summary and, with
+    /// `on_row`, every row's values (long ones as stand-ins, see
+    /// [`RowEncoder::capturing`](crate::canonical::RowEncoder::capturing)) and hash, handed
+    /// on as they are read. `pace(rows, bytes)` is called for every block read, to hold the
+    /// read to a rate.
     pub fn scan_range(
         &mut self,
         table: &Table,
         chunk: &Chunk,
-        capture: bool,
+        on_row: Option<RowSink<'_>>,
         pace: &mut dyn FnMut(u64, u64) -> Result<()>,
-    ) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
+    ) -> Result<ChunkSummary> {
         match self {
             Source::Postgres(s) => {
-                postgres::scan_rows(s.conn(), &postgres::copy_out_sql(table, chunk), table, capture, pace)
+                postgres::scan_rows(s.conn(), &postgres::copy_out_sql(table, chunk), table, on_row, pace)
             }
-            Source::Mysql(s) => s.scan_range(table, chunk, capture, pace),
+            Source::Mysql(s) => s.scan_range(table, chunk, on_row, pace),
         }
     }
 

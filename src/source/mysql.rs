@@ -46,7 +46,7 @@ use mysql::{Conn, Params, Row, Value};
 use super::{Block, SourcePosition};
 use crate::canonical::{DigestBuilder, RowEncoder};
 use crate::config::{CastRule, CastSelector, CastTarget, ColumnRef, MyEndpoint, MyOptions, TableSpec, ZeroDates};
-use crate::copy_format::{add_row, CapturedRow, ChunkSummary, CopyEncoder};
+use crate::copy_format::{add_row, ChunkSummary, CopyEncoder, RowSink};
 use crate::error::{redact, Error, ErrorCode, Result};
 use crate::pipeline::{ByteGate, Permit};
 use crate::plan::{Bound, Chunk};
@@ -1317,10 +1317,15 @@ impl MySource {
     /// The key tuple `rows` rows past `from` (inclusive) in the source's own key order, as
     /// text that round-trips as a query parameter: the next chunk boundary; None at the end.
     pub fn next_boundary(&mut self, table: &Table, from: &Bound, rows: u64) -> Result<Bound> {
+        self.next_boundary_before(table, from, &None, rows)
+    }
+
+    /// Like [`next_boundary`](Self::next_boundary), among the keys below `until` only.
+    pub fn next_boundary_before(&mut self, table: &Table, from: &Bound, until: &Bound, rows: u64) -> Result<Bound> {
         let what = format!("walking the key of {}", table.name);
         let kinds = key_kinds(table).map_err(|e| Error::input(format!("{}: {e}", table.name)))?;
         let select: Vec<&str> = kinds.iter().map(|(c, _)| c.as_str()).collect();
-        let (cond, params) = chunk_where(table, from, &None).map_err(|e| Error::input(format!("{what}: {e}")))?;
+        let (cond, params) = chunk_where(table, from, until).map_err(|e| Error::input(format!("{what}: {e}")))?;
         let sql = format!(
             "SELECT {} FROM {}{cond}{} LIMIT 1 OFFSET {rows}",
             select.join(", "),
@@ -1331,6 +1336,17 @@ impl MySource {
         Ok(found.first().map(|r| {
             kinds.iter().enumerate().map(|(i, (_, k))| k.bound_text(r.as_ref(i).unwrap_or(&Value::NULL))).collect()
         }))
+    }
+
+    /// The table's columns as the source has them now, in order (none when it is gone).
+    pub fn column_names(&mut self, name: &TableName) -> Result<Vec<String>> {
+        let rows = self.rows(
+            "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.COLUMNS
+              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            vec![Value::from(name.schema.as_str()), Value::from(name.name.as_str())],
+            &format!("reading the columns of {name}"),
+        )?;
+        Ok(rows.iter().filter_map(|r| text_of(r, 0)).collect())
     }
 
     /// Reads an AUTO_INCREMENT position: the next value the target's identity must hand out
@@ -1731,21 +1747,18 @@ impl MySource {
         self.stream_chunk(table, chunk, block_bytes, on_block, None)
     }
 
-    /// Reads one chunk for verification: its summary and, with `capture`, every row's
-    /// canonical bytes and hash (no COPY data is kept).
+    /// Reads one chunk for verification: its summary and, with `on_row`, every row's values
+    /// (long ones as stand-ins) and hash, as they are read (no COPY data is kept).
     /// `pace(rows, bytes)` is called for every block read, to hold the read to a rate.
     pub fn scan_range(
         &mut self,
         table: &Table,
         chunk: &Chunk,
-        capture: bool,
+        on_row: Option<RowSink<'_>>,
         pace: &mut dyn FnMut(u64, u64) -> Result<()>,
-    ) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
-        let mut rows = Vec::new();
+    ) -> Result<ChunkSummary> {
         let on_block = |block: Block| pace(block.rows, block.bytes.len() as u64).map(|()| true);
-        let summary =
-            self.stream_chunk(table, chunk, 1 << 20, on_block, if capture { Some(&mut rows) } else { None })?;
-        Ok((summary, rows))
+        self.stream_chunk(table, chunk, 1 << 20, on_block, on_row)
     }
 
     /// Seconds this server lags behind its primary (0 when it is not a replica; infinite
@@ -1849,7 +1862,7 @@ impl MySource {
         chunk: &Chunk,
         block_bytes: usize,
         mut on_block: impl FnMut(Block) -> Result<bool>,
-        capture: Option<&mut Vec<CapturedRow>>,
+        capture: Option<RowSink<'_>>,
     ) -> Result<ChunkSummary> {
         let what = format!("reading {}", table.name);
         let columns: Vec<&Column> = table.copied_columns().collect();
@@ -2113,7 +2126,7 @@ struct ChunkRows<'a> {
     hasher: RowEncoder,
     digest: DigestBuilder,
     zero_counts: Vec<u64>,
-    capture: Option<&'a mut Vec<CapturedRow>>,
+    capture: Option<RowSink<'a>>,
     block_bytes: usize,
     /// COPY bytes handed on so far, and the rows in them.
     bytes: u64,
@@ -2123,19 +2136,14 @@ struct ChunkRows<'a> {
 }
 
 impl<'a> ChunkRows<'a> {
-    fn new(
-        plans: Vec<ColPlan>,
-        zero_policy: ZeroDates,
-        block_bytes: usize,
-        capture: Option<&'a mut Vec<CapturedRow>>,
-    ) -> Self {
+    fn new(plans: Vec<ColPlan>, zero_policy: ZeroDates, block_bytes: usize, capture: Option<RowSink<'a>>) -> Self {
         ChunkRows {
             zero_counts: vec![0; plans.len()],
             plans,
             zero_policy,
             copy: CopyEncoder::with_capacity(block_bytes + block_bytes / 4),
-            // Captured rows are compared value by value, so they must be kept whole.
-            hasher: if capture.is_some() { RowEncoder::keeping_whole_rows() } else { RowEncoder::new() },
+            // Captured rows are compared value by value, so their values must be kept.
+            hasher: if capture.is_some() { RowEncoder::capturing() } else { RowEncoder::new() },
             digest: DigestBuilder::new(),
             capture,
             block_bytes,
@@ -2167,7 +2175,7 @@ impl<'a> ChunkRows<'a> {
                 Err(problem) => return Err((i, problem)),
             }
         }
-        add_row(&mut self.digest, &mut self.hasher, self.capture.as_deref_mut());
+        add_row(&mut self.digest, &mut self.hasher, self.capture.as_deref_mut().map(|sink| sink as _));
         Ok(())
     }
 

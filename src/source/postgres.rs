@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{Block, ChunkPrep, SourcePosition};
 use crate::config::{PgEndpoint, TableSpec};
-use crate::copy_format::{CapturedRow, ChunkHasher, ChunkSummary};
+use crate::copy_format::{ChunkHasher, ChunkSummary, RowSink};
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
 use crate::plan::{Bound, Chunk};
@@ -448,15 +448,27 @@ impl PgSource {
     /// The key tuple `rows` rows past `from` (inclusive), as text: the next chunk boundary.
     /// `None` means fewer rows remain, so the chunk starting at `from` is the last.
     pub fn next_boundary(&mut self, table: &Table, from: &Bound, rows: u64) -> Result<Bound> {
+        self.next_boundary_before(table, from, &None, rows)
+    }
+
+    /// Like [`next_boundary`](Self::next_boundary), among the keys below `until` only.
+    pub fn next_boundary_before(&mut self, table: &Table, from: &Bound, until: &Bound, rows: u64) -> Result<Bound> {
         let key = table.key_columns();
         // Every key reference is qualified by the table's alias: ORDER BY a bare name would
         // pick an output column of that name (the key's text form) and sort the text.
         let cols: Vec<String> = key.iter().map(|c| format!("{WALK_ALIAS}.{}", quote_ident(&c.name))).collect();
         let select: Vec<String> = cols.iter().map(|c| format!("{c}::text")).collect();
         let mut sql = format!("SELECT {} FROM {} AS {WALK_ALIAS}", select.join(", "), from_clause(table));
+        let mut conds = Vec::new();
         if let Some(lo) = from {
+            conds.push(compare(&cols, &key, ">=", lo));
+        }
+        if let Some(hi) = until {
+            conds.push(compare(&cols, &key, "<", hi));
+        }
+        if !conds.is_empty() {
             sql.push_str(" WHERE ");
-            sql.push_str(&compare(&cols, &key, ">=", lo));
+            sql.push_str(&conds.join(" AND "));
         }
         sql.push_str(&format!(" ORDER BY {} OFFSET {rows} LIMIT 1", cols.join(", ")));
         let what = format!("walking the key of {}", table.name);
@@ -561,6 +573,18 @@ impl PgSource {
         Ok((role, rows.iter().map(|r| r.get(0)).collect()))
     }
 
+    /// The table's columns as the source has them now, in order (none when it is gone).
+    pub fn column_names(&mut self, name: &TableName) -> Result<Vec<String>> {
+        let what = format!("reading the columns of {name}");
+        let rows = self.conn.query(
+            "SELECT attname::text FROM pg_attribute
+              WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&name.quoted()],
+            &what,
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Reads a sequence's position: (last_value, is_called).
     pub fn sequence_position(&mut self, source_sql: &str) -> Result<(i64, bool)> {
         let row = self.conn.query_one(
@@ -619,16 +643,22 @@ pub fn copy_out_sql(table: &Table, chunk: &Chunk) -> String {
 /// The same COPY of a chunk's key range, from `relation` (the source table, or its copy on
 /// the target, whose columns have the same names and types).
 pub fn range_copy_sql(table: &Table, relation: &str, chunk: &Chunk) -> String {
+    span_copy_sql(table, relation, chunk.lo.iter(), chunk.hi.iter())
+}
+
+/// The COPY of the rows whose key is at or above every one of `lows` and below every one of
+/// `highs` (none: unbounded), in key order.
+pub fn span_copy_sql<'a>(
+    table: &Table,
+    relation: &str,
+    lows: impl Iterator<Item = &'a Vec<String>>,
+    highs: impl Iterator<Item = &'a Vec<String>>,
+) -> String {
     let cols: Vec<String> = table.copied_columns().map(|c| quote_ident(&c.name)).collect();
     let key = table.key_columns();
     let mut sql = format!("COPY (SELECT {} FROM {relation}", cols.join(", "));
-    let mut conds = Vec::new();
-    if let Some(lo) = &chunk.lo {
-        conds.push(key_compare(&key, ">=", lo));
-    }
-    if let Some(hi) = &chunk.hi {
-        conds.push(key_compare(&key, "<", hi));
-    }
+    let mut conds: Vec<String> = lows.map(|lo| key_compare(&key, ">=", lo)).collect();
+    conds.extend(highs.map(|hi| key_compare(&key, "<", hi)));
     if !conds.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&conds.join(" AND "));
@@ -642,30 +672,33 @@ pub fn range_copy_sql(table: &Table, relation: &str, chunk: &Chunk) -> String {
     sql
 }
 
-/// Reads a chunk's COPY data through a hasher without forwarding it: its summary, and every
-/// row's canonical bytes and hash when `capture` is set (for row-level comparison).
+/// Reads a chunk's COPY data through a hasher without forwarding it: its summary, and with
+/// `on_row` every row's values (long ones as stand-ins) and hash, in the order read.
 /// `pace(rows, bytes)` is called for every block read, to hold the read to a rate.
 pub fn scan_rows(
     conn: &mut PgConn,
     sql: &str,
     table: &Table,
-    capture: bool,
+    mut on_row: Option<RowSink<'_>>,
     pace: &mut dyn FnMut(u64, u64) -> Result<()>,
-) -> Result<(ChunkSummary, Vec<CapturedRow>)> {
+) -> Result<ChunkSummary> {
     let columns: Vec<&Column> = table.copied_columns().collect();
     let mut hasher = ChunkHasher::new(&columns);
-    if capture {
+    if on_row.is_some() {
         hasher = hasher.capturing_rows();
     }
     let mut rows_seen = 0;
     conn.copy_out_blocks(sql, BLOCK, |block| {
         hasher.hash(&block)?;
+        if let Some(sink) = on_row.as_deref_mut() {
+            // Rows are handed on block by block, so no more than a block's are held.
+            hasher.drain_captured(sink);
+        }
         pace(hasher.rows() - rows_seen, block.len() as u64)?;
         rows_seen = hasher.rows();
         Ok(true)
     })?;
-    let rows = hasher.take_captured();
-    Ok((hasher.finish()?, rows))
+    Ok(hasher.finish()?)
 }
 
 /// Block size for scans that only hash.

@@ -64,6 +64,9 @@ fn chunks_the_target_lost_are_copied_again_on_resume() {
     lose_chunk(&db.target, "j", 7, false);
     lose_chunk(&db.target, "j", 9, true);
     assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM t"), 5_000);
+    let verify = ["verify", "--source", &db.source, "--target", &db.target, "--job", "j"];
+    let lost = run(&verify);
+    assert_eq!(lost.code, 1, "verify --job must see the lost chunks:\n{lost:?}");
 
     let resumed = db.copy(&["--job", "j", "--resume", "--progress", "none"]).ok();
     assert!(resumed.stderr.contains("no recorded chunk covers the key range [-∞, 1001)"), "{resumed:?}");
@@ -82,6 +85,7 @@ fn chunks_the_target_lost_are_copied_again_on_resume() {
     assert_eq!((all[0].lo.clone(), all[all.len() - 1].hi.clone()), (None, None), "{all:#?}");
     let status = db.status("j").ok();
     assert!(status.stdout.contains("job j: done"), "{status:?}");
+    run(&verify).ok();
 }
 
 /// Regression: a job whose process was killed stayed `running` in status for good.

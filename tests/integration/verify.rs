@@ -14,9 +14,10 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::common::{
-    assert_no_password, assert_writes_nothing, exec, quote_literal, run, run_with_env, scalar, setup,
+    assert_no_password, assert_writes_nothing, chunks, exec, quote_literal, run, run_with_env, scalar, setup,
     table_fingerprint, texts, without_password, Run, TestDbs, PASSWORD,
 };
+use crate::mysql::{my_exec, my_setup};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -900,4 +901,339 @@ fn no_password_appears_in_any_output_or_report() {
     let run = run(&["verify", "--source", &db.source, "--target", &wrong, "--job", JOB]);
     assert_eq!(run.code, 2, "a failed login cannot verify:\n{run:?}");
     assert!(!format!("{}{}", run.stdout, run.stderr).contains("wrong-secret-pw"), "{run:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// --job: the job's chunks must cover the table
+// ---------------------------------------------------------------------------------------
+
+/// The bounds of chunk `no` of `job` (its first key column), as integers.
+fn chunk_bounds(target: &str, job: &str, no: i32) -> (Option<i64>, Option<i64>) {
+    let chunk = chunks(target, job).into_iter().find(|c| c.chunk_no == no).expect("the chunk is in the state");
+    let first = |b: Option<Vec<String>>| b.map(|v| v[0].parse::<i64>().expect("an integer key"));
+    (first(chunk.lo), first(chunk.hi))
+}
+
+/// A chunk that is not done, and chunks a crash lost from the state together with their rows
+/// on the target: the job's state does not cover the table, so it is never identical; the
+/// rows of the gap are compared all the same and counted as missing.
+#[test]
+fn chunks_lost_from_the_state_never_verify_identical() {
+    let Some(db) = copied_fixture("verify_lost_chunks") else { return };
+    let set_status = |status: &str| {
+        exec(
+            &db.target,
+            &format!("UPDATE rangecopy.chunks SET status = '{status}' WHERE job = '{JOB}' AND chunk_no = 7"),
+        )
+    };
+    set_status("pending");
+    let run = assert_different(verify(&db, &["--job", JOB]));
+    let line = summary(&run, "public.t");
+    assert_eq!((line.differing_rows, line.status.as_str()), (0, "NOT COVERED BY JOB"), "{run:?}");
+    assert!(run.stdout.contains("chunk 7 [") && run.stdout.contains("is not done"), "{run:?}");
+    set_status("done");
+    assert_identical(verify(&db, &["--job", JOB]));
+
+    // A crash lost chunks 3 and 4: their rows in the state and on the target.
+    let ((Some(lo), _), (_, Some(hi))) = (chunk_bounds(&db.target, JOB, 3), chunk_bounds(&db.target, JOB, 4)) else {
+        panic!("chunks 3 and 4 are inner chunks");
+    };
+    exec(
+        &db.target,
+        &format!(
+            "DELETE FROM t WHERE id >= {lo} AND id < {hi};
+             DELETE FROM rangecopy.chunks WHERE job = '{JOB}' AND chunk_no IN (3, 4);"
+        ),
+    );
+    let path = db.dir.join("report.json");
+    let run = assert_different(verify(&db, &["--job", JOB, "--report", path.to_str().unwrap()]));
+    let line = summary(&run, "public.t");
+    assert_eq!((line.differing_rows, line.status.as_str()), ((hi - lo) as u64, "NOT COVERED BY JOB"), "{run:?}");
+    assert!(run.stdout.contains(&format!("no chunk starts at {lo}")), "the gap is named:\n{run:?}");
+    let report = read_json(&path);
+    let t = report_table(&report, "public.t");
+    assert_eq!(t["status"], "uncovered", "{t:#}");
+    assert!(t["coverage"].as_array().is_some_and(|c| !c.is_empty()), "{t:#}");
+    let rows = diffs(&report, "public.t");
+    assert!(!rows.is_empty() && rows.iter().all(|d| d.kind == "missing"), "{rows:#?}");
+    let first = rows[0].key[0].1.parse::<i64>().expect("an integer key");
+    assert!((lo..hi).contains(&first), "the rows of the gap are listed: {rows:#?}");
+
+    // No chunk left at all.
+    exec(&db.target, &format!("DELETE FROM rangecopy.chunks WHERE job = '{JOB}'"));
+    let run = assert_different(verify(&db, &["--job", JOB]));
+    assert_eq!(summary(&run, "public.t").status, "NOT COVERED BY JOB", "{run:?}");
+}
+
+/// The same from MariaDB: a lost chunk, rows and state, is a difference, never identical.
+#[test]
+fn chunks_lost_from_a_mariadb_jobs_state_never_verify_identical() {
+    let Some((db, my)) = my_setup("verify_my_lost_chunks") else { return };
+    my_exec(
+        &my.url,
+        "CREATE TABLE t (id int PRIMARY KEY, s varchar(20));
+         INSERT INTO t SELECT seq, CONCAT('row ', seq) FROM seq_1_to_300;",
+    );
+    let job = "my_lost";
+    run(&[
+        "copy",
+        "--source",
+        &my.url,
+        "--target",
+        &db.target,
+        "--job",
+        job,
+        "--chunk-rows",
+        "50",
+        "--progress",
+        "none",
+    ])
+    .ok();
+    let verify_job = || run(&["verify", "--source", &my.url, "--target", &db.target, "--job", job]);
+    assert_identical(verify_job());
+    let ((Some(lo), Some(hi)), table) = (chunk_bounds(&db.target, job, 2), format!("{}.t", db.job())) else {
+        panic!("chunk 2 is an inner chunk");
+    };
+    exec(
+        &db.target,
+        &format!(
+            "DELETE FROM \"{}\".t WHERE id >= {lo} AND id < {hi};
+             DELETE FROM rangecopy.chunks WHERE job = '{job}' AND chunk_no = 2;",
+            db.job()
+        ),
+    );
+    let run = assert_different(verify_job());
+    let line = summary(&run, &table);
+    assert_eq!((line.differing_rows, line.status.as_str()), ((hi - lo) as u64, "NOT COVERED BY JOB"), "{run:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The columns verify compares are the tables' current ones
+// ---------------------------------------------------------------------------------------
+
+/// A column added to the source after the copy is not on the target: by job (whose state
+/// recorded the columns it copied) and without, verify names it instead of comparing the
+/// columns both sides share.
+#[test]
+fn a_column_added_to_the_source_after_the_copy_is_named_never_identical() {
+    let Some(db) = copied_fixture("verify_added_column") else { return };
+    exec(&db.source, "ALTER TABLE t ADD COLUMN added int DEFAULT 5");
+    assert_could_not_verify(verify(&db, &["--job", JOB]), &["public.t", "\"added\"", JOB]);
+    assert_could_not_verify(verify(&db, &["--chunk-rows", "40"]), &["public.t", "\"added\" is missing"]);
+}
+
+/// From MariaDB: a column left out with --exclude-column is not a change (the job records
+/// it); a column added since the copy is named.
+#[test]
+fn a_column_added_to_a_mariadb_source_is_named_but_an_excluded_one_is_not() {
+    let Some((db, my)) = my_setup("verify_my_added_column") else { return };
+    my_exec(
+        &my.url,
+        "CREATE TABLE t (id int PRIMARY KEY, s varchar(20), secret varchar(20));
+         INSERT INTO t SELECT seq, CONCAT('row ', seq), 'x' FROM seq_1_to_100;",
+    );
+    let job = "my_columns";
+    let copy = ["copy", "--source", &my.url, "--target", &db.target, "--job", job, "--exclude-column", "t.secret"];
+    run(&[&copy[..], &["--chunk-rows", "30", "--progress", "none"]].concat()).ok();
+    let verify_job = || run(&["verify", "--source", &my.url, "--target", &db.target, "--job", job]);
+    assert_identical(verify_job());
+    my_exec(&my.url, "ALTER TABLE t ADD COLUMN added int DEFAULT 5");
+    let run = assert_could_not_verify(verify_job(), &["\"added\"", job]);
+    assert!(!run.stderr.contains("secret"), "the excluded column is no change:\n{run:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Many differing rows: all counted, few listed
+// ---------------------------------------------------------------------------------------
+
+/// Three tables with thousands of differing rows each, in ranges bigger than verify matches
+/// row by row at once: an integer key (ranges cut by key), a text key the target collates
+/// differently (rows the two orders place apart are paired by key), and no key (compared by
+/// buckets of row hashes, duplicates as a multiset). Every differing row is counted exactly;
+/// --max-diff-rows lists only the first, by job and without.
+#[test]
+fn many_differing_rows_are_all_counted_and_only_the_first_listed() {
+    let Some(db) = setup("verify_many_diffs") else { return };
+    exec(
+        &db.source,
+        "CREATE TABLE ints (id int PRIMARY KEY, v int, s text);
+         INSERT INTO ints SELECT g, g, 'row ' || g FROM generate_series(1, 30000) g;
+         CREATE TABLE words (w text COLLATE \"C\" PRIMARY KEY, v int);
+         INSERT INTO words
+         SELECT CASE WHEN g % 2 = 0 THEN upper(md5(g::text)) ELSE md5(g::text) END, g
+           FROM generate_series(1, 30000) g;
+         CREATE TABLE bag (v int, s text);
+         INSERT INTO bag SELECT g % 5000, 'b' || (g % 5000) FROM generate_series(1, 30000) g;",
+    );
+    copy_job(&db, JOB, 10000, &[]);
+    let other = collation_other_than_c(&db.target);
+    exec(
+        &db.target,
+        &format!(
+            "ALTER TABLE words ALTER COLUMN w TYPE text COLLATE \"{other}\";
+             UPDATE ints SET v = -v WHERE id % 3 = 0 AND id % 100 <> 1;
+             DELETE FROM ints WHERE id % 100 = 1;
+             INSERT INTO ints SELECT g, g, 'extra' FROM generate_series(30001, 30200) g;
+             UPDATE words SET v = -v WHERE v % 7 = 0 AND v % 1000 <> 5;
+             DELETE FROM words WHERE v % 1000 = 5;
+             DELETE FROM bag WHERE v < 10;
+             INSERT INTO bag SELECT 90000 + g, 'new' FROM generate_series(1, 25) g;"
+        ),
+    );
+    // ints: 9900 changed, 300 missing, 200 extra; words: 4281 changed, 30 missing;
+    // bag: 6 copies each of 10 values missing, 25 extra.
+    let expected = [("public.ints", 10400), ("public.words", 4311), ("public.bag", 85)];
+    for (args, name) in [(&["--job", JOB][..], "by_job.json"), (&["--chunk-rows", "10000"][..], "walked.json")] {
+        let path = db.dir.join(name);
+        let mut all = args.to_vec();
+        all.extend(["--max-diff-rows", "7", "--workers", "2", "--report", path.to_str().unwrap()]);
+        let run = assert_different(verify(&db, &all));
+        assert!(last_line(&run.stdout).contains("14796 differing rows"), "{name}:\n{run:?}");
+        let report = read_json(&path);
+        let mut listed = 0;
+        for (table, rows) in expected {
+            assert_eq!(summary(&run, table).differing_rows, rows, "{name}: {table}:\n{run:?}");
+            assert_eq!(report_table(&report, table)["differing_rows"], rows, "{name}: {table}");
+            listed += diffs(&report, table).len();
+        }
+        assert_eq!(listed, 7, "{name}: --max-diff-rows 7 lists seven rows in all");
+    }
+}
+
+/// The same from MariaDB, integer and case-insensitive text keys.
+#[test]
+fn many_differing_rows_from_mariadb_are_all_counted() {
+    let Some((db, my)) = my_setup("verify_my_many_diffs") else { return };
+    my_exec(
+        &my.url,
+        "CREATE TABLE ints (id int PRIMARY KEY, v int, s varchar(20));
+         INSERT INTO ints SELECT seq, seq, CONCAT('row ', seq) FROM seq_1_to_20000;
+         CREATE TABLE words (w varchar(40) PRIMARY KEY, v int);
+         INSERT INTO words SELECT IF(seq % 2 = 0, UPPER(MD5(seq)), MD5(seq)), seq FROM seq_1_to_20000;",
+    );
+    let job = "my_many";
+    run(&[
+        "copy",
+        "--source",
+        &my.url,
+        "--target",
+        &db.target,
+        "--job",
+        job,
+        "--chunk-rows",
+        "10000",
+        "--progress",
+        "none",
+    ])
+    .ok();
+    exec(
+        &db.target,
+        &format!(
+            "SET search_path = \"{0}\";
+             UPDATE ints SET s = 'changed' WHERE id % 4 = 0;
+             DELETE FROM ints WHERE id % 1000 = 1;
+             UPDATE words SET v = -v WHERE v % 5 = 0;",
+            db.job()
+        ),
+    );
+    let path = db.dir.join("report.json");
+    let run = assert_different(run(&[
+        "verify",
+        "--source",
+        &my.url,
+        "--target",
+        &db.target,
+        "--job",
+        job,
+        "--max-diff-rows",
+        "3",
+        "--report",
+        path.to_str().unwrap(),
+    ]));
+    // ints: 5000 changed, 20 missing; words: 4000 changed.
+    assert_eq!(summary(&run, &format!("{}.ints", db.job())).differing_rows, 5020, "{run:?}");
+    assert_eq!(summary(&run, &format!("{}.words", db.job())).differing_rows, 4000, "{run:?}");
+    let report = read_json(&path);
+    let listed: usize = report["tables"].as_array().unwrap().iter().map(|t| t["diffs"].as_array().unwrap().len()).sum();
+    assert_eq!(listed, 3, "{report:#}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Long values
+// ---------------------------------------------------------------------------------------
+
+/// Values of megabytes are compared in full (a byte changed in the middle is found) and shown
+/// by their start and length, never whole.
+#[test]
+fn long_values_are_compared_whole_and_shown_by_their_start() {
+    let Some(db) = setup("verify_long_values") else { return };
+    exec(
+        &db.source,
+        "CREATE TABLE big (id int PRIMARY KEY, b bytea, t text);
+         INSERT INTO big SELECT g, decode(repeat(md5(g::text), 98304), 'hex'), repeat('é' || g, 30000)
+           FROM generate_series(1, 6) g;",
+    );
+    copy_job(&db, JOB, 2, &[]);
+    exec(
+        &db.target,
+        "UPDATE big SET b = overlay(b placing '\\xff'::bytea from 1000000 for 1) WHERE id = 2;
+         UPDATE big SET t = t || 'x' WHERE id = 5;",
+    );
+    let path = db.dir.join("report.json");
+    let run = assert_different(verify(&db, &["--job", JOB, "--report", path.to_str().unwrap()]));
+    assert_listed(&run, "id", "2", "changed: b");
+    assert_listed(&run, "id", "5", "changed: t");
+    let rows = diffs(&read_json(&path), "public.big");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let (b, t) = (&rows[0].columns[0], &rows[1].columns[0]);
+    for (column, bytes) in [(b, 1_572_864), (t, 30000 * "é5".len())] {
+        for value in [&column.1, &column.2] {
+            let value = value.as_deref().expect("a value on both sides");
+            assert!(value.chars().count() < 400, "shown by its start: {value}");
+            assert!(value.ends_with(" bytes)"), "{value}");
+        }
+        assert!(column.1.as_deref().unwrap().ends_with(&format!("({bytes} bytes)")), "{column:?}");
+    }
+}
+
+/// From MariaDB: LONGBLOB values big enough to be read whole by key (set aside), changed in
+/// the middle on the target, are found and named.
+#[test]
+fn long_mariadb_values_set_aside_are_compared_whole() {
+    let Some((db, my)) = my_setup("verify_my_long_values") else { return };
+    let bytes = rangecopy::source::mysql::SET_ASIDE_ABOVE + 1000;
+    my_exec(
+        &my.url,
+        &format!(
+            "CREATE TABLE big (id int PRIMARY KEY, b longblob, note varchar(10));
+             INSERT INTO big SELECT seq, REPEAT(UNHEX(MD5(seq)), {}), 'n' FROM seq_1_to_4;",
+            bytes / 16
+        ),
+    );
+    let job = "my_long";
+    run(&[
+        "copy",
+        "--source",
+        &my.url,
+        "--target",
+        &db.target,
+        "--job",
+        job,
+        "--chunk-rows",
+        "2",
+        "--progress",
+        "none",
+    ])
+    .ok();
+    exec(
+        &db.target,
+        &format!(
+            "UPDATE \"{0}\".big SET b = overlay(b placing '\\x00'::bytea from 2000000 for 1) WHERE id IN (1, 4)",
+            db.job()
+        ),
+    );
+    let run = assert_different(run(&["verify", "--source", &my.url, "--target", &db.target, "--job", job]));
+    assert_eq!(summary(&run, &format!("{}.big", db.job())).differing_rows, 2, "{run:?}");
+    assert_listed(&run, "id", "1", "changed: b");
+    assert_listed(&run, "id", "4", "changed: b");
 }
