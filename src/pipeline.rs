@@ -145,6 +145,8 @@ struct Shared<'a> {
     work: &'a [TableWork],
     /// Per table: chunks handed out and not yet committed, plus one while planning goes on.
     outstanding: Vec<AtomicI64>,
+    /// Per table: whether this run has started copying it (its start time is recorded once).
+    started: Vec<AtomicBool>,
     finalize_tx: Sender<Finalize>,
     first_error: Mutex<Option<Error>>,
 }
@@ -177,6 +179,7 @@ pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &m
         ctx,
         work,
         outstanding: ctx.tables.iter().map(|_| AtomicI64::new(0)).collect(),
+        started: ctx.tables.iter().map(|_| AtomicBool::new(false)).collect(),
         finalize_tx,
         first_error: Mutex::new(None),
     };
@@ -393,6 +396,12 @@ impl Worker<'_> {
 
     fn copy_chunk_inner(&mut self, table: &Table, chunk: &Chunk, added: &mut (i64, i64)) -> Result<()> {
         let ctx = self.shared.ctx;
+        // Outside the chunk's transaction, so that workers never queue on the table's row
+        // (two workers may both record it: the first time stays).
+        if !self.shared.started[chunk.table_no].load(Ordering::Acquire) {
+            state::table_started(&mut self.target.conn, &ctx.job, chunk.table_no)?;
+            self.shared.started[chunk.table_no].store(true, Ordering::Release);
+        }
         let work = self.shared.work.iter().find(|w| w.table_no == chunk.table_no).expect("chunk of a planned table");
         let in_sql = copy_in_sql(table);
         let Worker { source, target, .. } = self;

@@ -72,7 +72,7 @@ ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS paused boolean NOT NULL DEFA
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS p0 jsonb;
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS p1 jsonb;
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS consistent boolean NOT NULL DEFAULT false;
--- A table's phases: copying from started_at (its first chunk planned), indexing from
+-- A table's phases: copying from started_at (its first chunk started), indexing from
 -- indexing_at, done at finished_at.
 ALTER TABLE rangecopy.tables ADD COLUMN IF NOT EXISTS indexing_at timestamptz;
 ";
@@ -478,13 +478,13 @@ pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool) -> 
             &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &chunk.lo, &chunk.hi],
             what,
         )?;
-        // The table's copy starts with its first chunk.
-        conn.execute(
-            "UPDATE rangecopy.tables SET plan_complete = plan_complete OR $3, started_at = coalesce(started_at, now())
-              WHERE job = $1 AND table_no = $2",
-            &[&job, &(chunk.table_no as i32), &last],
-            what,
-        )?;
+        if last {
+            conn.execute(
+                "UPDATE rangecopy.tables SET plan_complete = true WHERE job = $1 AND table_no = $2",
+                &[&job, &(chunk.table_no as i32)],
+                what,
+            )?;
+        }
         Ok(())
     })
 }
@@ -524,6 +524,16 @@ pub fn mark_chunk_done(conn: &mut PgConn, job: &str, chunk: &Chunk, summary: &Ch
             chunk.chunk_no
         )
     }))
+}
+
+/// Records when the copy of a table started: its first chunk, in its first run.
+pub fn table_started(conn: &mut PgConn, job: &str, table_no: usize) -> Result<()> {
+    conn.execute(
+        "UPDATE rangecopy.tables SET started_at = coalesce(started_at, now()) WHERE job = $1 AND table_no = $2",
+        &[&job, &(table_no as i32)],
+        "recording a table's start",
+    )
+    .map(|_| ())
 }
 
 pub fn set_table_phase(conn: &mut PgConn, job: &str, table_no: usize, phase: &str) -> Result<()> {
