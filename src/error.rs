@@ -88,6 +88,21 @@ impl Error {
     pub fn mysql(endpoint: &str, what: impl Into<String>, err: mysql::Error) -> Self {
         let code = match &err {
             mysql::Error::MySqlError(e) => ErrorCode::Mysql(e.code),
+            // The socket's read or write timeout (`--io-timeout`) ran out.
+            mysql::Error::IoError(e)
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                let detail = format!(
+                    "the server sent nothing (or took nothing) for longer than --io-timeout; the connection was \
+                     given up ({e})"
+                );
+                return Error::Sql {
+                    endpoint: endpoint.to_string(),
+                    what: what.into(),
+                    detail,
+                    code: ErrorCode::Silence,
+                };
+            }
             // A connection killed under a read surfaces as a packet codec (I/O) error.
             mysql::Error::IoError(_)
             | mysql::Error::CodecError(_)
@@ -140,6 +155,9 @@ pub enum ErrorCode {
     Mysql(u16),
     /// The connection broke (reset, closed, server gone).
     ConnectionLost,
+    /// The server sent nothing for longer than `--io-timeout` (or stopped running a long
+    /// statement without its answer arriving): the connection was given up.
+    Silence,
     Other,
 }
 
@@ -174,7 +192,7 @@ impl ErrorCode {
                 | 3024  // max_execution_time exceeded (MySQL)
                 | 1969 // max_statement_time exceeded (MariaDB)
             ),
-            ErrorCode::ConnectionLost => true,
+            ErrorCode::ConnectionLost | ErrorCode::Silence => true,
             ErrorCode::Other => false,
         }
     }
@@ -271,6 +289,10 @@ mod tests {
         assert!(sql(ErrorCode::Mysql(1927)).is_retriable());
         assert!(!sql(ErrorCode::Mysql(1146)).is_retriable());
         assert!(sql(ErrorCode::ConnectionLost).is_retriable());
+        assert!(sql(ErrorCode::Silence).is_retriable());
+        let timed_out = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+        let silent = Error::mysql("e", "w", mysql::Error::IoError(timed_out));
+        assert!(silent.is_retriable() && silent.to_string().contains("--io-timeout"), "{silent}");
         let chunk = Error::Chunk {
             table: "t".into(),
             chunk: 1,
