@@ -86,23 +86,20 @@ impl Error {
 
     /// Wraps a MySQL/MariaDB driver error from a statement, keeping the server's error code.
     pub fn mysql(endpoint: &str, what: impl Into<String>, err: mysql::Error) -> Self {
+        let io = match &err {
+            mysql::Error::IoError(e) => Some(e),
+            mysql::Error::CodecError(e) => std::error::Error::source(e).and_then(|s| s.downcast_ref()),
+            _ => None,
+        };
+        // The socket's read or write timeout (`--io-timeout`) ran out.
+        if io.is_some_and(|e| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)) {
+            let detail = "the server sent nothing (or took nothing) for longer than --io-timeout; the connection \
+                          was given up"
+                .to_string();
+            return Error::Sql { endpoint: endpoint.to_string(), what: what.into(), detail, code: ErrorCode::Silence };
+        }
         let code = match &err {
             mysql::Error::MySqlError(e) => ErrorCode::Mysql(e.code),
-            // The socket's read or write timeout (`--io-timeout`) ran out.
-            mysql::Error::IoError(e)
-                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
-            {
-                let detail = format!(
-                    "the server sent nothing (or took nothing) for longer than --io-timeout; the connection was \
-                     given up ({e})"
-                );
-                return Error::Sql {
-                    endpoint: endpoint.to_string(),
-                    what: what.into(),
-                    detail,
-                    code: ErrorCode::Silence,
-                };
-            }
             // A connection killed under a read surfaces as a packet codec (I/O) error.
             mysql::Error::IoError(_)
             | mysql::Error::CodecError(_)
@@ -290,8 +287,9 @@ mod tests {
         assert!(!sql(ErrorCode::Mysql(1146)).is_retriable());
         assert!(sql(ErrorCode::ConnectionLost).is_retriable());
         assert!(sql(ErrorCode::Silence).is_retriable());
-        let timed_out = std::io::Error::from(std::io::ErrorKind::WouldBlock);
-        let silent = Error::mysql("e", "w", mysql::Error::IoError(timed_out));
+        let timed_out = mysql::Error::IoError(std::io::ErrorKind::WouldBlock.into());
+        let silent = Error::mysql("e", "w", timed_out);
+        assert!(matches!(silent, Error::Sql { code: ErrorCode::Silence, .. }), "{silent}");
         assert!(silent.is_retriable() && silent.to_string().contains("--io-timeout"), "{silent}");
         let chunk = Error::Chunk {
             table: "t".into(),

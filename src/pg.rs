@@ -61,8 +61,9 @@ pub struct PgConn {
     /// The task that drives the connection; it ends after the client is gone.
     driver: Option<tokio::task::JoinHandle<()>>,
     pub endpoint: String,
-    /// Where the connection goes, to check on a long statement and to end a session given up.
-    ep: PgEndpoint,
+    /// Where the connection goes, to check on a long statement and to end a session given up
+    /// (boxed: it is large, and a source connection is one variant of `Source`).
+    ep: Box<PgEndpoint>,
     /// The session's server process (`pg_backend_pid()`).
     pid: i32,
     /// The calls now running are statements that legitimately run long (see `patiently`).
@@ -129,7 +130,7 @@ impl PgConn {
             client: Some(client),
             driver: Some(driver),
             endpoint: ep.display.clone(),
-            ep: ep.clone(),
+            ep: Box::new(ep.clone()),
             pid: 0,
             patient: false,
             given_up: None,
@@ -198,12 +199,21 @@ impl PgConn {
                 }
                 if let (Some(at), Some(every)) = (next_check, check) {
                     if now >= at {
-                        match still_running(&self.ep, self.pid).await {
-                            Ok(()) => suspect = false,
-                            Err(why) if suspect => return Ended::Lost(why),
-                            Err(_) => suspect = true,
+                        // The check itself may wait for the server; an interrupt does not.
+                        let stopped = async {
+                            while !(interruptible && wait::interrupted()) {
+                                tokio::time::sleep(wait::TICK).await;
+                            }
+                        };
+                        let checked = still_running(&self.ep, self.pid);
+                        futures_util::pin_mut!(stopped, checked);
+                        match futures_util::future::select(checked, stopped).await {
+                            futures_util::future::Either::Right(_) => return Ended::Interrupted,
+                            futures_util::future::Either::Left((Ok(()), _)) => suspect = false,
+                            futures_util::future::Either::Left((Err(why), _)) if suspect => return Ended::Lost(why),
+                            futures_util::future::Either::Left((Err(_), _)) => suspect = true,
                         }
-                        next_check = Some(now + if suspect { Duration::from_secs(1) } else { every });
+                        next_check = Some(Instant::now() + if suspect { Duration::from_secs(1) } else { every });
                     }
                 }
             }

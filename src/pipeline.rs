@@ -610,14 +610,15 @@ fn report_held(ctx: &RunContext, stop: &AtomicBool) {
         let held = crate::wait::held(after);
         for h in held.iter().filter(|h| h.first) {
             eprintln!(
-                "warning: waiting for {} for {}s ({}); it is given up after --io-timeout",
+                "warning: waiting for {} for {:.0}s ({}); it is given up after --io-timeout",
                 h.endpoint,
-                h.waited.as_secs(),
+                h.waited.as_secs_f64(),
                 redact(&h.what)
             );
         }
         ctx.progress.set_waiting(
-            held.first().map(|h| format!("waiting {}s for {} ({})", h.waited.as_secs(), role(&h.endpoint), h.what)),
+            held.first()
+                .map(|h| format!("waiting {:.0}s for {} ({})", h.waited.as_secs_f64(), role(&h.endpoint), h.what)),
         );
     }
     ctx.progress.set_waiting(None);

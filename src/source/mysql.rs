@@ -52,7 +52,7 @@ use crate::error::{redact, Error, ErrorCode, Result};
 use crate::pipeline::{ByteGate, Permit};
 use crate::plan::{Bound, Chunk};
 use crate::schema::{quote_ident, quote_literal, Column, Key, LogicalType, SequenceSync, Table, TableName, TargetDdl};
-use crate::wait::{self, NotYet, Waiting};
+use crate::wait::{self, Detached, NotYet, Waiting};
 
 /// PostgreSQL's `bit` type OID: BIT(n) values are hashed as their PostgreSQL binary form.
 const PG_BIT_OID: u32 = 1560;
@@ -473,7 +473,10 @@ impl MySource {
         });
         let (bound, interruptible) = wait::bound_for_call(None);
         let started = Instant::now();
-        let mut next_check = started + self.ep.io_timeout;
+        let every = self.ep.io_timeout;
+        let check_limit = every + wait::STOP_BOUND;
+        let mut next_check = started + every;
+        let mut check: Option<(Instant, Detached<_>)> = None;
         // A check that finds the walk ended is confirmed once, a moment later: its answer may
         // have been on its way.
         let mut suspect = false;
@@ -487,29 +490,47 @@ impl MySource {
                 Err(NotYet::Running) => {}
             }
             let now = Instant::now();
-            let stop = if (interruptible && wait::interrupted()) || bound.is_some_and(|b| now - started >= b) {
-                Some(Error::Interrupted)
-            } else if now >= next_check {
-                match still_running(&self.ep, id) {
-                    Ok(()) => {
-                        suspect = false;
-                        next_check = now + self.ep.io_timeout;
+            let verdict = match check.take() {
+                Some((asked, pending)) => match pending.wait(Duration::ZERO) {
+                    Ok(answer) => Some(judge(answer)),
+                    Err(NotYet::Running) if now - asked < check_limit => {
+                        check = Some((asked, pending));
                         None
                     }
-                    Err(why) if suspect => Some(Error::Sql {
+                    Err(_) => Some(Err(format!(
+                        "the server did not answer a check on the statement within {}s",
+                        check_limit.as_secs_f64()
+                    ))),
+                },
+                None => {
+                    if now >= next_check {
+                        check = Some((now, check_on(&self.ep, id)));
+                    }
+                    None
+                }
+            };
+            let stop = if (interruptible && wait::interrupted()) || bound.is_some_and(|b| now - started >= b) {
+                Some(Error::Interrupted)
+            } else {
+                match verdict {
+                    None => None,
+                    Some(Ok(())) => {
+                        suspect = false;
+                        next_check = now + every;
+                        None
+                    }
+                    Some(Err(why)) if suspect => Some(Error::Sql {
                         endpoint: self.endpoint.clone(),
                         what: what.to_string(),
                         detail: format!("{why}; the connection was given up"),
                         code: ErrorCode::Silence,
                     }),
-                    Err(_) => {
+                    Some(Err(_)) => {
                         suspect = true;
                         next_check = now + Duration::from_secs(1);
                         None
                     }
                 }
-            } else {
-                None
             };
             if let Some(error) = stop {
                 end_session(&self.ep, id);
@@ -576,26 +597,28 @@ fn end_session(ep: &MyEndpoint, id: u32) {
     wait::with_deadline(wait::STOP_BOUND, move || Conn::new(opts).and_then(|mut c| c.query_drop(format!("KILL {id}"))));
 }
 
-/// Whether the server still runs a statement on connection `id`, asked on a fresh connection:
-/// Err says why it is taken for lost (the connection is idle or gone, so the answer will never
-/// come; the server cannot be reached). A server that answers with an error (too many
-/// connections) proves nothing either way: Ok.
-fn still_running(ep: &MyEndpoint, id: u32) -> std::result::Result<(), String> {
+/// Asks, on a fresh connection and a thread of its own, what connection `id` is doing (see
+/// `judge`).
+fn check_on(ep: &MyEndpoint, id: u32) -> Detached<mysql::Result<Option<String>>> {
     let opts = ep.opts.clone();
-    let limit = ep.opts.get_tcp_connect_timeout().unwrap_or(Duration::from_secs(15)).min(ep.io_timeout)
-        + ep.io_timeout.min(wait::STOP_BOUND);
-    let asked = wait::with_deadline(limit, move || {
+    wait::detach(move || {
         let mut conn = Conn::new(opts)?;
         conn.exec_first::<String, _, _>("SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = ?", (id,))
-    });
-    match asked {
-        None => Err(format!("the server did not answer a check on the statement within {}s", limit.as_secs_f64())),
-        Some(Err(mysql::Error::MySqlError(_))) => Ok(()),
-        Some(Err(e)) => Err(format!("the server could not be reached for a check: {}", redact(&e.to_string()))),
-        Some(Ok(None)) => Err("the server has no such connection any more".into()),
-        Some(Ok(Some(command))) if matches!(command.as_str(), "Query" | "Execute" | "Fetch" | "Prepare") => Ok(()),
-        Some(Ok(Some(command))) => Err(format!(
-            "the server has ended the statement (its connection is in {command}), but the answer never arrived"
+    })
+}
+
+/// Whether the answer of `check_on` says the server still runs a statement there (Ok), or why
+/// the statement is taken for lost: the connection is idle or gone, so the answer will never
+/// come; the server cannot be reached. A server that answers with an error (too many
+/// connections) proves nothing either way: Ok.
+fn judge(answer: mysql::Result<Option<String>>) -> std::result::Result<(), String> {
+    match answer {
+        Err(mysql::Error::MySqlError(_)) => Ok(()),
+        Err(e) => Err(format!("the server could not be reached for a check: {}", redact(&e.to_string()))),
+        Ok(None) => Err("the server has no such connection any more".into()),
+        Ok(Some(command)) if matches!(command.as_str(), "Query" | "Execute" | "Fetch" | "Prepare") => Ok(()),
+        Ok(Some(command)) => Err(format!(
+            "the server no longer runs the statement (its connection shows {command}), but the answer never arrived"
         )),
     }
 }

@@ -12,6 +12,7 @@ mod cli;
 mod digest;
 mod faults;
 mod fidelity;
+mod hangs;
 mod keys;
 mod mysql;
 mod names;
