@@ -1,5 +1,6 @@
 //! The running copy: one planner thread walking keys ahead, N workers each copying one chunk
-//! at a time, and a progress display. This is the only module that spawns threads.
+//! at a time, and a progress display. This is the only module that spawns the run's threads
+//! (`wait::detach` runs single blocking calls that cannot be interrupted on threads of their own).
 //!
 //! Per chunk, a worker runs two threads joined by a channel of at most `QUEUE_BLOCKS` blocks
 //! of about `BLOCK_BYTES` each (so memory per worker is bounded in bytes): the extractor reads
