@@ -64,8 +64,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Copy(args) => {
             let cfg = CopyConfig::from_args(&args)?;
             let hint = copy::resume_hint(&cfg);
-            let outcome = copy::run(&cfg, interrupt_flag(1, Some(hint))).map_err(|error| Failure {
-                resume: (!error.is_input()).then(|| copy::resume_hint(&cfg)),
+            let outcome = copy::run(&cfg, interrupt_flag(1, Some(hint.clone()))).map_err(|error| Failure {
+                resume: (!error.is_input()).then_some(hint),
                 exit: error.exit_code(),
                 error: Box::new(error),
             })?;

@@ -550,13 +550,7 @@ fn open(ep: &MyEndpoint, opts: mysql::Opts) -> Result<(Conn, Flavor)> {
     let connect_error = |detail: String| Error::Connect { endpoint: ep.display.clone(), detail: redact(&detail) };
     let host = ep.opts.get_ip_or_hostname().to_string();
     let preferred = ep.tls.mode == crate::tls::MySslMode::Preferred;
-    let login = move || match Conn::new(opts.clone()) {
-        // ssl-mode=PREFERRED: a server without TLS gets a plain connection, as the mysql client does.
-        Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported)) if preferred => {
-            Conn::new(mysql::OptsBuilder::from_opts(opts).ssl_opts(None::<mysql::SslOpts>))
-        }
-        other => other,
-    };
+    let login = move || login(opts, preferred);
     // The driver's timeout covers reaching the server, not a server that accepts the
     // connection and never greets: the login gets a deadline of its own.
     let limit = ep.opts.get_tcp_connect_timeout().unwrap_or(Duration::from_secs(15));
@@ -580,6 +574,17 @@ fn open(ep: &MyEndpoint, opts: mysql::Opts) -> Result<(Conn, Flavor)> {
     Ok((conn, flavor))
 }
 
+/// A bare login with `opts`. `preferred`: ssl-mode=PREFERRED, under which a server without TLS
+/// gets a plain connection, as the mysql client does.
+fn login(opts: mysql::Opts, preferred: bool) -> mysql::Result<Conn> {
+    match Conn::new(opts.clone()) {
+        Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported)) if preferred => {
+            Conn::new(mysql::OptsBuilder::from_opts(opts).ssl_opts(None::<mysql::SslOpts>))
+        }
+        other => other,
+    }
+}
+
 /// `MySource::failed`, for callers that hold a borrow of the connection.
 fn failed(ep: &MyEndpoint, id: u32, what: impl Into<String>, err: mysql::Error) -> Error {
     let error = Error::mysql(&ep.display, what, err);
@@ -593,16 +598,16 @@ fn failed(ep: &MyEndpoint, id: u32, what: impl Into<String>, err: mysql::Error) 
 /// connections), best effort and within `wait::STOP_BOUND`: for a connection whose client gave
 /// it up, which the server would otherwise keep until its own timeouts (an hour).
 fn end_session(ep: &MyEndpoint, id: u32) {
-    let opts = ep.opts.clone();
-    wait::with_deadline(wait::STOP_BOUND, move || Conn::new(opts).and_then(|mut c| c.query_drop(format!("KILL {id}"))));
+    let (opts, preferred) = (ep.opts.clone(), ep.tls.mode == crate::tls::MySslMode::Preferred);
+    wait::with_deadline(wait::STOP_BOUND, move || login(opts, preferred)?.query_drop(format!("KILL {id}")));
 }
 
 /// Asks, on a fresh connection and a thread of its own, what connection `id` is doing (see
 /// `judge`).
 fn check_on(ep: &MyEndpoint, id: u32) -> Detached<mysql::Result<Option<String>>> {
-    let opts = ep.opts.clone();
+    let (opts, preferred) = (ep.opts.clone(), ep.tls.mode == crate::tls::MySslMode::Preferred);
     wait::detach(move || {
-        let mut conn = Conn::new(opts)?;
+        let mut conn = login(opts, preferred)?;
         conn.exec_first::<String, _, _>("SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = ?", (id,))
     })
 }

@@ -280,12 +280,13 @@ fn sigterm_while_the_mariadb_source_is_silent_stops_within_seconds_and_resume_co
     assert_my_copied(&db, &my, job);
 }
 
-/// The index phase stops at the signal too (the running build is cancelled on the server); the
-/// indexes left are built by the resume.
+/// An index build outlasts many --io-timeouts (it legitimately sends nothing meanwhile: it is
+/// checked on the server instead); the index phase stops at the signal too (the running build is
+/// cancelled on the server); the indexes left are built by the resume.
 #[test]
-fn sigterm_during_a_long_index_build_stops_at_once_and_resume_builds_the_rest() {
+fn a_long_index_build_is_not_cut_and_sigterm_stops_it_at_once_and_resume_builds_the_rest() {
     let Some(db) = setup("hangs_sigterm_index") else { return };
-    // The index's function is instant on the source and slow on the target (10 ms a row).
+    // The index's function is instant on the source and slow on the target (10 ms a row: 50 s).
     let function = |body: &str| {
         format!("CREATE FUNCTION public.slow(i int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN {body} RETURN i; END $$;")
     };
@@ -301,7 +302,7 @@ fn sigterm_during_a_long_index_build_stops_at_once_and_resume_builds_the_rest() 
     );
     exec(&db.target, &function("PERFORM pg_sleep(0.01);"));
     let job = "indexing";
-    let args = ["copy", "--source", &db.source, "--target", &db.target, "idx", "--job", job, "--progress", "none"];
+    let args = ["copy", "--source", &db.source, "--target", &db.target, "idx", "--job", job, "--io-timeout", "1"];
     let mut bg = spawn(&args, &db.dir);
     let building = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rangecopy'
                       AND state = 'active' AND query LIKE 'CREATE INDEX idx_slow%'";
@@ -309,12 +310,15 @@ fn sigterm_during_a_long_index_build_stops_at_once_and_resume_builds_the_rest() 
         bg.try_wait().is_some() || scalar::<i64>(&db.admin_urls()[1], building) > 0
     });
     assert!(started && bg.try_wait().is_none(), "the slow index build never started:\n{}", bg.stderr());
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(bg.try_wait().is_none(), "the copy ended while the index was building:\n{}", bg.stderr());
+    assert!(scalar::<i64>(&db.admin_urls()[1], building) > 0, "the build stopped:\n{}", bg.stderr());
     sigterm(&bg);
     let (code, err) = bg.wait(STOP_LIMIT);
     assert_eq!(code, 1, "SIGTERM ends the run with exit 1:\n{err}");
     assert!(err.contains("interrupted") && err.contains("--resume"), "a resume hint:\n{err}");
     assert!(!err.contains("left behind"), "the build's connection should have let go:\n{err}");
+    assert!(!err.contains("given up") && !err.contains("retry"), "the build was cut before the signal:\n{err}");
     // The build was cancelled on the server, not left to run on.
     assert!(
         wait_until(Duration::from_secs(10), || scalar::<i64>(&db.admin_urls()[1], building) == 0),
@@ -322,8 +326,35 @@ fn sigterm_during_a_long_index_build_stops_at_once_and_resume_builds_the_rest() 
     );
     assert!(!scalar::<bool>(&db.target, "SELECT to_regclass('public.idx_slow') IS NOT NULL"), "the index exists");
     exec(&db.target, &function("").replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"));
-    run(&[&args[..], &["--resume"]].concat()).ok();
+    run(&[&args[..], &["--resume", "--progress", "none"]].concat()).ok();
     assert_same_indexes(&db, "idx");
+}
+
+/// A MySQL key walk that waits long for the server (here behind another session's table lock)
+/// is checked on the server every --io-timeout and not cut: it goes on once the lock is gone.
+#[test]
+fn a_long_mariadb_key_walk_is_not_cut_by_the_io_timeout() {
+    let Some((db, my)) = my_setup("hangs_long_walk") else { return };
+    let mut locker = my_conn(&my.url).expect("connecting to MariaDB");
+    locker.query_drop("LOCK TABLES big WRITE").expect("locking big");
+    let job = "walk_waits";
+    let args = ["copy", "--source", &my.url, "--target", &db.target, "--job", job, "--chunk-rows", "5000"];
+    let mut bg = spawn(&[&args[..], &["--io-timeout", "1", "--progress", "none"]].concat(), &db.dir);
+    let waiting =
+        format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{}' AND STATE LIKE '%lock%'", my.name);
+    let mut admin = my_conn(&my.admin).expect("connecting to MariaDB");
+    let walking = wait_until(Duration::from_secs(60), || {
+        bg.try_wait().is_some() || admin.query_first::<i64, _>(&waiting).ok().flatten().unwrap_or(0) > 0
+    });
+    assert!(walking && bg.try_wait().is_none(), "the key walk never waited for the lock:\n{}", bg.stderr());
+    // Several --io-timeouts, each with a check on the server.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(bg.try_wait().is_none(), "the copy ended while the walk waited:\n{}", bg.stderr());
+    locker.query_drop("UNLOCK TABLES").expect("unlocking big");
+    let (code, err) = bg.wait(Duration::from_secs(120));
+    assert_eq!(code, 0, "the copy should go on once the lock is gone:\n{err}");
+    assert!(!err.contains("given up") && !err.contains("retry"), "the walk was cut:\n{err}");
+    assert_my_copied(&db, &my, job);
 }
 
 // ---------------------------------------------------------------------------------------------
