@@ -159,6 +159,14 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N", default_value_t = 1000, allow_negative_numbers = true)]
     pub max_diff_rows: i64,
 
+    /// Seconds a connection may wait for a server that sends nothing (a statement's answer, the
+    /// next COPY message, room to write COPY data) before it is given up and the work retried
+    /// on a fresh connection; also the TCP_USER_TIMEOUT of every connection. Statements that
+    /// legitimately run long without a word (index builds, key walks) are not cut: every
+    /// SECONDS a fresh connection checks that the server is still running them.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    pub io_timeout: f64,
+
     #[command(flatten)]
     pub rates: RateArgs,
 }
@@ -227,6 +235,14 @@ pub struct CopyArgs {
     /// Seconds to wait for a connection before giving up on a server.
     #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
     pub connect_timeout: f64,
+
+    /// Seconds a connection may wait for a server that sends nothing (a statement's answer, the
+    /// next COPY message, room to write COPY data) before it is given up and the work retried
+    /// on a fresh connection; also the TCP_USER_TIMEOUT of every connection. Statements that
+    /// legitimately run long without a word (index builds, key walks) are not cut: every
+    /// SECONDS a fresh connection checks that the server is still running them.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    pub io_timeout: f64,
 
     /// Once the copy is done, verify every table range by range (as `rangecopy verify --job`)
     /// and fail the job if anything differs.

@@ -88,6 +88,14 @@ impl SourceEndpoint {
             }
         }
     }
+
+    /// `--io-timeout`: see `PgEndpoint::set_io_timeout` and `MyEndpoint::set_io_timeout`.
+    pub fn set_io_timeout(&mut self, timeout: Duration) {
+        match self {
+            SourceEndpoint::Postgres(ep) => ep.set_io_timeout(timeout),
+            SourceEndpoint::Mysql(ep) => ep.set_io_timeout(timeout),
+        }
+    }
 }
 
 /// A MySQL/MariaDB endpoint: connection options plus a password-free form for messages.
@@ -106,6 +114,9 @@ pub struct MyEndpoint {
     pub hint_url: String,
     /// Where the password came from.
     pub password_source: PasswordSource,
+    /// `--io-timeout`: how long a call may wait for a server that sends nothing (already part
+    /// of `opts` as the socket's read and write timeouts).
+    pub io_timeout: Duration,
 }
 
 /// The MySQL/MariaDB mapping options, validated.
@@ -374,13 +385,22 @@ impl MyEndpoint {
             Error::input(format!("--{role}: the MySQL URL names no database; use mysql://user@host:3306/database"))
         })?;
         builder = builder.tcp_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT)).ssl_opts(tls.ssl_opts());
-        if tls.required() {
+        // The driver's default, on a loopback address, reads the server's `@@socket` and
+        // reconnects through that local socket: where the port is a tunnel, a port map or a
+        // second instance, that socket belongs to another server, whose data would be copied.
+        // Connect exactly where the URL says, through a socket only when the URL asks for one.
+        let (_, socket_param) = crate::tls::take_params(&rest, &["prefer_socket"]);
+        let socket_asked = crate::tls::param(&socket_param, &["prefer_socket"]).is_some_and(|v| v == "true");
+        if tls.required() || !socket_asked {
             builder = builder.prefer_socket(false);
+        }
+        if opts.get_tcp_keepalive_time_ms().is_none() {
+            builder = keepalive(builder);
         }
         let display = format!("mysql://{user}@{}:{}/{database}", opts.get_ip_or_hostname(), opts.get_tcp_port());
         register_public(&display);
         let hint_url = hint_url(&split.scheme, split.user_as_written.as_deref(), &split.rest);
-        Ok(MyEndpoint {
+        let mut ep = MyEndpoint {
             opts: builder.into(),
             display,
             database,
@@ -388,8 +408,33 @@ impl MyEndpoint {
             tls,
             hint_url,
             password_source,
-        })
+            io_timeout: DEFAULT_IO_TIMEOUT,
+        };
+        ep.set_io_timeout(DEFAULT_IO_TIMEOUT);
+        Ok(ep)
     }
+
+    /// Bounds every read and write on the connection's socket by `timeout`, so that a server
+    /// that stops answering fails the call (and the work is retried) instead of holding it.
+    pub fn set_io_timeout(&mut self, timeout: Duration) {
+        let builder =
+            mysql::OptsBuilder::from_opts(self.opts.clone()).read_timeout(Some(timeout)).write_timeout(Some(timeout));
+        #[cfg(target_os = "linux")]
+        let builder = builder.tcp_user_timeout_ms(Some(timeout.as_millis().min(u32::MAX as u128) as u32));
+        self.opts = builder.into();
+        self.io_timeout = timeout;
+    }
+}
+
+/// TCP keepalive probes, so that a server that is gone (not merely silent) is noticed within
+/// about a minute even by a connection that waits without a bound (see `KEEPALIVE_IDLE`).
+fn keepalive(builder: mysql::OptsBuilder) -> mysql::OptsBuilder {
+    let builder = builder.tcp_keepalive_time_ms(Some(KEEPALIVE_IDLE.as_millis() as u32));
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let builder = builder
+        .tcp_keepalive_probe_interval_secs(Some(KEEPALIVE_INTERVAL.as_secs() as u32))
+        .tcp_keepalive_probe_count(Some(KEEPALIVE_RETRIES));
+    builder
 }
 
 /// A PostgreSQL endpoint: connection settings plus a password-free form for messages.
@@ -405,6 +450,8 @@ pub struct PgEndpoint {
     pub hint_url: String,
     /// Where the password came from.
     pub password_source: PasswordSource,
+    /// `--io-timeout`: how long a call may wait for a server that sends nothing.
+    pub io_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgEndpoint {
@@ -416,6 +463,15 @@ impl std::fmt::Debug for PgEndpoint {
 pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `--io-timeout`'s default: far above any answer a healthy server takes to a chunk's statements.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// TCP keepalive on every connection (unless the URL sets it): the first probe after this much
+/// idleness, then every `KEEPALIVE_INTERVAL`, `KEEPALIVE_RETRIES` times.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
 
 impl PgEndpoint {
     /// Parses a `postgres://` / `postgresql://` URL. `role` names it in errors (source/target).
@@ -459,6 +515,12 @@ impl PgEndpoint {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
+        if !rest.contains("keepalives") {
+            config.keepalives(true);
+            config.keepalives_idle(KEEPALIVE_IDLE);
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
+            config.keepalives_retries(KEEPALIVE_RETRIES);
+        }
         config.application_name("rangecopy");
         let database = config.get_dbname().unwrap_or(&user).to_string();
         config.dbname(&database);
@@ -487,7 +549,19 @@ impl PgEndpoint {
         let display = format!("postgres://{user}@{host}:{port}/{database}");
         register_public(&display);
         let hint_url = hint_url(&split.scheme, split.user_as_written.as_deref(), &split.rest);
-        Ok(PgEndpoint { config, display, database, tls, hint_url, password_source })
+        let mut ep =
+            PgEndpoint { config, display, database, tls, hint_url, password_source, io_timeout: DEFAULT_IO_TIMEOUT };
+        ep.set_io_timeout(DEFAULT_IO_TIMEOUT);
+        Ok(ep)
+    }
+
+    /// Bounds how long a call waits for a server that sends nothing (`pg::PgConn` enforces
+    /// it), and makes it the TCP_USER_TIMEOUT unless the URL set one.
+    pub fn set_io_timeout(&mut self, timeout: Duration) {
+        if self.config.get_tcp_user_timeout().is_none_or(|t| *t == self.io_timeout) {
+            self.config.tcp_user_timeout(timeout);
+        }
+        self.io_timeout = timeout;
     }
 }
 
@@ -698,8 +772,11 @@ impl CopyConfig {
         }
         let connect_timeout = seconds(args.connect_timeout, "--connect-timeout")?;
         source.set_connect_timeout(connect_timeout);
+        let io_timeout = seconds(args.io_timeout, "--io-timeout")?;
+        source.set_io_timeout(io_timeout);
         let mut target = PgEndpoint::parse(&args.target, "target")?;
         target.config.connect_timeout(connect_timeout);
+        target.set_io_timeout(io_timeout);
         let tables = args.tables.iter().map(|t| TableSpec::parse(t)).collect::<Result<Vec<_>>>()?;
         let workers = workers(args.workers)?;
         let chunk_rows = positive(args.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS as i64), "--chunk-rows")?;
@@ -738,7 +815,7 @@ impl CopyConfig {
             mode,
             report: args.report.clone(),
             verify: args.verify,
-            throttle: ThrottleConfig::from_args(&args.rates, Some(&args.load))?,
+            throttle: ThrottleConfig::from_args(&args.rates, Some(&args.load))?.with_io_timeout(io_timeout),
             retry: RetryPolicy {
                 retries: nonnegative(args.retries, "--retries")? as u32,
                 max_wait: seconds(args.retry_max_wait, "--retry-max-wait")?,
@@ -770,8 +847,11 @@ pub struct VerifyConfig {
 
 impl VerifyConfig {
     pub fn from_args(args: &VerifyArgs) -> Result<Self> {
-        let source = SourceEndpoint::parse(&args.source)?;
-        let target = PgEndpoint::parse(&args.target, "target")?;
+        let io_timeout = seconds(args.io_timeout, "--io-timeout")?;
+        let mut source = SourceEndpoint::parse(&args.source)?;
+        source.set_io_timeout(io_timeout);
+        let mut target = PgEndpoint::parse(&args.target, "target")?;
+        target.set_io_timeout(io_timeout);
         let tables = args.tables.iter().map(|t| TableSpec::parse(t)).collect::<Result<Vec<_>>>()?;
         let workers = workers(args.workers)?;
         let chunk_rows = positive(args.chunk_rows.unwrap_or(DEFAULT_CHUNK_ROWS as i64), "--chunk-rows")?;
@@ -898,6 +978,12 @@ impl ThrottleConfig {
             _ => None,
         };
         Ok(ThrottleConfig { rows_per_sec, bytes_per_sec, max_lag, lag_replicas, query })
+    }
+
+    /// The lag replicas' connections get `--io-timeout` too.
+    fn with_io_timeout(mut self, timeout: Duration) -> Self {
+        self.lag_replicas.iter_mut().for_each(|r| r.set_io_timeout(timeout));
+        self
     }
 }
 
@@ -1114,6 +1200,63 @@ mod tests {
         assert_eq!(source_engine("mysql://u@h/db").unwrap(), Engine::Mysql);
         assert_eq!(source_engine("mariadb://u@h/db").unwrap(), Engine::Mysql);
         assert!(source_engine("sqlite://x").unwrap_err().is_input());
+    }
+
+    #[test]
+    fn mysql_urls_connect_where_they_say_never_through_the_servers_own_socket() {
+        let ep = MyEndpoint::parse("mysql://u@127.0.0.1:3306/db", "source").unwrap();
+        assert!(!ep.opts.get_prefer_socket(), "a loopback URL must not be swapped for the server's @@socket");
+        assert_eq!(ep.opts.get_socket(), None);
+        assert!(!MyEndpoint::parse("mysql://u@localhost/db?ssl-mode=REQUIRED", "source")
+            .unwrap()
+            .opts
+            .get_prefer_socket());
+        // Asked for: a socket preference, or a socket path.
+        assert!(MyEndpoint::parse("mysql://u@localhost:3306/db?prefer_socket=true", "source")
+            .unwrap()
+            .opts
+            .get_prefer_socket());
+        let ep = MyEndpoint::parse("mysql://u@localhost/db?socket=%2Frun%2Fmysqld%2Fmysqld.sock", "source").unwrap();
+        assert_eq!(ep.opts.get_socket(), Some("/run/mysqld/mysqld.sock"));
+    }
+
+    #[test]
+    fn io_timeout_bounds_every_connection_of_a_run() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "rangecopy",
+            "copy",
+            "--source",
+            "mysql://u@127.0.0.1:3306/db",
+            "--target",
+            "postgres://u@localhost/db",
+            "--max-lag",
+            "5",
+            "--lag-replica",
+            "mysql://u@localhost:3307/db",
+            "--io-timeout",
+            "7",
+        ])
+        .unwrap();
+        let crate::cli::Command::Copy(args) = cli.command else { panic!("a copy command") };
+        let cfg = CopyConfig::from_args(&args).unwrap();
+        let seven = Duration::from_secs(7);
+        for ep in std::iter::once(&cfg.source).chain(&cfg.throttle.lag_replicas) {
+            let SourceEndpoint::Mysql(my) = ep else { panic!("a MySQL endpoint") };
+            assert_eq!(
+                (my.io_timeout, my.opts.get_read_timeout(), my.opts.get_write_timeout()),
+                (seven, Some(&seven), Some(&seven))
+            );
+            assert!(!my.opts.get_prefer_socket());
+            assert!(my.opts.get_tcp_keepalive_time_ms().is_some());
+        }
+        assert_eq!((cfg.target.io_timeout, cfg.target.config.get_tcp_user_timeout()), (seven, Some(&seven)));
+        assert_eq!(cfg.target.config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        // The URL's own TCP settings win.
+        let ep = PgEndpoint::parse("postgres://u@h/db?tcp_user_timeout=9&keepalives_idle=99", "target").unwrap();
+        assert_eq!(ep.config.get_tcp_user_timeout(), Some(&Duration::from_secs(9)));
+        assert_eq!(ep.config.get_keepalives_idle(), Duration::from_secs(99));
+        assert!(PgEndpoint::parse("postgres://u@h/db", "target").unwrap().io_timeout == DEFAULT_IO_TIMEOUT);
     }
 
     #[test]

@@ -101,6 +101,18 @@ impl Error {
 
     /// Wraps a MySQL/MariaDB driver error from a statement, keeping the server's error code.
     pub fn mysql(endpoint: &str, what: impl Into<String>, err: mysql::Error) -> Self {
+        let io = match &err {
+            mysql::Error::IoError(e) => Some(e),
+            mysql::Error::CodecError(e) => std::error::Error::source(e).and_then(|s| s.downcast_ref()),
+            _ => None,
+        };
+        // The socket's read or write timeout (`--io-timeout`) ran out.
+        if io.is_some_and(|e| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)) {
+            let detail = "the server sent nothing (or took nothing) for longer than --io-timeout; the connection \
+                          was given up"
+                .to_string();
+            return Error::Sql { endpoint: endpoint.to_string(), what: what.into(), detail, code: ErrorCode::Silence };
+        }
         let code = match &err {
             mysql::Error::MySqlError(e) => ErrorCode::Mysql(e.code),
             // A connection killed under a read surfaces as a packet codec (I/O) error.
@@ -164,6 +176,9 @@ pub enum ErrorCode {
     Mysql(u16),
     /// The connection broke (reset, closed, server gone).
     ConnectionLost,
+    /// The server sent nothing for longer than `--io-timeout` (or stopped running a long
+    /// statement without its answer arriving): the connection was given up.
+    Silence,
     Other,
 }
 
@@ -198,7 +213,7 @@ impl ErrorCode {
                 | 3024  // max_execution_time exceeded (MySQL)
                 | 1969 // max_statement_time exceeded (MariaDB)
             ),
-            ErrorCode::ConnectionLost => true,
+            ErrorCode::ConnectionLost | ErrorCode::Silence => true,
             ErrorCode::Other => false,
         }
     }
@@ -385,6 +400,11 @@ mod tests {
         assert!(sql(ErrorCode::Mysql(1927)).is_retriable());
         assert!(!sql(ErrorCode::Mysql(1146)).is_retriable());
         assert!(sql(ErrorCode::ConnectionLost).is_retriable());
+        assert!(sql(ErrorCode::Silence).is_retriable());
+        let timed_out = mysql::Error::IoError(std::io::ErrorKind::WouldBlock.into());
+        let silent = Error::mysql("e", "w", timed_out);
+        assert!(matches!(silent, Error::Sql { code: ErrorCode::Silence, .. }), "{silent}");
+        assert!(silent.is_retriable() && silent.to_string().contains("--io-timeout"), "{silent}");
         let chunk = Error::Chunk {
             table: "t".into(),
             chunk: 1,

@@ -23,3 +23,4 @@ pub mod target;
 pub mod throttle;
 pub mod tls;
 pub mod verify;
+pub mod wait;

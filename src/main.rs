@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rangecopy::cli::{Cli, Command};
 use rangecopy::config::{CopyConfig, StatusConfig, ThrottleChange, VerifyConfig};
@@ -67,10 +68,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Copy(args) => {
             let cfg = CopyConfig::from_args(&args)?;
-            let outcome = copy::run(&cfg, interrupt_flag()).map_err(|error| Failure {
+            let hint = copy::resume_hint(&cfg);
+            let outcome = copy::run(&cfg, interrupt_flag(1, Some(hint.clone()))).map_err(|error| Failure {
                 resume: match error.root() {
                     Error::SourceChanged { table, .. } => Some(copy::restart_hint(&cfg, table)),
-                    _ => (!error.is_input()).then(|| copy::resume_hint(&cfg)),
+                    _ => (!error.is_input()).then_some(hint),
                 },
                 exit: error.exit_code(),
                 error: Box::new(error),
@@ -100,7 +102,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             // Whatever stops a verification, the answer is "could not verify": exit 2.
             let could_not = |error: Error| Failure { error: Box::new(error), exit: 2, resume: None };
             let cfg = VerifyConfig::from_args(&args).map_err(could_not)?;
-            let v = verify::run(&cfg, &interrupt_flag()).map_err(could_not)?;
+            let v = verify::run(&cfg, &interrupt_flag(2, None)).map_err(could_not)?;
             match report::print_verification(&v, &mut std::io::stdout().lock()) {
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other.map_err(could_not)?,
@@ -118,16 +120,36 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
-/// A flag that Ctrl-C / SIGTERM sets; a second one leaves at once (the state in the target is
-/// consistent at every moment, so nothing is lost either way).
-fn interrupt_flag() -> Arc<AtomicBool> {
+/// How long after Ctrl-C / SIGTERM the process may take to stop by itself. Connections waiting
+/// for a server are given up at once (see `wait`), but a MySQL read cannot be interrupted: it
+/// would end only at its `--io-timeout`.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A flag that Ctrl-C / SIGTERM sets; a second one leaves at once, and so does the process
+/// when it has not stopped by itself `STOP_GRACE` after the first, with exit code `exit` and
+/// the resume hint (the state in the target is consistent at every moment, so nothing is lost
+/// either way).
+fn interrupt_flag(exit: u8, resume: Option<String>) -> Arc<AtomicBool> {
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
+        if rangecopy::wait::interrupt() {
             std::process::exit(130);
         }
+        flag.store(true, Ordering::SeqCst);
         eprintln!("stopping: rolling back work in flight, keeping everything committed…");
+        let resume = resume.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(STOP_GRACE);
+            eprintln!(
+                "error: interrupted; a connection did not let go within {}s, so it is left behind",
+                STOP_GRACE.as_secs()
+            );
+            if let Some(hint) = resume {
+                eprintln!("committed chunks are kept; resume with:\n  {hint}");
+            }
+            std::process::exit(exit.into());
+        });
     });
     cancel
 }

@@ -1,5 +1,6 @@
 //! The running copy: one planner thread walking keys ahead, N workers each copying one chunk
-//! at a time, and a progress display. This is the only module that spawns threads.
+//! at a time, and a progress display. This is the only module that spawns the run's threads
+//! (`wait::detach` runs single blocking calls that cannot be interrupted on threads of their own).
 //!
 //! Per chunk, a worker runs two threads joined by a channel of at most `QUEUE_BLOCKS` blocks
 //! of about `BLOCK_BYTES` each (so memory per worker is bounded in bytes): the extractor reads
@@ -8,6 +9,8 @@
 //! A worker owns its connections and its chunk; workers share nothing but channels, atomics
 //! and the state table. A table's indexes are built by whichever thread sees its last chunk
 //! finish. Cancellation (an error or Ctrl-C) rolls back in-flight chunks and keeps the rest.
+//! A watcher thread reports connections held by a silent server (see `wait`), in the log and
+//! in the progress display.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -200,6 +203,7 @@ pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &m
                 controller.tick();
             }
         });
+        s.spawn(|| report_held(ctx, &display_stop));
         let workers: Vec<_> = (0..ctx.workers)
             .map(|_| {
                 let (chunks, finals, shared) = (chunk_rx.clone(), finalize_rx.clone(), &shared);
@@ -251,6 +255,7 @@ fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut Source, targ
         }
         if let Some(start) = &w.cursor {
             let table = &ctx.tables[w.table_no];
+            let _doing = crate::wait::doing(format!("planning {}", table.name));
             // Planning continues after a retry from the last chunk it persisted and sent.
             let mut cursor = start.clone();
             let complete = retrying(
@@ -321,6 +326,9 @@ fn work_loop(shared: &Shared<'_>, chunks: Receiver<Chunk>, finals: Receiver<Fina
                 Err(_) => {
                     // No more chunks: finish any index builds queued meanwhile, then stop.
                     while let Ok(f) = finals.try_recv() {
+                        if ctx.cancel.load(Ordering::SeqCst) {
+                            return Ok(());
+                        }
                         worker.finalize(f)?;
                     }
                     return Ok(());
@@ -369,6 +377,7 @@ impl Worker<'_> {
     fn copy_chunk(&mut self, chunk: &Chunk) -> Result<()> {
         let ctx = self.shared.ctx;
         let table = &ctx.tables[chunk.table_no];
+        let _doing = crate::wait::doing(format!("chunk {} of {}", chunk.chunk_no, table.name));
         let mut added = (0i64, 0i64);
         let result = self.copy_chunk_inner(table, chunk, &mut added);
         match result {
@@ -410,6 +419,7 @@ impl Worker<'_> {
             let summary = std::thread::scope(|s| -> Result<_> {
                 let (block_tx, block_rx) = bounded::<(Block, Permit<'_>)>(QUEUE_BLOCKS);
                 let extractor = s.spawn(move || {
+                    let _doing = crate::wait::doing(format!("chunk {} of {}", chunk.chunk_no, table.name));
                     let bytes_per_row = table.estimated_bytes as f64 / table.estimated_rows.max(1) as f64;
                     let block_bytes = ctx.throttle.block_bytes(BLOCK_BYTES, bytes_per_row);
                     source.extract_chunk(table, chunk, &work.prep, block_bytes, |block| {
@@ -446,6 +456,7 @@ impl Worker<'_> {
     fn finalize(&mut self, f: Finalize) -> Result<()> {
         let ctx = self.shared.ctx;
         let table = &ctx.tables[f.table_no];
+        let _doing = crate::wait::doing(format!("finishing {}", table.target));
         retrying(
             ctx,
             || format!("building the indexes of {}", table.target),
@@ -606,6 +617,38 @@ fn sleep_unless_cancelled(cancel: &AtomicBool, d: Duration) -> bool {
     }
 }
 
+/// Reports, once a second, the calls whose server has been silent for a while: a warning line
+/// the first time each one crosses the threshold (half the `--io-timeout`, at most 30 s), and the
+/// longest one in the progress display, until the run ends.
+fn report_held(ctx: &RunContext, stop: &AtomicBool) {
+    let after = (ctx.target.io_timeout / 2).min(Duration::from_secs(30));
+    let role = |endpoint: &str| {
+        if endpoint == ctx.target.display {
+            "the target"
+        } else if endpoint == ctx.source.display() {
+            "the source"
+        } else {
+            "a lag replica"
+        }
+    };
+    while !sleep_unless_cancelled(stop, Duration::from_secs(1)) {
+        let held = crate::wait::held(after);
+        for h in held.iter().filter(|h| h.first) {
+            eprintln!(
+                "warning: waiting for {} for {:.0}s ({}); it is given up after --io-timeout",
+                h.endpoint,
+                h.waited.as_secs_f64(),
+                redact(&h.what)
+            );
+        }
+        ctx.progress.set_waiting(
+            held.first()
+                .map(|h| format!("waiting {:.0}s for {} ({})", h.waited.as_secs_f64(), role(&h.endpoint), h.what)),
+        );
+    }
+    ctx.progress.set_waiting(None);
+}
+
 /// What changes the throttle while a run goes on: the job's limits and pause in the state
 /// (where `rangecopy throttle` writes them), the lag of replicas against `--max-lag`, and the
 /// `--throttle-query`. Its connections are its own; a failing check is retried on the next tick.
@@ -689,15 +732,4 @@ impl<'a> Controller<'a> {
         }
         Ok(pause)
     }
-}
-
-/// Runs `f` on a thread of its own and waits at most `limit` for it: for a blocking call that
-/// has no timeout of its own (a MySQL login to a server that never answers). A call that
-/// overruns is left to finish or fail on its own; its result is dropped.
-pub fn with_deadline<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let (tx, rx) = bounded(1);
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit).ok()
 }

@@ -31,6 +31,8 @@ pub struct Progress {
     base_bytes: u64,
     /// Why the run is held back right now (throttled, paused), set by the control thread.
     hold: std::sync::Mutex<Option<String>>,
+    /// The longest wait for a silent server right now, set by the pipeline's watcher.
+    waiting: std::sync::Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -54,6 +56,7 @@ impl Progress {
             base_rows,
             base_bytes,
             hold: std::sync::Mutex::new(None),
+            waiting: std::sync::Mutex::new(None),
         }
     }
 
@@ -62,8 +65,20 @@ impl Progress {
         *self.hold.lock().unwrap_or_else(|e| e.into_inner()) = hold;
     }
 
+    /// Says which connection waits for a silent server (None: none does); shown first, since
+    /// a held connection, not the throttle, is then what holds the run back.
+    pub fn set_waiting(&self, waiting: Option<String>) {
+        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = waiting;
+    }
+
+    /// What holds the run back: a connection waiting for a silent server, the throttle, a pause.
     fn hold(&self) -> Option<String> {
-        self.hold.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let hold = self.hold.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match (waiting, hold) {
+            (Some(w), Some(h)) => Some(format!("{w}; {h}")),
+            (w, h) => w.or(h),
+        }
     }
 
     pub fn add(&self, table_no: usize, rows: i64, bytes: i64) {
@@ -279,5 +294,15 @@ mod tests {
         p.add(0, -40, -4000);
         assert_eq!(p.tables[0].rows.load(Relaxed), 0);
         assert!(line(&p).starts_with("progress: 0/100 rows (0%)"), "{}", line(&p));
+    }
+
+    #[test]
+    fn a_held_connection_shows_before_the_throttle() {
+        let p = Progress::new(vec![("t".into(), 100, 0, 0, false)]);
+        p.set_hold(Some("throttled to 10 rows/s".into()));
+        p.set_waiting(Some("waiting 45s for the target (writing; chunk 7 of t)".into()));
+        assert!(line(&p).ends_with("; waiting 45s for the target (writing; chunk 7 of t); throttled to 10 rows/s"));
+        p.set_waiting(None);
+        assert!(line(&p).ends_with("; throttled to 10 rows/s"), "{}", line(&p));
     }
 }

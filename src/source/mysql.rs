@@ -38,6 +38,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mysql::prelude::Queryable;
@@ -47,10 +48,11 @@ use super::{Block, SourcePosition};
 use crate::canonical::{DigestBuilder, RowEncoder};
 use crate::config::{CastRule, CastSelector, CastTarget, ColumnRef, MyEndpoint, MyOptions, TableSpec, ZeroDates};
 use crate::copy_format::{add_row, ChunkSummary, CopyEncoder, RowSink};
-use crate::error::{redact, Error, ErrorCode, Result};
+use crate::error::{describe_mysql_error, redact, Error, ErrorCode, Result};
 use crate::pipeline::{ByteGate, Permit};
 use crate::plan::{Bound, Chunk};
 use crate::schema::{quote_ident, quote_literal, Column, Key, LogicalType, SequenceSync, Table, TableName, TargetDdl};
+use crate::wait::{self, Detached, NotYet, Waiting};
 
 /// PostgreSQL's `bit` type OID: BIT(n) values are hashed as their PostgreSQL binary form.
 const PG_BIT_OID: u32 = 1560;
@@ -90,6 +92,10 @@ enum Flavor {
 
 pub struct MySource {
     conn: Conn,
+    /// `conn`'s id on the server, to check on it and end it there.
+    id: u32,
+    /// Key walks' connection, opened at the first one (see `walk`).
+    walker: Option<Conn>,
     /// To reconnect (a fresh connection gives back the driver's grown buffers).
     ep: MyEndpoint,
     endpoint: String,
@@ -419,38 +425,11 @@ fn column_conv(col: &Column) -> std::result::Result<(Conv, String), String> {
 
 impl MySource {
     pub fn connect(ep: &MyEndpoint) -> Result<Self> {
-        let connect_error = |detail: String| Error::Connect { endpoint: ep.display.clone(), detail: redact(&detail) };
-        let host = ep.opts.get_ip_or_hostname().to_string();
-        let opts = ep.opts.clone();
-        let preferred = ep.tls.mode == crate::tls::MySslMode::Preferred;
-        let login = move || match Conn::new(opts.clone()) {
-            // ssl-mode=PREFERRED: a server without TLS gets a plain connection, as the mysql client does.
-            Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported)) if preferred => {
-                Conn::new(mysql::OptsBuilder::from_opts(opts).ssl_opts(None::<mysql::SslOpts>))
-            }
-            other => other,
-        };
-        // The driver's timeout covers reaching the server, not a server that accepts the
-        // connection and never greets: the login gets a deadline of its own.
-        let limit = ep.opts.get_tcp_connect_timeout().unwrap_or(std::time::Duration::from_secs(15));
-        let connected = crate::pipeline::with_deadline(limit, login).ok_or_else(|| {
-            connect_error(format!(
-                "the server did not complete the login within {}s (--connect-timeout); \
-                 check that the host and port are a MySQL/MariaDB server that is up",
-                limit.as_secs_f64()
-            ))
-        })?;
-        let mut conn = connected
-            .map_err(|e| connect_error(ep.tls.explain(&e, &host).unwrap_or_else(|| describe_connect_error(ep, &e))))?;
-        let version: String =
-            conn.query_first("SELECT VERSION()").map_err(|e| connect_error(e.to_string()))?.unwrap_or_default();
-        let flavor = if version.to_ascii_lowercase().contains("mariadb") { Flavor::MariaDb } else { Flavor::MySql };
-        let timeout = if flavor == Flavor::MariaDb { SESSION_MARIADB } else { SESSION_MYSQL };
-        for sql in SESSION.iter().chain(std::iter::once(&timeout)) {
-            conn.query_drop(sql).map_err(|e| connect_error(format!("setting up the session ({sql}): {e}")))?;
-        }
+        let (conn, flavor) = open(ep, ep.opts.clone())?;
         Ok(MySource {
+            id: conn.connection_id(),
             conn,
+            walker: None,
             ep: ep.clone(),
             endpoint: ep.display.clone(),
             database: ep.database.clone(),
@@ -460,16 +439,193 @@ impl MySource {
         })
     }
 
-    fn sql_error(&self, what: impl Into<String>, err: mysql::Error) -> Error {
-        Error::mysql(&self.endpoint, what, err)
+    /// The error of a failed call on `conn`; a connection that the `--io-timeout` gave up is
+    /// ended on the server too (best effort), so that its session lets go of its snapshot and
+    /// the metadata locks it holds (which would block a `DROP DATABASE` there).
+    fn failed(&self, what: impl Into<String>, err: mysql::Error) -> Error {
+        failed(&self.ep, self.id, what, err)
+    }
+
+    /// A short call on `conn`, registered while it waits (see `wait::Waiting`).
+    fn short<T>(&mut self, what: &str, call: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T> {
+        let _waiting = Waiting::begin(&self.endpoint, what, true);
+        call(&mut self.conn).map_err(|e| self.failed(what, e))
+    }
+
+    /// Runs a key walk, a statement that may take long without a word from the server, on a
+    /// connection of its own without a socket timeout, on a thread of its own (a MySQL read
+    /// cannot be interrupted): every `--io-timeout` a fresh connection checks that the server
+    /// is still running it. A walk the server no longer runs, whose answer never came, or one
+    /// the process's interrupt stops, is left behind with its connection, ended on the server.
+    /// Key walks need no snapshot (chunk bounds only tile the key space), so the walker is
+    /// never in one.
+    fn walk(&mut self, sql: String, params: Vec<Value>, what: &str) -> Result<Vec<Row>> {
+        let mut walker = match self.walker.take() {
+            Some(conn) => conn,
+            None => open(&self.ep, mysql::OptsBuilder::from_opts(self.ep.opts.clone()).read_timeout(None).into())?.0,
+        };
+        let id = walker.connection_id();
+        let _waiting = Waiting::begin(&self.endpoint, what, false);
+        let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
+        let call = wait::detach(move || {
+            let result = walker.exec::<Row, _, _>(sql, params);
+            (walker, result)
+        });
+        let (bound, interruptible) = wait::bound_for_call(None);
+        let started = Instant::now();
+        let every = self.ep.io_timeout;
+        let check_limit = every + wait::STOP_BOUND;
+        let mut next_check = started + every;
+        let mut check: Option<(Instant, Detached<_>)> = None;
+        // A check that finds the walk ended is confirmed once, a moment later: its answer may
+        // have been on its way.
+        let mut suspect = false;
+        loop {
+            match call.wait(wait::TICK) {
+                Ok((walker, result)) => {
+                    self.walker = Some(walker);
+                    return result.map_err(|e| Error::mysql(&self.endpoint, what, e));
+                }
+                Err(NotYet::Died) => return Err(Error::Bug(format!("{what}: the walking thread panicked"))),
+                Err(NotYet::Running) => {}
+            }
+            let now = Instant::now();
+            let verdict = match check.take() {
+                Some((asked, pending)) => match pending.wait(Duration::ZERO) {
+                    Ok(answer) => Some(judge(answer)),
+                    Err(NotYet::Running) if now - asked < check_limit => {
+                        check = Some((asked, pending));
+                        None
+                    }
+                    Err(_) => Some(Err(format!(
+                        "the server did not answer a check on the statement within {}s",
+                        check_limit.as_secs_f64()
+                    ))),
+                },
+                None => {
+                    if now >= next_check {
+                        check = Some((now, check_on(&self.ep, id)));
+                    }
+                    None
+                }
+            };
+            let stop = if (interruptible && wait::interrupted()) || bound.is_some_and(|b| now - started >= b) {
+                Some(Error::Interrupted)
+            } else {
+                match verdict {
+                    None => None,
+                    Some(Ok(())) => {
+                        suspect = false;
+                        next_check = now + every;
+                        None
+                    }
+                    Some(Err(why)) if suspect => Some(Error::Sql {
+                        endpoint: self.endpoint.clone(),
+                        what: what.to_string(),
+                        detail: format!("{why}; the connection was given up"),
+                        code: ErrorCode::Silence,
+                    }),
+                    Some(Err(_)) => {
+                        suspect = true;
+                        next_check = now + Duration::from_secs(1);
+                        None
+                    }
+                }
+            };
+            if let Some(error) = stop {
+                end_session(&self.ep, id);
+                return Err(error);
+            }
+        }
     }
 
     fn rows(&mut self, sql: &str, params: Vec<Value>, what: &str) -> Result<Vec<Row>> {
         let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
-        match self.conn.exec::<Row, _, _>(sql, params) {
-            Ok(rows) => Ok(rows),
-            Err(e) => Err(self.sql_error(what, e)),
+        self.short(what, |conn| conn.exec::<Row, _, _>(sql, params))
+    }
+}
+
+/// Logs in to `ep` with `opts` (its own or a variant of them) and sets the session up.
+fn open(ep: &MyEndpoint, opts: mysql::Opts) -> Result<(Conn, Flavor)> {
+    let connect_error = |detail: String| Error::Connect { endpoint: ep.display.clone(), detail: redact(&detail) };
+    let host = ep.opts.get_ip_or_hostname().to_string();
+    let preferred = ep.tls.mode == crate::tls::MySslMode::Preferred;
+    let login = move || login(opts, preferred);
+    // The driver's timeout covers reaching the server, not a server that accepts the
+    // connection and never greets: the login gets a deadline of its own.
+    let limit = ep.opts.get_tcp_connect_timeout().unwrap_or(Duration::from_secs(15));
+    let limit = if wait::interrupted() { limit.min(wait::STOP_BOUND) } else { limit };
+    let connected = wait::with_deadline(limit, login).ok_or_else(|| {
+        connect_error(format!(
+            "the server did not complete the login within {}s (--connect-timeout); \
+             check that the host and port are a MySQL/MariaDB server that is up",
+            limit.as_secs_f64()
+        ))
+    })?;
+    let mut conn = connected
+        .map_err(|e| connect_error(ep.tls.explain(&e, &host).unwrap_or_else(|| describe_connect_error(ep, &e))))?;
+    let version: String =
+        conn.query_first("SELECT VERSION()").map_err(|e| connect_error(describe_mysql_error(&e)))?.unwrap_or_default();
+    let flavor = if version.to_ascii_lowercase().contains("mariadb") { Flavor::MariaDb } else { Flavor::MySql };
+    let timeout = if flavor == Flavor::MariaDb { SESSION_MARIADB } else { SESSION_MYSQL };
+    for sql in SESSION.iter().chain(std::iter::once(&timeout)) {
+        conn.query_drop(sql)
+            .map_err(|e| connect_error(format!("setting up the session ({sql}): {}", describe_mysql_error(&e))))?;
+    }
+    Ok((conn, flavor))
+}
+
+/// A bare login with `opts`. `preferred`: ssl-mode=PREFERRED, under which a server without TLS
+/// gets a plain connection, as the mysql client does.
+fn login(opts: mysql::Opts, preferred: bool) -> mysql::Result<Conn> {
+    match Conn::new(opts.clone()) {
+        Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported)) if preferred => {
+            Conn::new(mysql::OptsBuilder::from_opts(opts).ssl_opts(None::<mysql::SslOpts>))
         }
+        other => other,
+    }
+}
+
+/// `MySource::failed`, for callers that hold a borrow of the connection.
+fn failed(ep: &MyEndpoint, id: u32, what: impl Into<String>, err: mysql::Error) -> Error {
+    let error = Error::mysql(&ep.display, what, err);
+    if matches!(error, Error::Sql { code: ErrorCode::Silence, .. }) {
+        end_session(ep, id);
+    }
+    error
+}
+
+/// Ends the connection `id` on the server, from a fresh connection (a user may `KILL` its own
+/// connections), best effort and within `wait::STOP_BOUND`: for a connection whose client gave
+/// it up, which the server would otherwise keep until its own timeouts (an hour).
+fn end_session(ep: &MyEndpoint, id: u32) {
+    let (opts, preferred) = (ep.opts.clone(), ep.tls.mode == crate::tls::MySslMode::Preferred);
+    wait::with_deadline(wait::STOP_BOUND, move || login(opts, preferred)?.query_drop(format!("KILL {id}")));
+}
+
+/// Asks, on a fresh connection and a thread of its own, what connection `id` is doing (see
+/// `judge`).
+fn check_on(ep: &MyEndpoint, id: u32) -> Detached<mysql::Result<Option<String>>> {
+    let (opts, preferred) = (ep.opts.clone(), ep.tls.mode == crate::tls::MySslMode::Preferred);
+    wait::detach(move || {
+        let mut conn = login(opts, preferred)?;
+        conn.exec_first::<String, _, _>("SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = ?", (id,))
+    })
+}
+
+/// Whether the answer of `check_on` says the server still runs a statement there (Ok), or why
+/// the statement is taken for lost: the connection is idle or gone, so the answer will never
+/// come; the server cannot be reached. A server that answers with an error (too many
+/// connections) proves nothing either way: Ok.
+fn judge(answer: mysql::Result<Option<String>>) -> std::result::Result<(), String> {
+    match answer {
+        Err(mysql::Error::MySqlError(_)) => Ok(()),
+        Err(e) => Err(format!("the server could not be reached for a check: {}", redact(&e.to_string()))),
+        Ok(None) => Err("the server has no such connection any more".into()),
+        Ok(Some(command)) if matches!(command.as_str(), "Query" | "Execute" | "Fetch" | "Prepare") => Ok(()),
+        Ok(Some(command)) => Err(format!(
+            "the server no longer runs the statement (its connection shows {command}), but the answer never arrived"
+        )),
     }
 }
 
@@ -485,7 +641,7 @@ fn describe_connect_error(ep: &MyEndpoint, err: &mysql::Error) -> String {
             format!("{e}; the user needs SELECT on the database (GRANT SELECT ON db.* TO user)")
         }
         mysql::Error::IoError(e) => format!("{e}; is the server running and reachable at that host and port?"),
-        other => other.to_string(),
+        other => describe_mysql_error(other),
     }
 }
 
@@ -1332,7 +1488,7 @@ impl MySource {
             my_table(&table.name),
             order_by(table)
         );
-        let found = self.rows(&sql, params, &what)?;
+        let found = self.walk(sql, params, &what)?;
         Ok(found.first().map(|r| {
             kinds.iter().enumerate().map(|(i, (_, k))| k.bound_text(r.as_ref(i).unwrap_or(&Value::NULL))).collect()
         }))
@@ -1766,10 +1922,10 @@ impl MySource {
     pub fn replication_lag(&mut self) -> Result<f64> {
         let what = "reading the replication lag";
         // MySQL 8.4 dropped SHOW SLAVE STATUS; MariaDB 10.5+ and MySQL 8.0.22+ know REPLICA.
-        let rows: Vec<Row> = match self.conn.query("SHOW REPLICA STATUS") {
-            Ok(rows) => rows,
-            Err(_) => self.conn.query("SHOW SLAVE STATUS").map_err(|e| Error::mysql(&self.endpoint, what, e))?,
-        };
+        let rows: Vec<Row> = self.short(what, |conn| match conn.query("SHOW REPLICA STATUS") {
+            Ok(rows) => Ok(rows),
+            Err(_) => conn.query("SHOW SLAVE STATUS"),
+        })?;
         let Some(row) = rows.first() else { return Ok(0.0) };
         for name in ["Seconds_Behind_Source", "Seconds_Behind_Master"] {
             if let Some(i) = row.columns_ref().iter().position(|c| c.name_str() == name) {
@@ -1787,15 +1943,12 @@ impl MySource {
     /// MariaDB `@@gtid_binlog_pos`), read with the source's clock.
     pub fn position(&mut self) -> Result<SourcePosition> {
         let what = "reading the source's binary log position";
-        let rows: Vec<Row> = match self.conn.query("SHOW MASTER STATUS") {
-            Ok(rows) => rows,
+        let rows: Vec<Row> = self.short(what, |conn| match conn.query("SHOW MASTER STATUS") {
+            Ok(rows) => Ok(rows),
             // MySQL 8.4 knows only the new name; when that fails too, the first error says why
             // (usually a missing REPLICATION CLIENT / MariaDB BINLOG MONITOR privilege).
-            Err(first) => match self.conn.query("SHOW BINARY LOG STATUS") {
-                Ok(rows) => rows,
-                Err(_) => return Err(Error::mysql(&self.endpoint, what, first)),
-            },
-        };
+            Err(first) => conn.query("SHOW BINARY LOG STATUS").map_err(|_| first),
+        })?;
         let (binlog_file, binlog_pos) = match rows.first() {
             Some(r) => (text_of(r, 0), text_of(r, 1).and_then(|p| p.parse().ok())),
             None => (None, None),
@@ -1806,7 +1959,7 @@ impl MySource {
             }
             Flavor::MySql => "SELECT @@GLOBAL.gtid_executed, DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f+00')",
         };
-        let row: Option<Row> = self.conn.query_first(sql).map_err(|e| Error::mysql(&self.endpoint, what, e))?;
+        let row: Option<Row> = self.short(what, |conn| conn.query_first(sql))?;
         let gtid = row.as_ref().and_then(|r| text_of(r, 0)).map(|g| g.replace('\n', ""));
         let taken_at = row.as_ref().and_then(|r| text_of(r, 1)).unwrap_or_default();
         Ok(SourcePosition { engine: "mysql".into(), lsn: None, slot: None, binlog_file, binlog_pos, gtid, taken_at })
@@ -1820,20 +1973,18 @@ impl MySource {
         let what = "taking the global read lock (--consistent; needs the RELOAD privilege)";
         // The lock waits for running statements and blocks writes meanwhile: give up after
         // LOCK_WAIT_SECONDS rather than hold the source's writes behind a long query.
-        self.conn
-            .query_drop(format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"))
-            .map_err(|e| Error::mysql(&self.endpoint, what, e))?;
-        self.conn.query_drop("FLUSH TABLES WITH READ LOCK").map_err(|e| Error::mysql(&self.endpoint, what, e))?;
+        self.short(what, |conn| {
+            conn.query_drop(format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"))?;
+            conn.query_drop("FLUSH TABLES WITH READ LOCK")
+        })?;
         let started = (|| {
             for w in workers.iter_mut() {
-                start_snapshot(&mut w.conn)
-                    .map_err(|e| Error::mysql(&w.endpoint, "starting a consistent snapshot", e))?;
+                w.short("starting a consistent snapshot", start_snapshot)?;
                 w.in_snapshot = true;
             }
             self.position()
         })();
-        let unlocked =
-            self.conn.query_drop("UNLOCK TABLES").map_err(|e| Error::mysql(&self.endpoint, "UNLOCK TABLES", e));
+        let unlocked = self.short("UNLOCK TABLES", |conn| conn.query_drop("UNLOCK TABLES"));
         let position = started?;
         unlocked?;
         Ok(position)
@@ -1841,8 +1992,7 @@ impl MySource {
 
     /// The number a `--throttle-query` returns (its first row's last column).
     pub fn query_number(&mut self, sql: &str) -> Result<f64> {
-        let row: Option<Row> =
-            self.conn.query_first(sql).map_err(|e| Error::mysql(&self.endpoint, "running --throttle-query", e))?;
+        let row: Option<Row> = self.short("running --throttle-query", |conn| conn.query_first(sql))?;
         let Some(row) = row else { return Ok(0.0) };
         let value = row.len().checked_sub(1).and_then(|i| row.as_ref(i)).cloned().unwrap_or(Value::NULL);
         value_number(&value)
@@ -1897,16 +2047,14 @@ impl MySource {
         };
         let own_snapshot = !self.in_snapshot;
         if own_snapshot {
-            start_snapshot(&mut self.conn)
-                .map_err(|e| Error::mysql(&self.endpoint, format!("{}: starting a snapshot", query.what), e))?;
+            self.short(&format!("{}: starting a snapshot", query.what), start_snapshot)?;
         }
         let read = self.read_streamed(&query, &sql, params, &mut rows, &mut on_block, Some(&aside)).and_then(|keys| {
             let huge = !keys.is_empty();
             self.read_set_aside(&query, &aside, keys, &mut rows, &mut on_block).map(|()| huge)
         });
         if own_snapshot {
-            let ended =
-                self.conn.query_drop("COMMIT").map_err(|e| Error::mysql(&self.endpoint, "ending a snapshot", e));
+            let ended = self.short("ending a snapshot", |conn| conn.query_drop("COMMIT"));
             if read? {
                 // The driver keeps the read buffer that grew to hold the huge rows for as long
                 // as the connection lives; a fresh connection gives it back. When none can be
@@ -1935,13 +2083,22 @@ impl MySource {
         aside: Option<&SetAside>,
     ) -> Result<Vec<(Vec<Value>, u64)>> {
         let endpoint = self.endpoint.clone();
+        // Registered while it waits for rows; handing a block on is not waiting for the server.
+        let waiting = Waiting::begin(&endpoint, &query.what, true);
+        let mut on_block = |block: Block| {
+            waiting.pause();
+            let more = on_block(block);
+            waiting.resume();
+            more
+        };
         let mut result = match self.conn.exec_iter(sql, params) {
             Ok(r) => r,
-            Err(e) => return Err(Error::mysql(&endpoint, &query.what, e)),
+            Err(e) => return Err(failed(&self.ep, self.id, &query.what, e)),
         };
         let mut set_aside = Vec::new();
         let mut read_error = None;
         let mut failure: Option<String> = None;
+        let mut seen = 0u32;
         for row in result.by_ref() {
             let row = match row {
                 Ok(r) => r,
@@ -1950,6 +2107,11 @@ impl MySource {
                     break;
                 }
             };
+            // Cheaper than a clock read per row; the socket's read timeout is the real bound.
+            seen = seen.wrapping_add(1);
+            if seen % 256 == 0 {
+                waiting.heard();
+            }
             if let Some(aside) = aside {
                 let size = aside.size(&row, rows.plans.len());
                 if size > SET_ASIDE_ABOVE {
@@ -1961,14 +2123,15 @@ impl MySource {
                 failure = Some(query.failure(&row, &rows.plans[i], problem));
                 break;
             }
-            rows.flush(on_block, None)?;
+            rows.flush(&mut on_block, None)?;
             if rows.stopped {
                 break;
             }
         }
         drop(result);
+        drop(waiting);
         if let Some(e) = read_error {
-            return Err(Error::mysql(&endpoint, &query.what, e));
+            return Err(failed(&self.ep, self.id, &query.what, e));
         }
         if let Some(detail) = failure {
             return Err(Error::Sql { endpoint, what: query.what.clone(), detail, code: ErrorCode::Other });
@@ -1989,18 +2152,20 @@ impl MySource {
     ) -> Result<()> {
         let what = || format!("{}: reading a row set aside as huge", query.what);
         // Not retriable: the row or its value is wrong, not the connection.
-        let fail =
-            |detail| Error::Sql { endpoint: self.endpoint.clone(), what: what(), detail, code: ErrorCode::Other };
+        let endpoint = self.endpoint.clone();
+        let fail = |detail| Error::Sql { endpoint: endpoint.clone(), what: what(), detail, code: ErrorCode::Other };
         for (params, size) in keys {
             if rows.stopped {
                 break;
             }
             let permit = SET_ASIDE_GATE.acquire(size, &NEVER_CANCELLED)?;
-            let found = match self.conn.exec_iter(aside.by_key.as_str(), Params::Positional(params.clone())) {
-                Ok(mut result) => result.next().transpose(),
-                Err(e) => Err(e),
-            };
-            let Some(row) = found.map_err(|e| Error::mysql(&self.endpoint, what(), e))? else {
+            let found = self.short(&what(), |conn| {
+                match conn.exec_iter(aside.by_key.as_str(), Params::Positional(params.clone())) {
+                    Ok(mut result) => result.next().transpose(),
+                    Err(e) => Err(e),
+                }
+            });
+            let Some(row) = found? else {
                 let key: Vec<String> = params.iter().map(value_text).collect();
                 let detail = format!(
                     "the row with key ({}) is gone, although the chunk reads one snapshot (a table whose \

@@ -472,7 +472,8 @@ impl PgSource {
         }
         sql.push_str(&format!(" ORDER BY {} OFFSET {rows} LIMIT 1", cols.join(", ")));
         let what = format!("walking the key of {}", table.name);
-        let row = self.in_snapshot(&what, |conn| conn.query_opt(&sql, &[], &what))?;
+        // Walking far along a key may take long without a word from the server.
+        let row = self.in_snapshot(&what, |conn| conn.patiently(|conn| conn.query_opt(&sql, &[], &what)))?;
         let next: Bound = row.map(|r| (0..key.len()).map(|i| r.get::<_, String>(i)).collect());
         if next.is_some() && &next == from {
             // A boundary that does not advance would plan the same empty chunk forever.
@@ -612,12 +613,15 @@ pub fn slot_exists(conn: &mut PgConn, name: &str) -> Result<bool> {
 pub fn create_slot(ep: &PgEndpoint, name: &str, plugin: &str) -> Result<SourcePosition> {
     let mut conn = PgConn::connect(ep, "")?;
     let what = format!("creating the logical replication slot {name:?}");
-    let row = conn.query_one(
-        "SELECT lsn::text, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'
-           FROM pg_create_logical_replication_slot($1, $2)",
-        &[&name, &plugin],
-        &what,
-    )?;
+    // Waiting for the running transactions to end is no silence.
+    let row = conn.patiently(|conn| {
+        conn.query_one(
+            "SELECT lsn::text, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'
+               FROM pg_create_logical_replication_slot($1, $2)",
+            &[&name, &plugin],
+            &what,
+        )
+    })?;
     Ok(SourcePosition {
         engine: "postgres".into(),
         lsn: row.get(0),

@@ -95,9 +95,15 @@ impl PgTarget {
     ) -> Result<()> {
         self.conn.batch(INDEX_SESSION, "preparing an index build")?;
         for (i, sql) in table.ddl.deferred.iter().enumerate().skip(from) {
+            // Once the run is stopping, the builds left wait for the resume (each one built
+            // is recorded), however many there are.
+            if crate::wait::interrupted() {
+                return Err(Error::Interrupted);
+            }
             let what = format!("building an index of {} ({sql})", table.target);
             self.conn.transaction(&what, |conn| {
-                conn.batch(sql, &what)?;
+                // An index build on a large table sends nothing for hours: not a silence.
+                conn.patiently(|conn| conn.batch(sql, &what))?;
                 record(conn, i + 1)
             })?;
         }

@@ -26,11 +26,11 @@ use crate::common::{
     PASSWORD,
 };
 
-const ROWS: i64 = 200_000;
-const CHUNK_ROWS: i64 = 5000;
+pub(crate) const ROWS: i64 = 200_000;
+pub(crate) const CHUNK_ROWS: i64 = 5000;
 
 /// `big` with `rows` rows and a secondary index, analyzed.
-fn big_table(url: &str, rows: i64) {
+pub(crate) fn big_table(url: &str, rows: i64) {
     exec(
         url,
         &format!(
@@ -46,7 +46,7 @@ fn big_table(url: &str, rows: i64) {
 /// `table` on the target holds exactly the rows of the job's done chunks, each key once
 /// (counted in one statement, so no chunk commits between the two counts).
 #[track_caller]
-fn assert_exactly_committed(target: &str, job: &str, table: &str, when: &str) {
+pub(crate) fn assert_exactly_committed(target: &str, job: &str, table: &str, when: &str) {
     let sql = format!(
         "SELECT (SELECT count(*) FROM {table}),
                 (SELECT coalesce(sum(rows), 0)::int8 FROM rangecopy.chunks WHERE job = $1 AND status = 'done'),
@@ -61,7 +61,7 @@ fn assert_exactly_committed(target: &str, job: &str, table: &str, when: &str) {
 /// The end of every scenario: `big` equal to the source with its indexes, each key once,
 /// its chunks tiling the keys, and the job done.
 #[track_caller]
-fn assert_copied(db: &TestDbs, target: &str, job: &str) {
+pub(crate) fn assert_copied(db: &TestDbs, target: &str, job: &str) {
     let rows = crate::common::assert_same_table_in(db, target, "big", "t.id");
     assert_eq!(rows, ROWS);
     assert_eq!(scalar::<i64>(target, "SELECT count(*) - count(DISTINCT id) FROM big"), 0, "duplicate keys");
@@ -72,14 +72,14 @@ fn assert_copied(db: &TestDbs, target: &str, job: &str) {
 }
 
 /// A copy in the background whose process id the test needs (for SIGINT); killed when dropped.
-struct Bg {
+pub(crate) struct Bg {
     child: Option<Child>,
     err: PathBuf,
     out: PathBuf,
     started: Instant,
 }
 
-fn spawn(args: &[&str], dir: &Path) -> Bg {
+pub(crate) fn spawn(args: &[&str], dir: &Path) -> Bg {
     let stem = dir.join(format!("bg{}", random_suffix()));
     let (out, err) = (stem.with_extension("out"), stem.with_extension("err"));
     let child = Command::new(env!("CARGO_BIN_EXE_rangecopy"))
@@ -93,7 +93,7 @@ fn spawn(args: &[&str], dir: &Path) -> Bg {
 }
 
 /// `copy --source S --target T --job JOB --chunk-rows 5000 --workers 2 --progress none` + `extra`.
-fn copy_args<'a>(source: &'a str, target: &'a str, job: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn copy_args<'a>(source: &'a str, target: &'a str, job: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec!["copy", "--source", source, "--target", target, "--job", job, "--chunk-rows", "5000"];
     all.extend_from_slice(&["--workers", "2", "--progress", "none"]);
     all.extend_from_slice(extra);
@@ -101,15 +101,15 @@ fn copy_args<'a>(source: &'a str, target: &'a str, job: &'a str, extra: &[&'a st
 }
 
 impl Bg {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("a running child").id()
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.err).unwrap_or_default()
     }
 
-    fn try_wait(&mut self) -> Option<i32> {
+    pub(crate) fn try_wait(&mut self) -> Option<i32> {
         let child = self.child.as_mut().expect("a running child");
         child.try_wait().expect("polling rangecopy").map(|s| s.code().unwrap_or(-1))
     }
@@ -127,7 +127,7 @@ impl Bg {
     }
 
     /// Waits for the end, failing the test after `limit`: (exit code, stderr).
-    fn wait(&mut self, limit: Duration) -> (i32, String) {
+    pub(crate) fn wait(&mut self, limit: Duration) -> (i32, String) {
         let ended = wait_until(limit, || self.try_wait().is_some());
         if !ended {
             self.kill9();
@@ -153,7 +153,7 @@ impl Drop for Bg {
 
 /// Waits until `job` has committed at least `rows` rows on `target`.
 #[track_caller]
-fn wait_for_rows(bg: &mut Bg, target: &str, job: &str, rows: i64) {
+pub(crate) fn wait_for_rows(bg: &mut Bg, target: &str, job: &str, rows: i64) {
     let got = wait_until(Duration::from_secs(60), || bg.try_wait().is_some() || done_rows(target, job) >= rows);
     assert!(got, "the copy never committed {rows} rows:\n{}", bg.stderr());
     assert_eq!(bg.try_wait(), None, "the copy ended before the fault:\n{}", bg.stderr());
@@ -172,7 +172,7 @@ fn terminate_backends(admin: &str, database: &str) -> i64 {
     )
 }
 
-fn database_of(url: &str) -> String {
+pub(crate) fn database_of(url: &str) -> String {
     let path = url.split('?').next().unwrap_or(url);
     path.rsplit('/').next().unwrap_or_default().to_string()
 }
@@ -298,7 +298,7 @@ struct OwnServer {
     url: String,
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
@@ -463,10 +463,10 @@ fn a_target_crash_takes_back_no_counted_chunk_and_resume_copies_every_row_once()
 // ---------------------------------------------------------------------------------------------
 
 /// The test's MariaDB database, dropped at the end.
-struct MyDb {
-    admin: String,
-    name: String,
-    url: String,
+pub(crate) struct MyDb {
+    pub(crate) admin: String,
+    pub(crate) name: String,
+    pub(crate) url: String,
 }
 
 impl Drop for MyDb {
@@ -479,7 +479,7 @@ impl Drop for MyDb {
 
 /// The test's databases and a MariaDB database named like them, with `big` of `ROWS` rows
 /// (ids 3n - 50000, so negative ones too); `None` when MariaDB is not there and `CI` is not `true`.
-fn my_setup(test: &str) -> Option<(TestDbs, MyDb)> {
+pub(crate) fn my_setup(test: &str) -> Option<(TestDbs, MyDb)> {
     let db = setup(test)?;
     let skip = |why: String| {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -509,7 +509,7 @@ fn my_setup(test: &str) -> Option<(TestDbs, MyDb)> {
 
 /// Every row of the MariaDB `big` arrived once with its values.
 #[track_caller]
-fn assert_my_copied(db: &TestDbs, my: &MyDb, job: &str) {
+pub(crate) fn assert_my_copied(db: &TestDbs, my: &MyDb, job: &str) {
     let table = format!("\"{}\".big", my.name);
     let check: String = scalar(
         &db.target,

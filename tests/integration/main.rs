@@ -13,6 +13,7 @@ mod digest;
 mod durability;
 mod faults;
 mod fidelity;
+mod hangs;
 mod keys;
 mod mysql;
 mod names;
