@@ -130,8 +130,9 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "URL", env = TARGET_ENV, hide_env_values = true)]
     pub target: String,
 
-    /// Tables to verify, as `name` or `schema.name` (source names). None means every table of
-    /// the job (with --job) or every base table of the source.
+    /// Tables to verify, as `name` or `schema.name` (source names).
+    ///
+    /// None means every table of the job (with --job) or every base table of the source.
     #[arg(value_name = "TABLE")]
     pub tables: Vec<String>,
 
@@ -139,7 +140,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "NAME")]
     pub job: Option<String>,
 
-    /// Parallel workers, each reading one range from both sides at once. Default: CPU cores.
+    /// Parallel workers, each reading one range from both sides at once [default: the number of
+    /// CPU cores].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub workers: Option<i64>,
 
@@ -147,7 +149,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub chunk_rows: Option<i64>,
 
-    /// Write a report: FILE.json (machine-readable) or FILE.html (for people).
+    /// Write a report: FILE.json (machine-readable) or FILE.html (for people); give --report twice
+    /// for both.
     #[arg(long, value_name = "FILE")]
     pub report: Vec<PathBuf>,
 
@@ -159,11 +162,12 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N", default_value_t = 1000, allow_negative_numbers = true)]
     pub max_diff_rows: i64,
 
-    /// Seconds a connection may wait for a server that sends nothing (a statement's answer, the
-    /// next COPY message, room to write COPY data) before it is given up and the work retried
-    /// on a fresh connection; also the TCP_USER_TIMEOUT of every connection. Statements that
-    /// legitimately run long without a word (index builds, key walks) are not cut: every
-    /// SECONDS a fresh connection checks that the server is still running them.
+    /// Seconds a connection may wait for a silent server before the work is retried on a fresh one.
+    ///
+    /// Silent: no answer to a statement, no next COPY message, no room to write COPY data. Also the
+    /// TCP_USER_TIMEOUT of every connection. Statements that legitimately run long without a word
+    /// (index builds, key walks) are not cut: every SECONDS a fresh connection checks that the
+    /// server is still running them.
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
     pub io_timeout: f64,
 
@@ -174,10 +178,11 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// Source database URL: postgres://user[:password]@host[:port]/db[?sslmode=…] or
-    /// mysql://user[:password]@host[:port]/db (also mariadb://). A password left out of the URL
-    /// comes from PGPASSWORD, else ~/.pgpass (PGPASSFILE); MySQL/MariaDB: from MYSQL_PWD, else
-    /// the [client] group of ~/.my.cnf ($MYSQL_HOME/my.cnf).
-    #[arg(long, value_name = "URL", env = SOURCE_ENV, hide_env_values = true)]
+    /// mysql://user[:password]@host[:port]/db (also mariadb://).
+    ///
+    /// A password left out of the URL comes from PGPASSWORD, else ~/.pgpass (PGPASSFILE);
+    /// MySQL/MariaDB: from MYSQL_PWD, else the [client] group of ~/.my.cnf ($MYSQL_HOME/my.cnf).
+    #[arg(help_heading = "What to copy", long, value_name = "URL", env = SOURCE_ENV, hide_env_values = true)]
     pub source: String,
 
     /// Whether --source came from RANGECOPY_SOURCE (set by `Cli::parse_args`).
@@ -185,124 +190,149 @@ pub struct CopyArgs {
     pub source_from_env: bool,
 
     /// Target PostgreSQL URL (a password left out of it comes from PGPASSWORD, else ~/.pgpass).
-    #[arg(long, value_name = "URL", env = TARGET_ENV, hide_env_values = true)]
+    #[arg(help_heading = "What to copy", long, value_name = "URL", env = TARGET_ENV, hide_env_values = true)]
     pub target: String,
 
     /// Whether --target came from RANGECOPY_TARGET (set by `Cli::parse_args`).
     #[arg(skip)]
     pub target_from_env: bool,
 
-    /// Tables to copy, as `name` or `schema.name` (double-quote parts that contain dots or
-    /// quotes, as in SQL). None means every base table of every non-system schema.
+    /// Tables to copy, as `name` or `schema.name` (double-quote parts that contain dots or quotes, as
+    /// in SQL).
+    ///
+    /// None means every base table of every non-system schema.
     #[arg(value_name = "TABLE")]
     pub tables: Vec<String>,
 
-    /// Name of the job in the target's state; needed to resume. Default: the source database name.
-    #[arg(long, value_name = "NAME")]
+    /// Name of the job in the target's state; needed to resume [default: the source database
+    /// name].
+    #[arg(help_heading = "What to copy", long, value_name = "NAME")]
     pub job: Option<String>,
 
-    /// Number of parallel workers (each holds one source and one target connection).
-    /// Default: the number of CPU cores.
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    /// Number of parallel workers [default: the number of CPU cores].
+    ///
+    /// Each holds one source and one target connection.
+    #[arg(help_heading = "Speed and memory", long, value_name = "N", allow_negative_numbers = true)]
     pub workers: Option<i64>,
 
     /// Rows per chunk: the unit of work, of resume and of checksums [default: 100000].
+    ///
     /// A resumed job keeps the chunk size it was started with.
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[arg(help_heading = "Speed and memory", long, value_name = "N", allow_negative_numbers = true)]
     pub chunk_rows: Option<i64>,
 
     /// Continue an unfinished job from its committed chunks.
-    #[arg(long, conflicts_with = "restart")]
+    #[arg(help_heading = "What to copy", long, conflicts_with = "restart")]
     pub resume: bool,
 
     /// Throw away an existing job's progress and the rows it loaded, and start it over.
-    #[arg(long)]
+    ///
+    /// With TABLEs named, only those tables of the job are copied again (from their current
+    /// source definition); the rest of the job is kept. What is thrown away is listed first.
+    #[arg(help_heading = "What to copy", long)]
     pub restart: bool,
 
     /// Write a JSON report of the run to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Reports and progress", long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 
-    /// Times a chunk (or planning step, or index build) is retried after a transient failure
-    /// (connection lost, server restarting, deadlock, serialization failure, lock timeout).
-    #[arg(long, value_name = "N", default_value_t = 10, allow_negative_numbers = true)]
+    /// Times a chunk, planning step or index build is retried after a transient failure.
+    ///
+    /// Transient: a connection lost, a server restarting, a deadlock, a serialization failure, a
+    /// lock timeout, a silent server (--io-timeout).
+    #[arg(
+        help_heading = "Safety and throttling",
+        long,
+        value_name = "N",
+        default_value_t = 10,
+        allow_negative_numbers = true
+    )]
     pub retries: i64,
 
     /// Longest wait between retries, in seconds (waits double from half a second up to this).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    #[arg(help_heading = "Safety and throttling", long, value_name = "SECONDS", default_value_t = 60.0)]
     pub retry_max_wait: f64,
 
     /// Seconds to wait for a connection before giving up on a server.
-    #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
+    #[arg(help_heading = "Safety and throttling", long, value_name = "SECONDS", default_value_t = 15.0)]
     pub connect_timeout: f64,
 
-    /// Seconds a connection may wait for a server that sends nothing (a statement's answer, the
-    /// next COPY message, room to write COPY data) before it is given up and the work retried
-    /// on a fresh connection; also the TCP_USER_TIMEOUT of every connection. Statements that
-    /// legitimately run long without a word (index builds, key walks) are not cut: every
-    /// SECONDS a fresh connection checks that the server is still running them.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    /// Seconds a connection may wait for a silent server before the work is retried on a fresh one.
+    ///
+    /// Silent: no answer to a statement, no next COPY message, no room to write COPY data. Also the
+    /// TCP_USER_TIMEOUT of every connection. Statements that legitimately run long without a word
+    /// (index builds, key walks) are not cut: every SECONDS a fresh connection checks that the
+    /// server is still running them.
+    #[arg(help_heading = "Safety and throttling", long, value_name = "SECONDS", default_value_t = 300.0)]
     pub io_timeout: f64,
 
     /// Once the copy is done, verify every table range by range (as `rangecopy verify --job`)
     /// and fail the job if anything differs.
-    #[arg(long)]
+    #[arg(help_heading = "Safety and throttling", long)]
     pub verify: bool,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Safety and throttling")]
     pub rates: RateArgs,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Safety and throttling")]
     pub load: LoadArgs,
 
     /// PostgreSQL sources: create the logical replication slot NAME before the copy; P0 is its
     /// consistent point, from which CDC (a subscription, Debezium) replays every later change.
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "CDC hand-over", long, value_name = "NAME")]
     pub create_slot: Option<String>,
 
     /// The output plugin of the --create-slot slot [default: pgoutput].
-    #[arg(long, value_name = "PLUGIN", requires = "create_slot")]
+    #[arg(help_heading = "CDC hand-over", long, value_name = "PLUGIN", requires = "create_slot")]
     pub slot_plugin: Option<String>,
 
-    /// All workers read one consistent snapshot of the source, whose position is P0
-    /// (PostgreSQL: an exported snapshot; MySQL/MariaDB: a brief global read lock while every
-    /// worker starts a consistent-snapshot transaction). Holds one long transaction open on the
-    /// source for the whole run, and cannot survive a restart of the process.
-    #[arg(long)]
+    /// All workers read one consistent snapshot of the source, whose position is P0 (PostgreSQL: an
+    /// exported snapshot; MySQL/MariaDB: a brief global read lock while every worker starts a
+    /// consistent-snapshot transaction).
+    ///
+    /// Holds one long transaction open on the source for the whole run, and cannot survive a restart of
+    /// the process.
+    #[arg(help_heading = "CDC hand-over", long)]
     pub consistent: bool,
 
     /// Progress display: bars on a terminal, periodic lines otherwise (auto), or none.
-    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "bars", "lines", "none"])]
+    #[arg(help_heading = "Reports and progress", long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "bars", "lines", "none"])]
     pub progress: String,
 
     /// Seconds between progress lines when not drawing bars.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    #[arg(help_heading = "Reports and progress", long, value_name = "SECONDS", default_value_t = 10.0)]
     pub progress_interval: f64,
 
     /// MySQL/MariaDB sources: the target schema the tables go into [default: the source
     /// database's name].
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "MySQL/MariaDB sources", long, value_name = "NAME")]
     pub target_schema: Option<String>,
 
-    /// MySQL/MariaDB sources: what to do with zero dates ('0000-00-00', '2024-00-10', zero
-    /// DATETIME/TIMESTAMP), which PostgreSQL cannot hold: `null` copies them as NULL and counts
-    /// them per column [default], `error` stops at the first one, naming table, column and key.
-    #[arg(long, value_name = "POLICY", value_parser = ["null", "error"])]
+    /// MySQL/MariaDB sources: zero dates are copied as NULL (`null`) or stop the copy (`error`)
+    /// [default: null].
+    ///
+    /// Zero dates ('0000-00-00', '2024-00-10', zero DATETIME/TIMESTAMP) cannot be held by
+    /// PostgreSQL: `null` copies them as NULL and counts them per column; `error` stops at the
+    /// first one, naming table, column and key.
+    #[arg(help_heading = "MySQL/MariaDB sources", long, value_name = "POLICY", value_parser = ["null", "error"])]
     pub zero_dates: Option<String>,
 
-    /// MySQL/MariaDB sources: map a type or one column to another PostgreSQL type (repeatable):
-    /// `type:MYSQLTYPE=PGTYPE` (MYSQLTYPE is a column type as MySQL shows it, `tinyint(1)`,
-    /// `int unsigned`, or a type name, `geometry`, `datetime`) or `column:[DB.]TABLE.COLUMN=PGTYPE`
-    /// (backquote parts that contain dots). PGTYPE is one of boolean (integers and BIT: 0/1,
-    /// any other value is an error), text (any type, as MySQL renders it; spatial types as WKT),
-    /// bytea (strings, binary, JSON; spatial types as MySQL's SRID + WKB), jsonb (strings) or
-    /// uuid (BINARY(16), CHAR(36)). Column rules win over type rules.
-    #[arg(long = "cast", value_name = "RULE")]
+    /// MySQL/MariaDB sources: map a type or one column to another PostgreSQL type (repeatable).
+    ///
+    /// `type:MYSQLTYPE=PGTYPE` (MYSQLTYPE is a column type as MySQL shows it, `tinyint(1)`, `int
+    /// unsigned`, or a type name, `geometry`, `datetime`) or `column:[DB.]TABLE.COLUMN=PGTYPE`
+    /// (backquote parts that contain dots).
+    /// PGTYPE is one of boolean (integers and BIT: 0/1, any other value is an error), text (any type,
+    /// as MySQL renders it; spatial types as WKT), bytea (strings, binary, JSON; spatial types as
+    /// MySQL's SRID + WKB), jsonb (strings) or uuid (BINARY(16), CHAR(36)). Column rules win over type
+    /// rules.
+    #[arg(help_heading = "MySQL/MariaDB sources", long = "cast", value_name = "RULE")]
     pub casts: Vec<String>,
 
     /// MySQL/MariaDB sources: leave a column out of the copy (repeatable): `[DB.]TABLE.COLUMN`.
+    ///
     /// Indexes that use it are not created on the target.
-    #[arg(long = "exclude-column", value_name = "[DB.]TABLE.COLUMN")]
+    #[arg(help_heading = "MySQL/MariaDB sources", long = "exclude-column", value_name = "[DB.]TABLE.COLUMN")]
     pub exclude_columns: Vec<String>,
 }
 

@@ -263,10 +263,17 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `n` and the noun in its number: "1 table", "3 tables".
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A duration as a person says it: tenths under ten seconds (never "0s" for a short run).
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
-        0..=59 => format!("{s}s"),
+        0..=9 => format!("{:.1}s", d.as_secs_f64()),
+        10..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
@@ -275,6 +282,15 @@ pub fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_durations_and_single_things_read_right() {
+        assert_eq!(human_duration(Duration::from_millis(400)), "0.4s");
+        assert_eq!(human_duration(Duration::from_secs(42)), "42s");
+        assert_eq!(human_duration(Duration::from_secs(125)), "2m05s");
+        assert_eq!(counted(1, "table", "tables"), "1 table");
+        assert_eq!(counted(0, "table", "tables"), "0 tables");
+    }
 
     #[test]
     fn numbers_read_like_a_person_wrote_them() {

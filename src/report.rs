@@ -16,7 +16,7 @@ use crate::config::{CopyConfig, StatusConfig, ThrottleChange, VerifyConfig};
 use crate::copy::{settings, CopyOutcome};
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
-use crate::progress::{human_bytes, human_count, human_duration};
+use crate::progress::{counted, human_bytes, human_count, human_duration};
 use crate::source::SourcePosition;
 use crate::state::{self, TableProgress};
 use crate::verify::{DiffKind, TableStatus, Verification};
@@ -157,6 +157,23 @@ fn table_digest(t: &TableProgress) -> Result<RangeDigest> {
         total.merge(&chunk);
     }
     Ok(total)
+}
+
+/// The verdict of a verification: "IDENTICAL: 1 table matches", "DIFFERENT: 2 of 5 tables
+/// differ, 1 differing row" (`loud`), or the same in sentence case for pages.
+fn verdict_words(tables: usize, differing: usize, rows: usize, loud: bool) -> String {
+    let (same, different) = if loud { ("IDENTICAL", "DIFFERENT") } else { ("Identical", "Different") };
+    if differing == 0 {
+        let verb = if tables == 1 { "matches" } else { "match" };
+        format!("{same}: {} {verb}", counted(tables, "table", "tables"))
+    } else {
+        let verb = if differing == 1 { "differs" } else { "differ" };
+        format!(
+            "{different}: {differing} of {} {verb}, {}",
+            counted(tables, "table", "tables"),
+            counted(rows, "differing row", "differing rows")
+        )
+    }
 }
 
 /// The one-line summary a finished copy prints.
@@ -321,11 +338,7 @@ pub fn print_verification(v: &Verification, out: &mut impl Write) -> Result<()> 
     }
     let differing = v.tables.iter().filter(|t| t.status != TableStatus::Identical).count();
     let rows: usize = v.tables.iter().map(|t| t.differing_rows).sum();
-    let verdict = if differing == 0 {
-        format!("IDENTICAL: {} tables match ({:.1}s)", v.tables.len(), v.seconds)
-    } else {
-        format!("DIFFERENT: {differing} of {} tables differ, {rows} differing rows ({:.1}s)", v.tables.len(), v.seconds)
-    };
+    let verdict = format!("{} ({:.1}s)", verdict_words(v.tables.len(), differing, rows, true), v.seconds);
     writeln!(out, "\n{verdict}").map_err(io)
 }
 
@@ -395,15 +408,12 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
         h,
         "<p class=\"verdict {}\">{}</p>",
         if identical { "ok" } else { "bad" },
-        if identical {
-            format!("Identical: {} tables match", v.tables.len())
-        } else {
-            format!(
-                "Different: {} of {} tables differ, {rows} differing rows",
-                v.tables.iter().filter(|t| t.status != TableStatus::Identical).count(),
-                v.tables.len()
-            )
-        }
+        verdict_words(
+            v.tables.len(),
+            v.tables.iter().filter(|t| t.status != TableStatus::Identical).count(),
+            rows,
+            false
+        )
     );
     h.push_str("<h2>Tables</h2><table><tr><th>table</th><th>target</th><th>source rows</th><th>target rows</th><th>ranges</th><th>differing ranges</th><th>differing rows</th><th>time</th><th>status</th></tr>");
     for t in &v.tables {

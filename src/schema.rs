@@ -30,6 +30,52 @@ impl fmt::Display for TableName {
     }
 }
 
+/// A table named on the command line as a person wrote it: `name` or `schema.name`.
+pub fn named_table(schema: Option<&str>, name: &str) -> String {
+    match schema {
+        Some(s) => format!("{}.{}", display_ident(s), display_ident(name)),
+        None => display_ident(name),
+    }
+}
+
+/// "; did you mean a.b or c.d?" for the tables whose names are closest to `wanted` (a few
+/// typos, or another case or schema), or nothing when none is close.
+pub fn did_you_mean<'a>(wanted: &str, tables: impl IntoIterator<Item = &'a TableName>) -> String {
+    let wanted = wanted.to_lowercase();
+    let mut close: Vec<(usize, String)> = tables
+        .into_iter()
+        .filter_map(|t| {
+            let d = edit_distance(&wanted, &t.name.to_lowercase())
+                .min(edit_distance(&wanted, &format!("{}.{}", t.schema, t.name).to_lowercase()));
+            (d <= (wanted.chars().count() / 3).max(2)).then(|| (d, t.to_string()))
+        })
+        .collect();
+    close.sort();
+    close.dedup_by(|a, b| a.1 == b.1);
+    let names: Vec<String> = close.into_iter().take(3).map(|(_, n)| n).collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => format!("; did you mean {one}?"),
+        [first @ .., last] => format!("; did you mean {} or {last}?", first.join(", ")),
+    }
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// Quotes a PostgreSQL identifier: wraps it in double quotes and doubles embedded quotes.
 pub fn quote_ident(ident: &str) -> String {
     let mut out = String::with_capacity(ident.len() + 2);
@@ -209,6 +255,18 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_tables_suggest_the_closest_names() {
+        let tables =
+            [TableName::new("shop", "orders"), TableName::new("shop", "order_items"), TableName::new("hr", "staff")];
+        assert_eq!(did_you_mean("order", &tables), "; did you mean shop.orders?");
+        assert_eq!(did_you_mean("Orders", &tables), "; did you mean shop.orders?");
+        assert_eq!(did_you_mean("shop.ordrs", &tables), "; did you mean shop.orders?");
+        assert_eq!(did_you_mean("invoices", &tables), "");
+        assert_eq!(named_table(None, "orders"), "orders");
+        assert_eq!(named_table(Some("Sales"), "Line Items"), "\"Sales\".\"Line Items\"");
+    }
 
     #[test]
     fn quoting_doubles_embedded_quotes() {

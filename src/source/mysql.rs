@@ -858,7 +858,7 @@ impl MySource {
     pub fn describe_tables(&mut self, specs: &[TableSpec]) -> Result<Vec<Table>> {
         let chosen = self.resolve_tables(specs)?;
         if chosen.is_empty() {
-            return Err(Error::input(format!("the source database {} has no tables to copy", self.endpoint)));
+            return Err(Error::input(format!("the source database {} has no tables", self.endpoint)));
         }
         let mut used_rules: HashSet<usize> = HashSet::new();
         let mut used_excludes: HashSet<usize> = HashSet::new();
@@ -928,9 +928,11 @@ impl MySource {
                 })
                 .cloned();
             let Some(name) = found else {
+                let here: Vec<TableName> = names.iter().map(|n| TableName::new(&schema, n)).collect();
                 return Err(Error::input(format!(
-                    "table {} not found in the source (only base tables are copied)",
-                    TableName::new(&schema, &spec.name)
+                    "table {} not found in the source (only base tables are copied){}",
+                    TableName::new(&schema, &spec.name),
+                    crate::schema::did_you_mean(&spec.name, &here)
                 )));
             };
             let table = TableName::new(schema, name);

@@ -186,7 +186,10 @@ impl PgSource {
             chosen
         };
         if chosen.is_empty() {
-            return Err(Error::input(format!("the source database {} has no tables to copy", self.conn.endpoint)));
+            return Err(Error::input(format!(
+                "the source database {} has no tables outside the system schemas",
+                self.conn.endpoint
+            )));
         }
         chosen.iter().map(|c| self.describe(c)).collect()
     }
@@ -750,13 +753,13 @@ fn resolve(spec: &TableSpec, candidates: &[Candidate], search_path: &[String]) -
         found = candidates.iter().filter(|c| matches_name(c, true)).collect();
     }
     match found.len() {
-        0 => Err(Error::input(format!(
-            "table {} not found in the source (only base tables of non-system schemas are copied)",
-            match &spec.schema {
-                Some(s) => TableName::new(s, &spec.name).to_string(),
-                None => TableName::new("", &spec.name).to_string().trim_start_matches('.').to_string(),
-            }
-        ))),
+        0 => {
+            let wanted = crate::schema::named_table(spec.schema.as_deref(), &spec.name);
+            Err(Error::input(format!(
+                "table {wanted} not found in the source (only base tables of non-system schemas are copied){}",
+                crate::schema::did_you_mean(&wanted, candidates.iter().map(|c| &c.name))
+            )))
+        }
         1 => Ok(found[0].clone()),
         _ => {
             // Unqualified and in several schemas: take the first on the search path, as SQL would.

@@ -30,3 +30,27 @@ fn usage_errors_exit_2() {
         assert!(r.stdout.is_empty(), "errors go to stderr:\n{r:?}");
     }
 }
+
+/// Regression: `copy --help` was a flat list of 27 options with three styles of default.
+/// Options come in headed groups, defaults read `[default: …]`, and `-h` is the short form.
+#[test]
+fn copy_help_groups_its_options_and_h_is_the_short_form() {
+    let long = run(&["copy", "--help"]).ok();
+    let short = run(&["copy", "-h"]).ok();
+    for heading in [
+        "What to copy:",
+        "Speed and memory:",
+        "Safety and throttling:",
+        "CDC hand-over:",
+        "MySQL/MariaDB sources:",
+        "Reports and progress:",
+    ] {
+        assert!(short.stdout.contains(heading), "copy -h should have {heading}:\n{short:?}");
+        assert!(long.stdout.contains(heading), "copy --help should have {heading}:\n{long:?}");
+    }
+    assert!(short.stdout.len() < long.stdout.len(), "-h should be shorter than --help");
+    assert!(!long.stdout.contains("Default:"), "defaults read one way, [default: …]:\n{long:?}");
+    assert!(short.stdout.contains("[default: the number of CPU cores]"), "{short:?}");
+    let verify = run(&["verify", "--help"]).ok();
+    assert!(verify.stdout.contains("give --report twice"), "{verify:?}");
+}

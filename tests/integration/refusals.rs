@@ -182,3 +182,15 @@ fn existing_empty_target_table_that_matches_is_loaded_as_it_is() {
     assert_eq!(indexes, 2, "the target table's own indexes, nothing added twice");
     assert_eq!(table_fingerprint(&db.source, "b", "t.id"), table_fingerprint(&db.target, "b", "t.id"));
 }
+
+/// Regression: an unknown unqualified table was shown as `"".name`, with no hint. It is shown
+/// as written, with the closest names the source has.
+#[test]
+fn an_unknown_table_is_shown_as_written_with_the_closest_names() {
+    let Some(db) = setup("refuse_unknown_table") else { return };
+    exec(&db.source, "CREATE SCHEMA shop; CREATE TABLE shop.orders (id int PRIMARY KEY); CREATE TABLE shop.staff (id int PRIMARY KEY);");
+    let run = assert_writes_nothing(&db.target, || db.copy(&["order"]).refused(&["did you mean shop.orders?"]));
+    assert!(run.stderr.contains("table order not found"), "{run:?}");
+    assert!(!run.stderr.contains("\"\""), "{run:?}");
+    assert_writes_nothing(&db.target, || db.copy(&["invoices"]).refused(&["table invoices not found"]));
+}
