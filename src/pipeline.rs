@@ -431,14 +431,15 @@ impl Worker<'_> {
                         Ok(block_tx.send((block, permit)).is_ok())
                     })
                 });
-                for (Block { bytes: data, hold, .. }, permit) in block_rx.iter() {
+                for (Block { bytes: data, rows, hold }, permit) in block_rx.iter() {
                     let bytes = data.len() as i64;
                     writer.write(data)?;
                     // Written: its bytes in flight, and a huge row's share of the source's
                     // budget for rows read whole, are free again.
                     drop((hold, permit));
-                    ctx.progress.add(chunk.table_no, 0, bytes);
-                    added.1 += bytes;
+                    // Rows count as they stream, like bytes (a failed chunk takes both back).
+                    ctx.progress.add(chunk.table_no, rows as i64, bytes);
+                    *added = (added.0 + rows as i64, added.1 + bytes);
                 }
                 extractor.join().unwrap_or_else(|_| Err(Error::Bug("the extractor thread panicked".into())))
             })?;
@@ -446,8 +447,9 @@ impl Worker<'_> {
             if loaded != summary.rows {
                 return Err(Error::RowCount { sent: summary.rows, loaded });
             }
-            ctx.progress.add(chunk.table_no, summary.rows as i64, 0);
-            added.0 += summary.rows as i64;
+            // The chunk's own count is the truth; blocks may have counted rows a little apart.
+            ctx.progress.add(chunk.table_no, summary.rows as i64 - added.0, 0);
+            added.0 = summary.rows as i64;
             state::mark_chunk_done(conn, &ctx.job, chunk, &summary)
         })
     }
@@ -684,7 +686,7 @@ impl<'a> Controller<'a> {
                 self.replicas.iter_mut().for_each(|r| *r = None);
             }
         }
-        self.ctx.progress.set_hold(self.ctx.throttle.holding());
+        self.ctx.progress.set_hold(self.ctx.throttle.holding(), self.ctx.throttle.pause() != PauseReason::None);
     }
 
     fn check(&mut self) -> Result<PauseReason> {

@@ -4,6 +4,7 @@
 //! Counters are advisory: the state tables are the truth. This module must never block a
 //! worker, and never print a URL (only table names and numbers).
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -21,16 +22,15 @@ pub struct TableCounters {
     pub done: AtomicBool,
 }
 
-/// Shared counters of one run. Rows and bytes include chunks in flight (a failed chunk
-/// subtracts what it added), so the display moves smoothly within large chunks.
+/// Shared counters of one run. Rows and bytes include chunks in flight, both counted as their
+/// blocks are written (a failed chunk subtracts what it added), so the display moves smoothly
+/// within large chunks.
 pub struct Progress {
     pub tables: Vec<TableCounters>,
-    started: Instant,
-    /// Rows and bytes already copied by earlier runs of a resumed job (not counted in rates).
-    base_rows: u64,
-    base_bytes: u64,
     /// Why the run is held back right now (throttled, paused), set by the control thread.
     hold: std::sync::Mutex<Option<String>>,
+    /// Whether the run is paused (by `rangecopy throttle --pause`, lag or the throttle query).
+    paused: AtomicBool,
     /// The longest wait for a silent server right now, set by the pipeline's watcher.
     waiting: std::sync::Mutex<Option<String>>,
 }
@@ -38,8 +38,6 @@ pub struct Progress {
 impl Progress {
     /// `tables`: (display name, estimated rows, rows already done, bytes already done, finished).
     pub fn new(tables: Vec<(String, u64, u64, u64, bool)>) -> Self {
-        let base_rows = tables.iter().map(|t| t.2).sum();
-        let base_bytes = tables.iter().map(|t| t.3).sum();
         Progress {
             tables: tables
                 .into_iter()
@@ -52,17 +50,17 @@ impl Progress {
                     done: AtomicBool::new(done),
                 })
                 .collect(),
-            started: Instant::now(),
-            base_rows,
-            base_bytes,
             hold: std::sync::Mutex::new(None),
+            paused: AtomicBool::new(false),
             waiting: std::sync::Mutex::new(None),
         }
     }
 
-    /// Says why the run is held back (None: it is not); shown with the progress.
-    pub fn set_hold(&self, hold: Option<String>) {
+    /// Says why the run is held back (None: it is not), and whether it is paused; shown with
+    /// the progress (a paused run has no ETA).
+    pub fn set_hold(&self, hold: Option<String>, paused: bool) {
         *self.hold.lock().unwrap_or_else(|e| e.into_inner()) = hold;
+        self.paused.store(paused, Relaxed);
     }
 
     /// Says which connection waits for a silent server (None: none does); shown first, since
@@ -96,15 +94,14 @@ impl Progress {
         self.tables[table_no].done.store(true, Relaxed);
     }
 
-    fn totals(&self) -> Totals {
+    /// The totals now, with rates over the `window`'s recent samples (which this call adds to).
+    fn totals(&self, window: &mut RateWindow) -> Totals {
         let rows: u64 = self.tables.iter().map(|t| t.rows.load(Relaxed)).sum();
         let bytes: u64 = self.tables.iter().map(|t| t.bytes.load(Relaxed)).sum();
         let estimated: u64 = self.tables.iter().map(|t| t.estimated_rows.max(t.rows.load(Relaxed))).sum();
         let tables_done = self.tables.iter().filter(|t| t.done.load(Relaxed)).count();
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let row_rate = rows.saturating_sub(self.base_rows) as f64 / secs;
-        let byte_rate = bytes.saturating_sub(self.base_bytes) as f64 / secs;
-        Totals { rows, bytes, estimated, tables_done, row_rate, byte_rate }
+        let rates = window.sample(Instant::now(), rows, bytes);
+        Totals { rows, bytes, estimated, tables_done, rates, paused: self.paused.load(Relaxed) }
     }
 }
 
@@ -113,16 +110,56 @@ struct Totals {
     bytes: u64,
     estimated: u64,
     tables_done: usize,
-    row_rate: f64,
-    byte_rate: f64,
+    /// Rows/s and bytes/s over the recent window; `None` until it spans enough time.
+    rates: Option<(f64, f64)>,
+    paused: bool,
 }
 
 impl Totals {
+    /// Remaining rows at the recent rate: "paused" while paused (no rate means nothing then),
+    /// "-" until the rate is known.
     fn eta(&self) -> String {
-        if self.row_rate < 1.0 || self.estimated <= self.rows {
-            return "-".into();
+        match self.rates {
+            _ if self.paused => "paused".into(),
+            _ if self.estimated <= self.rows => "-".into(),
+            Some((rows, _)) if rows >= 1.0 => {
+                human_duration(Duration::from_secs_f64((self.estimated - self.rows) as f64 / rows))
+            }
+            _ => "-".into(),
         }
-        human_duration(Duration::from_secs_f64((self.estimated - self.rows) as f64 / self.row_rate))
+    }
+
+    fn rates_text(&self) -> String {
+        match self.rates {
+            Some((rows, bytes)) => format!("{} rows/s, {}/s", human_count(rows as u64), human_bytes(bytes as u64)),
+            None => "- rows/s".into(),
+        }
+    }
+}
+
+/// Rates over the last `RateWindow::SPAN` of samples, so that a pause or a slow start fades
+/// out of them, and a resumed job's earlier rows (there from the first sample) never count.
+#[derive(Default)]
+struct RateWindow {
+    samples: VecDeque<(Instant, u64, u64)>,
+}
+
+impl RateWindow {
+    const SPAN: Duration = Duration::from_secs(20);
+    /// The shortest span a rate is given for.
+    const MIN_SPAN: Duration = Duration::from_secs(2);
+
+    fn sample(&mut self, now: Instant, rows: u64, bytes: u64) -> Option<(f64, f64)> {
+        self.samples.push_back((now, rows, bytes));
+        while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= Self::SPAN {
+            self.samples.pop_front();
+        }
+        let (t0, r0, b0) = *self.samples.front()?;
+        let span = now.duration_since(t0);
+        (span >= Self::MIN_SPAN).then(|| {
+            let secs = span.as_secs_f64();
+            (rows.saturating_sub(r0) as f64 / secs, bytes.saturating_sub(b0) as f64 / secs)
+        })
     }
 }
 
@@ -133,8 +170,17 @@ pub fn display(progress: &Progress, mode: ProgressMode, interval: Duration, stop
             wait(stop, Duration::MAX);
         }
         ProgressMode::Lines => {
-            while !wait(stop, interval) {
-                eprintln!("{}", line(progress));
+            // Sampled every second, printed every interval, so the rate is recent whatever
+            // the interval.
+            let mut window = RateWindow::default();
+            progress.totals(&mut window);
+            let mut last = Instant::now();
+            while !wait(stop, Duration::from_secs(1).min(interval)) {
+                let t = progress.totals(&mut window);
+                if last.elapsed() + Duration::from_millis(50) >= interval {
+                    eprintln!("{}", line(progress, &t));
+                    last = Instant::now();
+                }
             }
         }
         ProgressMode::Bars => bars(progress, stop),
@@ -154,18 +200,16 @@ fn wait(stop: &AtomicBool, d: Duration) -> bool {
 }
 
 /// One plain progress line, for logs and non-terminals.
-pub fn line(progress: &Progress) -> String {
-    let t = progress.totals();
+fn line(progress: &Progress, t: &Totals) -> String {
     let pct =
         if t.estimated > 0 { format!(" ({:.0}%)", 100.0 * t.rows as f64 / t.estimated as f64) } else { String::new() };
     let hold = progress.hold().map(|h| format!("; {h}")).unwrap_or_default();
     format!(
-        "progress: {}/{} rows{pct}, {}, {} rows/s, {}/s, ETA {}, tables done {}/{}{hold}",
+        "progress: {}/{} rows{pct}, {}, {}, ETA {}, tables done {}/{}{hold}",
         human_count(t.rows),
         human_count(t.estimated),
         human_bytes(t.bytes),
-        human_count(t.row_rate as u64),
-        human_bytes(t.byte_rate as u64),
+        t.rates_text(),
         t.eta(),
         t.tables_done,
         progress.tables.len()
@@ -174,25 +218,25 @@ pub fn line(progress: &Progress) -> String {
 
 fn bars(progress: &Progress, stop: &AtomicBool) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5));
-    let total_style =
-        ProgressStyle::with_template("{prefix:>12.bold} [{bar:30.cyan/blue}] {pos}/{len} rows {msg} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> ");
+    let total_style = ProgressStyle::with_template("{prefix:>12.bold} [{bar:30.cyan/blue}] {pos}/{len} rows {msg}")
+        .expect("valid template")
+        .progress_chars("=> ");
     let table_style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} rows {msg}")
         .expect("valid template")
         .progress_chars("=> ");
     let total = multi.add(ProgressBar::new(0).with_style(total_style).with_prefix("total"));
     let mut table_bars: Vec<Option<ProgressBar>> = progress.tables.iter().map(|_| None).collect();
+    let mut window = RateWindow::default();
     loop {
         let stopping = wait(stop, Duration::from_millis(200));
-        let t = progress.totals();
+        let t = progress.totals(&mut window);
         total.set_length(t.estimated);
         total.set_position(t.rows);
         total.set_message(format!(
-            "{} {} rows/s {}/s, tables {}/{}{}",
+            "{} {}, ETA {}, tables {}/{}{}",
             human_bytes(t.bytes),
-            human_count(t.row_rate as u64),
-            human_bytes(t.byte_rate as u64),
+            t.rates_text(),
+            t.eta(),
             t.tables_done,
             progress.tables.len(),
             progress.hold().map(|h| format!(" — {h}")).unwrap_or_default()
@@ -283,6 +327,35 @@ pub fn human_duration(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// Regression: the ETA counted a resumed job's earlier rows as copied in no time, grew
+    /// during a pause, and said "ETA 0s" at the start. Rates are over a recent window.
+    #[test]
+    fn eta_comes_from_the_recent_rate_and_says_paused_while_paused() {
+        let start = Instant::now();
+        let mut w = RateWindow::default();
+        // A resumed job: 900k rows there from the first sample, then 1000 rows/s.
+        assert_eq!(w.sample(start, 900_000, 0), None, "no rate before the window spans anything");
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert_eq!(w.sample(at(1), 901_000, 0), None);
+        let (rows, _) = w.sample(at(4), 904_000, 0).expect("a rate after 4 s");
+        assert!((rows - 1000.0).abs() < 1e-6, "{rows}");
+        let t = |rates, paused| Totals { rows: 904_000, bytes: 0, estimated: 1_000_000, tables_done: 0, rates, paused };
+        assert_eq!(t(Some((1000.0, 0.0)), false).eta(), "1m36s");
+        assert_eq!(t(Some((1000.0, 0.0)), true).eta(), "paused");
+        assert_eq!(t(None, false).eta(), "-");
+        // A long pause fades out of the window: the rate is the recent one, not the average.
+        for s in 5..60 {
+            w.sample(at(s), 904_000, 0);
+        }
+        let (rows, _) = w.sample(at(60), 904_000, 0).unwrap();
+        assert_eq!(rows, 0.0);
+        for s in 61..=90 {
+            w.sample(at(s), 904_000 + (s - 60) * 2000, 0);
+        }
+        let (rows, _) = w.sample(at(91), 904_000 + 31 * 2000, 0).unwrap();
+        assert!((rows - 2000.0).abs() < 1.0, "{rows}");
+    }
+
     #[test]
     fn short_durations_and_single_things_read_right() {
         assert_eq!(human_duration(Duration::from_millis(400)), "0.4s");
@@ -309,16 +382,25 @@ mod tests {
         p.add(0, 40, 4000);
         p.add(0, -40, -4000);
         assert_eq!(p.tables[0].rows.load(Relaxed), 0);
-        assert!(line(&p).starts_with("progress: 0/100 rows (0%)"), "{}", line(&p));
+        let text = now(&p);
+        assert!(text.starts_with("progress: 0/100 rows (0%)"), "{text}");
+        assert!(text.contains("- rows/s, ETA -"), "no rate nor ETA at the start: {text}");
+    }
+
+    /// A progress line now (no rate yet).
+    fn now(p: &Progress) -> String {
+        line(p, &p.totals(&mut RateWindow::default()))
     }
 
     #[test]
     fn a_held_connection_shows_before_the_throttle() {
         let p = Progress::new(vec![("t".into(), 100, 0, 0, false)]);
-        p.set_hold(Some("throttled to 10 rows/s".into()));
+        p.set_hold(Some("throttled to 10 rows/s".into()), false);
         p.set_waiting(Some("waiting 45s for the target (writing; chunk 7 of t)".into()));
-        assert!(line(&p).ends_with("; waiting 45s for the target (writing; chunk 7 of t); throttled to 10 rows/s"));
+        assert!(now(&p).ends_with("; waiting 45s for the target (writing; chunk 7 of t); throttled to 10 rows/s"));
         p.set_waiting(None);
-        assert!(line(&p).ends_with("; throttled to 10 rows/s"), "{}", line(&p));
+        assert!(now(&p).ends_with("; throttled to 10 rows/s"), "{}", now(&p));
+        p.set_hold(Some("paused by rangecopy throttle".into()), true);
+        assert!(now(&p).contains("ETA paused"), "{}", now(&p));
     }
 }

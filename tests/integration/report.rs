@@ -147,3 +147,46 @@ fn report_times_each_table_from_its_first_chunk_with_copy_and_index_phases() {
     let sum = num("copy_seconds") + num("index_seconds");
     assert!((num("seconds") - sum).abs() < 0.01, "the phases add up to the table's time: {t}");
 }
+
+/// Regression: after a resume the progress counted the earlier runs' rows as copied in no
+/// time (a huge rate, an ETA near zero), and during a pause the ETA grew instead of saying so.
+#[test]
+fn progress_after_a_resume_and_during_a_pause_tells_the_truth() {
+    use std::time::Duration;
+
+    use crate::common::wait_until;
+    let Some(db) = setup("report_progress") else { return };
+    exec(
+        &db.source,
+        "CREATE TABLE slow (id int PRIMARY KEY, v text); INSERT INTO slow SELECT g, md5(g::text) FROM generate_series(1, 40000) g;",
+    );
+    let args = ["--job", "p", "--chunk-rows", "1000", "--workers", "1", "--max-rows-per-sec", "4000"];
+    let mut first = db.spawn_copy(&[&args[..], &["--progress", "none"]].concat());
+    let going = wait_until(Duration::from_secs(60), || crate::common::done_rows(&db.target, "p") >= 12_000);
+    assert!(going, "{}", first.stderr());
+    first.kill9();
+
+    let lines = ["--resume", "--progress", "lines", "--progress-interval", "1"];
+    let mut resumed = db.spawn_copy(&[&args[..], &lines[..]].concat());
+    let rated =
+        wait_until(Duration::from_secs(30), || resumed.stderr().lines().filter(|l| l.contains(" rows/s")).count() >= 4);
+    assert!(rated, "{}", resumed.stderr());
+    run(&["throttle", "--target", &db.target, "--job", "p", "--pause"]).ok();
+    let paused = wait_until(Duration::from_secs(10), || resumed.stderr().contains("ETA paused"));
+    run(&["throttle", "--target", &db.target, "--job", "p", "--unpause"]).ok();
+    let done = resumed.wait(Duration::from_secs(120));
+    assert_eq!(done.code, 0, "{done:?}");
+    assert!(paused, "no line said the run was paused:\n{}", done.stderr);
+    for line in done.stderr.lines().filter(|l| l.starts_with("progress:")) {
+        // "…, 3.9k rows/s, …": never the earlier runs' rows over the first seconds.
+        let rate = line.split(", ").find(|p| p.ends_with(" rows/s")).unwrap_or_else(|| panic!("{line}"));
+        let n = rate.trim_end_matches(" rows/s");
+        let value = match n.strip_suffix('k') {
+            Some(k) => k.parse::<f64>().unwrap() * 1000.0,
+            None if n == "-" => 0.0,
+            None => n.parse::<f64>().unwrap_or_else(|_| panic!("{line}")),
+        };
+        assert!(value <= 6000.0, "a rate above the 4000 rows/s throttle: {line}\n{}", done.stderr);
+        assert!(!line.contains("ETA 0s"), "{line}");
+    }
+}
