@@ -387,6 +387,40 @@ pub fn write_verify_json(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
 
 /// Writes the verification report as one self-contained HTML page: totals and settings, per
 /// table a map of its ranges colored by status, and the differing rows side by side.
+/// Differing ranges listed with their bounds in the HTML report (all are in the map).
+const MAX_LISTED_RANGES: usize = 50;
+
+/// Orders row keys column by column, numbers as numbers and anything else as text.
+fn compare_keys(a: &[(String, String)], b: &[(String, String)]) -> std::cmp::Ordering {
+    for ((_, x), (_, y)) in a.iter().zip(b) {
+        let order = match (x.parse::<f64>(), y.parse::<f64>()) {
+            (Ok(x), Ok(y)) => x.total_cmp(&y),
+            _ => x.cmp(y),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// The time now in UTC as `YYYY-MM-DD HH:MM:SS`, without a time zone database.
+fn utc_now_text() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
 pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> Result<()> {
     let mut h = String::new();
     let identical = v.identical();
@@ -399,10 +433,23 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
          th{background:#f3f5f8}td.num{text-align:right;font-variant-numeric:tabular-nums}\
          .map{display:flex;flex-wrap:wrap;gap:2px;margin:.4em 0 1em}.map span{width:12px;height:12px;border-radius:2px}\
          .map .r-ok{background:#34a853}.map .r-bad{background:#d93025}code{font-size:13px}\
-         .missing{color:#7f1d1d}.extra{color:#1e3a8a}.changed{color:#92400e}.muted{color:#6b7280}",
+         .missing{color:#7f1d1d}.extra{color:#1e3a8a}.changed{color:#92400e}.muted{color:#6b7280}\
+         td.s-ok{background:#dff5e3;color:#14532d;font-weight:600}td.s-bad{background:#fde2e1;color:#7f1d1d;font-weight:600}\
+         .legend span{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:middle;margin:0 .3em 0 .8em}\
+         .legend .r-ok{background:#34a853}.legend .r-bad{background:#d93025}dl.run{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.4em 0 1em}dl.run dt{color:#6b7280}dl.run dd{margin:0}",
     );
     h.push_str("</style></head><body>");
     h.push_str("<h1>rangecopy verify</h1>");
+    let _ = write!(
+        h,
+        "<dl class=run><dt>run</dt><dd>{} UTC, {:.1}s</dd><dt>source</dt><dd><code>{}</code></dd>\
+         <dt>target</dt><dd><code>{}</code></dd>{}</dl>",
+        utc_now_text(),
+        v.seconds,
+        esc(cfg.source.display()),
+        esc(&cfg.target.display),
+        cfg.job.as_deref().map(|j| format!("<dt>job</dt><dd>{}</dd>", esc(j))).unwrap_or_default()
+    );
     let rows: usize = v.tables.iter().map(|t| t.differing_rows).sum();
     let _ = write!(
         h,
@@ -419,9 +466,10 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
     for t in &v.tables {
         let _ = write!(
             h,
-            "<tr><td><a href=\"#t{}\">{}</a></td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{:.1}s</td><td>{}</td></tr>",
+            "<tr><td><a href=\"#t{}\">{}</a></td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{:.1}s</td><td class={}>{}</td></tr>",
             esc(&t.source_table), esc(&t.source_table), esc(&t.target_table), t.source_rows, t.target_rows,
-            t.ranges.len(), t.differing_ranges, t.differing_rows, t.seconds, status_word(t.status)
+            t.ranges.len(), t.differing_ranges, t.differing_rows, t.seconds,
+            if t.status == TableStatus::Identical { "s-ok" } else { "s-bad" }, status_word(t.status)
         );
     }
     h.push_str("</table>");
@@ -441,7 +489,10 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
             }
             h.push_str("</ul>");
         }
-        h.push_str("<div class=map>");
+        h.push_str(
+            "<p class=\"legend muted\">ranges in key order:<span class=r-ok></span>identical\
+             <span class=r-bad></span>differing (hover a square for its bounds and rows)</p><div class=map>",
+        );
         for r in &t.ranges {
             let range = crate::plan::Chunk { table_no: 0, chunk_no: r.range, lo: r.lo.clone(), hi: r.hi.clone() };
             let _ = write!(
@@ -456,11 +507,37 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
             );
         }
         h.push_str("</div>");
+        let differing: Vec<_> = t.ranges.iter().filter(|r| !r.identical).collect();
+        if !differing.is_empty() {
+            h.push_str("<table><tr><th>differing range</th><th>bounds</th><th>source rows</th><th>target rows</th><th>differing rows</th></tr>");
+            for r in differing.iter().take(MAX_LISTED_RANGES) {
+                let range = crate::plan::Chunk { table_no: 0, chunk_no: r.range, lo: r.lo.clone(), hi: r.hi.clone() };
+                let _ = write!(
+                    h,
+                    "<tr><td class=num>{}</td><td><code>{}</code></td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td></tr>",
+                    r.range,
+                    esc(&range.range_text()),
+                    r.source_rows,
+                    r.target_rows,
+                    r.differing_rows
+                );
+            }
+            h.push_str("</table>");
+            if differing.len() > MAX_LISTED_RANGES {
+                let _ = write!(
+                    h,
+                    "<p class=muted>{} more differing ranges (see the JSON report).</p>",
+                    differing.len() - MAX_LISTED_RANGES
+                );
+            }
+        }
         if t.diffs.is_empty() {
             continue;
         }
+        let mut diffs: Vec<_> = t.diffs.iter().collect();
+        diffs.sort_by(|a, b| compare_keys(&a.key, &b.key));
         h.push_str("<table><tr><th>key</th><th>difference</th><th>column</th><th>source</th><th>target</th></tr>");
-        for d in &t.diffs {
+        for d in diffs {
             let key: Vec<String> = d.key.iter().map(|(c, v)| format!("{c} = {v}")).collect();
             let (class, word) = match d.kind {
                 DiffKind::Missing => ("missing", "missing on target"),

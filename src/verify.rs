@@ -1285,21 +1285,24 @@ fn describe(
 ) -> RowDiff {
     let table = &subject.table;
     let names: Vec<&str> = table.copied_columns().map(|c| c.name.as_str()).collect();
+    let scales: Vec<Option<usize>> = table.copied_columns().map(|c| declared_scale(&c.type_sql)).collect();
     let s = source.map(split_values).unwrap_or_default();
     let t = target.map(split_values).unwrap_or_default();
-    let show = |v: &[u8]| if cfg.redact_values { "***".to_string() } else { display_value(v) };
+    // Values as the column stores them: a numeric(12,2) of 505 reads 505.00.
+    let value = |i: usize, v: &[u8]| as_declared(display_value(v), scales.get(i).copied().flatten());
+    let show = |i: usize, v: &[u8]| if cfg.redact_values { "***".to_string() } else { value(i, v) };
     let either = if s.is_empty() { &t } else { &s };
     let key: Vec<(String, String)> = match &subject.key_positions {
-        Some(positions) if either.is_empty() => positions
-            .iter()
-            .zip(split_values(key))
-            .map(|(&pos, v)| (quote_ident(names[pos]), display_value(v)))
-            .collect(),
+        Some(positions) if either.is_empty() => {
+            positions.iter().zip(split_values(key)).map(|(&pos, v)| (quote_ident(names[pos]), value(pos, v))).collect()
+        }
         Some(positions) => positions
             .iter()
-            .map(|&pos| (quote_ident(names[pos]), either.get(pos).map(|v| display_value(v)).unwrap_or_default()))
+            .map(|&pos| (quote_ident(names[pos]), either.get(pos).map(|v| value(pos, v)).unwrap_or_default()))
             .collect(),
-        None => vec![("row".to_string(), either.iter().map(|v| show(v)).collect::<Vec<_>>().join(", "))],
+        None => {
+            vec![("row".to_string(), either.iter().enumerate().map(|(i, v)| show(i, v)).collect::<Vec<_>>().join(", "))]
+        }
     };
     let columns = if either.is_empty() {
         Vec::new()
@@ -1310,18 +1313,54 @@ fn describe(
             .filter(|(i, _)| kind != DiffKind::Changed || s.get(*i) != t.get(*i))
             .map(|(i, name)| ColumnDiff {
                 column: name.to_string(),
-                source: s.get(i).map(|v| show(v)),
-                target: t.get(i).map(|v| show(v)),
+                source: s.get(i).map(|v| show(i, v)),
+                target: t.get(i).map(|v| show(i, v)),
             })
             .collect()
     };
     RowDiff { kind, key, columns }
 }
 
+/// The scale a column type declares: 2 for `numeric(12,2)` or `decimal(10, 2)`.
+fn declared_scale(type_sql: &str) -> Option<usize> {
+    let t = type_sql.trim().to_ascii_lowercase();
+    let args = ["numeric(", "decimal(", "pg_catalog.numeric("].iter().find_map(|p| t.strip_prefix(p))?;
+    let (_, scale) = args.strip_suffix(')')?.split_once(',')?;
+    scale.trim().parse().ok()
+}
+
+/// A canonical decimal (`505`, `-1.5`) written with `scale` fractional digits (`505.00`);
+/// anything else (NaN, NULL, another type) as it is.
+fn as_declared(text: String, scale: Option<usize>) -> String {
+    let Some(scale) = scale.filter(|s| *s > 0) else { return text };
+    let digits = text.strip_prefix('-').unwrap_or(&text);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let plain = !int.is_empty() && int.bytes().all(|b| b.is_ascii_digit()) && frac.bytes().all(|b| b.is_ascii_digit());
+    if !plain || frac.len() >= scale {
+        return text;
+    }
+    let point = if frac.is_empty() { "." } else { "" };
+    format!("{text}{point}{}", "0".repeat(scale - frac.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::canonical::RowEncoder;
+
+    /// Regression: the HTML report showed a numeric(12,2) of 505.00 as 505.
+    #[test]
+    fn decimals_show_the_scale_their_column_declares() {
+        assert_eq!(declared_scale("numeric(12,2)"), Some(2));
+        assert_eq!(declared_scale("decimal(10, 3)"), Some(3));
+        assert_eq!(declared_scale("numeric"), None);
+        assert_eq!(as_declared("505".into(), Some(2)), "505.00");
+        assert_eq!(as_declared("-1.5".into(), Some(2)), "-1.50");
+        assert_eq!(as_declared("1.25".into(), Some(2)), "1.25");
+        assert_eq!(as_declared("NaN".into(), Some(2)), "NaN");
+        assert_eq!(as_declared("NULL".into(), Some(2)), "NULL");
+        assert_eq!(as_declared("505".into(), None), "505");
+    }
     use crate::schema::{Column, Key, LogicalType, TableName, TargetDdl};
 
     fn table(keyed: bool) -> Table {

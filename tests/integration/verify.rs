@@ -731,7 +731,10 @@ fn html_report_is_one_self_contained_page_with_tables_verdict_keys_and_settings(
          INSERT INTO tags VALUES ('<script>alert(1)</script>', 1), ('a & b', 2), ('plain', 3);",
     );
     copy_job(&db, "second", 10, &["same", "tags"]);
-    exec(&db.target, "UPDATE t SET s = 'changed' WHERE id = 77; UPDATE tags SET v = 0 WHERE v IN (1, 2);");
+    exec(
+        &db.target,
+        "UPDATE t SET s = 'changed' WHERE id IN (77, 9, 120, 20); UPDATE tags SET v = 0 WHERE v IN (1, 2);",
+    );
     let (html, json) = (db.dir.join("verify.html"), db.dir.join("verify.json"));
     let run = assert_different(verify(
         &db,
@@ -762,6 +765,36 @@ fn html_report_is_one_self_contained_page_with_tables_verdict_keys_and_settings(
     }
     assert!(!page.contains(PASSWORD));
     assert_listed(&run, "id", "77", "changed: s");
+    // Regression (found looking at the page): no date, no endpoints at the top, an unexplained
+    // range map with hidden bounds, a status without color, rows in no particular order.
+    assert!(
+        page.contains(" UTC, "),
+        "the run's date and time:
+{page}"
+    );
+    assert!(
+        page.contains("identical") && page.contains("class=r-bad></span>differing"),
+        "a legend:
+{page}"
+    );
+    assert!(
+        page.contains("<th>differing range</th><th>bounds</th>"),
+        "bounds of differing ranges:
+{page}"
+    );
+    assert!(
+        page.contains("<td class=s-bad>") && page.contains("<td class=s-ok>"),
+        "colored status:
+{page}"
+    );
+    let at = |key: &str| {
+        page.find(&format!("<code>&quot;id&quot; = {key}</code>")).unwrap_or_else(|| panic!("no row {key}:\n{page}"))
+    };
+    assert!(
+        at("9") < at("20") && at("20") < at("77") && at("77") < at("120"),
+        "rows in key order:
+{page}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
