@@ -481,6 +481,10 @@ impl Worker<'_> {
                 .build_deferred(table, built, |conn, done| state::set_deferred_done(conn, job, f.table_no, done))?;
             target::release_autovacuum(&mut self.target.conn, &table.target)?;
         }
+        if crate::wait::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        self.target.analyze(&table.target)?;
         for seq in &table.ddl.sequences {
             let (value, called) = self.source.sequence_position(seq)?;
             self.target.set_sequence(&seq.target_sql, value, called)?;

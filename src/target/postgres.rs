@@ -110,6 +110,13 @@ impl PgTarget {
         Ok(())
     }
 
+    /// Gathers a loaded table's statistics, so that the target plans well from the moment the
+    /// copy ends (autovacuum would get to it only later).
+    pub fn analyze(&mut self, name: &TableName) -> Result<()> {
+        let what = format!("analyzing {name}");
+        self.conn.patiently(|conn| conn.batch(&format!("ANALYZE {}", name.quoted()), &what))
+    }
+
     /// Moves a target sequence to the source's position, if the target has that sequence.
     pub fn set_sequence(&mut self, target_sql: &str, last_value: i64, is_called: bool) -> Result<()> {
         self.conn

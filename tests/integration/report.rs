@@ -146,6 +146,9 @@ fn report_times_each_table_from_its_first_chunk_with_copy_and_index_phases() {
     assert!(num("index_seconds") >= 0.0, "{t}");
     let sum = num("copy_seconds") + num("index_seconds");
     assert!((num("seconds") - sum).abs() < 0.01, "the phases add up to the table's time: {t}");
+    // The table has statistics the moment the copy ends.
+    let analyzed: i64 = scalar(&db.target, "SELECT count(*) FROM pg_stats WHERE tablename = 'timed'");
+    assert!(analyzed >= 2, "no statistics for timed");
 }
 
 /// Regression: after a resume the progress counted the earlier runs' rows as copied in no
