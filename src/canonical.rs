@@ -1068,7 +1068,7 @@ fn clock(us: i64) -> String {
 }
 
 /// `YYYY-MM-DD` for days since 1970-01-01 (proleptic Gregorian; years before 1 shown as BC).
-fn civil_date(days: i64) -> String {
+pub(crate) fn civil_date(days: i64) -> String {
     // Howard Hinnant's days-to-civil algorithm.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

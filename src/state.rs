@@ -142,10 +142,44 @@ pub fn schema_exists(conn: &mut PgConn) -> Result<bool> {
 /// Creates the state schema if it is missing (inside the caller's transaction). Two jobs set
 /// up at once would both find it missing and race on the catalog's unique names: the
 /// transaction-scoped lock makes the second wait for the first one's commit, then find it.
+/// A state that is already up to date is left alone: its `ALTER TABLE … ADD COLUMN IF NOT
+/// EXISTS` would take an exclusive lock on tables that running jobs are writing to, and
+/// deadlock with them.
 pub fn ensure_schema(conn: &mut PgConn) -> Result<()> {
     let what = "creating the rangecopy state schema";
     conn.batch("SELECT pg_advisory_xact_lock(hashtext('rangecopy state schema'))", what)?;
+    if schema_up_to_date(conn)? {
+        return Ok(());
+    }
     conn.batch(SCHEMA_DDL, what)
+}
+
+/// The (table, column) pairs `SCHEMA_DDL` adds to older states.
+fn added_columns() -> (Vec<String>, Vec<String>) {
+    SCHEMA_DDL
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ALTER TABLE rangecopy."))
+        .filter_map(|l| {
+            let (table, rest) = l.split_once(' ')?;
+            let column = rest.strip_prefix("ADD COLUMN IF NOT EXISTS ")?.split_whitespace().next()?;
+            Some((table.to_string(), column.to_string()))
+        })
+        .unzip()
+}
+
+/// Whether every table and column `SCHEMA_DDL` creates is there.
+fn schema_up_to_date(conn: &mut PgConn) -> Result<bool> {
+    let (tables, columns) = added_columns();
+    let row = conn.query_one(
+        "SELECT to_regclass('rangecopy.chunks') IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM unnest($1::text[], $2::text[]) e(t, c)
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_attribute
+                                    WHERE attrelid = to_regclass('rangecopy.' || e.t) AND attname = e.c
+                                      AND NOT attisdropped))",
+        &[&tables, &columns],
+        "checking the rangecopy state schema",
+    )?;
+    Ok(row.get(0))
 }
 
 pub fn load_job(conn: &mut PgConn, job: &str) -> Result<Option<JobRecord>> {
@@ -701,6 +735,16 @@ mod tests {
     fn chunk(no: u32, lo: Option<&str>, hi: Option<&str>) -> Chunk {
         let b = |v: Option<&str>| v.map(|v| vec![v.to_string()]);
         Chunk { table_no: 3, chunk_no: no, lo: b(lo), hi: b(hi) }
+    }
+
+    #[test]
+    fn the_columns_added_to_older_states_are_all_checked() {
+        let (tables, columns) = added_columns();
+        let pairs: Vec<(&str, &str)> =
+            tables.iter().map(String::as_str).zip(columns.iter().map(String::as_str)).collect();
+        let added = SCHEMA_DDL.matches("ADD COLUMN IF NOT EXISTS").count();
+        assert_eq!(pairs.len(), added, "{pairs:?}");
+        assert!(pairs.contains(&("chunks", "nulled")) && pairs.contains(&("tables", "indexing_at")), "{pairs:?}");
     }
 
     #[test]

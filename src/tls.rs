@@ -413,7 +413,10 @@ pub fn take_params(url: &str, keys: &[&str]) -> (String, Vec<(String, String)>) 
         let (key, value) = part.split_once('=').unwrap_or((part, ""));
         if keys.contains(&key) {
             taken.retain(|(k, _): &(String, String)| k != key);
-            taken.push((key.to_string(), percent_decode(value)));
+            taken.push((
+                key.to_string(),
+                String::from_utf8_lossy(&crate::credentials::percent_decode(value)).into_owned(),
+            ));
         } else {
             kept.push(part);
         }
@@ -425,26 +428,6 @@ pub fn take_params(url: &str, keys: &[&str]) -> (String, Vec<(String, String)>) 
 /// The value of the first of `keys` present in `params`.
 pub fn param<'a>(params: &'a [(String, String)], keys: &[&str]) -> Option<&'a str> {
     params.iter().rev().find(|(k, _)| keys.contains(&k.as_str())).map(|(_, v)| v.as_str())
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
