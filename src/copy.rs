@@ -224,8 +224,9 @@ impl Run<'_> {
         let consistent = cfg.consistent && cfg.mode != StartMode::Resume;
         let recordable = state::p0_recordable(&mut target.conn, &cfg.job)?;
         let p0 = match known {
+            _ if !recordable => None,
             Some(p) => Some(p),
-            None if recordable => source
+            None => source
                 .position()
                 .map_err(|e| {
                     eprintln!(
@@ -234,7 +235,6 @@ impl Run<'_> {
                     )
                 })
                 .ok(),
-            None => None,
         };
         match state::record_p0(&mut target.conn, &cfg.job, p0.as_ref(), consistent)? {
             Some(p0) => eprintln!("job {}: P0 (CDC starts here) is {p0}", cfg.job),

@@ -244,8 +244,8 @@ pub fn p0_recordable(conn: &mut PgConn, job: &str) -> Result<bool> {
     Ok(row.get(0))
 }
 
-/// Records P0 (when known) if it is still recordable (see `p0_recordable`; a resumed job keeps
-/// its first run's), and whether this run reads one consistent snapshot; returns the job's P0.
+/// Records P0 (the caller gives one only while `p0_recordable`; a job keeps the first it got),
+/// and whether this run reads one consistent snapshot; returns the job's P0.
 pub fn record_p0(
     conn: &mut PgConn,
     job: &str,
@@ -254,10 +254,7 @@ pub fn record_p0(
 ) -> Result<Option<SourcePosition>> {
     let p0 = p0.map(|p| serde_json::to_string(p).expect("a position serializes"));
     let row = conn.query_one(
-        "UPDATE rangecopy.jobs j SET p1 = NULL, consistent = $3, updated_at = now(),
-                p0 = CASE WHEN p0 IS NULL AND NOT EXISTS (
-                              SELECT 1 FROM rangecopy.chunks c WHERE c.job = j.job AND c.status = 'done')
-                          THEN $2::text::jsonb ELSE p0 END
+        "UPDATE rangecopy.jobs SET p0 = coalesce(p0, $2::text::jsonb), p1 = NULL, consistent = $3, updated_at = now()
           WHERE job = $1 RETURNING p0::text",
         &[&job, &p0, &consistent],
         "recording the source position P0",

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::common::{
     self, assert_writes_nothing, connect, exec, random_suffix, run, scalar, setup, wait_until, TestDbs,
 };
-use crate::mysql::{my_exec, my_setup, my_text, MyDb};
+use crate::mysql::{my_exec, my_setup, my_text, MyDb, MyUser};
 
 /// The job's (P0, P1, consistent) as recorded in the target.
 fn positions(target: &str, job: &str) -> (Value, Value, bool) {
@@ -376,45 +376,6 @@ fn mysql_consistent_copy_reads_one_snapshot() {
     assert_eq!(late_rows(&plain, &table), 20, "rows committed before their chunk ran are copied");
 }
 
-/// A MariaDB login on the dev server with `grants` (`{user}` in them is its name), dropped at
-/// the end of the test.
-struct MyUser {
-    admin: String,
-    name: String,
-}
-
-impl MyUser {
-    fn create(grants: &str) -> MyUser {
-        let admin = std::env::var("RANGECOPY_TEST_MYSQL").expect("checked by my_setup");
-        let name = format!("rct_u_{}", random_suffix());
-        my_exec(
-            &admin,
-            &format!(
-                "CREATE USER '{name}'@'%' IDENTIFIED BY '{}'; {}",
-                common::PASSWORD,
-                grants.replace("{user}", &name)
-            ),
-        );
-        MyUser { admin, name }
-    }
-
-    /// `url` (a MariaDB URL of the dev server's admin) as this user.
-    fn url(&self, url: &str) -> String {
-        let (scheme, rest) = url.split_once("://").expect("a URL");
-        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-        format!("{scheme}://{}:{}@{host}", self.name, common::PASSWORD)
-    }
-}
-
-impl Drop for MyUser {
-    fn drop(&mut self) {
-        if let Ok(mut c) = common::my_conn(&self.admin) {
-            use mysql::prelude::Queryable;
-            let _ = c.query_drop(format!("DROP USER IF EXISTS '{}'@'%'", self.name));
-        }
-    }
-}
-
 /// Regression: a MariaDB user with SELECT only copied everything, then the job failed on P1
 /// (and so did every resume); after BINLOG MONITOR was granted, resume recorded a P0 taken
 /// after rows were copied, which CDC would have started from and missed the changes before.
@@ -428,8 +389,9 @@ fn mysql_positions_that_cannot_be_read_are_warnings_and_p0_is_never_recorded_lat
          INSERT INTO items SELECT seq, md5(seq) FROM seq_1_to_20000;",
     );
     let database = my.url.rsplit('/').next().unwrap().to_string();
-    let user = MyUser::create(&format!("GRANT SELECT ON `{database}`.* TO '{{user}}'@'%'"));
-    let source = user.url(&my.url);
+    let name = format!("rct_u_{}", random_suffix());
+    let _user = MyUser::create(&name, "%", common::PASSWORD, &format!("GRANT SELECT ON `{database}`.* TO {{user}}"));
+    let source = common::as_login(&my.url, &name, common::PASSWORD);
     let copy = run(&["copy", "--source", &source, "--target", &db.target, "--job", "a", "--progress", "none"]).ok();
     assert!(copy.stderr.contains("P0 could not be read"), "{copy:?}");
     assert!(copy.stderr.contains("P1 could not be read"), "{copy:?}");
@@ -451,7 +413,8 @@ fn mysql_positions_that_cannot_be_read_are_warnings_and_p0_is_never_recorded_lat
     let _ = child.kill();
     let _ = child.wait();
     assert!(going, "job b never got going");
-    my_exec(&user.admin, &format!("GRANT BINLOG MONITOR ON *.* TO '{}'@'%'", user.name));
+    let admin = std::env::var("RANGECOPY_TEST_MYSQL").expect("checked by my_setup");
+    my_exec(&admin, &format!("GRANT BINLOG MONITOR ON *.* TO '{name}'@'%'"));
     let mut resume = args.to_vec();
     resume.extend(["--resume", "--progress", "none"]);
     let resumed = run(&resume).ok();

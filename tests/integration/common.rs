@@ -71,6 +71,14 @@ pub fn with_database(url: &str, db: &str) -> String {
     format!("{scheme}://{authority}/{db}{query}")
 }
 
+/// A dev server URL logging in as `user` with `password` written into it as it is, with no
+/// percent-encoding.
+pub fn as_login(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
 /// `url` without its password (`user:pw@` becomes `user@`), for PGPASSWORD runs.
 pub fn without_password(url: &str) -> String {
     url.replace(&format!(":{PASSWORD}@"), "@")

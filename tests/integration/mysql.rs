@@ -33,6 +33,39 @@ impl Drop for MyDb {
     }
 }
 
+/// A MariaDB login `name`@`host` on the dev server with `grants` (`{user}` in them stands for
+/// the login), dropped at the end of the test.
+pub(crate) struct MyUser {
+    admin: String,
+    /// `'name'@'host'`, as SQL names the login.
+    login: String,
+}
+
+/// The grants of a login that may do anything.
+pub(crate) const ALL: &str = "GRANT ALL PRIVILEGES ON *.* TO {user}";
+
+impl MyUser {
+    /// `password` must need no escaping in a MariaDB string literal (no `\` or `'`).
+    pub(crate) fn create(name: &str, host: &str, password: &str, grants: &str) -> MyUser {
+        let admin = std::env::var("RANGECOPY_TEST_MYSQL").expect("checked by my_setup");
+        assert!(!password.contains(['\\', '\'']), "a password for a plain literal");
+        let login = format!("'{name}'@'{host}'");
+        my_exec(
+            &admin,
+            &format!("CREATE USER {login} IDENTIFIED BY '{password}'; {}", grants.replace("{user}", &login)),
+        );
+        MyUser { admin, login }
+    }
+}
+
+impl Drop for MyUser {
+    fn drop(&mut self) {
+        if let Ok(mut c) = my_conn(&self.admin) {
+            let _ = c.query_drop(format!("DROP USER IF EXISTS {}", self.login));
+        }
+    }
+}
+
 /// The test's target database and a fresh MariaDB database named like it; `None` (after a note)
 /// when the servers are not there and `CI` is not `true`.
 pub(crate) fn my_setup(test: &str) -> Option<(TestDbs, MyDb)> {
@@ -81,7 +114,7 @@ pub(crate) fn my_text(url: &str, sql: &str) -> Option<String> {
 }
 
 /// `rangecopy copy --source MY --target PG ARGS… --progress none`.
-fn copy(my: &MyDb, target: &str, args: &[&str]) -> Run {
+pub(crate) fn copy(my: &MyDb, target: &str, args: &[&str]) -> Run {
     let mut all = vec!["copy", "--source", &my.url, "--target", target, "--progress", "none"];
     all.extend_from_slice(args);
     run(&all)

@@ -7,10 +7,10 @@
 use std::path::Path;
 
 use crate::common::{
-    assert_writes_nothing, connect, exec, quote_literal, random_suffix, run, run_with_env, scalar, setup,
+    as_login, assert_writes_nothing, connect, exec, quote_literal, random_suffix, run, run_with_env, scalar, setup,
     without_password, Run, TestDbs, PASSWORD,
 };
-use crate::mysql::{my_exec, my_setup};
+use crate::mysql::{my_exec, my_setup, MyUser, ALL};
 
 /// Everything rangecopy stored in the target's state, as text.
 fn state_text(url: &str) -> String {
@@ -170,45 +170,6 @@ fn password_with_url_syntax_in_it_appears_nowhere() {
     }
 }
 
-/// A MariaDB login `name`@127.0.0.1 with every privilege, dropped at the end.
-struct MyUser {
-    admin: String,
-    name: String,
-}
-
-impl MyUser {
-    /// `password` must need no escaping in a MariaDB string literal (no `\` or `'`).
-    fn create(name: &str, password: &str) -> MyUser {
-        let admin = std::env::var("RANGECOPY_TEST_MYSQL").expect("checked by my_setup");
-        assert!(!password.contains(['\\', '\'']), "a password for a plain literal");
-        my_exec(
-            &admin,
-            &format!(
-                "CREATE USER '{name}'@'127.0.0.1' IDENTIFIED BY '{password}';
-                 GRANT ALL PRIVILEGES ON *.* TO '{name}'@'127.0.0.1';"
-            ),
-        );
-        MyUser { admin, name: name.to_string() }
-    }
-}
-
-impl Drop for MyUser {
-    fn drop(&mut self) {
-        if let Ok(mut c) = crate::common::my_conn(&self.admin) {
-            use mysql::prelude::Queryable;
-            let _ = c.query_drop(format!("DROP USER IF EXISTS '{}'@'127.0.0.1'", self.name));
-        }
-    }
-}
-
-/// A dev server URL logging in as `user` with `password` written into it as it is, with no
-/// percent-encoding.
-fn as_login(url: &str, user: &str, password: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
-    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    format!("{scheme}://{user}:{password}@{host}")
-}
-
 /// Asserts that none of `secrets` appears in anything the runs printed.
 #[track_caller]
 fn assert_never_printed(runs: &[&Run], secrets: &[&str]) {
@@ -283,7 +244,7 @@ fn unencoded_url_syntax_in_a_mysql_password_is_read_and_never_printed() {
     let suffix = random_suffix();
     let (name, same) = (format!("rct_raw_{suffix}"), format!("rct_same_{suffix}"));
     let secret = format!("Sy/@:%#?{suffix}");
-    let _users = [MyUser::create(&name, &secret), MyUser::create(&same, &same)];
+    let _users = [MyUser::create(&name, "127.0.0.1", &secret, ALL), MyUser::create(&same, "127.0.0.1", &same, ALL)];
     my_exec(&my.url, "CREATE TABLE t (id int PRIMARY KEY, v varchar(10)); INSERT INTO t VALUES (1, 'a'), (2, 'b');");
     let source = as_login(&my.url, &name, &secret);
     let copied = run(&["copy", "--source", &source, "--target", &db.target, "--progress", "none"]).ok();

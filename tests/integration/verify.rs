@@ -1008,20 +1008,7 @@ fn chunks_lost_from_a_mariadb_jobs_state_never_verify_identical() {
          INSERT INTO t SELECT seq, CONCAT('row ', seq) FROM seq_1_to_300;",
     );
     let job = "my_lost";
-    run(&[
-        "copy",
-        "--source",
-        &my.url,
-        "--target",
-        &db.target,
-        "--job",
-        job,
-        "--chunk-rows",
-        "50",
-        "--progress",
-        "none",
-    ])
-    .ok();
+    crate::mysql::copy(&my, &db.target, &["--job", job, "--chunk-rows", "50"]).ok();
     let verify_job = || run(&["verify", "--source", &my.url, "--target", &db.target, "--job", job]);
     assert_identical(verify_job());
     let ((Some(lo), Some(hi)), table) = (chunk_bounds(&db.target, job, 2), format!("{}.t", db.job())) else {
@@ -1145,20 +1132,7 @@ fn many_differing_rows_from_mariadb_are_all_counted() {
          INSERT INTO words SELECT IF(seq % 2 = 0, UPPER(MD5(seq)), MD5(seq)), seq FROM seq_1_to_20000;",
     );
     let job = "my_many";
-    run(&[
-        "copy",
-        "--source",
-        &my.url,
-        "--target",
-        &db.target,
-        "--job",
-        job,
-        "--chunk-rows",
-        "10000",
-        "--progress",
-        "none",
-    ])
-    .ok();
+    crate::mysql::copy(&my, &db.target, &["--job", job, "--chunk-rows", "10000"]).ok();
     exec(
         &db.target,
         &format!(
@@ -1244,20 +1218,7 @@ fn long_mariadb_values_set_aside_are_compared_whole() {
         ),
     );
     let job = "my_long";
-    run(&[
-        "copy",
-        "--source",
-        &my.url,
-        "--target",
-        &db.target,
-        "--job",
-        job,
-        "--chunk-rows",
-        "2",
-        "--progress",
-        "none",
-    ])
-    .ok();
+    crate::mysql::copy(&my, &db.target, &["--job", job, "--chunk-rows", "2"]).ok();
     exec(
         &db.target,
         &format!(
