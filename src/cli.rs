@@ -221,6 +221,31 @@ pub struct CopyArgs {
     #[arg(help_heading = "Speed and memory", long, value_name = "N", allow_negative_numbers = true)]
     pub chunk_rows: Option<i64>,
 
+    /// Leave out tables whose name matches PATTERN (repeatable): `name` or `schema.name`, where `*`
+    /// matches any characters and `?` one (pg_dump's -T).
+    ///
+    /// Objects that need a left-out table (a foreign key to it, a view over it) are listed in the
+    /// schema report as not carried over.
+    #[arg(help_heading = "What to copy", long = "exclude-table", value_name = "PATTERN")]
+    pub exclude_tables: Vec<String>,
+
+    /// Create the schema's objects only, no rows (pg_dump's --schema-only).
+    #[arg(help_heading = "What to copy", long, conflicts_with = "data_only")]
+    pub schema_only: bool,
+
+    /// Copy rows only, into tables that already exist on the target; create no objects
+    /// (pg_dump's --data-only).
+    #[arg(help_heading = "What to copy", long)]
+    pub data_only: bool,
+
+    /// PostgreSQL sources: do not give objects their source owners (they belong to the target user).
+    #[arg(help_heading = "What to copy", long)]
+    pub no_owner: bool,
+
+    /// PostgreSQL sources: do not carry grants (GRANT/REVOKE) over.
+    #[arg(help_heading = "What to copy", long)]
+    pub no_privileges: bool,
+
     /// Continue an unfinished job from its committed chunks.
     #[arg(help_heading = "What to copy", long, conflicts_with = "restart")]
     pub resume: bool,

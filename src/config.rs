@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cli::{CopyArgs, LoadArgs, RateArgs, StatusArgs, ThrottleCommandArgs, VerifyArgs};
 use crate::credentials::{self, split_url, PasswordSource};
 use crate::error::{register_public, register_secret, Error, Result};
+use crate::objects::SchemaMode;
 use crate::throttle::parse_rate;
 use crate::tls::{MyTls, PgTls};
 
@@ -724,6 +725,57 @@ pub struct CopyConfig {
     /// resume hint then names the variable instead of printing the URL).
     pub source_from_env: bool,
     pub target_from_env: bool,
+    /// `--exclude-table`: tables left out, as patterns.
+    pub exclude_tables: Vec<TablePattern>,
+    /// `--schema-only` / `--data-only` / both (the default).
+    pub schema_mode: SchemaMode,
+    /// `--no-owner`, `--no-privileges` (PostgreSQL sources).
+    pub no_owner: bool,
+    pub no_privileges: bool,
+}
+
+/// A `--exclude-table` pattern: `name` or `schema.name`, `*` any characters, `?` one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePattern {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl TablePattern {
+    pub fn parse(text: &str) -> Result<Self> {
+        let spec = TableSpec::parse(text).map_err(|e| {
+            Error::input(format!("--exclude-table {text:?}: {}", e.to_string().trim_start_matches("table ")))
+        })?;
+        Ok(TablePattern { schema: spec.schema, name: spec.name })
+    }
+
+    /// Whether the pattern matches a table (`schema` is the database for MySQL/MariaDB).
+    pub fn matches(&self, table: &crate::schema::TableName) -> bool {
+        glob(&self.name, &table.name) && self.schema.as_deref().is_none_or(|s| glob(s, &table.schema))
+    }
+}
+
+/// `*` matches any run of characters, `?` any one; everything else matches itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// A logical replication slot to create before the copy.
@@ -804,6 +856,17 @@ impl CopyConfig {
             check_report_path(path)?;
         }
         let create_slot = SlotRequest::from_args(args, &source)?;
+        let exclude_tables = args.exclude_tables.iter().map(|p| TablePattern::parse(p)).collect::<Result<Vec<_>>>()?;
+        let schema_mode = match (args.schema_only, args.data_only) {
+            (true, _) => SchemaMode::SchemaOnly,
+            (_, true) => SchemaMode::DataOnly,
+            _ => SchemaMode::All,
+        };
+        if source.engine() != Engine::Postgres && (args.no_owner || args.no_privileges) {
+            return Err(Error::input(
+                "--no-owner and --no-privileges apply to PostgreSQL sources only (MySQL/MariaDB objects belong to the target user)",
+            ));
+        }
         Ok(CopyConfig {
             source,
             target,
@@ -826,6 +889,10 @@ impl CopyConfig {
             consistent: args.consistent,
             source_from_env: args.source_from_env,
             target_from_env: args.target_from_env,
+            exclude_tables,
+            schema_mode,
+            no_owner: args.no_owner,
+            no_privileges: args.no_privileges,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod copy;
 pub mod copy_format;
 pub mod credentials;
 pub mod error;
+pub mod objects;
 pub mod pg;
 pub mod pipeline;
 pub mod plan;

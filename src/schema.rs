@@ -214,6 +214,10 @@ pub struct Table {
     /// The source table is partitioned (PostgreSQL): read through its parent, created on the
     /// target as one plain table.
     pub partitioned: bool,
+    /// How the target table differs from the source's, for the schema report (a NOT NULL
+    /// dropped, a type translated with a loss …); empty when it is the same.
+    #[serde(default)]
+    pub changes: Vec<String>,
 }
 
 /// The PostgreSQL DDL that recreates a source table on the target. Sources of every engine

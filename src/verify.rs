@@ -1385,6 +1385,7 @@ mod tests {
             estimated_bytes: 0,
             ddl: TargetDdl::default(),
             partitioned: false,
+            changes: Vec::new(),
         }
     }
 

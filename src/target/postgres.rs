@@ -235,6 +235,7 @@ mod tests {
             estimated_bytes: 0,
             ddl: TargetDdl::default(),
             partitioned: false,
+            changes: Vec::new(),
         }
     }
 
