@@ -231,7 +231,7 @@ impl PgSource {
     /// The leaf partitions of a partitioned table, at every level.
     fn leaves(&mut self, parent: &Candidate, candidates: &[Candidate]) -> Result<Vec<Candidate>> {
         let rows = self.conn.query(
-            "SELECT relid::oid FROM pg_partition_tree($1) WHERE isleaf",
+            "SELECT relid::oid FROM pg_partition_tree($1::oid::regclass) WHERE isleaf",
             &[&parent.oid],
             &format!("listing the partitions of {}", parent.name),
         )?;
