@@ -21,6 +21,7 @@ mod refusals;
 mod report;
 mod restart;
 mod resume;
+mod schema_objects;
 mod secrets;
 mod throttle;
 mod tls;
