@@ -171,7 +171,7 @@ fn verdict_words(v: &Verification, loud: bool) -> String {
     };
     let unexplained = match columns(false) {
         0 => String::new(),
-        n => format!(", {} not compared (listed above)", counted(n, "column", "columns")),
+        n => format!(", {} not compared", counted(n, "column", "columns")),
     };
     let excluded = match columns(true) {
         0 => String::new(),
