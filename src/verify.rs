@@ -483,7 +483,7 @@ fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> R
         return Ok(subjects);
     }
     let excluded = cfg.source.excluded_columns();
-    for (no, table) in source.describe_tables(&cfg.tables)?.into_iter().enumerate() {
+    for (no, table) in source.describe_tables(&cfg.tables, &[])?.into_iter().enumerate() {
         let ranges = planned_ranges(cfg, source, no, &table)?;
         let left_out = excluded_from(&table, &excluded, "left out by --exclude-column");
         subjects.push(subject(cfg, target, table, ranges, Vec::new(), left_out)?);
@@ -524,7 +524,7 @@ fn excluded_columns(settings: &serde_json::Value) -> Vec<[String; 3]> {
 /// since the job read the table (mid-copy) is not on the target, and comparing the recorded
 /// columns only would call the table identical.
 fn check_source_columns(job: &str, table: &Table, current: &[String], excluded: &[[String; 3]]) -> Result<()> {
-    if current.is_empty() {
+    if current.is_empty() && !table.columns.is_empty() {
         return Err(Error::input(format!("table {} of job {job:?} is no longer in the source", table.name)));
     }
     let recorded: HashSet<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
@@ -882,7 +882,7 @@ fn scan_source(
 }
 
 fn scan_target(target: &mut PgTarget, table: &Table, span: &Span, on_row: Option<RowSink<'_>>) -> Result<ChunkSummary> {
-    let sql = span_copy_sql(table, &table.target.quoted(), span.lows.iter(), span.highs.iter());
+    let sql = span_copy_sql(table, &format!("ONLY {}", table.target.quoted()), span.lows.iter(), span.highs.iter());
     scan_rows(&mut target.conn, &sql, table, on_row, &mut |_, _| Ok(()))
 }
 
