@@ -854,21 +854,8 @@ pub fn settings(cfg: &CopyConfig) -> serde_json::Value {
         "consistent": cfg.consistent,
         "create_slot": cfg.create_slot.as_ref().map(|s| &s.name),
         // verify --job tells a column left out on purpose from one added since.
-        "excluded_columns": excluded_columns(cfg),
+        "excluded_columns": cfg.source.excluded_columns(),
     })
-}
-
-/// `--exclude-column` rules as [database, table, column].
-fn excluded_columns(cfg: &CopyConfig) -> Vec<[String; 3]> {
-    match &cfg.source {
-        crate::config::SourceEndpoint::Mysql(ep) => ep
-            .options
-            .excluded
-            .iter()
-            .map(|c| [c.schema.clone().unwrap_or_else(|| ep.database.clone()), c.table.clone(), c.column.clone()])
-            .collect(),
-        crate::config::SourceEndpoint::Postgres(_) => Vec::new(),
-    }
 }
 
 #[cfg(test)]

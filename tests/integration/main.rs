@@ -26,3 +26,4 @@ mod secrets;
 mod throttle;
 mod tls;
 mod verify;
+mod verify_rules;
