@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{CopyConfig, Engine, StartMode, VerifyConfig};
-use crate::objects::SchemaMode;
 use crate::credentials::{PasswordSource, MY_PASSWORD_VAR, PG_PASSWORD_VAR, SOURCE_ENV, TARGET_ENV};
 use crate::error::{redact, Error, Result};
+use crate::objects::SchemaMode;
 use crate::pipeline::{self, ByteGate, RunContext, TableWork, IN_FLIGHT_BYTES};
 use crate::progress::{self, Progress};
 use crate::report;
@@ -225,6 +225,18 @@ impl Run<'_> {
     /// report lists them with their reasons).
     fn finish_objects(&self, source: &mut Source, target: &mut PgTarget) -> Result<()> {
         let failed = schema_phases::run_after(&self.cfg.job, source, target)?;
+        let objects = state::load_objects(&mut target.conn, &self.cfg.job)?;
+        if !objects.is_empty() {
+            eprintln!("job {}: schema: {}", self.cfg.job, report::schema_summary(&objects));
+            let listed: Vec<&str> =
+                objects.iter().filter(|o| o.status == "listed").map(|o| o.object.name.as_str()).collect();
+            if !listed.is_empty() {
+                eprintln!(
+                    "  not carried over (their source SQL is in the report, --report FILE): {}",
+                    listed.join(", ")
+                );
+            }
+        }
         if !failed.is_empty() {
             eprintln!(
                 "warning: job {}: {} objects could not be created as the source has them (listed above and in the \
@@ -532,14 +544,21 @@ fn restart_tables(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget) 
         plan.push((record.table_no, table, create, record.created_by_job));
     }
     source.check_sequences_readable(&plan.iter().map(|p| &p.1).collect::<Vec<_>>())?;
-    let discarded: Vec<_> = plan.iter().map(|(no, t, create, _)| (*no, &t.name, &t.target, *create)).collect();
+    // Tables the source's schema dump created keep their definition and indexes (foreign keys
+    // and views may rest on them): they are emptied, not dropped.
+    let dumped = state::load_objects(&mut target.conn, &cfg.job)?.iter().any(|o| o.object.kind == "TABLE");
+    let discarded: Vec<_> =
+        plan.iter().map(|(no, t, create, _)| (*no, &t.name, &t.target, *create && !dumped)).collect();
     announce_discard(cfg, target, &discarded)?;
     target
         .conn
         .transaction("restarting tables of the job", |conn| {
             for (table_no, table, create, created_by_job) in &plan {
                 state::reset_table(conn, &cfg.job, *table_no, table, *created_by_job || *create)?;
-                if *create {
+                if dumped {
+                    target::truncate_table(conn, &table.target)?;
+                    state::set_deferred_done(conn, &cfg.job, *table_no, table.ddl.deferred.len())?;
+                } else if *create {
                     target::drop_table(conn, &table.target)?;
                     target::create_table(conn, table)?;
                 } else {
@@ -639,6 +658,7 @@ fn setup(
     // Tables the schema's own objects create (PostgreSQL sources: pg_dump's) are not created
     // from the introspected DDL.
     let dumped = objects.iter().any(|o| o.kind == "TABLE");
+    schema_phases::check_prerequisites(&mut target.conn, &objects)?;
     let schema_only = mode == SchemaMode::SchemaOnly;
     source.check_sequences_readable(&plan.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
     let restart = !old.is_empty() || cfg.mode == StartMode::Restart;

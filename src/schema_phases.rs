@@ -207,3 +207,143 @@ fn server_reason(e: &Error) -> String {
         other => other.to_string(),
     }
 }
+
+/// Finds, before anything is written, everything the target lacks for the objects to be
+/// created (extensions, roles that own objects or receive grants, collations), and reports
+/// all of it in one message.
+pub fn check_prerequisites(conn: &mut PgConn, objects: &[DbObject]) -> Result<()> {
+    let what = "checking what the target needs for the source's objects";
+    let before: Vec<&DbObject> = objects.iter().filter(|o| o.runs()).collect();
+    let extensions: Vec<String> = before.iter().filter(|o| o.kind == "EXTENSION").map(|o| o.name.clone()).collect();
+    let mut owners = Vec::new();
+    let mut grantees = Vec::new();
+    let mut collations = Vec::new();
+    for o in &before {
+        for line in o.sql.lines() {
+            if let Some(role) = line.split_once(" OWNER TO ").map(|(_, r)| role_name(r)) {
+                owners.push(role);
+            }
+            let grant = line.starts_with("GRANT ") || line.starts_with("REVOKE ");
+            if let Some(role) = line.rsplit_once(if line.starts_with("GRANT ") { " TO " } else { " FROM " }) {
+                if grant {
+                    grantees.push(role_name(role.1));
+                }
+            }
+            let mut rest = line;
+            while let Some((_, after)) = rest.split_once("COLLATE pg_catalog.") {
+                collations.push(role_name(after));
+                rest = after;
+            }
+        }
+    }
+    for list in [&mut owners, &mut grantees, &mut collations] {
+        list.retain(|r| !matches!(r.as_str(), "" | "PUBLIC" | "CURRENT_USER" | "SESSION_USER" | "CURRENT_ROLE"));
+        list.sort();
+        list.dedup();
+    }
+    let mut problems = Vec::new();
+    let rows = conn.query(
+        "SELECT e, a.name IS NULL,
+                NOT EXISTS (SELECT 1 FROM pg_extension x WHERE x.extname = e)
+                AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                AND NOT coalesce((SELECT bool_or(v.trusted) FROM pg_available_extension_versions v WHERE v.name = e), false)
+           FROM unnest($1::text[]) e LEFT JOIN pg_available_extensions a ON a.name = e",
+        &[&extensions],
+        what,
+    )?;
+    for r in rows {
+        let (name, missing, forbidden): (String, bool, bool) = (r.get(0), r.get(1), r.get(2));
+        if missing {
+            problems
+                .push(format!("extension {name} is not available on the target server (install its package there)"));
+        } else if forbidden {
+            problems.push(format!(
+                "extension {name} is not installed in the target database and the target user may not create it \
+                 (a superuser can: CREATE EXTENSION {name})"
+            ));
+        }
+    }
+    let rows = conn.query(
+        "SELECT r, EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r),
+                EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) AND pg_has_role(current_user, r, 'MEMBER')
+           FROM unnest($1::text[]) r",
+        &[&owners],
+        what,
+    )?;
+    for r in rows {
+        let (role, exists, member): (String, bool, bool) = (r.get(0), r.get(1), r.get(2));
+        if !exists {
+            problems.push(format!("role {role} owns objects in the source but does not exist on the target (create it, or copy with --no-owner)"));
+        } else if !member {
+            problems.push(format!(
+                "role {role} owns objects in the source, and the target user may not give objects to it (GRANT {role} \
+                 TO the target user, or copy with --no-owner)"
+            ));
+        }
+    }
+    let rows = conn.query(
+        "SELECT r FROM unnest($1::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)",
+        &[&grantees],
+        what,
+    )?;
+    for r in rows {
+        let role: String = r.get(0);
+        problems.push(format!(
+            "role {role} is granted privileges in the source but does not exist on the target (create it, or copy \
+             with --no-privileges)"
+        ));
+    }
+    let rows = conn.query(
+        "SELECT c FROM unnest($1::text[]) c WHERE NOT EXISTS (
+             SELECT 1 FROM pg_collation WHERE collname = c AND collnamespace = 'pg_catalog'::regnamespace)",
+        &[&collations],
+        what,
+    )?;
+    for r in rows {
+        let collation: String = r.get(0);
+        problems.push(format!(
+            "collation {collation} is used by the source's columns but the target server does not have it (install \
+             its locale there)"
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "the target lacks what the source's objects need:\n  {}\nnothing was written to the target",
+        problems.join("\n  ")
+    )))
+}
+
+/// The name at the start of `text` (`"My Role";` → `My Role`, `app_owner;` → `app_owner`).
+fn role_name(text: &str) -> String {
+    let text = text.trim_start();
+    if let Some(quoted) = text.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            name.push(c);
+        }
+        return name;
+    }
+    text.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$').collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::role_name;
+
+    #[test]
+    fn role_names_are_read_quoted_or_plain() {
+        assert_eq!(role_name("app_owner;"), "app_owner");
+        assert_eq!(role_name(" \"My \"\"Role\"\"\";"), "My \"Role\"");
+        assert_eq!(role_name("\"en_US\" NOT NULL"), "en_US");
+    }
+}

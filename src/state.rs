@@ -866,8 +866,9 @@ pub fn load_objects(conn: &mut PgConn, job: &str) -> Result<Vec<ObjectRecord>> {
     )?;
     rows.iter()
         .map(|r| {
-            let object = serde_json::from_str(r.get::<_, &str>(1))
-                .map_err(|e| Error::State(format!("job {job:?}: an object's recorded definition is unreadable: {e}")))?;
+            let object = serde_json::from_str(r.get::<_, &str>(1)).map_err(|e| {
+                Error::State(format!("job {job:?}: an object's recorded definition is unreadable: {e}"))
+            })?;
             Ok(ObjectRecord { object_no: r.get::<_, i32>(0) as usize, object, status: r.get(2), detail: r.get(3) })
         })
         .collect()

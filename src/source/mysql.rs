@@ -46,7 +46,9 @@ use mysql::{Conn, Params, Row, Value};
 
 use super::{Block, SourcePosition};
 use crate::canonical::{DigestBuilder, RowEncoder};
-use crate::config::{CastRule, CastSelector, CastTarget, ColumnRef, MyEndpoint, MyOptions, TablePattern, TableSpec, ZeroDates};
+use crate::config::{
+    CastRule, CastSelector, CastTarget, ColumnRef, MyEndpoint, MyOptions, TablePattern, TableSpec, ZeroDates,
+};
 use crate::copy_format::{add_row, ChunkSummary, CopyEncoder, RowSink};
 use crate::error::{describe_mysql_error, redact, Error, ErrorCode, Result};
 use crate::pipeline::{ByteGate, Permit};

@@ -64,9 +64,8 @@ pub struct DumpOptions<'a> {
 pub fn dump(ep: &PgEndpoint, server_major: u32, opts: &DumpOptions<'_>) -> Result<Dump> {
     let pg_dump = tool("pg_dump", server_major)?;
     let pg_restore = pg_dump.with_file_name("pg_restore");
-    let mut args: Vec<String> = ["--schema-only", "--format=custom", "--no-tablespaces", "--no-subscriptions"]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> =
+        ["--schema-only", "--format=custom", "--no-tablespaces", "--no-subscriptions"].map(String::from).to_vec();
     args.extend(opts.excluded.iter().map(|t| format!("--exclude-table={}", t.quoted())));
     let archive = run(&pg_dump, &args, &libpq_env(ep), None, "dumping the source's schema")?;
     let mut sections = Vec::new();

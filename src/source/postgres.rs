@@ -622,7 +622,8 @@ impl PgSource {
             .collect();
         let whole = cfg.tables.is_empty() && cfg.exclude_tables.is_empty();
         let excluded = if whole { Vec::new() } else { self.unselected_tables(&oids)? };
-        let opts = pg_dump::DumpOptions { excluded: &excluded, no_owner: cfg.no_owner, no_privileges: cfg.no_privileges };
+        let opts =
+            pg_dump::DumpOptions { excluded: &excluded, no_owner: cfg.no_owner, no_privileges: cfg.no_privileges };
         let dump = pg_dump::dump(ep, major, &opts)?;
         // What each table builds itself once loaded; with --schema-only, nothing is loaded.
         let built: HashSet<u32> = match cfg.schema_mode {
@@ -712,8 +713,7 @@ impl PgSource {
             after.push(object);
         }
         after.extend(refreshes);
-        let large_objects: i64 =
-            self.conn.query_one("SELECT count(*) FROM pg_largeobject_metadata", &[], what)?.get(0);
+        let large_objects: i64 = self.conn.query_one("SELECT count(*) FROM pg_largeobject_metadata", &[], what)?.get(0);
         if large_objects > 0 {
             after.push(DbObject::created(
                 "LARGE OBJECTS",
@@ -746,7 +746,8 @@ impl PgSource {
 
     /// Large objects' OIDs, in order.
     pub fn large_objects(&mut self) -> Result<Vec<u32>> {
-        let rows = self.conn.query("SELECT oid FROM pg_largeobject_metadata ORDER BY oid", &[], "listing large objects")?;
+        let rows =
+            self.conn.query("SELECT oid FROM pg_largeobject_metadata ORDER BY oid", &[], "listing large objects")?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
