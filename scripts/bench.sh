@@ -966,7 +966,7 @@ write_json() {
                 printf '{"error": "%s"}' "${FAILED[$tool]//\"/\'}"
             else
                 awk -v w="${WALL_S[$tool]}" -v r="${RSS_KIB[$tool]}" -v n="${ROWS_OF[$tool]:-$ROWS}" \
-                    -v note="${NOTES[$tool]//\"/\'}" \
+                    -v note="$(n=${NOTES[$tool]:-}; printf '%s' "${n//\"/\'}")" \
                     'BEGIN { printf "{\"wall_s\": %.2f, \"rows_per_s\": %.0f, \"peak_rss_kib\": %d", w, n / w, r
                              if (note != "") printf ", \"note\": \"%s\"", note
                              printf "}" }'
