@@ -433,7 +433,7 @@ fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> R
         }
         return Ok(subjects);
     }
-    for (no, table) in source.describe_tables(&cfg.tables)?.into_iter().enumerate() {
+    for (no, table) in source.describe_tables(&cfg.tables, &[])?.into_iter().enumerate() {
         let ranges = planned_ranges(cfg, source, no, &table)?;
         subjects.push(subject(target, table, ranges, engine, Vec::new())?);
     }

@@ -8,7 +8,7 @@ use mysql::Value;
 use super::keys::KeyKind;
 use super::types::{cast_refusal, cast_row, type_row, unquote_sql_string, Conv, TypeInfo, INTS, PG_BIT_OID, STRINGS};
 use super::{my_ident, my_table, num_of, pg_name, text_of, Flavor, MySource};
-use crate::config::{CastRule, CastSelector, ColumnRef, TableSpec};
+use crate::config::{CastRule, CastSelector, ColumnRef, TablePattern, TableSpec};
 use crate::error::{Error, Result};
 use crate::schema::{quote_ident, quote_literal, Column, Key, LogicalType, SequenceSync, Table, TableName, TargetDdl};
 
@@ -76,8 +76,9 @@ struct SourceIndex {
 impl MySource {
     /// Resolves the named tables (every base table of the URL's database when none are named)
     /// and introspects them, applying `--cast`, `--exclude-column` and `--target-schema`.
-    pub fn describe_tables(&mut self, specs: &[TableSpec]) -> Result<Vec<Table>> {
-        let chosen = self.resolve_tables(specs)?;
+    pub fn describe_tables(&mut self, specs: &[TableSpec], excluded: &[TablePattern]) -> Result<Vec<Table>> {
+        let mut chosen = self.resolve_tables(specs)?;
+        chosen.retain(|name| !excluded.iter().any(|p| p.matches(name)));
         if chosen.is_empty() {
             return Err(Error::input(format!("the source database {} has no tables", self.endpoint)));
         }
