@@ -356,7 +356,8 @@ pub struct CopyArgs {
 
     /// MySQL/MariaDB sources: leave a column out of the copy (repeatable): `[DB.]TABLE.COLUMN`.
     ///
-    /// Indexes that use it are not created on the target.
+    /// Indexes that use it are not created on the target. (Other indexes are built after the
+    /// load; FULLTEXT ones as `USING gin (to_tsvector('simple', …))` of their columns.)
     #[arg(help_heading = "MySQL/MariaDB sources", long = "exclude-column", value_name = "[DB.]TABLE.COLUMN")]
     pub exclude_columns: Vec<String>,
 }

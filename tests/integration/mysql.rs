@@ -20,7 +20,8 @@ use crate::common::{self, connect, run, scalar, setup, texts, with_database, Run
 /// A MariaDB database for one test, dropped at the end.
 pub(crate) struct MyDb {
     admin: String,
-    name: String,
+    /// The database's name (the target schema of its tables).
+    pub(crate) name: String,
     /// URL of the test's database (with the password).
     pub(crate) url: String,
 }

@@ -6,9 +6,12 @@ use std::collections::HashSet;
 use mysql::Value;
 
 use super::keys::KeyKind;
-use super::types::{cast_refusal, cast_row, type_row, unquote_sql_string, Conv, TypeInfo, INTS, PG_BIT_OID, STRINGS};
+use super::types::{
+    cast_refusal, cast_row, lower_outside_quotes, type_row, unquote_sql_string, Conv, TypeInfo, INTS, PG_BIT_OID,
+    STRINGS,
+};
 use super::{my_ident, my_table, num_of, pg_name, text_of, Flavor, MySource};
-use crate::config::{CastRule, CastSelector, ColumnRef, TablePattern, TableSpec};
+use crate::config::{CastRule, CastSelector, ColumnRef, TablePattern, TableSpec, ZeroDates};
 use crate::error::{Error, Result};
 use crate::schema::{quote_ident, quote_literal, Column, Key, LogicalType, SequenceSync, Table, TableName, TargetDdl};
 
@@ -199,34 +202,19 @@ impl MySource {
         let what = format!("introspecting {name}");
         let params = || vec![Value::from(name.schema.as_str()), Value::from(name.name.as_str())];
         let rows = self.rows(
-            "SELECT COLUMN_NAME, LOWER(COLUMN_TYPE), LOWER(DATA_TYPE), IS_NULLABLE, COLUMN_DEFAULT, LOWER(EXTRA),
+            "SELECT COLUMN_NAME, COLUMN_TYPE, LOWER(DATA_TYPE), IS_NULLABLE, COLUMN_DEFAULT, LOWER(EXTRA),
                     CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_COMMENT
                FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?
               ORDER BY ORDINAL_POSITION",
             params(),
             &what,
         )?;
-        let json_checked: HashSet<String> = if self.flavor == Flavor::MariaDb {
-            self.rows(
-                "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
-                  WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
-                params(),
-                &what,
-            )?
-            .iter()
-            .filter_map(|r| {
-                let clause = text_of(r, 1)?;
-                let inner = clause.strip_prefix("json_valid(`")?.strip_suffix("`)")?;
-                Some(inner.replace("``", "`"))
-            })
-            .collect()
-        } else {
-            HashSet::new()
-        };
+        let checks = check_constraints(self, name)?;
+        let json_checked: HashSet<String> = checks.iter().filter_map(|(_, clause)| json_valid_column(clause)).collect();
         let mut source_cols = Vec::with_capacity(rows.len());
         for r in &rows {
             let col_name = text_of(r, 0).unwrap_or_default();
-            let mut column_type = text_of(r, 1).unwrap_or_default();
+            let mut column_type = lower_outside_quotes(&text_of(r, 1).unwrap_or_default());
             if json_checked.contains(&col_name) && text_of(r, 2).as_deref() == Some("longtext") {
                 column_type = "json".into();
             }
@@ -248,10 +236,14 @@ impl MySource {
         let target = TableName::new(target_schema, name.name.clone());
         let mut prerequisites = vec![format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&target.schema))];
         let mut columns: Vec<Column> = Vec::new();
-        let mut col_sql: Vec<String> = Vec::new();
+        // Each column's DDL before and after its NOT NULL, which is decided once the key is known.
+        let mut col_sql: Vec<(String, String)> = Vec::new();
+        // NOT NULL date and time columns whose zero dates would arrive as NULL.
+        let mut relax: Vec<usize> = Vec::new();
         let mut after_create: Vec<String> = Vec::new();
         let mut sequences = Vec::new();
         let mut excluded: HashSet<String> = HashSet::new();
+        let mut changes: Vec<String> = Vec::new();
         for sc in &source_cols {
             let ex = self.options.excluded.iter().position(|c| {
                 c.schema.as_deref().unwrap_or(&self.database) == name.schema
@@ -299,8 +291,24 @@ impl MySource {
                 },
             };
             let not_null = !sc.nullable;
+            if not_null && zero_dates_nulled(&logical, self.options.zero_dates) {
+                relax.push(columns.len());
+            }
             let identity = sc.auto_increment() && matches!(type_sql.as_str(), "smallint" | "integer" | "bigint");
-            let default_sql = if identity || sc.extra.contains("generated") {
+            // BIGINT UNSIGNED is numeric(20,0), which cannot be an identity: a bigint sequence of
+            // its own generates its values, carried over like an identity's.
+            let numeric_serial = sc.auto_increment() && !identity && !cast && type_sql == "numeric(20,0)";
+            let default_sql = if numeric_serial {
+                let seq = TableName::new(&target.schema, pg_name(&[&target.name, &sc.name, "seq"]));
+                prerequisites.push(format!("CREATE SEQUENCE IF NOT EXISTS {} AS bigint", seq.quoted()));
+                after_create.push(format!(
+                    "ALTER SEQUENCE {} OWNED BY {}.{}",
+                    seq.quoted(),
+                    target.quoted(),
+                    quote_ident(&sc.name)
+                ));
+                Some(format!("nextval({}::regclass)", quote_literal(&seq.quoted())))
+            } else if identity || sc.extra.contains("generated") {
                 None
             } else {
                 render_default(sc, &logical, &type_sql, self.flavor, cast)
@@ -308,6 +316,8 @@ impl MySource {
             let mut sql = format!("{} {}", quote_ident(&sc.name), type_sql);
             if identity {
                 sql.push_str(" GENERATED BY DEFAULT AS IDENTITY");
+            }
+            if identity || numeric_serial {
                 sequences.push(SequenceSync {
                     source_sql: serde_json::json!([name.schema, name.name, sc.name]).to_string(),
                     target_sql: format!(
@@ -317,14 +327,8 @@ impl MySource {
                     ),
                 });
             }
-            if not_null {
-                sql.push_str(" NOT NULL");
-            }
-            if let Some(d) = &default_sql {
-                sql.push_str(" DEFAULT ");
-                sql.push_str(d);
-            }
-            col_sql.push(sql);
+            let default_clause = default_sql.as_ref().map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
+            col_sql.push((sql, default_clause));
             if !sc.comment.is_empty() {
                 after_create.push(format!(
                     "COMMENT ON COLUMN {}.{} IS {}",
@@ -355,6 +359,25 @@ impl MySource {
 
         let indexes = self.indexes(name)?;
         let key = choose_key(&indexes, &columns);
+        // A zero date copied as NULL into a NOT NULL column would fail the load after other
+        // tables are committed: such columns are loaded without NOT NULL, which is re-added
+        // after the load when no value was nulled (see `objects`). Key columns keep it (the
+        // key needs it, and a zero date there fails its table either way).
+        for &i in relax.iter().filter(|i| key.as_ref().is_none_or(|k| !k.columns.contains(i))) {
+            columns[i].not_null = false;
+            let change = format!(
+                "column {} is created without NOT NULL while loading (zero dates are copied as NULL, \
+                 --zero-dates null); NOT NULL is re-added after the load when no value was nulled",
+                quote_ident(&columns[i].name)
+            );
+            eprintln!("warning: {name}: {change}");
+            changes.push(change);
+        }
+        let mut col_sql: Vec<String> = col_sql
+            .into_iter()
+            .zip(&columns)
+            .map(|((head, tail), c)| format!("{head}{}{tail}", if c.not_null { " NOT NULL" } else { "" }))
+            .collect();
         let deferred = index_ddl(&indexes, &target, &columns, &excluded, name);
 
         let stats = self.rows(
@@ -368,6 +391,13 @@ impl MySource {
         if !comment.is_empty() {
             after_create.insert(0, format!("COMMENT ON TABLE {} IS {}", target.quoted(), quote_literal(&comment)));
         }
+        // CHECK constraints PostgreSQL reads the same way go into the table; `objects` lists
+        // the others as not carried over.
+        for (check, clause) in &checks {
+            if let Some(expr) = translate_check(clause, &columns) {
+                col_sql.push(format!("CONSTRAINT {} CHECK ({expr})", quote_ident(check)));
+            }
+        }
         let create_table = format!("CREATE TABLE {} (\n  {}\n)", target.quoted(), col_sql.join(",\n  "));
         Ok(Some(Table {
             name: name.clone(),
@@ -378,7 +408,7 @@ impl MySource {
             estimated_bytes,
             ddl: TargetDdl { prerequisites, create_table, after_create, deferred, sequences },
             partitioned: false,
-            changes: Vec::new(),
+            changes,
         }))
     }
 
@@ -444,7 +474,8 @@ fn choose_key(indexes: &[SourceIndex], columns: &[Column]) -> Option<Key> {
 
 /// Primary key, unique and plain indexes as PostgreSQL DDL, built after the load. Prefix
 /// parts become `left(col, n)` (text) or `substring(col from 1 for n)` (bytea), which index
-/// exactly what MySQL indexes. FULLTEXT and SPATIAL indexes, and indexes on excluded
+/// exactly what MySQL indexes. FULLTEXT indexes become GIN indexes on
+/// `to_tsvector('simple', …)` of their columns. SPATIAL indexes, and indexes on excluded
 /// columns or expressions, are skipped with a warning.
 fn index_ddl(
     indexes: &[SourceIndex],
@@ -458,8 +489,15 @@ fn index_ddl(
         let skip = |why: &str| {
             eprintln!("warning: {source}: index {} is not created on the target: {why}", my_ident(&idx.name))
         };
-        if idx.kind == "FULLTEXT" || idx.kind == "SPATIAL" {
-            skip(&format!("{} indexes have no PostgreSQL equivalent", idx.kind.to_lowercase()));
+        if idx.kind == "FULLTEXT" {
+            match fulltext_index(idx, target, columns) {
+                Ok(sql) => out.push(sql),
+                Err(why) => skip(&why),
+            }
+            continue;
+        }
+        if idx.kind == "SPATIAL" {
+            skip("spatial indexes have no PostgreSQL equivalent");
             continue;
         }
         let mut parts = Vec::new();
@@ -512,6 +550,31 @@ fn index_ddl(
         }
     }
     out
+}
+
+/// A FULLTEXT index as a GIN index on the `simple` text search configuration's vector of its
+/// columns (MySQL's parser splits words without stemming or stop words in most set-ups; queries
+/// must use `to_tsvector('simple', …)` with the same expression to use it).
+fn fulltext_index(idx: &SourceIndex, target: &TableName, columns: &[Column]) -> std::result::Result<String, String> {
+    let mut parts = Vec::with_capacity(idx.parts.len());
+    for (col, _, _) in &idx.parts {
+        let col = col.as_ref().ok_or("it indexes an expression")?;
+        let c =
+            columns.iter().find(|c| &c.name == col).ok_or_else(|| format!("column {} is not copied", my_ident(col)))?;
+        if c.logical != LogicalType::Text {
+            return Err(format!("column {} is not text on the target", my_ident(col)));
+        }
+        parts.push(quote_ident(col));
+    }
+    let document = match parts.as_slice() {
+        [one] => one.clone(),
+        many => many.iter().map(|p| format!("coalesce({p}, '')")).collect::<Vec<_>>().join(" || ' ' || "),
+    };
+    Ok(format!(
+        "CREATE INDEX {} ON {} USING gin (to_tsvector('simple', {document}))",
+        quote_ident(&pg_name(&[&target.name, &idx.name])),
+        target.quoted()
+    ))
 }
 
 /// A column default as PostgreSQL DDL, when PostgreSQL can express it with the same value;
@@ -600,6 +663,161 @@ fn is_number(s: &str) -> bool {
         && t.chars().all(|c| c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')
         && t.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.')
         && s.parse::<f64>().is_ok()
+}
+
+/// Whether zero dates of a column of this type arrive as NULL (dates and times under
+/// `--zero-dates null`).
+fn zero_dates_nulled(logical: &LogicalType, policy: ZeroDates) -> bool {
+    policy == ZeroDates::Null
+        && matches!(logical, LogicalType::Date | LogicalType::Timestamp | LogicalType::TimestampTz)
+}
+
+/// The CHECK constraints of a table as (name, clause), MariaDB's `json_valid()` checks that
+/// mark its JSON columns included (see [`json_valid_column`]). None on servers without
+/// `information_schema.CHECK_CONSTRAINTS` (MySQL before 8.0.16, MariaDB before 10.2).
+pub(super) fn check_constraints(source: &mut MySource, name: &TableName) -> Result<Vec<(String, String)>> {
+    let sql = match source.flavor {
+        Flavor::MariaDb => {
+            "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+              WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? ORDER BY CONSTRAINT_NAME"
+        }
+        Flavor::MySql => {
+            "SELECT c.CONSTRAINT_NAME, c.CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS c
+               JOIN information_schema.TABLE_CONSTRAINTS t
+                 ON t.CONSTRAINT_SCHEMA = c.CONSTRAINT_SCHEMA AND t.CONSTRAINT_NAME = c.CONSTRAINT_NAME
+              WHERE t.CONSTRAINT_TYPE = 'CHECK' AND t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?
+              ORDER BY c.CONSTRAINT_NAME"
+        }
+    };
+    let has_table = source
+        .rows(
+            "SELECT COUNT(*) FROM information_schema.TABLES
+              WHERE TABLE_SCHEMA = 'information_schema' AND TABLE_NAME = 'CHECK_CONSTRAINTS'",
+            Vec::new(),
+            "looking for information_schema.CHECK_CONSTRAINTS",
+        )?
+        .first()
+        .is_some_and(|r| num_of(r, 0) > 0);
+    if !has_table {
+        return Ok(Vec::new());
+    }
+    let params = vec![Value::from(name.schema.as_str()), Value::from(name.name.as_str())];
+    let rows = source.rows(sql, params, &format!("reading the CHECK constraints of {name}"))?;
+    Ok(rows.iter().filter_map(|r| Some((text_of(r, 0)?, text_of(r, 1)?))).collect())
+}
+
+/// The column a MariaDB `json_valid(`col`)` CHECK marks as JSON.
+pub(super) fn json_valid_column(clause: &str) -> Option<String> {
+    let inner = clause.strip_prefix("json_valid(`")?.strip_suffix("`)")?;
+    Some(inner.replace("``", "`"))
+}
+
+/// A MySQL CHECK expression in PostgreSQL's SQL when it translates simply: comparisons,
+/// arithmetic (no division), AND/OR/NOT, IS [NOT] NULL, [NOT] IN, BETWEEN, LIKE, a few
+/// functions that mean the same in both, numbers and plain strings, over copied columns whose
+/// values compare the same in both engines (numbers, dates and times, text under a binary
+/// collation). None for anything else (the constraint is then listed as not carried) and for
+/// `json_valid()` checks, which a `jsonb` column enforces itself.
+pub(super) fn translate_check(clause: &str, columns: &[Column]) -> Option<String> {
+    if json_valid_column(clause).is_some() {
+        return None;
+    }
+    const WORDS: &[&str] = &["and", "or", "not", "is", "null", "in", "between", "like", "true", "false"];
+    const FUNCTIONS: &[&str] = &["char_length", "character_length", "lower", "upper", "abs", "coalesce"];
+    let mut out = String::with_capacity(clause.len() + 8);
+    let mut chars = clause.chars().peekable();
+    let mut compares = false;
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => out.push(' '),
+            '`' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next()? {
+                        '`' if chars.peek() == Some(&'`') => {
+                            chars.next();
+                            name.push('`');
+                        }
+                        '`' => break,
+                        c => name.push(c),
+                    }
+                }
+                let col = columns.iter().find(|col| col.name == name)?;
+                let comparable = match &col.logical {
+                    LogicalType::Int2
+                    | LogicalType::Int4
+                    | LogicalType::Int8
+                    | LogicalType::Numeric
+                    | LogicalType::Float4
+                    | LogicalType::Float8
+                    | LogicalType::Date
+                    | LogicalType::Timestamp
+                    | LogicalType::TimestampTz => true,
+                    LogicalType::Text => {
+                        TypeInfo::parse(&col.source_type).collation.is_some_and(|co| co.ends_with("_bin"))
+                    }
+                    _ => false,
+                };
+                if !comparable {
+                    return None;
+                }
+                out.push_str(&quote_ident(&name));
+            }
+            '\'' => {
+                let mut text = String::from("'");
+                loop {
+                    match chars.next()? {
+                        '\'' if chars.peek() == Some(&'\'') => {
+                            chars.next();
+                            text.push_str("''");
+                        }
+                        '\'' => break,
+                        '\\' => return None,
+                        c => text.push(c),
+                    }
+                }
+                text.push('\'');
+                out.push_str(&text);
+            }
+            '0'..='9' | '.' => out.push(c),
+            '(' | ')' | ',' | '+' | '-' | '*' => out.push(c),
+            '<' | '>' | '=' | '!' => {
+                let mut op = String::from(c);
+                while let Some(&n) = chars.peek().filter(|n| matches!(n, '<' | '>' | '=')) {
+                    op.push(n);
+                    chars.next();
+                }
+                if !matches!(op.as_str(), "<" | ">" | "=" | "<=" | ">=" | "<>" | "!=") {
+                    return None;
+                }
+                compares = true;
+                out.push_str(&op);
+            }
+            c if c.is_ascii_alphabetic() || c == '_' => {
+                let mut word = String::from(c);
+                while let Some(&n) = chars.peek().filter(|n| n.is_ascii_alphanumeric() || **n == '_') {
+                    word.push(n);
+                    chars.next();
+                }
+                let lower = word.to_ascii_lowercase();
+                if lower.starts_with('_') && chars.peek() == Some(&'\'') {
+                    // A charset introducer (`_utf8mb4'x'`): the string is text either way.
+                    continue;
+                }
+                if WORDS.contains(&lower.as_str()) {
+                    compares |= matches!(lower.as_str(), "is" | "in" | "between" | "like");
+                    out.push_str(&lower.to_ascii_uppercase());
+                } else if FUNCTIONS.contains(&lower.as_str()) && chars.peek() == Some(&'(') {
+                    out.push_str(&lower);
+                } else {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    // A CHECK must be boolean: a bare number or column would be refused by PostgreSQL.
+    compares.then_some(out)
 }
 
 /// `0000-00-00`, `2024-00-10`, `2024-01-00 …`: month or day zero.

@@ -45,6 +45,7 @@
 mod extract;
 mod introspect;
 mod keys;
+mod objects;
 mod set_aside;
 mod types;
 
@@ -57,7 +58,7 @@ use mysql::{Conn, Params, Row, Value};
 
 use crate::config::{MyEndpoint, MyOptions};
 use crate::error::{describe_mysql_error, redact, Error, ErrorCode, Result};
-use crate::schema::{Table, TableName};
+use crate::schema::TableName;
 use crate::source::SourcePosition;
 use crate::wait::{self, Detached, NotYet, Waiting};
 
@@ -377,16 +378,6 @@ fn pg_name(parts: &[&str]) -> String {
 }
 
 impl MySource {
-    /// The objects around `tables` (foreign keys, CHECK constraints, triggers, views, routines):
-    /// what the target gets, and what is listed as not carried over.
-    pub fn objects(
-        &mut self,
-        _tables: &[Table],
-        _cfg: &crate::config::CopyConfig,
-    ) -> Result<Vec<crate::objects::DbObject>> {
-        Ok(Vec::new())
-    }
-
     /// Seconds this server lags behind its primary (0 when it is not a replica; infinite
     /// while its replication is stopped, since the lag is then unknown and growing).
     pub fn replication_lag(&mut self) -> Result<f64> {

@@ -59,6 +59,26 @@ impl TypeInfo {
     }
 }
 
+/// A `COLUMN_TYPE` in lower case except its quoted parts: ENUM and SET labels keep their case
+/// (`enum('Red','GREEN')` → `enum('Red','GREEN')`, `INT(10) UNSIGNED` → `int(10) unsigned`).
+pub(super) fn lower_outside_quotes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_quote = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_quote {
+            // '' inside a label closes and reopens the quote: the same result.
+            in_quote = escaped || c != '\'';
+            escaped = !escaped && c == '\\';
+            out.push(c);
+        } else {
+            in_quote = c == '\'';
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
 /// Splits `a,'b,c',d)rest` into (["a", "'b,c'", "d"], "rest"), honouring '…' with '' escapes.
 fn split_args(text: &str) -> (Vec<String>, &str) {
     let mut args = Vec::new();
@@ -697,6 +717,9 @@ mod tests {
         assert_eq!((t.arg(0), t.arg(1)), (Some(65), Some(30)));
         let t = TypeInfo::parse("enum('a','it''s','x,y',')') character set latin1 collate latin1_swedish_ci");
         assert_eq!(t.labels(), ["a", "it's", "x,y", ")"]);
+        let mixed = lower_outside_quotes("ENUM('Red','it''S','B\\'C') CHARACTER SET Latin1");
+        assert_eq!(mixed, "enum('Red','it''S','B\\'C') character set latin1");
+        assert_eq!(TypeInfo::parse(&mixed).labels(), ["Red", "it'S", "B'C"]);
         assert_eq!((t.charset.as_deref(), t.collation.as_deref()), (Some("latin1"), Some("latin1_swedish_ci")));
     }
 
