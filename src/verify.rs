@@ -343,6 +343,7 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
     let started = Instant::now();
     let mut source = Source::connect(&cfg.source)?;
     let mut target = PgTarget::connect(&cfg.target)?;
+    source.learn_target(&mut target.conn)?;
     let subjects = subjects(cfg, &mut source, &mut target)?;
     drop(source);
     let run = Run {

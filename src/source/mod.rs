@@ -173,6 +173,15 @@ impl Source {
         }
     }
 
+    /// Learns what the target can hold that changes how tables are described (MySQL/MariaDB:
+    /// whether spatial columns can be PostGIS geometry); called before `describe_tables`.
+    pub fn learn_target(&mut self, target: &mut PgConn) -> Result<()> {
+        match self {
+            Source::Postgres(_) => Ok(()),
+            Source::Mysql(s) => s.learn_target(target),
+        }
+    }
+
     /// Resolves the named tables (every base table when none are named) and introspects them.
     pub fn describe_tables(
         &mut self,

@@ -238,3 +238,81 @@ fn views_triggers_procedures_and_functions_are_listed_with_their_source_sql() {
         scalar(&db.target, "SELECT definition->'outcome'->>'source_sql' FROM rangecopy.objects WHERE kind = 'TRIGGER'");
     assert!(trigger.contains("NEW.n + 1"), "{trigger}");
 }
+
+const PLACES: &str = "
+    CREATE TABLE place (
+      id int PRIMARY KEY,
+      pt POINT REF_SYSTEM_ID=4326 NOT NULL,
+      area POLYGON NULL,
+      shape GEOMETRY NULL,
+      SPATIAL KEY place_pt (pt)
+    );
+    INSERT INTO place VALUES
+      (1, ST_GeomFromText('POINT(1 2)', 4326), ST_GeomFromText('POLYGON((0 0,4 0,4 4,0 0))'),
+          ST_GeomFromText('LINESTRING(0 0,3 4)', 3857)),
+      (2, ST_GeomFromText('POINT(-71.0625 42.3125)', 4326), NULL,
+          ST_GeomFromText('GEOMETRYCOLLECTION(POINT(1 1),MULTIPOINT(2 2,3 3))'));";
+
+#[test]
+fn spatial_columns_arrive_as_postgis_geometry_with_their_srid_and_digests_match() {
+    let Some((db, my)) = my_setup("my_postgis") else { return };
+    my_exec(&my.url, PLACES);
+    copy(&my, &db.target, &[]).ok();
+    let t = format!("\"{}\".place", my.name);
+    let types = texts(
+        &db.target,
+        &format!("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '{t}'::regclass AND attnum > 1 ORDER BY attnum"),
+    );
+    let types: Vec<String> = types.into_iter().flatten().map(|t| t.replace("public.", "")).collect();
+    assert_eq!(types, ["geometry(Point,4326)", "geometry", "geometry"]);
+    let rows = texts(
+        &db.target,
+        &format!("SELECT concat_ws('|', id, ST_AsEWKT(pt), ST_AsEWKT(area), ST_AsEWKT(shape)) FROM {t} ORDER BY id"),
+    );
+    assert_eq!(
+        rows,
+        [
+            Some("1|SRID=4326;POINT(1 2)|POLYGON((0 0,4 0,4 4,0 0))|SRID=3857;LINESTRING(0 0,3 4)".into()),
+            Some("2|SRID=4326;POINT(-71.0625 42.3125)|GEOMETRYCOLLECTION(POINT(1 1),MULTIPOINT(2 2,3 3))".into()),
+        ]
+    );
+    let indexes = common::constraints_and_indexes(&db.target, &t).join("\n");
+    assert!(indexes.contains("USING gist (pt)"), "the SPATIAL index is GiST: {indexes}");
+    let out = crate::common::run(&["verify", "--source", &my.url, "--target", &db.target, "--job", db.job()]);
+    assert_eq!(out.code, 0, "the EWKB hashed at the source is what PostGIS holds: {out:?}");
+}
+
+#[test]
+fn spatial_columns_without_postgis_on_the_target_stay_bytea_with_a_warning_saying_how_to_get_geometry() {
+    let Some((db, my)) = my_setup("my_no_postgis") else { return };
+    my_exec(&my.url, PLACES);
+    let role = format!("rct_nogis_{}", common::random_suffix());
+    let [_, admin] = db.admin_urls();
+    common::exec(&admin, &format!("CREATE ROLE {role} LOGIN PASSWORD {}", common::quote_literal(common::PASSWORD)));
+    common::exec(
+        &db.target,
+        &format!("DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO {role}', current_database()); END $$"),
+    );
+    let login = common::as_login(&db.target, &role, common::PASSWORD);
+    let out = copy(&my, &login, &[]).ok();
+    assert!(out.stderr.contains("column \"pt\" (point) is bytea"), "{out:?}");
+    assert!(out.stderr.contains("install PostGIS on the target"), "{out:?}");
+    let t = format!("\"{}\".place", my.name);
+    let hex = texts(
+        &db.target,
+        &format!("SELECT concat_ws('|', id, encode(pt, 'hex'), encode(area, 'hex')) FROM {t} ORDER BY id"),
+    );
+    let mariadb: Vec<Option<String>> = (1..=2)
+        .map(|id| {
+            crate::mysql::my_text(
+                &my.url,
+                &format!("SELECT LOWER(CONCAT_WS('|', id, HEX(pt), HEX(area))) FROM place WHERE id = {id}"),
+            )
+        })
+        .collect();
+    assert_eq!(hex, mariadb, "MySQL's own bytes");
+    let changes: String = scalar(&db.target, "SELECT definition::text FROM rangecopy.tables LIMIT 1");
+    assert!(changes.contains("is bytea holding MySQL's SRID + WKB bytes"), "Table.changes says so: {changes}");
+    drop(db);
+    common::exec(&admin, &format!("DROP ROLE {role}"));
+}

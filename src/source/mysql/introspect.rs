@@ -7,8 +7,8 @@ use mysql::Value;
 
 use super::keys::KeyKind;
 use super::types::{
-    cast_refusal, cast_row, lower_outside_quotes, type_row, unquote_sql_string, Conv, TypeInfo, INTS, PG_BIT_OID,
-    STRINGS,
+    cast_refusal, cast_row, geometry_subtype, in_families, lower_outside_quotes, type_row, unquote_sql_string, Conv,
+    TypeInfo, INTS, PG_BIT_OID, SPATIAL, STRINGS,
 };
 use super::{my_ident, my_table, num_of, pg_name, text_of, Flavor, MySource};
 use crate::config::{CastRule, CastSelector, ColumnRef, TablePattern, TableSpec, ZeroDates};
@@ -244,6 +244,8 @@ impl MySource {
         let mut sequences = Vec::new();
         let mut excluded: HashSet<String> = HashSet::new();
         let mut changes: Vec<String> = Vec::new();
+        // Spatial columns that declare an SRID (read at the first spatial column).
+        let mut srids: Vec<(String, u32)> = Vec::new();
         for sc in &source_cols {
             let ex = self.options.excluded.iter().position(|c| {
                 c.schema.as_deref().unwrap_or(&self.database) == name.schema
@@ -283,6 +285,35 @@ impl MySource {
                         ));
                         (type_name.quoted(), row.logical.clone(), false)
                     }
+                    Some(row) if in_families(&sc.info.family, &[SPATIAL]) => match self.postgis.clone() {
+                        Some(schema) => {
+                            let create =
+                                format!("CREATE EXTENSION IF NOT EXISTS postgis SCHEMA {}", quote_ident(&schema));
+                            if !prerequisites.contains(&create) {
+                                prerequisites.push(create);
+                                srids = self.srids(name)?;
+                            }
+                            let subtype = geometry_subtype(&sc.info.family);
+                            let typmod = match srids.iter().find(|(c, _)| c == &sc.name) {
+                                Some((_, srid)) => format!("({subtype},{srid})"),
+                                None => String::new(),
+                            };
+                            (format!("{}.geometry{typmod}", quote_ident(&schema)), row.logical.clone(), false)
+                        }
+                        None => {
+                            let change = format!(
+                                "column {} ({}) is bytea holding MySQL's SRID + WKB bytes, not geometry: the target \
+                                 has no PostGIS and this login cannot create it (install PostGIS on the target, \
+                                 e.g. the postgresql-NN-postgis-3 package, and CREATE EXTENSION postgis as a \
+                                 superuser, then copy again to get geometry)",
+                                quote_ident(&sc.name),
+                                sc.column_type
+                            );
+                            eprintln!("warning: {name}: {change}");
+                            changes.push(change);
+                            ("bytea".to_string(), LogicalType::Bytea, false)
+                        }
+                    },
                     Some(row) => ((row.pg)(&sc.info), row.logical.clone(), false),
                     None => {
                         unsupported.push(format!("{name}.{} is {}", quote_ident(&sc.name), sc.column_type));
@@ -497,7 +528,19 @@ fn index_ddl(
             continue;
         }
         if idx.kind == "SPATIAL" {
-            skip("spatial indexes have no PostgreSQL equivalent");
+            let geometry = match idx.parts.as_slice() {
+                [(Some(col), _, _)] => columns.iter().find(|c| &c.name == col && c.type_sql.contains(".geometry")),
+                _ => None,
+            };
+            match geometry {
+                Some(c) => out.push(format!(
+                    "CREATE INDEX {} ON {} USING gist ({})",
+                    quote_ident(&pg_name(&[&target.name, &idx.name])),
+                    target.quoted(),
+                    quote_ident(&c.name)
+                )),
+                None => skip("spatial indexes need PostGIS on the target (the column is bytea there)"),
+            }
             continue;
         }
         let mut parts = Vec::new();
@@ -827,6 +870,24 @@ fn is_zero_date_text(s: &str) -> bool {
 }
 
 impl MySource {
+    /// The spatial columns of a table that declare an SRID (MySQL 8: `SRID n`; MariaDB:
+    /// `REF_SYSTEM_ID = n`), with it.
+    fn srids(&mut self, name: &TableName) -> Result<Vec<(String, u32)>> {
+        let sql = match self.flavor {
+            Flavor::MariaDb => {
+                "SELECT G_GEOMETRY_COLUMN, SRID FROM information_schema.GEOMETRY_COLUMNS
+                  WHERE G_TABLE_SCHEMA = ? AND G_TABLE_NAME = ? AND SRID <> 0"
+            }
+            Flavor::MySql => {
+                "SELECT COLUMN_NAME, SRS_ID FROM information_schema.COLUMNS
+                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND SRS_ID IS NOT NULL"
+            }
+        };
+        let params = vec![Value::from(name.schema.as_str()), Value::from(name.name.as_str())];
+        let rows = self.rows(sql, params, &format!("reading the SRIDs of {name}"))?;
+        Ok(rows.iter().filter_map(|r| Some((text_of(r, 0)?, text_of(r, 1)?.parse().ok()?))).collect())
+    }
+
     /// The table's columns as the source has them now, in order (none when it is gone).
     pub fn column_names(&mut self, name: &TableName) -> Result<Vec<String>> {
         let rows = self.rows(

@@ -58,6 +58,7 @@ use mysql::{Conn, Params, Row, Value};
 
 use crate::config::{MyEndpoint, MyOptions};
 use crate::error::{describe_mysql_error, redact, Error, ErrorCode, Result};
+use crate::pg::PgConn;
 use crate::schema::TableName;
 use crate::source::SourcePosition;
 use crate::wait::{self, Detached, NotYet, Waiting};
@@ -109,6 +110,9 @@ pub struct MySource {
     flavor: Flavor,
     /// The connection is in the run's `--consistent` snapshot transaction: chunks read in it.
     in_snapshot: bool,
+    /// The target schema of PostGIS's `geometry` when the target has PostGIS or this run may
+    /// create it there (see `learn_target`); spatial columns are bytea otherwise.
+    postgis: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,7 +132,26 @@ impl MySource {
             options: ep.options.clone(),
             flavor,
             in_snapshot: false,
+            postgis: None,
         })
+    }
+
+    /// Learns what the target can hold that changes how tables are described: whether spatial
+    /// columns can be PostGIS `geometry` (the extension is there, or it is available and the
+    /// target login is a superuser, who may create it).
+    pub fn learn_target(&mut self, target: &mut PgConn) -> Result<()> {
+        let rows = target.query(
+            "SELECT n.nspname::text FROM pg_catalog.pg_extension e
+               JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'postgis'
+             UNION ALL
+             SELECT 'public' WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'postgis')
+                AND EXISTS (SELECT FROM pg_catalog.pg_available_extensions WHERE name = 'postgis')
+                AND (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)",
+            &[],
+            "looking for PostGIS on the target",
+        )?;
+        self.postgis = rows.first().map(|r| r.get(0));
+        Ok(())
     }
 
     /// The error of a failed call on `conn`; a connection that the `--io-timeout` gave up is

@@ -183,6 +183,8 @@ pub(super) enum Conv {
     UuidText,
     /// BINARY(16) → uuid.
     UuidBytes,
+    /// MySQL's geometry (4-byte SRID + WKB) → PostGIS geometry (EWKB, its binary COPY form).
+    Ewkb,
 }
 
 /// One row of the type mapping: a MySQL type family and what it becomes.
@@ -269,6 +271,9 @@ pub(super) const TYPE_MAP: &[TypeRow] = &[
     TypeRow { mysql: &["bit"], unsigned: None, pg: |t| format!("bit({})", t.arg(0).unwrap_or(1)), logical: LogicalType::Raw(PG_BIT_OID), conv: Conv::Bit },
     TypeRow { mysql: &["json"], unsigned: None, pg: |_| "jsonb".into(), logical: LogicalType::Jsonb, conv: Conv::Json },
     TypeRow { mysql: &["uuid"], unsigned: None, pg: |_| "uuid".into(), logical: LogicalType::Uuid, conv: Conv::UuidText },
+    // PostGIS geometry (schema, subtype and SRID filled in by `describe`), hashed as its EWKB;
+    // bytea (MySQL's SRID + WKB, conv Bytes) when the target cannot have PostGIS.
+    TypeRow { mysql: SPATIAL, unsigned: None, pg: |_| "geometry".into(), logical: LogicalType::Bytea, conv: Conv::Ewkb },
 ];
 
 /// What a `--cast` rule may map to: the PostgreSQL type, and which source families qualify.
@@ -318,6 +323,10 @@ pub(super) fn cast_refusal(to: CastTarget, info: &TypeInfo) -> Option<String> {
 pub(super) fn column_conv(col: &Column) -> std::result::Result<(Conv, String), String> {
     let info = TypeInfo::parse(&col.source_type);
     let name = my_ident(&col.name);
+    // Spatial columns as bytea (no PostGIS on the target, or `--cast …=bytea`): MySQL's bytes.
+    if in_families(&info.family, &[SPATIAL]) && col.type_sql == "bytea" {
+        return Ok((Conv::Bytes, name));
+    }
     if let Some(row) = type_row(&info) {
         if row.logical == col.logical {
             return Ok((row.conv, name));
@@ -390,6 +399,7 @@ pub(super) fn conv_fn(conv: Conv) -> ConvFn {
         Conv::Json => conv_json,
         Conv::UuidText => conv_uuid_text,
         Conv::UuidBytes => conv_uuid_bytes,
+        Conv::Ewkb => conv_ewkb,
     }
 }
 
@@ -555,6 +565,60 @@ fn conv_enum(v: &Value, p: &ColPlan, c: &mut CopyEncoder, h: &mut RowEncoder) ->
         }
     }
     conv_text(v, p, c, h)
+}
+
+fn conv_ewkb(v: &Value, _: &ColPlan, c: &mut CopyEncoder, h: &mut RowEncoder) -> std::result::Result<(), Problem> {
+    let Value::Bytes(b) = v else { return Err(unexpected(v)) };
+    let ewkb = ewkb_of(b).ok_or_else(|| Problem::Invalid("not a MySQL geometry value (SRID + WKB)".into()))?;
+    c.field(&ewkb);
+    h.bytes(&ewkb);
+    Ok(())
+}
+
+/// MySQL's stored geometry (SRID as 4 little-endian bytes, then WKB) as PostGIS EWKB: the
+/// WKB with the SRID flag in its type word and the SRID after it, in the WKB's byte order;
+/// SRID 0 is plain WKB. PostGIS sends geometry back in the same form, so digests match.
+pub(super) fn ewkb_of(stored: &[u8]) -> Option<Vec<u8>> {
+    const SRID_FLAG: u32 = 0x2000_0000;
+    let srid = u32::from_le_bytes(stored.get(..4)?.try_into().ok()?);
+    let wkb = stored.get(4..)?;
+    let little = match wkb.first()? {
+        1 => true,
+        0 => false,
+        _ => return None,
+    };
+    let word: [u8; 4] = wkb.get(1..5)?.try_into().ok()?;
+    if srid == 0 {
+        return Some(wkb.to_vec());
+    }
+    let (kind, flagged, srid) = if little {
+        (u32::from_le_bytes(word), (u32::from_le_bytes(word) | SRID_FLAG).to_le_bytes(), srid.to_le_bytes())
+    } else {
+        (u32::from_be_bytes(word), (u32::from_be_bytes(word) | SRID_FLAG).to_be_bytes(), srid.to_be_bytes())
+    };
+    if kind & SRID_FLAG != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(wkb.len() + 4);
+    out.push(wkb[0]);
+    out.extend_from_slice(&flagged);
+    out.extend_from_slice(&srid);
+    out.extend_from_slice(&wkb[5..]);
+    Some(out)
+}
+
+/// PostGIS's name of a MySQL spatial type, for `geometry(Type, SRID)`.
+pub(super) fn geometry_subtype(family: &str) -> &'static str {
+    match family {
+        "point" => "Point",
+        "linestring" => "LineString",
+        "polygon" => "Polygon",
+        "multipoint" => "MultiPoint",
+        "multilinestring" => "MultiLineString",
+        "multipolygon" => "MultiPolygon",
+        "geometrycollection" | "geomcollection" => "GeometryCollection",
+        _ => "Geometry",
+    }
 }
 
 fn conv_bytes(v: &Value, _: &ColPlan, c: &mut CopyEncoder, h: &mut RowEncoder) -> std::result::Result<(), Problem> {
@@ -737,7 +801,8 @@ mod tests {
         assert_eq!(pg("timestamp").as_deref(), Some("timestamp(0) with time zone"));
         assert_eq!(pg("varchar(16)").as_deref(), Some("character varying(16)"));
         assert_eq!(pg("bit(5)").as_deref(), Some("bit(5)"));
-        assert_eq!(pg("geometry"), None);
+        assert_eq!(pg("geometry").as_deref(), Some("geometry"));
+        assert_eq!(pg("linestring").as_deref(), Some("geometry"));
         assert_eq!(pg("inet6"), None);
         for row in TYPE_MAP {
             for fam in row.mysql {
@@ -746,6 +811,24 @@ mod tests {
                 assert!(type_row(&probe).is_some(), "{fam}");
             }
         }
+    }
+
+    #[test]
+    fn mysql_geometry_becomes_ewkb_with_its_srid() {
+        // POINT(1 2), SRID 4326, as MySQL stores it: SRID LE, then NDR WKB.
+        let mut stored = 4326u32.to_le_bytes().to_vec();
+        stored.push(1);
+        stored.extend_from_slice(&1u32.to_le_bytes());
+        stored.extend_from_slice(&1f64.to_le_bytes());
+        stored.extend_from_slice(&2f64.to_le_bytes());
+        let ewkb = ewkb_of(&stored).unwrap();
+        assert_eq!(&ewkb[..9], &[1, 1, 0, 0, 0x20, 0xE6, 0x10, 0, 0]);
+        assert_eq!(&ewkb[9..], &stored[9..]);
+        let mut plain = 0u32.to_le_bytes().to_vec();
+        plain.extend_from_slice(&stored[4..]);
+        assert_eq!(ewkb_of(&plain).unwrap(), &stored[4..]);
+        assert_eq!(ewkb_of(&[1, 2, 3]), None);
+        assert_eq!(geometry_subtype("geomcollection"), "GeometryCollection");
     }
 
     #[test]
