@@ -333,6 +333,11 @@ pub struct CopyArgs {
     #[arg(help_heading = "MySQL/MariaDB sources", long, value_name = "NAME")]
     pub target_schema: Option<String>,
 
+    /// MySQL/MariaDB sources: lowercase schema, table, column, index and constraint names on
+    /// the target (as pgloader does), so they need no quoting in PostgreSQL.
+    #[arg(help_heading = "MySQL/MariaDB sources", long)]
+    pub lowercase_identifiers: bool,
+
     /// MySQL/MariaDB sources: zero dates are copied as NULL (`null`) or stop the copy (`error`)
     /// [default: null].
     ///

@@ -124,6 +124,9 @@ pub struct MyEndpoint {
 #[derive(Debug, Clone, Default)]
 pub struct MyOptions {
     pub target_schema: Option<String>,
+    /// `--lowercase-identifiers`: schema, table, column, index and constraint names lowercased
+    /// on the target.
+    pub lowercase_identifiers: bool,
     pub zero_dates: ZeroDates,
     pub casts: Vec<CastRule>,
     pub excluded: Vec<ColumnRef>,
@@ -216,11 +219,12 @@ impl MyOptions {
             .iter()
             .map(|c| ColumnRef::parse(c).map_err(|why| Error::input(format!("--exclude-column {c:?}: {why}"))))
             .collect::<Result<Vec<_>>>()?;
-        Ok(MyOptions { target_schema, zero_dates, casts, excluded })
+        Ok(MyOptions { target_schema, lowercase_identifiers: args.lowercase_identifiers, zero_dates, casts, excluded })
     }
 
     fn any_given(args: &CopyArgs) -> bool {
         args.target_schema.is_some()
+            || args.lowercase_identifiers
             || args.zero_dates.is_some()
             || !args.casts.is_empty()
             || !args.exclude_columns.is_empty()
@@ -817,7 +821,8 @@ impl CopyConfig {
             SourceEndpoint::Mysql(my) => my.options = MyOptions::from_args(args)?,
             SourceEndpoint::Postgres(_) if MyOptions::any_given(args) => {
                 return Err(Error::input(
-                    "--target-schema, --zero-dates, --cast and --exclude-column apply to MySQL/MariaDB sources only",
+                    "--target-schema, --lowercase-identifiers, --zero-dates, --cast and --exclude-column apply to \
+                     MySQL/MariaDB sources only",
                 ))
             }
             SourceEndpoint::Postgres(_) => {}

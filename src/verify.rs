@@ -417,7 +417,7 @@ fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> R
                 )));
             }
             let table = record.table;
-            check_source_columns(job, &table, &source.column_names(&table.name)?, &excluded)?;
+            check_source_columns(job, &table, &source.column_names(&table)?, &excluded)?;
             let chunks = state::job_chunks_done(&mut target.conn, job, record.table_no)?;
             let coverage = coverage_problems(&chunks, &record.phase);
             let ranges = if coverage.is_empty() {

@@ -316,3 +316,40 @@ fn spatial_columns_without_postgis_on_the_target_stay_bytea_with_a_warning_sayin
     drop(db);
     common::exec(&admin, &format!("DROP ROLE {role}"));
 }
+
+#[test]
+fn lowercase_identifiers_lowercase_every_name_on_the_target_and_verify_still_matches_columns() {
+    let Some((db, my)) = my_setup("my_lowercase") else { return };
+    my_exec(
+        &my.url,
+        "CREATE TABLE `Shop` (
+           `ID` int NOT NULL PRIMARY KEY,
+           `Name` varchar(20) NOT NULL,
+           `ParentID` int NULL,
+           `Size` ENUM('Big', 'Small') NOT NULL DEFAULT 'Big',
+           KEY `IX_Name` (`Name`),
+           CONSTRAINT `FK_Parent` FOREIGN KEY (`ParentID`) REFERENCES `Shop` (`ID`),
+           CONSTRAINT `CK_Pos` CHECK (`ID` > 0)
+         );
+         INSERT INTO `Shop` VALUES (1, 'a', NULL, 'Small'), (2, 'b', 1, 'Big');",
+    );
+    copy(&my, &db.target, &["--lowercase-identifiers"]).ok();
+    let s = &my.name;
+    let columns = texts(&db.target, &format!("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = '{s}.shop'::regclass AND attnum > 0"));
+    assert_eq!(columns, [Some("id,name,parentid,size".into())]);
+    let names = common::constraints_and_indexes(&db.target, &format!("{s}.shop")).join("\n");
+    for want in [
+        "ck_pos: CHECK ((id > 0))",
+        "fk_parent: FOREIGN KEY (parentid) REFERENCES",
+        "CREATE INDEX shop_ix_name ON",
+        "shop_pkey: PRIMARY KEY (id)",
+    ] {
+        assert!(names.contains(want), "expected {want:?} in:\n{names}");
+    }
+    let validated: bool = scalar(&db.target, "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_parent'");
+    assert!(validated);
+    let rows = texts(&db.target, &format!("SELECT concat_ws('|', id, name, parentid, size) FROM {s}.shop ORDER BY id"));
+    assert_eq!(rows, [Some("1|a|Small".into()), Some("2|b|1|Big".into())]);
+    let out = crate::common::run(&["verify", "--source", &my.url, "--target", &db.target, "--job", db.job()]);
+    assert_eq!(out.code, 0, "the source's columns are the job's, whatever their case: {out:?}");
+}

@@ -154,6 +154,15 @@ impl MySource {
         Ok(())
     }
 
+    /// A source name as the target names it: lowercased under `--lowercase-identifiers`.
+    fn fold(&self, name: &str) -> String {
+        if self.options.lowercase_identifiers {
+            name.to_lowercase()
+        } else {
+            name.to_string()
+        }
+    }
+
     /// The error of a failed call on `conn`; a connection that the `--io-timeout` gave up is
     /// ended on the server too (best effort), so that its session lets go of its snapshot and
     /// the metadata locks it holds (which would block a `DROP DATABASE` there).
@@ -375,6 +384,11 @@ fn text_of(row: &Row, i: usize) -> Option<String> {
 
 fn num_of(row: &Row, i: usize) -> u64 {
     text_of(row, i).and_then(|t| t.parse().ok()).unwrap_or(0)
+}
+
+/// Whether two MySQL column names name the same column (MySQL compares them without case).
+fn same_name(a: &str, b: &str) -> bool {
+    a == b || a.to_lowercase() == b.to_lowercase()
 }
 
 /// A MySQL identifier in backquotes, embedded backquotes doubled.

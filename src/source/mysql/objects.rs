@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use mysql::Value;
 
 use super::introspect::{check_constraints, translate_check};
-use super::{text_of, MySource};
+use super::{same_name, text_of, MySource};
 use crate::config::CopyConfig;
 use crate::error::Result;
 use crate::objects::{DbObject, Outcome, Phase, SchemaMode};
@@ -50,7 +50,7 @@ impl MySource {
         let mut out = Vec::new();
         for fk in self.foreign_keys(&schemas)? {
             if tables.iter().any(|t| t.name == fk.table) {
-                out.push(foreign_key_object(&fk, tables));
+                out.push(foreign_key_object(&fk, &self.fold(&fk.name), tables));
             }
         }
         for table in tables {
@@ -74,7 +74,7 @@ impl MySource {
                 if translate_check(&clause, &table.columns).is_none() {
                     out.push(DbObject::not_carried(
                         "CHECK CONSTRAINT",
-                        format!("{}.{}", table.target, name),
+                        format!("{}.{}", table.target, self.fold(&name)),
                         "PostgreSQL cannot read this CHECK expression as it is; add it by hand \
                          (ALTER TABLE … ADD CONSTRAINT … CHECK (…))",
                         format!("CONSTRAINT {} CHECK ({clause})", super::my_ident(&name)),
@@ -162,7 +162,7 @@ impl MySource {
                 "TRIGGER" => "rewrite the trigger as a PL/pgSQL trigger function and a CREATE TRIGGER",
                 _ => "rewrite the routine in PL/pgSQL (CREATE FUNCTION / CREATE PROCEDURE)",
             };
-            out.push(DbObject::not_carried(kind, format!("{}.{}", target_schema, name), todo, sql));
+            out.push(DbObject::not_carried(kind, format!("{}.{}", target_schema, self.fold(&name)), todo, sql));
         }
         Ok(out)
     }
@@ -181,10 +181,21 @@ impl MySource {
 /// A foreign key among the copied tables as `ALTER TABLE … ADD CONSTRAINT … NOT VALID` with its
 /// validation; one that references a table outside the copy (or a column left out) is listed
 /// as not carried.
-fn foreign_key_object(fk: &ForeignKey, tables: &[Table]) -> DbObject {
+fn foreign_key_object(fk: &ForeignKey, target_name: &str, tables: &[Table]) -> DbObject {
     let from = tables.iter().find(|t| t.name == fk.table).expect("the caller checked");
     let to = tables.iter().find(|t| t.name == fk.referenced);
-    let list = |cols: &[String]| cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+    // Columns as the target names them.
+    let list = |t: &Table, cols: &[String]| {
+        cols.iter()
+            .map(|c| {
+                t.columns
+                    .iter()
+                    .find(|tc| same_name(&tc.name, c))
+                    .map_or_else(|| quote_ident(c), |tc| quote_ident(&tc.name))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let my_list = |cols: &[String]| cols.iter().map(|c| super::my_ident(c)).collect::<Vec<_>>().join(", ");
     let source_sql = format!(
         "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {}.{} ({}) ON UPDATE {} ON DELETE {}",
@@ -197,7 +208,7 @@ fn foreign_key_object(fk: &ForeignKey, tables: &[Table]) -> DbObject {
         fk.on_update,
         fk.on_delete
     );
-    let name = format!("{}.{}", from.target, fk.name);
+    let name = format!("{}.{target_name}", from.target);
     let Some(to) = to else {
         return DbObject::not_carried(
             "FK CONSTRAINT",
@@ -210,7 +221,7 @@ fn foreign_key_object(fk: &ForeignKey, tables: &[Table]) -> DbObject {
             source_sql,
         );
     };
-    let copied = |t: &Table, cols: &[String]| cols.iter().all(|c| t.columns.iter().any(|tc| &tc.name == c));
+    let copied = |t: &Table, cols: &[String]| cols.iter().all(|c| t.columns.iter().any(|tc| same_name(&tc.name, c)));
     if !copied(from, &fk.columns) || !copied(to, &fk.referenced_columns) {
         return DbObject::not_carried(
             "FK CONSTRAINT",
@@ -219,14 +230,14 @@ fn foreign_key_object(fk: &ForeignKey, tables: &[Table]) -> DbObject {
             source_sql,
         );
     }
-    let constraint = quote_ident(&fk.name);
+    let constraint = quote_ident(target_name);
     let sql = format!(
         "ALTER TABLE {} ADD CONSTRAINT {constraint} FOREIGN KEY ({}) REFERENCES {} ({}) ON UPDATE {} ON DELETE {} \
          NOT VALID",
         from.target.quoted(),
-        list(&fk.columns),
+        list(from, &fk.columns),
         to.target.quoted(),
-        list(&fk.referenced_columns),
+        list(to, &fk.referenced_columns),
         action(&fk.on_update),
         action(&fk.on_delete)
     );
@@ -259,7 +270,9 @@ fn action(rule: &str) -> &'static str {
 fn on_update_trigger(source: &[SourceColumn], table: &Table) -> Option<DbObject> {
     let mut sets: BTreeMap<usize, String> = BTreeMap::new();
     for sc in source.iter().filter(|sc| sc.on_update) {
-        let Some((i, col)) = table.columns.iter().enumerate().find(|(_, c)| c.name == sc.name) else { continue };
+        let Some((i, col)) = table.columns.iter().enumerate().find(|(_, c)| same_name(&c.name, &sc.name)) else {
+            continue;
+        };
         let now = match col.logical {
             crate::schema::LogicalType::TimestampTz => "CURRENT_TIMESTAMP",
             crate::schema::LogicalType::Timestamp => "LOCALTIMESTAMP",
@@ -300,7 +313,7 @@ fn on_update_trigger(source: &[SourceColumn], table: &Table) -> Option<DbObject>
 fn not_null_restores(source: &[SourceColumn], table: &Table) -> Vec<DbObject> {
     let mut out = Vec::new();
     for sc in source.iter().filter(|sc| sc.not_null) {
-        let Some(col) = table.columns.iter().find(|c| c.name == sc.name && !c.not_null) else { continue };
+        let Some(col) = table.columns.iter().find(|c| same_name(&c.name, &sc.name) && !c.not_null) else { continue };
         let c = quote_ident(&col.name);
         let t = table.target.quoted();
         let message = quote_literal(&format!(
