@@ -996,4 +996,54 @@ mod tests {
         assert!(is_zero_date_text("2024-00-10 00:00:00"));
         assert!(!is_zero_date_text("0009-12-04"));
     }
+
+    fn column(name: &str, source_type: &str) -> Column {
+        let row = type_row(&TypeInfo::parse(source_type)).expect("a mapped type");
+        Column {
+            name: name.into(),
+            type_sql: (row.pg)(&TypeInfo::parse(source_type)),
+            logical: row.logical.clone(),
+            not_null: false,
+            default_sql: None,
+            identity_sql: None,
+            generated_sql: None,
+            user_elem_oid: None,
+            user_elem_type_sql: None,
+            source_type: source_type.into(),
+        }
+    }
+
+    #[test]
+    fn check_constraints_translate_only_when_postgresql_reads_them_the_same_way() {
+        let columns = [
+            column("Price", "decimal(8,2)"),
+            column("qty", "int"),
+            column("code", "varchar(5) character set utf8mb4 collate utf8mb4_bin"),
+            column("name", "varchar(5) character set utf8mb4 collate utf8mb4_general_ci"),
+            column("day", "date"),
+            column("kind", "enum('a','b')"),
+        ];
+        let tr = |clause: &str| translate_check(clause, &columns);
+        assert_eq!(
+            tr("`price` > 0 and `qty` between 0 and 10").as_deref(),
+            Some("\"Price\" > 0 AND \"qty\" BETWEEN 0 AND 10")
+        );
+        assert_eq!(tr("(`qty` >= 0)").as_deref(), Some("(\"qty\" >= 0)"));
+        assert_eq!(tr("`code` in (_utf8mb4'A''b',_utf8mb4'c')").as_deref(), Some("\"code\" IN ('A''b','c')"));
+        assert_eq!(tr("char_length(`code`) <> 3").as_deref(), Some("char_length(\"code\") <> 3"));
+        assert_eq!(
+            tr("`day` >= '2000-01-01' or `day` is null").as_deref(),
+            Some("\"day\" >= '2000-01-01' OR \"day\" IS NULL")
+        );
+        // Not the same in PostgreSQL, or not known to be: listed instead.
+        assert_eq!(tr("`name` in ('a','b')"), None, "case-insensitive text compares differently");
+        assert_eq!(tr("`kind` = 'a'"), None, "enum labels are checked by their type");
+        assert_eq!(tr("`qty` / 2 > 1"), None, "integer division differs");
+        assert_eq!(tr("`code` regexp '^a'"), None);
+        assert_eq!(tr("`qty` > 0 || `qty` < -5"), None, "|| is OR in MySQL");
+        assert_eq!(tr("`qty`"), None, "not a boolean in PostgreSQL");
+        assert_eq!(tr("`gone` > 0"), None, "a column that is not copied");
+        assert_eq!(tr("json_valid(`doc`)"), None, "jsonb checks itself");
+        assert_eq!(tr("`code` <> 'a\\'b'"), None, "backslash escapes are MySQL's");
+    }
 }
