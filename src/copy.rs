@@ -226,6 +226,18 @@ impl Run<'_> {
     /// report lists them with their reasons).
     fn finish_objects(&self, source: &mut Source, target: &mut PgTarget) -> Result<()> {
         let failed = schema_phases::run_after(&self.cfg.job, source, target)?;
+        let objects = state::load_objects(&mut target.conn, &self.cfg.job)?;
+        if !objects.is_empty() {
+            eprintln!("job {}: schema: {}", self.cfg.job, report::schema_summary(&objects));
+            let listed: Vec<&str> =
+                objects.iter().filter(|o| o.status == "listed").map(|o| o.object.name.as_str()).collect();
+            if !listed.is_empty() {
+                eprintln!(
+                    "  not carried over (their source SQL is in the report, --report FILE): {}",
+                    listed.join(", ")
+                );
+            }
+        }
         if !failed.is_empty() {
             eprintln!(
                 "warning: job {}: {} objects could not be created as the source has them (listed above and in the \
@@ -533,14 +545,21 @@ fn restart_tables(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget) 
         plan.push((record.table_no, table, create, record.created_by_job));
     }
     source.check_sequences_readable(&plan.iter().map(|p| &p.1).collect::<Vec<_>>())?;
-    let discarded: Vec<_> = plan.iter().map(|(no, t, create, _)| (*no, &t.name, &t.target, *create)).collect();
+    // Tables the source's schema dump created keep their definition and indexes (foreign keys
+    // and views may rest on them): they are emptied, not dropped.
+    let dumped = state::load_objects(&mut target.conn, &cfg.job)?.iter().any(|o| o.object.kind == "TABLE");
+    let discarded: Vec<_> =
+        plan.iter().map(|(no, t, create, _)| (*no, &t.name, &t.target, *create && !dumped)).collect();
     announce_discard(cfg, target, &discarded)?;
     target
         .conn
         .transaction("restarting tables of the job", |conn| {
             for (table_no, table, create, created_by_job) in &plan {
                 state::reset_table(conn, &cfg.job, *table_no, table, *created_by_job || *create)?;
-                if *create {
+                if dumped {
+                    target::truncate_table(conn, &table.target)?;
+                    state::set_deferred_done(conn, &cfg.job, *table_no, table.ddl.deferred.len())?;
+                } else if *create {
                     target::drop_table(conn, &table.target)?;
                     target::create_table(conn, table)?;
                 } else {
@@ -631,8 +650,9 @@ fn setup(
         let create = target_plan(target, &table, ours, other.map(|o| o.job.as_str()))?;
         plan.push((table, create));
     }
+    source.check_sequences_readable(&plan.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
     let mode = schema_mode(cfg, &plan)?;
-    let objects = source.objects(&plan.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), &{
+    let mut objects = source.objects(&plan.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), &{
         let mut c = cfg.clone();
         c.schema_mode = mode;
         c
@@ -640,8 +660,8 @@ fn setup(
     // Tables the schema's own objects create (PostgreSQL sources: pg_dump's) are not created
     // from the introspected DDL.
     let dumped = objects.iter().any(|o| o.kind == "TABLE");
+    schema_phases::prepare(&mut target.conn, &mut objects)?;
     let schema_only = mode == SchemaMode::SchemaOnly;
-    source.check_sequences_readable(&plan.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
     let restart = !old.is_empty() || cfg.mode == StartMode::Restart;
     if restart {
         let discarded: Vec<_> =
@@ -719,37 +739,28 @@ fn setup(
     Ok((records, slot))
 }
 
-/// How this run treats the schema. A PostgreSQL copy creates every object (pg_dump's), so its
-/// tables must not exist on the target yet; when all of them do, it loads rows only, as it
-/// did before it created objects (`--data-only`). `--data-only` needs every table to exist.
+/// How this run treats the schema. When every table exists on the target already, a copy
+/// loads rows only, as with `--data-only` (the source's other objects are not created);
+/// `--data-only` needs every table to exist. Tables that exist while others do not are loaded
+/// as they are, and the rest of the schema is created around them.
 fn schema_mode(cfg: &CopyConfig, plan: &[(Table, bool)]) -> Result<SchemaMode> {
     let missing: Vec<String> = plan.iter().filter(|(_, create)| *create).map(|(t, _)| t.target.to_string()).collect();
-    let present: Vec<String> = plan.iter().filter(|(_, create)| !*create).map(|(t, _)| t.target.to_string()).collect();
-    let list = |names: &[String]| match names.len() {
-        0..=5 => names.join(", "),
-        n => format!("{} and {} more", names[..5].join(", "), n - 5),
-    };
+    let present = plan.len() - missing.len();
     match cfg.schema_mode {
         SchemaMode::DataOnly if !missing.is_empty() => Err(Error::input(format!(
             "--data-only loads rows into tables that exist on the target, and {} do not; create them first, \
              or copy without --data-only",
-            list(&missing)
-        ))),
-        SchemaMode::All if cfg.source.engine() == Engine::Postgres && !present.is_empty() => {
-            if missing.is_empty() {
-                eprintln!(
-                    "note: every table already exists on the target: copying rows only, as with --data-only (the \
-                     source's other objects are not created)"
-                );
-                return Ok(SchemaMode::DataOnly);
+            match missing.len() {
+                0..=5 => missing.join(", "),
+                n => format!("{} and {} more", missing[..5].join(", "), n - 5),
             }
-            Err(Error::input(format!(
-                "target tables {} exist already while {} do not: rangecopy creates the source's schema (pg_dump's \
-                 objects) in a target without its tables; copy into an empty database, drop those tables, or \
-                 create all of them and copy rows only with --data-only",
-                list(&present),
-                list(&missing)
-            )))
+        ))),
+        SchemaMode::All if missing.is_empty() && present > 0 && cfg.source.engine() == Engine::Postgres => {
+            eprintln!(
+                "note: every table already exists on the target: copying rows only, as with --data-only (the \
+                 source's other objects are not created)"
+            );
+            Ok(SchemaMode::DataOnly)
         }
         mode => Ok(mode),
     }
@@ -844,21 +855,8 @@ pub fn settings(cfg: &CopyConfig) -> serde_json::Value {
         "consistent": cfg.consistent,
         "create_slot": cfg.create_slot.as_ref().map(|s| &s.name),
         // verify --job tells a column left out on purpose from one added since.
-        "excluded_columns": excluded_columns(cfg),
+        "excluded_columns": cfg.source.excluded_columns(),
     })
-}
-
-/// `--exclude-column` rules as [database, table, column].
-fn excluded_columns(cfg: &CopyConfig) -> Vec<[String; 3]> {
-    match &cfg.source {
-        crate::config::SourceEndpoint::Mysql(ep) => ep
-            .options
-            .excluded
-            .iter()
-            .map(|c| [c.schema.clone().unwrap_or_else(|| ep.database.clone()), c.table.clone(), c.column.clone()])
-            .collect(),
-        crate::config::SourceEndpoint::Postgres(_) => Vec::new(),
-    }
 }
 
 #[cfg(test)]

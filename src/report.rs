@@ -19,7 +19,7 @@ use crate::pg::PgConn;
 use crate::progress::{counted, human_bytes, human_count, human_duration};
 use crate::source::SourcePosition;
 use crate::state::{self, TableProgress};
-use crate::verify::{DiffKind, TableStatus, Verification};
+use crate::verify::{DiffKind, TableStatus, Verdict, Verification};
 
 #[derive(Serialize)]
 struct CopyReport<'a> {
@@ -41,6 +41,23 @@ struct CopyReport<'a> {
     this_run: RunFigures,
     totals: Totals,
     tables: Vec<TableReport>,
+    /// Every object around the rows and what became of it.
+    schema: SchemaReport,
+}
+
+#[derive(Serialize)]
+struct SchemaReport {
+    summary: String,
+    /// Tables created with a difference from the source's (a NOT NULL dropped …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    table_changes: Vec<TableChanges>,
+    objects: Vec<state::ObjectRecord>,
+}
+
+#[derive(Serialize)]
+struct TableChanges {
+    table: String,
+    changes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -87,7 +104,31 @@ struct TableReport {
     values_copied_as_null: std::collections::BTreeMap<String, i64>,
 }
 
+/// One line on a job's objects: how many were created, translated, changed, not carried over,
+/// failed, and still to create.
+pub fn schema_summary(objects: &[state::ObjectRecord]) -> String {
+    use crate::objects::Outcome;
+    let count = |f: &dyn Fn(&state::ObjectRecord) -> bool| objects.iter().filter(|o| f(o)).count();
+    let made = |o: &state::ObjectRecord| matches!(o.status.as_str(), "done" | "created");
+    let parts = [
+        (count(&|o| made(o) && o.object.outcome == Outcome::Created), "created"),
+        (count(&|o| made(o) && matches!(o.object.outcome, Outcome::Translated { .. })), "translated"),
+        (count(&|o| made(o) && matches!(o.object.outcome, Outcome::Changed { .. })), "created with a change"),
+        (count(&|o| o.status == "created"), "not yet validated"),
+        (count(&|o| o.status == "listed"), "not carried over"),
+        (count(&|o| o.status == "failed"), "failed"),
+        (count(&|o| o.status == "pending"), "still to create"),
+    ];
+    let words: Vec<String> = parts.iter().filter(|(n, _)| *n > 0).map(|(n, w)| format!("{n} {w}")).collect();
+    match words.is_empty() {
+        true => "no objects besides the tables".to_string(),
+        false => format!("{} objects: {}", objects.len(), words.join(", ")),
+    }
+}
+
 /// Writes the JSON report of a copy job to `path`.
+///
+/// `FILE.html` (or `.htm`) is a page for people; any other name gets JSON.
 pub fn write_copy_report(conn: &mut PgConn, cfg: &CopyConfig, outcome: &CopyOutcome, path: &Path) -> Result<()> {
     let job = state::load_job(conn, &cfg.job)?
         .ok_or_else(|| Error::input(format!("job {:?} vanished from the target before its report", cfg.job)))?;
@@ -121,9 +162,128 @@ pub fn write_copy_report(conn: &mut PgConn, cfg: &CopyConfig, outcome: &CopyOutc
             bytes: tables.iter().map(|t| t.bytes).sum(),
         },
         tables: tables.iter().map(table_report).collect::<Result<_>>()?,
+        schema: {
+            let objects = state::load_objects(conn, &cfg.job)?;
+            let table_changes = state::load_tables(conn, &cfg.job)?
+                .into_iter()
+                .filter(|r| !r.table.changes.is_empty())
+                .map(|r| TableChanges { table: r.table.target.to_string(), changes: r.table.changes })
+                .collect();
+            SchemaReport { summary: schema_summary(&objects), table_changes, objects }
+        },
     };
-    let text = serde_json::to_string_pretty(&report).expect("the report serializes");
-    std::fs::write(path, text + "\n").map_err(|e| Error::io(format!("writing the report {}", path.display()), e))
+    let html = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    let text = match html {
+        true => copy_html(&report, cfg),
+        false => serde_json::to_string_pretty(&report).expect("the report serializes") + "\n",
+    };
+    std::fs::write(path, text).map_err(|e| Error::io(format!("writing the report {}", path.display()), e))
+}
+
+/// The copy report as a page: the run, its tables, and what became of every object.
+fn copy_html(r: &CopyReport<'_>, cfg: &CopyConfig) -> String {
+    let mut h = String::new();
+    h.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rangecopy copy</title><style>");
+    h.push_str(STYLE);
+    h.push_str("</style></head><body><h1>rangecopy copy</h1>");
+    let _ = write!(
+        h,
+        "<dl class=run><dt>job</dt><dd>{}</dd><dt>status</dt><dd>{}</dd><dt>started</dt><dd>{}</dd>\
+         <dt>source</dt><dd><code>{}</code></dd><dt>target</dt><dd><code>{}</code></dd>\
+         <dt>this run</dt><dd>{} rows, {} in {:.1}s</dd></dl>",
+        esc(r.job),
+        esc(&r.status),
+        esc(&r.started_at),
+        esc(cfg.source.display()),
+        esc(&cfg.target.display),
+        r.this_run.rows,
+        human_bytes(r.this_run.bytes),
+        r.this_run.seconds
+    );
+    h.push_str("<h2>Tables</h2><table><tr><th>table</th><th>phase</th><th>rows</th><th>size</th><th>copy s</th><th>index s</th><th>digest</th></tr>");
+    for t in &r.tables {
+        let secs = |s: Option<f64>| s.map(|s| format!("{s:.1}")).unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td><code>{}</code></td></tr>",
+            esc(&t.target_table),
+            esc(&t.phase),
+            t.rows,
+            human_bytes(t.bytes as u64),
+            secs(t.copy_seconds),
+            secs(t.index_seconds),
+            esc(&t.digest)
+        );
+    }
+    h.push_str("</table>");
+    let schema = &r.schema;
+    let _ = write!(h, "<h2>Schema</h2><p>{}</p>", esc(&schema.summary));
+    if !schema.table_changes.is_empty() {
+        h.push_str("<h3>Tables created with a change</h3><ul>");
+        for t in &schema.table_changes {
+            let _ = write!(h, "<li><b>{}</b>: {}</li>", esc(&t.table), esc(&t.changes.join("; ")));
+        }
+        h.push_str("</ul>");
+    }
+    let attention: Vec<&state::ObjectRecord> = schema
+        .objects
+        .iter()
+        .filter(|o| matches!(o.status.as_str(), "failed" | "listed" | "created" | "pending"))
+        .collect();
+    if !attention.is_empty() {
+        h.push_str("<h3>Needs attention</h3><table><tr><th>kind</th><th>object</th><th>status</th><th>why, and what to do</th><th>SQL</th></tr>");
+        for o in attention {
+            let (why, sql) = object_words(o);
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=s-bad>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+                esc(&o.object.kind),
+                esc(&o.object.name),
+                esc(&o.status),
+                esc(&why),
+                esc(sql)
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("<h3>Every object</h3><table><tr><th>#</th><th>phase</th><th>kind</th><th>object</th><th>status</th><th>outcome</th></tr>");
+    for o in &schema.objects {
+        let (why, _) = object_words(o);
+        let _ = write!(
+            h,
+            "<tr><td class=num>{}</td><td>{}</td><td>{}</td><td>{}</td><td class={}>{}</td><td>{}</td></tr>",
+            o.object_no,
+            if o.object.phase == crate::objects::Phase::Before { "before the load" } else { "after the load" },
+            esc(&o.object.kind),
+            esc(&o.object.name),
+            if o.status == "done" { "s-ok" } else { "s-bad" },
+            esc(&o.status),
+            esc(&why)
+        );
+    }
+    let _ = write!(h, "</table><p class=muted>rangecopy {}</p></body></html>", env!("CARGO_PKG_VERSION"));
+    h
+}
+
+/// What to say about an object, and the SQL to show with it.
+fn object_words(o: &state::ObjectRecord) -> (String, &str) {
+    use crate::objects::Outcome;
+    let outcome = match &o.object.outcome {
+        Outcome::Created => String::new(),
+        Outcome::Translated { from } => format!("translated from {from}"),
+        Outcome::Changed { why } => format!("created with a change: {why}"),
+        Outcome::NotCarried { todo, .. } => format!("not carried over: {todo}"),
+    };
+    let sql = match &o.object.outcome {
+        Outcome::NotCarried { source_sql, .. } => source_sql.as_str(),
+        _ => o.object.sql.as_str(),
+    };
+    let words: Vec<&str> =
+        [outcome.as_str(), o.detail.as_deref().unwrap_or("")].into_iter().filter(|w| !w.is_empty()).collect();
+    (words.join("; "), sql)
 }
 
 fn table_report(t: &TableProgress) -> Result<TableReport> {
@@ -160,20 +320,52 @@ fn table_digest(t: &TableProgress) -> Result<RangeDigest> {
 }
 
 /// The verdict of a verification: "IDENTICAL: 1 table matches", "DIFFERENT: 2 of 5 tables
-/// differ, 1 differing row" (`loud`), or the same in sentence case for pages.
-fn verdict_words(tables: usize, differing: usize, rows: usize, loud: bool) -> String {
-    let (same, different) = if loud { ("IDENTICAL", "DIFFERENT") } else { ("Identical", "Different") };
-    if differing == 0 {
-        let verb = if tables == 1 { "matches" } else { "match" };
-        format!("{same}: {} {verb}", counted(tables, "table", "tables"))
-    } else {
-        let verb = if differing == 1 { "differs" } else { "differ" };
-        format!(
-            "{different}: {differing} of {} {verb}, {}",
-            counted(tables, "table", "tables"),
-            counted(rows, "differing row", "differing rows")
-        )
+/// differ, 1 differing row", "INCOMPLETE: 1 of 2 tables not compared in full, …" (`loud`), or
+/// the same in sentence case for pages. Columns left out of the comparison are counted in it.
+fn verdict_words(v: &Verification, loud: bool) -> String {
+    let word = |w: &str| if loud { w.to_uppercase() } else { w[..1].to_uppercase() + &w[1..] };
+    let tables = counted(v.tables.len(), "table", "tables");
+    let count = |status: TableStatus| v.tables.iter().filter(|t| t.status == status).count();
+    let columns = |excluded: bool| {
+        v.tables.iter().flat_map(|t| &t.columns_not_compared).filter(|c| c.excluded == excluded).count()
+    };
+    let unexplained = match columns(false) {
+        0 => String::new(),
+        n => format!(", {} not compared", counted(n, "column", "columns")),
+    };
+    let excluded = match columns(true) {
+        0 => String::new(),
+        n => format!(", {} left out by --exclude-column not compared", counted(n, "column", "columns")),
+    };
+    match v.verdict() {
+        Verdict::Identical => {
+            let verb = if v.tables.len() == 1 { "matches" } else { "match" };
+            format!("{}: {tables} {verb}{excluded}", word("identical"))
+        }
+        Verdict::Incomplete => format!(
+            "{}: {} of {tables} not compared in full{unexplained}; the columns compared match{excluded}",
+            word("incomplete"),
+            count(TableStatus::Incomplete)
+        ),
+        Verdict::Different => {
+            let differing = v.tables.len() - count(TableStatus::Identical) - count(TableStatus::Incomplete);
+            let verb = if differing == 1 { "differs" } else { "differ" };
+            let rows: usize = v.tables.iter().map(|t| t.differing_rows).sum();
+            format!(
+                "{}: {differing} of {tables} {verb}, {}{unexplained}{excluded}",
+                word("different"),
+                counted(rows, "differing row", "differing rows")
+            )
+        }
     }
+}
+
+/// The columns of a table that were not compared, one line each.
+fn not_compared_lines(t: &crate::verify::TableResult) -> Vec<String> {
+    t.columns_not_compared
+        .iter()
+        .map(|c| format!("column {}: {}, not compared", crate::schema::quote_ident(&c.column), c.why))
+        .collect()
 }
 
 /// The one-line summary a finished copy prints.
@@ -255,6 +447,10 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
         if let Some(err) = &job.last_error {
             writeln!(out, "  last error: {err}").map_err(io)?;
         }
+        let objects = state::load_objects(&mut conn, &job.job)?;
+        if !objects.is_empty() {
+            writeln!(out, "  schema: {}", schema_summary(&objects)).map_err(io)?;
+        }
         let width = tables.iter().map(|t| t.target_table.chars().count()).max().unwrap_or(5).max(5);
         writeln!(out, "  {:<width$}  {:>9}  {:>15}  {:>12}  {:>10}", "table", "phase", "chunks", "rows", "bytes")
             .map_err(io)?;
@@ -320,6 +516,12 @@ pub fn print_verification(v: &Verification, out: &mut impl Write) -> Result<()> 
             writeln!(out, "  {problem}").map_err(io)?;
         }
     }
+    for t in v.tables.iter().filter(|t| !t.columns_not_compared.is_empty()) {
+        writeln!(out, "\ncolumns of {} not compared:", t.source_table).map_err(io)?;
+        for line in not_compared_lines(t) {
+            writeln!(out, "  {line}").map_err(io)?;
+        }
+    }
     for t in v.tables.iter().filter(|t| !t.diffs.is_empty()) {
         writeln!(out, "\nfirst differences in {}:", t.source_table).map_err(io)?;
         for d in t.diffs.iter().take(10) {
@@ -336,9 +538,7 @@ pub fn print_verification(v: &Verification, out: &mut impl Write) -> Result<()> 
             writeln!(out, "  … {} differing rows in all (see the report)", t.differing_rows).map_err(io)?;
         }
     }
-    let differing = v.tables.iter().filter(|t| t.status != TableStatus::Identical).count();
-    let rows: usize = v.tables.iter().map(|t| t.differing_rows).sum();
-    let verdict = format!("{} ({:.1}s)", verdict_words(v.tables.len(), differing, rows, true), v.seconds);
+    let verdict = format!("{} ({:.1}s)", verdict_words(v, true), v.seconds);
     writeln!(out, "\n{verdict}").map_err(io)
 }
 
@@ -348,13 +548,14 @@ fn status_word(s: TableStatus) -> &'static str {
         TableStatus::Different => "DIFFERENT",
         TableStatus::MissingOnTarget => "MISSING ON TARGET",
         TableStatus::Uncovered => "NOT COVERED BY JOB",
+        TableStatus::Incomplete => "COLUMNS NOT COMPARED",
     }
 }
 
 #[derive(Serialize)]
 struct VerifyReport<'a> {
     rangecopy_version: &'static str,
-    verdict: &'static str,
+    verdict: Verdict,
     settings: serde_json::Value,
     seconds: f64,
     tables: &'a [crate::verify::TableResult],
@@ -376,7 +577,7 @@ fn verify_settings(cfg: &VerifyConfig) -> serde_json::Value {
 pub fn write_verify_json(cfg: &VerifyConfig, v: &Verification, path: &Path) -> Result<()> {
     let report = VerifyReport {
         rangecopy_version: env!("CARGO_PKG_VERSION"),
-        verdict: if v.identical() { "identical" } else { "different" },
+        verdict: v.verdict(),
         settings: verify_settings(cfg),
         seconds: v.seconds,
         tables: &v.tables,
@@ -415,19 +616,7 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
     let mut h = String::new();
     let identical = v.identical();
     h.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rangecopy verify</title><style>");
-    h.push_str(
-        "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d2330}h1{margin:0 0 .2em}\
-         .verdict{font-size:1.3em;font-weight:600;padding:.5em .8em;border-radius:6px;display:inline-block}\
-         .ok{background:#dff5e3;color:#14532d}.bad{background:#fde2e1;color:#7f1d1d}\
-         table{border-collapse:collapse;margin:.6em 0 1.4em}td,th{border:1px solid #d5d9e0;padding:.25em .6em;text-align:left;vertical-align:top}\
-         th{background:#f3f5f8}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-         .map{display:flex;flex-wrap:wrap;gap:2px;margin:.4em 0 1em}.map span{width:12px;height:12px;border-radius:2px}\
-         .map .r-ok{background:#34a853}.map .r-bad{background:#d93025}code{font-size:13px}\
-         .missing{color:#7f1d1d}.extra{color:#1e3a8a}.changed{color:#92400e}.muted{color:#6b7280}\
-         td.s-ok{background:#dff5e3;color:#14532d;font-weight:600}td.s-bad{background:#fde2e1;color:#7f1d1d;font-weight:600}\
-         .legend span{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:middle;margin:0 .3em 0 .8em}\
-         .legend .r-ok{background:#34a853}.legend .r-bad{background:#d93025}dl.run{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.4em 0 1em}dl.run dt{color:#6b7280}dl.run dd{margin:0}",
-    );
+    h.push_str(STYLE);
     h.push_str("</style></head><body>");
     h.push_str("<h1>rangecopy verify</h1>");
     let _ = write!(
@@ -440,17 +629,11 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
         esc(&cfg.target.display),
         cfg.job.as_deref().map(|j| format!("<dt>job</dt><dd>{}</dd>", esc(j))).unwrap_or_default()
     );
-    let rows: usize = v.tables.iter().map(|t| t.differing_rows).sum();
     let _ = write!(
         h,
         "<p class=\"verdict {}\">{}</p>",
         if identical { "ok" } else { "bad" },
-        verdict_words(
-            v.tables.len(),
-            v.tables.iter().filter(|t| t.status != TableStatus::Identical).count(),
-            rows,
-            false
-        )
+        esc(&verdict_words(v, false))
     );
     h.push_str("<h2>Tables</h2><table><tr><th>table</th><th>target</th><th>source rows</th><th>target rows</th><th>ranges</th><th>differing ranges</th><th>differing rows</th><th>time</th><th>status</th></tr>");
     for t in &v.tables {
@@ -472,6 +655,14 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
             esc(&t.source_digest),
             esc(&t.target_digest)
         );
+        if !t.columns_not_compared.is_empty() {
+            let class = if t.columns_not_compared.iter().all(|c| c.excluded) { "muted" } else { "missing" };
+            let _ = write!(h, "<p class={class}>Columns not compared:</p><ul>");
+            for line in not_compared_lines(t) {
+                let _ = write!(h, "<li>{}</li>", esc(&line));
+            }
+            h.push_str("</ul>");
+        }
         if !t.coverage.is_empty() {
             h.push_str("<p class=missing>The job's chunks do not cover this table (its rows were compared all the same):</p><ul>");
             for problem in &t.coverage {
@@ -581,6 +772,20 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
     );
     std::fs::write(path, h).map_err(|e| Error::io(format!("writing the report {}", path.display()), e))
 }
+
+/// The reports' style sheet.
+const STYLE: &str =
+    "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d2330}h1{margin:0 0 .2em}\
+         .verdict{font-size:1.3em;font-weight:600;padding:.5em .8em;border-radius:6px;display:inline-block}\
+         .ok{background:#dff5e3;color:#14532d}.bad{background:#fde2e1;color:#7f1d1d}\
+         table{border-collapse:collapse;margin:.6em 0 1.4em}td,th{border:1px solid #d5d9e0;padding:.25em .6em;text-align:left;vertical-align:top}\
+         th{background:#f3f5f8}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+         .map{display:flex;flex-wrap:wrap;gap:2px;margin:.4em 0 1em}.map span{width:12px;height:12px;border-radius:2px}\
+         .map .r-ok{background:#34a853}.map .r-bad{background:#d93025}code{font-size:13px}\
+         .missing{color:#7f1d1d}.extra{color:#1e3a8a}.changed{color:#92400e}.muted{color:#6b7280}\
+         td.s-ok{background:#dff5e3;color:#14532d;font-weight:600}td.s-bad{background:#fde2e1;color:#7f1d1d;font-weight:600}\
+         .legend span{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:middle;margin:0 .3em 0 .8em}\
+         .legend .r-ok{background:#34a853}.legend .r-bad{background:#d93025}dl.run{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.4em 0 1em}dl.run dt{color:#6b7280}dl.run dd{margin:0}";
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")

@@ -41,8 +41,9 @@ pub fn run_before(conn: &mut PgConn, objects: Vec<DbObject>) -> Result<Vec<Objec
             _ if !object.runs() => ("listed", None),
             Phase::After => ("pending", None),
             Phase::Before => match create_before(conn, &object)? {
-                None => ("done", None),
-                Some(why) => ("failed", Some(why)),
+                Created::Now => ("done", None),
+                Created::Before => ("done", Some("it was on the target already".to_string())),
+                Created::Not(why) => ("failed", Some(why)),
             },
         };
         records.push(ObjectRecord { object_no, object, status: status.into(), detail });
@@ -50,20 +51,29 @@ pub fn run_before(conn: &mut PgConn, objects: Vec<DbObject>) -> Result<Vec<Objec
     Ok(records)
 }
 
-/// Creates one object under a savepoint: `None` when it exists now, else why it does not.
-fn create_before(conn: &mut PgConn, object: &DbObject) -> Result<Option<String>> {
+/// Whether an object exists on the target.
+enum Created {
+    Now,
+    /// It was there already (a schema made by hand, a type from an earlier job).
+    Before,
+    /// It could not be created, for this reason.
+    Not(String),
+}
+
+/// Creates one object under a savepoint.
+fn create_before(conn: &mut PgConn, object: &DbObject) -> Result<Created> {
     let what = format!("creating {} {} on the target", object.kind, object.name);
     conn.batch("SAVEPOINT rangecopy_object", &what)?;
     match conn.batch(&object.sql, &what) {
         Ok(()) => {
             conn.batch("RELEASE SAVEPOINT rangecopy_object", &what)?;
-            Ok(None)
+            Ok(Created::Now)
         }
         Err(e) if is_transient(&e) => Err(e),
         Err(e) => {
             conn.batch("ROLLBACK TO SAVEPOINT rangecopy_object", &what)?;
             if already_exists(&e) {
-                return Ok(None);
+                return Ok(Created::Before);
             }
             if object.kind == "TABLE" {
                 return Err(Error::input(format!(
@@ -72,7 +82,7 @@ fn create_before(conn: &mut PgConn, object: &DbObject) -> Result<Option<String>>
                     server_reason(&e)
                 )));
             }
-            Ok(Some(server_reason(&e)))
+            Ok(Created::Not(server_reason(&e)))
         }
     }
 }
@@ -205,5 +215,185 @@ fn server_reason(e: &Error) -> String {
     match e.root() {
         Error::Sql { detail, .. } => detail.clone(),
         other => other.to_string(),
+    }
+}
+
+/// Finds, before anything is written, everything the target lacks for the objects to be
+/// created (extensions, collations) and reports all of it in one message.
+///
+/// Roles are not a reason to stop: objects whose source owner is not on the target (or is one
+/// the target user may not give objects to) stay with the target user, and grants to roles the
+/// target does not have are left out; each such object says so in the report, and one warning
+/// names the roles.
+pub fn prepare(conn: &mut PgConn, objects: &mut [DbObject]) -> Result<()> {
+    let what = "checking what the target needs for the source's objects";
+    let extensions: Vec<String> =
+        objects.iter().filter(|o| o.runs() && o.kind == "EXTENSION").map(|o| o.name.clone()).collect();
+    let mut roles = Vec::new();
+    let mut collations = Vec::new();
+    for o in objects.iter() {
+        for line in o.sql.lines() {
+            roles.extend(line_roles(line));
+            let mut rest = line;
+            while let Some((_, after)) = rest.split_once("COLLATE pg_catalog.") {
+                collations.push(role_name(after));
+                rest = after;
+            }
+        }
+    }
+    for list in [&mut roles, &mut collations] {
+        list.sort();
+        list.dedup();
+    }
+    let mut problems = Vec::new();
+    let rows = conn.query(
+        "SELECT e, a.name IS NULL,
+                NOT EXISTS (SELECT 1 FROM pg_extension x WHERE x.extname = e)
+                AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                AND NOT coalesce((SELECT bool_or(v.trusted) FROM pg_available_extension_versions v WHERE v.name = e), false)
+           FROM unnest($1::text[]) e LEFT JOIN pg_available_extensions a ON a.name = e",
+        &[&extensions],
+        what,
+    )?;
+    for r in rows {
+        let (name, missing, forbidden): (String, bool, bool) = (r.get(0), r.get(1), r.get(2));
+        if missing {
+            problems
+                .push(format!("extension {name} is not available on the target server (install its package there)"));
+        } else if forbidden {
+            problems.push(format!(
+                "extension {name} is not installed in the target database and the target user may not create it \
+                 (a superuser can: CREATE EXTENSION {name})"
+            ));
+        }
+    }
+    let rows = conn.query(
+        "SELECT c FROM unnest($1::text[]) c WHERE NOT EXISTS (
+             SELECT 1 FROM pg_collation WHERE collname = c AND collnamespace = 'pg_catalog'::regnamespace)",
+        &[&collations],
+        what,
+    )?;
+    for r in rows {
+        let collation: String = r.get(0);
+        problems.push(format!(
+            "collation {collation} is used by the source's columns but the target server does not have it (install \
+             its locale there)"
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(Error::input(format!(
+            "the target lacks what the source's objects need:\n  {}\nnothing was written to the target",
+            problems.join("\n  ")
+        )));
+    }
+    // Roles the target user cannot hand objects to or grant to: missing ones, and (for owners)
+    // ones it is not a member of. Granting to a role needs only that it exists.
+    let rows = conn.query(
+        "SELECT r, NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r),
+                NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) OR NOT pg_has_role(current_user, r, 'MEMBER')
+           FROM unnest($1::text[]) r",
+        &[&roles],
+        what,
+    )?;
+    let missing: Vec<String> = rows.iter().filter(|r| r.get::<_, bool>(1)).map(|r| r.get(0)).collect();
+    let foreign: Vec<String> = rows.iter().filter(|r| r.get::<_, bool>(2)).map(|r| r.get(0)).collect();
+    let mut changed = 0;
+    for o in objects.iter_mut() {
+        let mut dropped = Vec::new();
+        let kept: Vec<&str> = o
+            .sql
+            .lines()
+            .filter(|line| {
+                let owner = line.split_once(" OWNER TO ").map(|(_, r)| role_name(r));
+                let unusable = match owner {
+                    Some(role) => foreign.contains(&role),
+                    None => line_roles(line)
+                        .iter()
+                        .any(|r| missing.contains(r) || foreign.contains(r) && line.contains(" FOR ROLE ")),
+                };
+                if unusable {
+                    dropped.push(line.trim().to_string());
+                }
+                !unusable
+            })
+            .collect();
+        if dropped.is_empty() {
+            continue;
+        }
+        o.sql = kept.join("\n");
+        changed += 1;
+        if o.outcome == crate::objects::Outcome::Created {
+            o.outcome = crate::objects::Outcome::Changed {
+                why: format!("left out, as the target lacks their roles: {}", dropped.join(" ")),
+            };
+        }
+    }
+    if changed > 0 {
+        eprintln!(
+            "warning: role{} {} of the source {} not on the target, or not one{} the target user may give objects \
+             to: {changed} objects are created without their source owner or grants (the report lists them); create \
+             the roles on the target and copy again to keep them, or pass --no-owner / --no-privileges",
+            if foreign.len() == 1 { "" } else { "s" },
+            foreign.join(", "),
+            if foreign.len() == 1 { "is" } else { "are" },
+            if foreign.len() == 1 { "" } else { "s" },
+        );
+    }
+    Ok(())
+}
+
+/// The roles a dump line gives objects to, grants to or acts for.
+fn line_roles(line: &str) -> Vec<String> {
+    let mut roles = Vec::new();
+    if let Some((_, r)) = line.split_once(" OWNER TO ") {
+        roles.push(role_name(r));
+    }
+    if line.starts_with("GRANT ") {
+        if let Some((_, r)) = line.rsplit_once(" TO ") {
+            roles.push(role_name(r));
+        }
+    }
+    if line.starts_with("REVOKE ") {
+        if let Some((_, r)) = line.rsplit_once(" FROM ") {
+            roles.push(role_name(r));
+        }
+    }
+    if let Some((_, r)) = line.split_once(" FOR ROLE ") {
+        roles.push(role_name(r));
+    }
+    roles.retain(|r| !matches!(r.as_str(), "" | "PUBLIC" | "CURRENT_USER" | "SESSION_USER" | "CURRENT_ROLE"));
+    roles
+}
+
+/// The name at the start of `text` (`"My Role";` → `My Role`, `app_owner;` → `app_owner`).
+fn role_name(text: &str) -> String {
+    let text = text.trim_start();
+    if let Some(quoted) = text.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            name.push(c);
+        }
+        return name;
+    }
+    text.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$').collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::role_name;
+
+    #[test]
+    fn role_names_are_read_quoted_or_plain() {
+        assert_eq!(role_name("app_owner;"), "app_owner");
+        assert_eq!(role_name(" \"My \"\"Role\"\"\";"), "My \"Role\"");
+        assert_eq!(role_name("\"en_US\" NOT NULL"), "en_US");
     }
 }

@@ -231,7 +231,7 @@ impl PgSource {
     /// The leaf partitions of a partitioned table, at every level.
     fn leaves(&mut self, parent: &Candidate, candidates: &[Candidate]) -> Result<Vec<Candidate>> {
         let rows = self.conn.query(
-            "SELECT relid::oid FROM pg_partition_tree($1) WHERE isleaf",
+            "SELECT relid::oid FROM pg_partition_tree($1::oid::regclass) WHERE isleaf",
             &[&parent.oid],
             &format!("listing the partitions of {}", parent.name),
         )?;
@@ -641,14 +641,17 @@ impl PgSource {
                 .map(|r| r.get(0))
                 .collect(),
         };
-        // Foreign keys: how to validate each, and which cannot be added NOT VALID (on a
-        // partitioned table, before PostgreSQL 18).
+        // Foreign keys: how to validate each, and which are added valid at once: on a
+        // partitioned table NOT VALID is refused (before PostgreSQL 18), and one referencing a
+        // partitioned table added NOT VALID gets one hidden constraint per partition that
+        // VALIDATE CONSTRAINT leaves not validated.
         let foreign_keys: HashMap<u32, (String, bool)> = self
             .conn
             .query(
                 "SELECT c.oid, format('ALTER TABLE %s VALIDATE CONSTRAINT %I', c.conrelid::regclass, c.conname),
-                        r.relkind = 'p'
-                   FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid WHERE c.contype = 'f'",
+                        r.relkind = 'p' OR f.relkind = 'p'
+                   FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid JOIN pg_class f ON f.oid = c.confrelid
+                  WHERE c.contype = 'f'",
                 &[],
                 what,
             )?
@@ -701,6 +704,13 @@ impl PgSource {
         for e in &dump.post {
             let own = matches!(e.kind.as_str(), "INDEX" | "CONSTRAINT" | "CHECK CONSTRAINT");
             if own && built.contains(&e.oid) {
+                // The table builds the index itself; what the entry says besides (REPLICA
+                // IDENTITY USING INDEX, CLUSTER ON) still applies.
+                let rest: Vec<&str> = e.sql.split(";\n").skip(1).map(str::trim).filter(|s| !s.is_empty()).collect();
+                if !rest.is_empty() {
+                    let sql = rest.iter().map(|s| s.trim_end_matches(';')).collect::<Vec<_>>().join(";\n") + ";";
+                    after.push(DbObject::created("INDEX OPTIONS", e.display_name(), Phase::After, sql));
+                }
                 continue;
             }
             let mut object = DbObject::created(&e.kind, e.display_name(), Phase::After, &e.sql);
