@@ -406,15 +406,24 @@ impl MySource {
         // tables are committed: such columns are loaded without NOT NULL, which is re-added
         // after the load when no value was nulled (see `objects`). Key columns keep it (the
         // key needs it, and a zero date there fails its table either way).
+        let mut relaxed = Vec::new();
         for &i in relax.iter().filter(|i| key.as_ref().is_none_or(|k| !k.columns.contains(i))) {
             columns[i].not_null = false;
-            let change = format!(
+            relaxed.push(quote_ident(&columns[i].name));
+            changes.push(format!(
                 "column {} is created without NOT NULL while loading (zero dates are copied as NULL, \
                  --zero-dates null); NOT NULL is re-added after the load when no value was nulled",
                 quote_ident(&columns[i].name)
+            ));
+        }
+        if !relaxed.is_empty() {
+            eprintln!(
+                "warning: {name}: NOT NULL column{} {} {} created without NOT NULL while loading (zero dates are \
+                 copied as NULL, --zero-dates null); NOT NULL is re-added after the load when no value was nulled",
+                if relaxed.len() == 1 { "" } else { "s" },
+                relaxed.join(", "),
+                if relaxed.len() == 1 { "is" } else { "are" }
             );
-            eprintln!("warning: {name}: {change}");
-            changes.push(change);
         }
         let mut col_sql: Vec<String> = col_sql
             .into_iter()
