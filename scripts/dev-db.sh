@@ -59,6 +59,15 @@ install_packages() {
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_install postgresql
     apt_install mariadb-server mariadb-client
     command -v openssl >/dev/null || apt_install openssl
+    # PostGIS for the server's version, so MySQL spatial columns can arrive as geometry (tests
+    # check both that and the bytea fallback of a target where it cannot be created).
+    local postgis
+    postgis="postgresql-$(basename "$(dirname "$(pg_bin)")")-postgis-3"
+    if apt-cache show "$postgis" >/dev/null 2>&1; then
+        apt_install "$postgis"
+    else
+        log "no $postgis package here: spatial columns are copied as bytea"
+    fi
 }
 
 # Newest installed PostgreSQL server's bin directory.

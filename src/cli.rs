@@ -356,6 +356,11 @@ pub struct MappingArgs {
     #[arg(help_heading = "MySQL/MariaDB sources", long, value_name = "NAME")]
     pub target_schema: Option<String>,
 
+    /// MySQL/MariaDB sources: lowercase schema, table, column, index and constraint names on
+    /// the target (as pgloader does), so they need no quoting in PostgreSQL.
+    #[arg(help_heading = "MySQL/MariaDB sources", long)]
+    pub lowercase_identifiers: bool,
+
     /// MySQL/MariaDB sources: map a type or one column to another PostgreSQL type (repeatable).
     ///
     /// `type:MYSQLTYPE=PGTYPE` (MYSQLTYPE is a column type as MySQL shows it, `tinyint(1)`, `int
@@ -372,7 +377,8 @@ pub struct MappingArgs {
     /// (repeatable): `[DB.]TABLE.COLUMN`.
     ///
     /// Indexes that use it are not created on the target. Verify names it in its verdict as not
-    /// compared.
+    /// compared. (Other indexes are built after the load; FULLTEXT ones as
+    /// `USING gin (to_tsvector('simple', …))` of their columns.)
     #[arg(help_heading = "MySQL/MariaDB sources", long = "exclude-column", value_name = "[DB.]TABLE.COLUMN")]
     pub exclude_columns: Vec<String>,
 }

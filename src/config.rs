@@ -137,6 +137,9 @@ pub struct MyEndpoint {
 #[derive(Debug, Clone, Default)]
 pub struct MyOptions {
     pub target_schema: Option<String>,
+    /// `--lowercase-identifiers`: schema, table, column, index and constraint names lowercased
+    /// on the target.
+    pub lowercase_identifiers: bool,
     pub zero_dates: ZeroDates,
     pub casts: Vec<CastRule>,
     pub excluded: Vec<ColumnRef>,
@@ -231,11 +234,14 @@ impl MyOptions {
             .iter()
             .map(|c| ColumnRef::parse(c).map_err(|why| Error::input(format!("--exclude-column {c:?}: {why}"))))
             .collect::<Result<Vec<_>>>()?;
-        Ok(MyOptions { target_schema, zero_dates, casts, excluded })
+        Ok(MyOptions { target_schema, lowercase_identifiers: args.lowercase_identifiers, zero_dates, casts, excluded })
     }
 
     fn any_given(args: &MappingArgs) -> bool {
-        args.target_schema.is_some() || !args.casts.is_empty() || !args.exclude_columns.is_empty()
+        args.target_schema.is_some()
+            || args.lowercase_identifiers
+            || !args.casts.is_empty()
+            || !args.exclude_columns.is_empty()
     }
 }
 
@@ -829,7 +835,8 @@ impl CopyConfig {
             SourceEndpoint::Mysql(my) => my.options = MyOptions::from_args(&args.mapping, args.zero_dates.as_deref())?,
             SourceEndpoint::Postgres(_) if MyOptions::any_given(&args.mapping) || args.zero_dates.is_some() => {
                 return Err(Error::input(
-                    "--target-schema, --zero-dates, --cast and --exclude-column apply to MySQL/MariaDB sources only",
+                    "--target-schema, --lowercase-identifiers, --zero-dates, --cast and --exclude-column apply to \
+                     MySQL/MariaDB sources only",
                 ))
             }
             SourceEndpoint::Postgres(_) => {}
@@ -933,15 +940,14 @@ impl VerifyConfig {
             match &mut source {
                 SourceEndpoint::Postgres(_) => {
                     return Err(Error::input(
-                        "--target-schema, --cast and --exclude-column apply to MySQL/MariaDB sources only",
+                        "--target-schema, --lowercase-identifiers, --cast and --exclude-column apply to MySQL/MariaDB \
+                         sources only",
                     ))
                 }
-                SourceEndpoint::Mysql(_) if args.job.is_some() => {
-                    return Err(Error::input(
-                        "--target-schema, --cast and --exclude-column: with --job, verify uses the rules the job \
-                         was copied with; leave them out, or leave out --job",
-                    ))
-                }
+                SourceEndpoint::Mysql(_) if args.job.is_some() => return Err(Error::input(
+                    "--target-schema, --lowercase-identifiers, --cast and --exclude-column: with --job, verify uses \
+                         the rules the job was copied with; leave them out, or leave out --job",
+                )),
                 // Zero dates read as NULL, as copy's default policy wrote them (under `error`
                 // the copy holds none).
                 SourceEndpoint::Mysql(my) => my.options = MyOptions::from_args(&args.mapping, None)?,

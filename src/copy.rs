@@ -38,6 +38,7 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
     let cfg = &mut cfg;
     let mut source = Source::connect(&cfg.source)?;
     let mut target = PgTarget::connect(&cfg.target)?;
+    source.learn_target(&mut target.conn)?;
     if !state::try_lock_job(&mut target.conn, &cfg.job)? {
         return Err(Error::input(format!(
             "job {:?} is being run by another rangecopy process on this target; wait for it or stop it first",

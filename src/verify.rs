@@ -392,6 +392,7 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
     let started = Instant::now();
     let mut source = Source::connect(&cfg.source)?;
     let mut target = PgTarget::connect(&cfg.target)?;
+    source.learn_target(&mut target.conn)?;
     let subjects = subjects(cfg, &mut source, &mut target)?;
     drop(source);
     let run = Run {
@@ -464,7 +465,7 @@ fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> R
                 )));
             }
             let table = record.table;
-            check_source_columns(job, &table, &source.column_names(&table.name)?, &excluded)?;
+            check_source_columns(job, &table, &source.column_names(&table)?, &excluded)?;
             let left_out = excluded_from(&table, &excluded, "left out of the copy by the job's --exclude-column");
             let chunks = state::job_chunks_done(&mut target.conn, job, record.table_no)?;
             let coverage = coverage_problems(&chunks, &record.phase);

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::pg::PgConn;
 use crate::pipeline::Permit;
 use crate::plan::{Bound, Chunk};
-use crate::schema::{SequenceSync, Table, TableName};
+use crate::schema::{SequenceSync, Table};
 
 /// How one chunk is to be extracted, decided once per table before any chunk runs.
 #[derive(Debug, Clone, Default)]
@@ -173,6 +173,15 @@ impl Source {
         }
     }
 
+    /// Learns what the target can hold that changes how tables are described (MySQL/MariaDB:
+    /// whether spatial columns can be PostGIS geometry); called before `describe_tables`.
+    pub fn learn_target(&mut self, target: &mut PgConn) -> Result<()> {
+        match self {
+            Source::Postgres(_) => Ok(()),
+            Source::Mysql(s) => s.learn_target(target),
+        }
+    }
+
     /// Resolves the named tables (every base table when none are named) and introspects them.
     pub fn describe_tables(
         &mut self,
@@ -199,10 +208,10 @@ impl Source {
     }
 
     /// The table's columns as the source has them now, in order (none when it is gone).
-    pub fn column_names(&mut self, name: &TableName) -> Result<Vec<String>> {
+    pub fn column_names(&mut self, table: &Table) -> Result<Vec<String>> {
         match self {
-            Source::Postgres(s) => s.column_names(name),
-            Source::Mysql(s) => s.column_names(name),
+            Source::Postgres(s) => s.column_names(&table.name),
+            Source::Mysql(s) => s.column_names(table),
         }
     }
 

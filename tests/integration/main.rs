@@ -16,6 +16,7 @@ mod fidelity;
 mod hangs;
 mod keys;
 mod mysql;
+mod mysql_objects;
 mod names;
 mod refusals;
 mod report;
