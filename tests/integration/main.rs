@@ -25,3 +25,4 @@ mod secrets;
 mod throttle;
 mod tls;
 mod verify;
+mod whole_db;
