@@ -257,7 +257,8 @@ pub struct CopyArgs {
     #[arg(help_heading = "What to copy", long)]
     pub restart: bool,
 
-    /// Write a JSON report of the run to FILE.
+    /// Write a report of the run, with what became of every schema object: FILE.html for people,
+    /// any other name (FILE.json) for machines.
     #[arg(help_heading = "Reports and progress", long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 

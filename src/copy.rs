@@ -12,10 +12,12 @@ use std::time::Instant;
 use crate::config::{CopyConfig, Engine, StartMode, VerifyConfig};
 use crate::credentials::{PasswordSource, MY_PASSWORD_VAR, PG_PASSWORD_VAR, SOURCE_ENV, TARGET_ENV};
 use crate::error::{redact, Error, Result};
+use crate::objects::SchemaMode;
 use crate::pipeline::{self, ByteGate, RunContext, TableWork, IN_FLIGHT_BYTES};
 use crate::progress::{self, Progress};
 use crate::report;
 use crate::schema::{Table, TableName};
+use crate::schema_phases;
 use crate::source::{postgres as pg_source, ChunkPrep, Snapshot, Source, SourcePosition};
 use crate::state::{self, JobRecord, TableRecord};
 use crate::target::postgres::{self as target, Existing, PgTarget};
@@ -147,6 +149,10 @@ impl Run<'_> {
         existing: Option<&JobRecord>,
     ) -> Result<()> {
         let cfg = self.cfg;
+        if records.is_empty() {
+            // --schema-only: objects and no rows.
+            return self.finish_objects(source, target);
+        }
         let resumed = cfg.mode == StartMode::Resume;
         if resumed && (cfg.consistent || existing.is_some_and(|j| j.consistent)) {
             eprintln!(
@@ -212,6 +218,33 @@ impl Run<'_> {
         drop(ctx);
         result?;
         record_p1(cfg, target);
+        self.finish_objects(source, target)
+    }
+
+    /// The objects created once every table is loaded, and a word on those that failed (the
+    /// report lists them with their reasons).
+    fn finish_objects(&self, source: &mut Source, target: &mut PgTarget) -> Result<()> {
+        let failed = schema_phases::run_after(&self.cfg.job, source, target)?;
+        let objects = state::load_objects(&mut target.conn, &self.cfg.job)?;
+        if !objects.is_empty() {
+            eprintln!("job {}: schema: {}", self.cfg.job, report::schema_summary(&objects));
+            let listed: Vec<&str> =
+                objects.iter().filter(|o| o.status == "listed").map(|o| o.object.name.as_str()).collect();
+            if !listed.is_empty() {
+                eprintln!(
+                    "  not carried over (their source SQL is in the report, --report FILE): {}",
+                    listed.join(", ")
+                );
+            }
+        }
+        if !failed.is_empty() {
+            eprintln!(
+                "warning: job {}: {} objects could not be created as the source has them (listed above and in the \
+                 report); the rows are all copied",
+                self.cfg.job,
+                failed.len()
+            );
+        }
         Ok(())
     }
 
@@ -504,21 +537,28 @@ fn restart_tables(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget) 
             quoted: true,
         })
         .collect();
-    let fresh = source.describe_tables(&specs)?;
+    let fresh = source.describe_tables(&specs, &[])?;
     let mut plan = Vec::new();
     for (record, table) in named.iter().zip(fresh) {
         let create = target_plan(target, &table, Some(record), None)?;
         plan.push((record.table_no, table, create, record.created_by_job));
     }
     source.check_sequences_readable(&plan.iter().map(|p| &p.1).collect::<Vec<_>>())?;
-    let discarded: Vec<_> = plan.iter().map(|(no, t, create, _)| (*no, &t.name, &t.target, *create)).collect();
+    // Tables the source's schema dump created keep their definition and indexes (foreign keys
+    // and views may rest on them): they are emptied, not dropped.
+    let dumped = state::load_objects(&mut target.conn, &cfg.job)?.iter().any(|o| o.object.kind == "TABLE");
+    let discarded: Vec<_> =
+        plan.iter().map(|(no, t, create, _)| (*no, &t.name, &t.target, *create && !dumped)).collect();
     announce_discard(cfg, target, &discarded)?;
     target
         .conn
         .transaction("restarting tables of the job", |conn| {
             for (table_no, table, create, created_by_job) in &plan {
                 state::reset_table(conn, &cfg.job, *table_no, table, *created_by_job || *create)?;
-                if *create {
+                if dumped {
+                    target::truncate_table(conn, &table.target)?;
+                    state::set_deferred_done(conn, &cfg.job, *table_no, table.ddl.deferred.len())?;
+                } else if *create {
                     target::drop_table(conn, &table.target)?;
                     target::create_table(conn, table)?;
                 } else {
@@ -594,7 +634,7 @@ fn setup(
     target: &mut PgTarget,
     old: &[TableRecord],
 ) -> Result<(Vec<TableRecord>, Option<SourcePosition>)> {
-    let tables = source.describe_tables(&cfg.tables)?;
+    let tables = source.describe_tables(&cfg.tables, &cfg.exclude_tables)?;
     let others = other_jobs_tables(target, &cfg.job)?;
     let mut plan: Vec<(Table, bool)> = Vec::with_capacity(tables.len());
     for table in tables {
@@ -609,6 +649,17 @@ fn setup(
         let create = target_plan(target, &table, ours, other.map(|o| o.job.as_str()))?;
         plan.push((table, create));
     }
+    let mode = schema_mode(cfg, &plan)?;
+    let objects = source.objects(&plan.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), &{
+        let mut c = cfg.clone();
+        c.schema_mode = mode;
+        c
+    })?;
+    // Tables the schema's own objects create (PostgreSQL sources: pg_dump's) are not created
+    // from the introspected DDL.
+    let dumped = objects.iter().any(|o| o.kind == "TABLE");
+    schema_phases::check_prerequisites(&mut target.conn, &objects)?;
+    let schema_only = mode == SchemaMode::SchemaOnly;
     source.check_sequences_readable(&plan.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
     let restart = !old.is_empty() || cfg.mode == StartMode::Restart;
     if restart {
@@ -645,10 +696,24 @@ fn setup(
                     }
                 }
             }
-            state::create_job(conn, &cfg.job, cfg.source.display(), &settings(cfg), &plan)?;
-            for (table, create) in &plan {
-                if *create {
-                    target::create_table(conn, table)?;
+            let objects = schema_phases::run_before(conn, objects)?;
+            // --schema-only records no table: there are no rows to copy.
+            let recorded = if schema_only { &plan[..0] } else { &plan[..] };
+            state::create_job(conn, &cfg.job, cfg.source.display(), &settings(cfg), recorded)?;
+            state::record_objects(conn, &cfg.job, &objects)?;
+            for (table, _) in plan.iter().filter(|(_, create)| *create) {
+                match (dumped, schema_only) {
+                    (true, true) => {}
+                    (true, false) => target::hold_autovacuum(conn, &table.target)?,
+                    (false, false) => target::create_table(conn, table)?,
+                    (false, true) => {
+                        // An empty table gets its indexes at once.
+                        target::create_table(conn, table)?;
+                        target::release_autovacuum(conn, &table.target)?;
+                        for sql in &table.ddl.deferred {
+                            conn.batch(sql, &format!("building an index of {}", table.target))?;
+                        }
+                    }
                 }
             }
             Ok(())
@@ -660,6 +725,7 @@ fn setup(
         })?;
     let records = plan
         .into_iter()
+        .filter(|_| !schema_only)
         .enumerate()
         .map(|(table_no, (table, created_by_job))| TableRecord {
             table_no,
@@ -670,6 +736,42 @@ fn setup(
         })
         .collect();
     Ok((records, slot))
+}
+
+/// How this run treats the schema. A PostgreSQL copy creates every object (pg_dump's), so its
+/// tables must not exist on the target yet; when all of them do, it loads rows only, as it
+/// did before it created objects (`--data-only`). `--data-only` needs every table to exist.
+fn schema_mode(cfg: &CopyConfig, plan: &[(Table, bool)]) -> Result<SchemaMode> {
+    let missing: Vec<String> = plan.iter().filter(|(_, create)| *create).map(|(t, _)| t.target.to_string()).collect();
+    let present: Vec<String> = plan.iter().filter(|(_, create)| !*create).map(|(t, _)| t.target.to_string()).collect();
+    let list = |names: &[String]| match names.len() {
+        0..=5 => names.join(", "),
+        n => format!("{} and {} more", names[..5].join(", "), n - 5),
+    };
+    match cfg.schema_mode {
+        SchemaMode::DataOnly if !missing.is_empty() => Err(Error::input(format!(
+            "--data-only loads rows into tables that exist on the target, and {} do not; create them first, \
+             or copy without --data-only",
+            list(&missing)
+        ))),
+        SchemaMode::All if cfg.source.engine() == Engine::Postgres && !present.is_empty() => {
+            if missing.is_empty() {
+                eprintln!(
+                    "note: every table already exists on the target: copying rows only, as with --data-only (the \
+                     source's other objects are not created)"
+                );
+                return Ok(SchemaMode::DataOnly);
+            }
+            Err(Error::input(format!(
+                "target tables {} exist already while {} do not: rangecopy creates the source's schema (pg_dump's \
+                 objects) in a target without its tables; copy into an empty database, drop those tables, or \
+                 create all of them and copy rows only with --data-only",
+                list(&present),
+                list(&missing)
+            )))
+        }
+        mode => Ok(mode),
+    }
 }
 
 /// A target table of another job.

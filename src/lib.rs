@@ -18,6 +18,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod schema;
+pub mod schema_phases;
 pub mod source;
 pub mod state;
 pub mod target;

@@ -41,6 +41,23 @@ struct CopyReport<'a> {
     this_run: RunFigures,
     totals: Totals,
     tables: Vec<TableReport>,
+    /// Every object around the rows and what became of it.
+    schema: SchemaReport,
+}
+
+#[derive(Serialize)]
+struct SchemaReport {
+    summary: String,
+    /// Tables created with a difference from the source's (a NOT NULL dropped …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    table_changes: Vec<TableChanges>,
+    objects: Vec<state::ObjectRecord>,
+}
+
+#[derive(Serialize)]
+struct TableChanges {
+    table: String,
+    changes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -87,7 +104,31 @@ struct TableReport {
     values_copied_as_null: std::collections::BTreeMap<String, i64>,
 }
 
+/// One line on a job's objects: how many were created, translated, changed, not carried over,
+/// failed, and still to create.
+pub fn schema_summary(objects: &[state::ObjectRecord]) -> String {
+    use crate::objects::Outcome;
+    let count = |f: &dyn Fn(&state::ObjectRecord) -> bool| objects.iter().filter(|o| f(o)).count();
+    let made = |o: &state::ObjectRecord| matches!(o.status.as_str(), "done" | "created");
+    let parts = [
+        (count(&|o| made(o) && o.object.outcome == Outcome::Created), "created"),
+        (count(&|o| made(o) && matches!(o.object.outcome, Outcome::Translated { .. })), "translated"),
+        (count(&|o| made(o) && matches!(o.object.outcome, Outcome::Changed { .. })), "created with a change"),
+        (count(&|o| o.status == "created"), "not yet validated"),
+        (count(&|o| o.status == "listed"), "not carried over"),
+        (count(&|o| o.status == "failed"), "failed"),
+        (count(&|o| o.status == "pending"), "still to create"),
+    ];
+    let words: Vec<String> = parts.iter().filter(|(n, _)| *n > 0).map(|(n, w)| format!("{n} {w}")).collect();
+    match words.is_empty() {
+        true => "no objects besides the tables".to_string(),
+        false => format!("{} objects: {}", objects.len(), words.join(", ")),
+    }
+}
+
 /// Writes the JSON report of a copy job to `path`.
+///
+/// `FILE.html` (or `.htm`) is a page for people; any other name gets JSON.
 pub fn write_copy_report(conn: &mut PgConn, cfg: &CopyConfig, outcome: &CopyOutcome, path: &Path) -> Result<()> {
     let job = state::load_job(conn, &cfg.job)?
         .ok_or_else(|| Error::input(format!("job {:?} vanished from the target before its report", cfg.job)))?;
@@ -121,9 +162,128 @@ pub fn write_copy_report(conn: &mut PgConn, cfg: &CopyConfig, outcome: &CopyOutc
             bytes: tables.iter().map(|t| t.bytes).sum(),
         },
         tables: tables.iter().map(table_report).collect::<Result<_>>()?,
+        schema: {
+            let objects = state::load_objects(conn, &cfg.job)?;
+            let table_changes = state::load_tables(conn, &cfg.job)?
+                .into_iter()
+                .filter(|r| !r.table.changes.is_empty())
+                .map(|r| TableChanges { table: r.table.target.to_string(), changes: r.table.changes })
+                .collect();
+            SchemaReport { summary: schema_summary(&objects), table_changes, objects }
+        },
     };
-    let text = serde_json::to_string_pretty(&report).expect("the report serializes");
-    std::fs::write(path, text + "\n").map_err(|e| Error::io(format!("writing the report {}", path.display()), e))
+    let html = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    let text = match html {
+        true => copy_html(&report, cfg),
+        false => serde_json::to_string_pretty(&report).expect("the report serializes") + "\n",
+    };
+    std::fs::write(path, text).map_err(|e| Error::io(format!("writing the report {}", path.display()), e))
+}
+
+/// The copy report as a page: the run, its tables, and what became of every object.
+fn copy_html(r: &CopyReport<'_>, cfg: &CopyConfig) -> String {
+    let mut h = String::new();
+    h.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rangecopy copy</title><style>");
+    h.push_str(STYLE);
+    h.push_str("</style></head><body><h1>rangecopy copy</h1>");
+    let _ = write!(
+        h,
+        "<dl class=run><dt>job</dt><dd>{}</dd><dt>status</dt><dd>{}</dd><dt>started</dt><dd>{}</dd>\
+         <dt>source</dt><dd><code>{}</code></dd><dt>target</dt><dd><code>{}</code></dd>\
+         <dt>this run</dt><dd>{} rows, {} in {:.1}s</dd></dl>",
+        esc(r.job),
+        esc(&r.status),
+        esc(&r.started_at),
+        esc(cfg.source.display()),
+        esc(&cfg.target.display),
+        r.this_run.rows,
+        human_bytes(r.this_run.bytes),
+        r.this_run.seconds
+    );
+    h.push_str("<h2>Tables</h2><table><tr><th>table</th><th>phase</th><th>rows</th><th>size</th><th>copy s</th><th>index s</th><th>digest</th></tr>");
+    for t in &r.tables {
+        let secs = |s: Option<f64>| s.map(|s| format!("{s:.1}")).unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td><code>{}</code></td></tr>",
+            esc(&t.target_table),
+            esc(&t.phase),
+            t.rows,
+            human_bytes(t.bytes as u64),
+            secs(t.copy_seconds),
+            secs(t.index_seconds),
+            esc(&t.digest)
+        );
+    }
+    h.push_str("</table>");
+    let schema = &r.schema;
+    let _ = write!(h, "<h2>Schema</h2><p>{}</p>", esc(&schema.summary));
+    if !schema.table_changes.is_empty() {
+        h.push_str("<h3>Tables created with a change</h3><ul>");
+        for t in &schema.table_changes {
+            let _ = write!(h, "<li><b>{}</b>: {}</li>", esc(&t.table), esc(&t.changes.join("; ")));
+        }
+        h.push_str("</ul>");
+    }
+    let attention: Vec<&state::ObjectRecord> = schema
+        .objects
+        .iter()
+        .filter(|o| matches!(o.status.as_str(), "failed" | "listed" | "created" | "pending"))
+        .collect();
+    if !attention.is_empty() {
+        h.push_str("<h3>Needs attention</h3><table><tr><th>kind</th><th>object</th><th>status</th><th>why, and what to do</th><th>SQL</th></tr>");
+        for o in attention {
+            let (why, sql) = object_words(o);
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=s-bad>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+                esc(&o.object.kind),
+                esc(&o.object.name),
+                esc(&o.status),
+                esc(&why),
+                esc(sql)
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("<h3>Every object</h3><table><tr><th>#</th><th>phase</th><th>kind</th><th>object</th><th>status</th><th>outcome</th></tr>");
+    for o in &schema.objects {
+        let (why, _) = object_words(o);
+        let _ = write!(
+            h,
+            "<tr><td class=num>{}</td><td>{}</td><td>{}</td><td>{}</td><td class={}>{}</td><td>{}</td></tr>",
+            o.object_no,
+            if o.object.phase == crate::objects::Phase::Before { "before the load" } else { "after the load" },
+            esc(&o.object.kind),
+            esc(&o.object.name),
+            if o.status == "done" { "s-ok" } else { "s-bad" },
+            esc(&o.status),
+            esc(&why)
+        );
+    }
+    let _ = write!(h, "</table><p class=muted>rangecopy {}</p></body></html>", env!("CARGO_PKG_VERSION"));
+    h
+}
+
+/// What to say about an object, and the SQL to show with it.
+fn object_words(o: &state::ObjectRecord) -> (String, &str) {
+    use crate::objects::Outcome;
+    let outcome = match &o.object.outcome {
+        Outcome::Created => String::new(),
+        Outcome::Translated { from } => format!("translated from {from}"),
+        Outcome::Changed { why } => format!("created with a change: {why}"),
+        Outcome::NotCarried { todo, .. } => format!("not carried over: {todo}"),
+    };
+    let sql = match &o.object.outcome {
+        Outcome::NotCarried { source_sql, .. } => source_sql.as_str(),
+        _ => o.object.sql.as_str(),
+    };
+    let words: Vec<&str> =
+        [outcome.as_str(), o.detail.as_deref().unwrap_or("")].into_iter().filter(|w| !w.is_empty()).collect();
+    (words.join("; "), sql)
 }
 
 fn table_report(t: &TableProgress) -> Result<TableReport> {
@@ -254,6 +414,10 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
         }
         if let Some(err) = &job.last_error {
             writeln!(out, "  last error: {err}").map_err(io)?;
+        }
+        let objects = state::load_objects(&mut conn, &job.job)?;
+        if !objects.is_empty() {
+            writeln!(out, "  schema: {}", schema_summary(&objects)).map_err(io)?;
         }
         let width = tables.iter().map(|t| t.target_table.chars().count()).max().unwrap_or(5).max(5);
         writeln!(out, "  {:<width$}  {:>9}  {:>15}  {:>12}  {:>10}", "table", "phase", "chunks", "rows", "bytes")
@@ -415,19 +579,7 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
     let mut h = String::new();
     let identical = v.identical();
     h.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rangecopy verify</title><style>");
-    h.push_str(
-        "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d2330}h1{margin:0 0 .2em}\
-         .verdict{font-size:1.3em;font-weight:600;padding:.5em .8em;border-radius:6px;display:inline-block}\
-         .ok{background:#dff5e3;color:#14532d}.bad{background:#fde2e1;color:#7f1d1d}\
-         table{border-collapse:collapse;margin:.6em 0 1.4em}td,th{border:1px solid #d5d9e0;padding:.25em .6em;text-align:left;vertical-align:top}\
-         th{background:#f3f5f8}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-         .map{display:flex;flex-wrap:wrap;gap:2px;margin:.4em 0 1em}.map span{width:12px;height:12px;border-radius:2px}\
-         .map .r-ok{background:#34a853}.map .r-bad{background:#d93025}code{font-size:13px}\
-         .missing{color:#7f1d1d}.extra{color:#1e3a8a}.changed{color:#92400e}.muted{color:#6b7280}\
-         td.s-ok{background:#dff5e3;color:#14532d;font-weight:600}td.s-bad{background:#fde2e1;color:#7f1d1d;font-weight:600}\
-         .legend span{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:middle;margin:0 .3em 0 .8em}\
-         .legend .r-ok{background:#34a853}.legend .r-bad{background:#d93025}dl.run{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.4em 0 1em}dl.run dt{color:#6b7280}dl.run dd{margin:0}",
-    );
+    h.push_str(STYLE);
     h.push_str("</style></head><body>");
     h.push_str("<h1>rangecopy verify</h1>");
     let _ = write!(
@@ -581,6 +733,20 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
     );
     std::fs::write(path, h).map_err(|e| Error::io(format!("writing the report {}", path.display()), e))
 }
+
+/// The reports' style sheet.
+const STYLE: &str =
+    "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d2330}h1{margin:0 0 .2em}\
+         .verdict{font-size:1.3em;font-weight:600;padding:.5em .8em;border-radius:6px;display:inline-block}\
+         .ok{background:#dff5e3;color:#14532d}.bad{background:#fde2e1;color:#7f1d1d}\
+         table{border-collapse:collapse;margin:.6em 0 1.4em}td,th{border:1px solid #d5d9e0;padding:.25em .6em;text-align:left;vertical-align:top}\
+         th{background:#f3f5f8}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+         .map{display:flex;flex-wrap:wrap;gap:2px;margin:.4em 0 1em}.map span{width:12px;height:12px;border-radius:2px}\
+         .map .r-ok{background:#34a853}.map .r-bad{background:#d93025}code{font-size:13px}\
+         .missing{color:#7f1d1d}.extra{color:#1e3a8a}.changed{color:#92400e}.muted{color:#6b7280}\
+         td.s-ok{background:#dff5e3;color:#14532d;font-weight:600}td.s-bad{background:#fde2e1;color:#7f1d1d;font-weight:600}\
+         .legend span{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:middle;margin:0 .3em 0 .8em}\
+         .legend .r-ok{background:#34a853}.legend .r-bad{background:#d93025}dl.run{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.4em 0 1em}dl.run dt{color:#6b7280}dl.run dd{margin:0}";
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")

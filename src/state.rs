@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::copy_format::ChunkSummary;
 use crate::error::{Error, Result};
+use crate::objects::{DbObject, Phase};
 use crate::pg::PgConn;
 use crate::plan::{bound_text, Bound, Chunk, PlanCursor};
 use crate::schema::Table;
@@ -75,6 +76,19 @@ ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS consistent boolean NOT NULL 
 -- A table's phases: copying from started_at (its first chunk started), indexing from
 -- indexing_at, done at finished_at.
 ALTER TABLE rangecopy.tables ADD COLUMN IF NOT EXISTS indexing_at timestamptz;
+-- The objects around the rows, in the order they are created (before the load, or after it).
+CREATE TABLE IF NOT EXISTS rangecopy.objects (
+    job          text NOT NULL REFERENCES rangecopy.jobs ON DELETE CASCADE,
+    object_no    int NOT NULL,
+    phase        text NOT NULL,          -- before | after
+    kind         text NOT NULL,
+    name         text NOT NULL,
+    status       text NOT NULL,          -- pending | created (not yet validated) | done | failed | listed
+    detail       text,                   -- why it failed, or how it differs
+    definition   jsonb NOT NULL,         -- the object: its SQL, validation and outcome
+    finished_at  timestamptz,
+    PRIMARY KEY (job, object_no)
+);
 ";
 
 /// A job as recorded in the target.
@@ -156,15 +170,17 @@ pub fn ensure_schema(conn: &mut PgConn) -> Result<()> {
 
 /// The (table, column) pairs `SCHEMA_DDL` adds to older states.
 fn added_columns() -> (Vec<String>, Vec<String>) {
-    SCHEMA_DDL
+    let added = SCHEMA_DDL.lines().filter_map(|l| l.trim().strip_prefix("ALTER TABLE rangecopy.")).filter_map(|l| {
+        let (table, rest) = l.split_once(' ')?;
+        let column = rest.strip_prefix("ADD COLUMN IF NOT EXISTS ")?.split_whitespace().next()?;
+        Some((table.to_string(), column.to_string()))
+    });
+    // Every table is keyed by its job: a table added later shows as its missing `job` column.
+    let tables = SCHEMA_DDL
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("ALTER TABLE rangecopy."))
-        .filter_map(|l| {
-            let (table, rest) = l.split_once(' ')?;
-            let column = rest.strip_prefix("ADD COLUMN IF NOT EXISTS ")?.split_whitespace().next()?;
-            Some((table.to_string(), column.to_string()))
-        })
-        .unzip()
+        .filter_map(|l| l.trim().strip_prefix("CREATE TABLE IF NOT EXISTS rangecopy."))
+        .filter_map(|l| Some((l.split_whitespace().next()?.to_string(), "job".to_string())));
+    added.chain(tables).unzip()
 }
 
 /// Whether every table and column `SCHEMA_DDL` creates is there.
@@ -801,4 +817,75 @@ mod tests {
         let open_below = vec![(chunk(0, None, Some("10")), true), (chunk(5, None, Some("60")), false)];
         assert!(tile(3, open_below, false).unwrap_err().contains("do not tile"));
     }
+}
+
+/// An object of a job, as recorded in the target.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectRecord {
+    pub object_no: usize,
+    #[serde(flatten)]
+    pub object: DbObject,
+    /// `pending`, `created` (added, not yet validated), `done`, `failed`, or `listed` (not
+    /// carried over, in the report only).
+    pub status: String,
+    pub detail: Option<String>,
+}
+
+/// Records a job's objects (inside the caller's set-up transaction), each with its status so
+/// far: the ones created before the load are done or failed already.
+pub fn record_objects(conn: &mut PgConn, job: &str, objects: &[ObjectRecord]) -> Result<()> {
+    let column = |f: &dyn Fn(&ObjectRecord) -> String| objects.iter().map(f).collect::<Vec<String>>();
+    let numbers: Vec<i32> = objects.iter().map(|o| o.object_no as i32).collect();
+    let phases = column(&|o| if o.object.phase == Phase::Before { "before".into() } else { "after".into() });
+    let kinds = column(&|o| o.object.kind.clone());
+    let names = column(&|o| o.object.name.clone());
+    let statuses = column(&|o| o.status.clone());
+    let details: Vec<Option<String>> = objects.iter().map(|o| o.detail.clone()).collect();
+    let definitions = column(&|o| serde_json::to_string(&o.object).expect("an object serializes"));
+    conn.execute(
+        "INSERT INTO rangecopy.objects (job, object_no, phase, kind, name, status, detail, definition, finished_at)
+         SELECT $1, o, p, k, n, s, d, def::jsonb, CASE WHEN s <> 'pending' THEN now() END
+           FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+                AS u(o, p, k, n, s, d, def)",
+        &[&job, &numbers, &phases, &kinds, &names, &statuses, &details, &definitions],
+        "recording the job's objects",
+    )?;
+    Ok(())
+}
+
+/// A job's objects in the order they are created.
+pub fn load_objects(conn: &mut PgConn, job: &str) -> Result<Vec<ObjectRecord>> {
+    let what = "reading the job's objects";
+    if conn.query_one("SELECT to_regclass('rangecopy.objects') IS NULL", &[], what)?.get(0) {
+        return Ok(Vec::new());
+    }
+    let rows = conn.query(
+        "SELECT object_no, definition::text, status, detail FROM rangecopy.objects WHERE job = $1 ORDER BY object_no",
+        &[&job],
+        what,
+    )?;
+    rows.iter()
+        .map(|r| {
+            let object = serde_json::from_str(r.get::<_, &str>(1)).map_err(|e| {
+                Error::State(format!("job {job:?}: an object's recorded definition is unreadable: {e}"))
+            })?;
+            Ok(ObjectRecord { object_no: r.get::<_, i32>(0) as usize, object, status: r.get(2), detail: r.get(3) })
+        })
+        .collect()
+}
+
+/// Records how an object's creation (or validation) went.
+pub fn set_object_status(
+    conn: &mut PgConn,
+    job: &str,
+    object_no: usize,
+    status: &str,
+    detail: Option<&str>,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE rangecopy.objects SET status = $3, detail = $4, finished_at = now() WHERE job = $1 AND object_no = $2",
+        &[&job, &(object_no as i32), &status, &detail],
+        "recording an object",
+    )?;
+    Ok(())
 }

@@ -433,7 +433,7 @@ fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> R
         }
         return Ok(subjects);
     }
-    for (no, table) in source.describe_tables(&cfg.tables)?.into_iter().enumerate() {
+    for (no, table) in source.describe_tables(&cfg.tables, &[])?.into_iter().enumerate() {
         let ranges = planned_ranges(cfg, source, no, &table)?;
         subjects.push(subject(target, table, ranges, engine, Vec::new())?);
     }
@@ -469,7 +469,7 @@ fn check_source_columns(
     current: &[String],
     excluded: &[(String, String, String)],
 ) -> Result<()> {
-    if current.is_empty() {
+    if current.is_empty() && !table.columns.is_empty() {
         return Err(Error::input(format!("table {} of job {job:?} is no longer in the source", table.name)));
     }
     let recorded: HashSet<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
@@ -713,7 +713,7 @@ fn scan_source(
 }
 
 fn scan_target(target: &mut PgTarget, table: &Table, span: &Span, on_row: Option<RowSink<'_>>) -> Result<ChunkSummary> {
-    let sql = span_copy_sql(table, &table.target.quoted(), span.lows.iter(), span.highs.iter());
+    let sql = span_copy_sql(table, &format!("ONLY {}", table.target.quoted()), span.lows.iter(), span.highs.iter());
     scan_rows(&mut target.conn, &sql, table, on_row, &mut |_, _| Ok(()))
 }
 

@@ -6,6 +6,7 @@
 //! target side never needs to know where rows came from.
 
 pub mod mysql;
+pub mod pg_dump;
 pub mod postgres;
 
 use std::sync::Mutex;
@@ -173,10 +174,14 @@ impl Source {
     }
 
     /// Resolves the named tables (every base table when none are named) and introspects them.
-    pub fn describe_tables(&mut self, specs: &[crate::config::TableSpec]) -> Result<Vec<Table>> {
+    pub fn describe_tables(
+        &mut self,
+        specs: &[crate::config::TableSpec],
+        excluded: &[crate::config::TablePattern],
+    ) -> Result<Vec<Table>> {
         match self {
-            Source::Postgres(s) => s.describe_tables(specs),
-            Source::Mysql(s) => s.describe_tables(specs),
+            Source::Postgres(s) => s.describe_tables(specs, excluded),
+            Source::Mysql(s) => s.describe_tables(specs, excluded),
         }
     }
 

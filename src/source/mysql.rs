@@ -46,7 +46,9 @@ use mysql::{Conn, Params, Row, Value};
 
 use super::{Block, SourcePosition};
 use crate::canonical::{DigestBuilder, RowEncoder};
-use crate::config::{CastRule, CastSelector, CastTarget, ColumnRef, MyEndpoint, MyOptions, TableSpec, ZeroDates};
+use crate::config::{
+    CastRule, CastSelector, CastTarget, ColumnRef, MyEndpoint, MyOptions, TablePattern, TableSpec, ZeroDates,
+};
 use crate::copy_format::{add_row, ChunkSummary, CopyEncoder, RowSink};
 use crate::error::{describe_mysql_error, redact, Error, ErrorCode, Result};
 use crate::pipeline::{ByteGate, Permit};
@@ -855,8 +857,9 @@ struct SourceIndex {
 impl MySource {
     /// Resolves the named tables (every base table of the URL's database when none are named)
     /// and introspects them, applying `--cast`, `--exclude-column` and `--target-schema`.
-    pub fn describe_tables(&mut self, specs: &[TableSpec]) -> Result<Vec<Table>> {
-        let chosen = self.resolve_tables(specs)?;
+    pub fn describe_tables(&mut self, specs: &[TableSpec], excluded: &[TablePattern]) -> Result<Vec<Table>> {
+        let mut chosen = self.resolve_tables(specs)?;
+        chosen.retain(|name| !excluded.iter().any(|p| p.matches(name)));
         if chosen.is_empty() {
             return Err(Error::input(format!("the source database {} has no tables", self.endpoint)));
         }

@@ -7,10 +7,11 @@
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 
-use super::{Block, ChunkPrep, SourcePosition};
-use crate::config::{PgEndpoint, TableSpec};
+use super::{pg_dump, Block, ChunkPrep, SourcePosition};
+use crate::config::{PgEndpoint, TablePattern, TableSpec};
 use crate::copy_format::{ChunkHasher, ChunkSummary, RowSink};
 use crate::error::{Error, Result};
+use crate::objects::{DbObject, Phase, SchemaMode};
 use crate::pg::PgConn;
 use crate::plan::{Bound, Chunk};
 use crate::schema::{quote_ident, quote_literal, Column, Key, LogicalType, SequenceSync, Table, TableName, TargetDdl};
@@ -170,35 +171,45 @@ impl PgSource {
 
     /// Resolves the tables named on the command line (or all base tables of all non-system
     /// schemas when none are named) and introspects each of them.
-    pub fn describe_tables(&mut self, specs: &[TableSpec]) -> Result<Vec<Table>> {
+    pub fn describe_tables(&mut self, specs: &[TableSpec], excluded: &[TablePattern]) -> Result<Vec<Table>> {
         let candidates = self.candidates()?;
-        let chosen = if specs.is_empty() {
-            candidates.clone()
+        let mut chosen: Vec<Candidate> = Vec::new();
+        if specs.is_empty() {
+            chosen.extend(candidates.iter().filter(|c| !c.partitioned).cloned());
         } else {
-            let mut chosen: Vec<Candidate> = Vec::new();
             for spec in specs {
                 let found = resolve(spec, &candidates, &self.search_path)?;
-                if chosen.iter().any(|c| c.oid == found.oid) {
-                    return Err(Error::input(format!("table {} is listed more than once", found.name)));
+                // A partitioned table is copied as its leaf partitions, each a table of its own.
+                let leaves = match found.partitioned {
+                    true => self.leaves(&found, &candidates)?,
+                    false => vec![found],
+                };
+                for leaf in leaves {
+                    if chosen.iter().any(|c| c.oid == leaf.oid) {
+                        return Err(Error::input(format!("table {} is listed more than once", leaf.name)));
+                    }
+                    chosen.push(leaf);
                 }
-                chosen.push(found);
             }
-            chosen
-        };
+        }
+        chosen.retain(|c| !excluded.iter().any(|p| p.matches(&c.name)));
         if chosen.is_empty() {
             return Err(Error::input(format!(
-                "the source database {} has no tables outside the system schemas",
-                self.conn.endpoint
+                "the source database {} has no tables to copy outside the system schemas{}",
+                self.conn.endpoint,
+                if excluded.is_empty() { "" } else { " that --exclude-table leaves" }
             )));
         }
         chosen.iter().map(|c| self.describe(c)).collect()
     }
 
+    /// Every table of the source outside the system schemas (partitions too, and partitioned
+    /// parents, which hold no rows of their own).
     fn candidates(&mut self) -> Result<Vec<Candidate>> {
         let rows = self.conn.query(
             "SELECT c.oid::oid, n.nspname::text, c.relname::text, c.relkind = 'p'
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+              WHERE c.relkind IN ('r', 'p')
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'rangecopy')
                 AND n.nspname !~ '^pg_(toast|temp)'
                 AND NOT EXISTS (SELECT 1 FROM pg_depend d
@@ -215,6 +226,17 @@ impl PgSource {
                 partitioned: r.get(3),
             })
             .collect())
+    }
+
+    /// The leaf partitions of a partitioned table, at every level.
+    fn leaves(&mut self, parent: &Candidate, candidates: &[Candidate]) -> Result<Vec<Candidate>> {
+        let rows = self.conn.query(
+            "SELECT relid::oid FROM pg_partition_tree($1::oid::regclass) WHERE isleaf",
+            &[&parent.oid],
+            &format!("listing the partitions of {}", parent.name),
+        )?;
+        let oids: Vec<u32> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(candidates.iter().filter(|c| oids.contains(&c.oid) && !c.partitioned).cloned().collect())
     }
 
     fn describe(&mut self, cand: &Candidate) -> Result<Table> {
@@ -578,13 +600,165 @@ impl PgSource {
         Ok((role, rows.iter().map(|r| r.get(0)).collect()))
     }
 
-    /// The objects around `tables`, from the source's own pg_dump (see `source::pg_dump`).
-    pub fn objects(
-        &mut self,
-        _tables: &[Table],
-        _cfg: &crate::config::CopyConfig,
-    ) -> Result<Vec<crate::objects::DbObject>> {
-        Ok(Vec::new())
+    /// The objects around `tables`, from the source's own pg_dump (see `source::pg_dump`):
+    /// everything its pre-data section holds, before the load; after it, the post-data section
+    /// without what each table builds itself once loaded (its primary key, unique constraints
+    /// and indexes), foreign keys added `NOT VALID` and then validated, every sequence's
+    /// position, large objects, and statistics of partitioned parents.
+    pub fn objects(&mut self, tables: &[Table], cfg: &crate::config::CopyConfig) -> Result<Vec<DbObject>> {
+        let crate::config::SourceEndpoint::Postgres(ep) = &cfg.source else { return Ok(Vec::new()) };
+        if cfg.schema_mode == SchemaMode::DataOnly {
+            return Ok(Vec::new());
+        }
+        let what = "reading the source's objects";
+        let version: String = self.conn.query_one("SHOW server_version_num", &[], what)?.get(0);
+        let major = version.parse::<u32>().unwrap_or(0) / 10000;
+        let names: Vec<String> = tables.iter().map(|t| t.name.quoted()).collect();
+        let oids: Vec<u32> = self
+            .conn
+            .query("SELECT to_regclass(n)::oid FROM unnest($1::text[]) n", &[&names], what)?
+            .iter()
+            .filter_map(|r| r.get::<_, Option<u32>>(0))
+            .collect();
+        let whole = cfg.tables.is_empty() && cfg.exclude_tables.is_empty();
+        let excluded = if whole { Vec::new() } else { self.unselected_tables(&oids)? };
+        let opts =
+            pg_dump::DumpOptions { excluded: &excluded, no_owner: cfg.no_owner, no_privileges: cfg.no_privileges };
+        let dump = pg_dump::dump(ep, major, &opts)?;
+        // What each table builds itself once loaded; with --schema-only, nothing is loaded.
+        let built: HashSet<u32> = match cfg.schema_mode {
+            SchemaMode::SchemaOnly => HashSet::new(),
+            _ => self
+                .conn
+                .query(
+                    "SELECT oid FROM pg_constraint WHERE conrelid = ANY($1)
+                        AND (contype IN ('p', 'u', 'x') OR (contype = 'c' AND NOT convalidated))
+                     UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid = ANY($1)",
+                    &[&oids],
+                    what,
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        };
+        // Foreign keys: how to validate each, and which cannot be added NOT VALID (on a
+        // partitioned table, before PostgreSQL 18).
+        let foreign_keys: HashMap<u32, (String, bool)> = self
+            .conn
+            .query(
+                "SELECT c.oid, format('ALTER TABLE %s VALIDATE CONSTRAINT %I', c.conrelid::regclass, c.conname),
+                        r.relkind = 'p'
+                   FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid WHERE c.contype = 'f'",
+                &[],
+                what,
+            )?
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
+        let mut before = Vec::new();
+        let mut sequences = Vec::new();
+        let mut parents = Vec::new();
+        let table_oids: Vec<u32> = dump.pre.iter().filter(|e| e.kind == "TABLE").map(|e| e.oid).collect();
+        // A schema-only dump creates materialized views empty: those the source has populated
+        // are refreshed once everything they read is there.
+        let populated: HashSet<u32> = self
+            .conn
+            .query("SELECT oid FROM pg_class WHERE relkind = 'm' AND relispopulated", &[], what)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut refreshes = Vec::new();
+        let partitioned: HashSet<u32> = self
+            .conn
+            .query("SELECT oid FROM pg_class WHERE oid = ANY($1) AND relkind = 'p'", &[&table_oids], what)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for e in &dump.pre {
+            let qualified = || format!("{}.{}", quote_ident(e.schema.as_deref().unwrap_or("")), quote_ident(&e.name));
+            if e.kind == "SEQUENCE" {
+                sequences.push(DbObject::created("SEQUENCE SET", e.display_name(), Phase::After, qualified()));
+            }
+            if e.kind == "MATERIALIZED VIEW" && populated.contains(&e.oid) {
+                refreshes.push(DbObject::created(
+                    "MATERIALIZED VIEW DATA",
+                    e.display_name(),
+                    Phase::After,
+                    format!("REFRESH MATERIALIZED VIEW {}", qualified()),
+                ));
+            }
+            if e.kind == "TABLE" && partitioned.contains(&e.oid) {
+                parents.push(DbObject::created(
+                    "STATISTICS",
+                    e.display_name(),
+                    Phase::After,
+                    format!("ANALYZE {}", qualified()),
+                ));
+            }
+            before.push(DbObject::created(&e.kind, e.display_name(), Phase::Before, &e.sql));
+        }
+        let mut after = sequences;
+        for e in &dump.post {
+            let own = matches!(e.kind.as_str(), "INDEX" | "CONSTRAINT" | "CHECK CONSTRAINT");
+            if own && built.contains(&e.oid) {
+                continue;
+            }
+            let mut object = DbObject::created(&e.kind, e.display_name(), Phase::After, &e.sql);
+            if e.kind == "FK CONSTRAINT" {
+                if let (Some((validate, false)), Some(sql)) = (foreign_keys.get(&e.oid), pg_dump::not_valid(&e.sql)) {
+                    object.sql = sql;
+                    object.validate = Some(validate.clone());
+                }
+            }
+            after.push(object);
+        }
+        after.extend(refreshes);
+        let large_objects: i64 = self.conn.query_one("SELECT count(*) FROM pg_largeobject_metadata", &[], what)?.get(0);
+        if large_objects > 0 {
+            after.push(DbObject::created(
+                "LARGE OBJECTS",
+                format!("{large_objects} large objects"),
+                Phase::After,
+                "large objects",
+            ));
+        }
+        after.extend(parents);
+        before.extend(after);
+        Ok(before)
+    }
+
+    /// The source's tables that the dump leaves out: all but `selected` and the tables they
+    /// inherit from or are partitions of (those must exist on the target for them).
+    fn unselected_tables(&mut self, selected: &[u32]) -> Result<Vec<TableName>> {
+        let rows = self.conn.query(
+            "WITH RECURSIVE keep(oid) AS (
+                 SELECT unnest($1::oid[])
+                 UNION SELECT i.inhparent FROM pg_inherits i JOIN keep k ON k.oid = i.inhrelid)
+             SELECT n.nspname::text, c.relname::text
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p') AND c.oid NOT IN (SELECT oid FROM keep)
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'",
+            &[&selected],
+            "choosing the tables to dump",
+        )?;
+        Ok(rows.iter().map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))).collect())
+    }
+
+    /// Large objects' OIDs, in order.
+    pub fn large_objects(&mut self) -> Result<Vec<u32>> {
+        let rows =
+            self.conn.query("SELECT oid FROM pg_largeobject_metadata ORDER BY oid", &[], "listing large objects")?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Up to `len` bytes of a large object from `offset` (empty past its end).
+    pub fn large_object_part(&mut self, oid: u32, offset: i64, len: i32) -> Result<Vec<u8>> {
+        let row = self.conn.query_one(
+            "SELECT lo_get($1, $2, $3)",
+            &[&oid, &offset, &len],
+            &format!("reading large object {oid}"),
+        )?;
+        Ok(row.get(0))
     }
 
     /// The table's columns as the source has them now, in order (none when it is gone).

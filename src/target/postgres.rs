@@ -119,17 +119,22 @@ impl PgTarget {
 
     /// Moves a target sequence to the source's position, if the target has that sequence.
     pub fn set_sequence(&mut self, target_sql: &str, last_value: i64, is_called: bool) -> Result<()> {
-        self.conn
-            .execute(
-                &format!(
-                    "SELECT setval(to_regclass(name), $1, $2) FROM (SELECT {target_sql} AS name) s
-                      WHERE to_regclass(name) IS NOT NULL"
-                ),
-                &[&last_value, &is_called],
-                "carrying a sequence position over",
-            )
-            .map(|_| ())
+        set_sequence(&mut self.conn, target_sql, last_value, is_called)
     }
+}
+
+/// Moves a target sequence (`target_sql`: an SQL text expression naming it) to a position, if
+/// the target has that sequence.
+pub fn set_sequence(conn: &mut PgConn, target_sql: &str, last_value: i64, is_called: bool) -> Result<()> {
+    conn.execute(
+        &format!(
+            "SELECT pg_catalog.setval(pg_catalog.to_regclass(name), $1, $2) FROM (SELECT {target_sql} AS name) s
+              WHERE pg_catalog.to_regclass(name) IS NOT NULL"
+        ),
+        &[&last_value, &is_called],
+        "carrying a sequence position over",
+    )
+    .map(|_| ())
 }
 
 /// Creates a table and its prerequisites (inside the caller's setup transaction). Autovacuum
@@ -139,14 +144,22 @@ impl PgTarget {
 pub fn create_table(conn: &mut PgConn, table: &Table) -> Result<()> {
     let ddl = &table.ddl;
     let what = format!("creating target table {}", table.target);
-    let hold = format!(
-        "ALTER TABLE {} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)",
-        table.target.quoted()
-    );
-    for sql in ddl.prerequisites.iter().chain([&ddl.create_table, &hold]).chain(&ddl.after_create) {
+    for sql in ddl.prerequisites.iter().chain([&ddl.create_table]) {
+        conn.batch(sql, &what)?;
+    }
+    hold_autovacuum(conn, &table.target)?;
+    for sql in &ddl.after_create {
         conn.batch(sql, &what)?;
     }
     Ok(())
+}
+
+/// Keeps autovacuum off a table the job created until its load is finished (see `create_table`).
+pub fn hold_autovacuum(conn: &mut PgConn, name: &TableName) -> Result<()> {
+    conn.batch(
+        &format!("ALTER TABLE {} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)", name.quoted()),
+        &format!("holding autovacuum off {name} while it loads"),
+    )
 }
 
 /// Gives a loaded table created by the job back to autovacuum (see `create_table`).
@@ -162,18 +175,23 @@ pub fn truncate_table(conn: &mut PgConn, name: &TableName) -> Result<()> {
     conn.batch(&format!("TRUNCATE {}", name.quoted()), &format!("emptying target table {name} for --restart"))
 }
 
-/// Drops a table the job had created (for `--restart`), so it is created afresh.
+/// Drops a table the job had created (for `--restart`), so it is created afresh, with what
+/// the job created on it (foreign keys to it, views over it: created again too).
 pub fn drop_table(conn: &mut PgConn, name: &TableName) -> Result<()> {
     conn.batch(
-        &format!("DROP TABLE IF EXISTS {}", name.quoted()),
+        &format!("DROP TABLE IF EXISTS {} CASCADE", name.quoted()),
         &format!("dropping target table {name} for --restart"),
     )
 }
 
 /// `COPY "s"."t" ("a", "b") FROM STDIN (FORMAT binary)` for the table's copied columns.
+///
+/// A table with no copied column (none at all, or only generated ones) takes its rows without
+/// a column list, which means every column that is not generated: none.
 pub fn copy_in_sql(table: &Table) -> String {
     let cols: Vec<String> = table.copied_columns().map(|c| quote_ident(&c.name)).collect();
-    format!("COPY {} ({}) FROM STDIN (FORMAT binary)", table.target.quoted(), cols.join(", "))
+    let list = if cols.is_empty() { String::new() } else { format!(" ({})", cols.join(", ")) };
+    format!("COPY {}{list} FROM STDIN (FORMAT binary)", table.target.quoted())
 }
 
 /// Checks that an existing target table can take the source's rows: every copied column

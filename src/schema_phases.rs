@@ -1,0 +1,349 @@
+//! Creating the objects around the rows on the target, in the two phases of a copy: before
+//! the load (inside the job's set-up transaction, so a failure there writes nothing), and once
+//! every table is loaded and has its own indexes (each object in its own transaction with its
+//! recorded status, so a resumed run goes on from the first object not created).
+//!
+//! Foreign keys arrive `NOT VALID` and are validated once every object exists: the load never
+//! checks them row by row, and a validation that fails leaves the data and the constraint in
+//! place, named in the report. An object that cannot be created is recorded as failed with
+//! the server's reason and the copy goes on; only a table that cannot be created stops it.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::objects::{DbObject, Phase};
+use crate::pg::PgConn;
+use crate::schema::{quote_literal, SequenceSync};
+use crate::source::Source;
+use crate::state::{self, ObjectRecord};
+use crate::target::postgres::PgTarget;
+
+/// The session every object is created in (pg_restore's preamble, for this transaction only):
+/// names in the SQL are fully qualified, function bodies are checked when they run, and
+/// nothing waits on a timeout.
+const SESSION: &str = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; \
+     SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL check_function_bodies = false; \
+     SET LOCAL xmloption = content; SET LOCAL client_min_messages = warning; SET LOCAL row_security = off; \
+     SELECT pg_catalog.set_config('search_path', '', true)";
+
+/// Bytes of a large object read and written at a time.
+const LARGE_OBJECT_PART: i32 = 1 << 20;
+
+/// Creates the objects of the phase before the load, inside the caller's set-up transaction,
+/// each under a savepoint, and returns every object with its status: `done`, `failed` (with
+/// the reason), `pending` (created after the load) or `listed` (not carried over).
+///
+/// An object that exists already (a schema made by hand, a type from an earlier job) counts as
+/// created. A table that cannot be created is an error: the whole set-up rolls back.
+pub fn run_before(conn: &mut PgConn, objects: Vec<DbObject>) -> Result<Vec<ObjectRecord>> {
+    conn.batch(SESSION, "preparing to create the schema's objects")?;
+    let mut records = Vec::with_capacity(objects.len());
+    for (object_no, object) in objects.into_iter().enumerate() {
+        let (status, detail) = match object.phase {
+            _ if !object.runs() => ("listed", None),
+            Phase::After => ("pending", None),
+            Phase::Before => match create_before(conn, &object)? {
+                None => ("done", None),
+                Some(why) => ("failed", Some(why)),
+            },
+        };
+        records.push(ObjectRecord { object_no, object, status: status.into(), detail });
+    }
+    Ok(records)
+}
+
+/// Creates one object under a savepoint: `None` when it exists now, else why it does not.
+fn create_before(conn: &mut PgConn, object: &DbObject) -> Result<Option<String>> {
+    let what = format!("creating {} {} on the target", object.kind, object.name);
+    conn.batch("SAVEPOINT rangecopy_object", &what)?;
+    match conn.batch(&object.sql, &what) {
+        Ok(()) => {
+            conn.batch("RELEASE SAVEPOINT rangecopy_object", &what)?;
+            Ok(None)
+        }
+        Err(e) if is_transient(&e) => Err(e),
+        Err(e) => {
+            conn.batch("ROLLBACK TO SAVEPOINT rangecopy_object", &what)?;
+            if already_exists(&e) {
+                return Ok(None);
+            }
+            if object.kind == "TABLE" {
+                return Err(Error::input(format!(
+                    "table {} cannot be created on the target: {}",
+                    object.name,
+                    server_reason(&e)
+                )));
+            }
+            Ok(Some(server_reason(&e)))
+        }
+    }
+}
+
+/// Creates the objects of the phase after the load that are not created yet, then validates
+/// the foreign keys added `NOT VALID`. Returns the objects that failed, for the summary.
+pub fn run_after(job: &str, source: &mut Source, target: &mut PgTarget) -> Result<Vec<ObjectRecord>> {
+    let records = state::load_objects(&mut target.conn, job)?;
+    let pending: Vec<&ObjectRecord> = records.iter().filter(|r| r.status == "pending").collect();
+    let unvalidated = records.iter().filter(|r| r.status == "created").count();
+    if pending.is_empty() && unvalidated == 0 {
+        return Ok(records.into_iter().filter(|r| r.status == "failed").collect());
+    }
+    eprintln!(
+        "job {job}: creating {} objects that span tables (foreign keys, triggers, policies, sequence positions …)",
+        pending.len()
+    );
+    for record in pending {
+        if crate::wait::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let outcome = match record.object.kind.as_str() {
+            "SEQUENCE SET" => set_sequence(job, record, source, target),
+            "LARGE OBJECTS" => copy_large_objects(job, record, source, target),
+            _ => create_after(job, record, &mut target.conn),
+        };
+        fail_softly(job, record, &record.object.sql, outcome, &mut target.conn)?;
+    }
+    let created: Vec<ObjectRecord> =
+        state::load_objects(&mut target.conn, job)?.into_iter().filter(|r| r.status == "created").collect();
+    for record in &created {
+        if crate::wait::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let Some(validate) = &record.object.validate else { continue };
+        let what = format!("validating {} {}", record.object.kind, record.object.name);
+        let outcome = target.conn.transaction(&what, |conn| {
+            conn.batch(SESSION, &what)?;
+            conn.patiently(|conn| conn.batch(validate, &what))?;
+            state::set_object_status(conn, job, record.object_no, "done", None)
+        });
+        fail_softly(job, record, validate, outcome, &mut target.conn)?;
+    }
+    Ok(state::load_objects(&mut target.conn, job)?.into_iter().filter(|r| r.status == "failed").collect())
+}
+
+/// Creates one object in its own transaction with its status: `created` when a validation
+/// follows, else `done`.
+fn create_after(job: &str, record: &ObjectRecord, conn: &mut PgConn) -> Result<()> {
+    let object = &record.object;
+    let what = format!("creating {} {} on the target", object.kind, object.name);
+    let status = if object.validate.is_some() { "created" } else { "done" };
+    conn.transaction(&what, |conn| {
+        conn.batch(SESSION, &what)?;
+        // Building an index or refreshing a materialized view sends nothing for long.
+        conn.patiently(|conn| conn.batch(&object.sql, &what))?;
+        state::set_object_status(conn, job, record.object_no, status, None)
+    })
+}
+
+/// A failure that a resumed run can get past stops the run; any other is recorded against the
+/// object (which stays as it is: a foreign key not validated keeps its rows) and the run goes on.
+fn fail_softly(job: &str, record: &ObjectRecord, sql: &str, outcome: Result<()>, conn: &mut PgConn) -> Result<()> {
+    let Err(e) = outcome else { return Ok(()) };
+    if is_transient(&e) || matches!(e, Error::Interrupted) {
+        return Err(e);
+    }
+    let reason = match record.status.as_str() {
+        "created" => format!("added NOT VALID; validation failed: {}", server_reason(&e)),
+        _ => server_reason(&e),
+    };
+    eprintln!("warning: {} {}: {reason}\n  ({sql})", record.object.kind, record.object.name);
+    state::set_object_status(conn, job, record.object_no, "failed", Some(&reason))
+}
+
+/// Moves a target sequence to where the source's is now.
+fn set_sequence(job: &str, record: &ObjectRecord, source: &mut Source, target: &mut PgTarget) -> Result<()> {
+    let name = &record.object.sql;
+    let seq =
+        SequenceSync { source_sql: format!("{}::regclass", quote_literal(name)), target_sql: quote_literal(name) };
+    let (last, called) = source.sequence_position(&seq)?;
+    target.conn.transaction("carrying a sequence position over", |conn| {
+        crate::target::postgres::set_sequence(conn, &seq.target_sql, last, called)?;
+        state::set_object_status(conn, job, record.object_no, "done", None)
+    })
+}
+
+/// Copies every large object with its OID, each in one target transaction (a large object is
+/// written whole or not at all; one already there is written again, to the same bytes).
+fn copy_large_objects(job: &str, record: &ObjectRecord, source: &mut Source, target: &mut PgTarget) -> Result<()> {
+    let Source::Postgres(pg) = source else { return Ok(()) };
+    for oid in pg.large_objects()? {
+        if crate::wait::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let what = format!("copying large object {oid}");
+        target.conn.transaction(&what, |conn| {
+            conn.execute(
+                "SELECT lo_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_largeobject_metadata WHERE oid = $1)",
+                &[&oid],
+                &what,
+            )?;
+            let mut offset = 0i64;
+            loop {
+                let part = pg.large_object_part(oid, offset, LARGE_OBJECT_PART)?;
+                if part.is_empty() {
+                    break;
+                }
+                conn.execute("SELECT lo_put($1, $2, $3)", &[&oid, &offset, &part], &what)?;
+                offset += part.len() as i64;
+            }
+            Ok(())
+        })?;
+    }
+    state::set_object_status(&mut target.conn, job, record.object_no, "done", None)
+}
+
+fn is_transient(e: &Error) -> bool {
+    matches!(e.root(), Error::Sql { code, .. } if code.is_transient())
+}
+
+/// duplicate_table, duplicate_object, duplicate_schema, duplicate_function.
+fn already_exists(e: &Error) -> bool {
+    matches!(e.root(), Error::Sql { code: ErrorCode::Sqlstate(s), .. }
+        if matches!(s.as_str(), "42P07" | "42710" | "42P06" | "42723"))
+}
+
+/// The server's words for a failure, without the statement that caused it.
+fn server_reason(e: &Error) -> String {
+    match e.root() {
+        Error::Sql { detail, .. } => detail.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Finds, before anything is written, everything the target lacks for the objects to be
+/// created (extensions, roles that own objects or receive grants, collations), and reports
+/// all of it in one message.
+pub fn check_prerequisites(conn: &mut PgConn, objects: &[DbObject]) -> Result<()> {
+    let what = "checking what the target needs for the source's objects";
+    let before: Vec<&DbObject> = objects.iter().filter(|o| o.runs()).collect();
+    let extensions: Vec<String> = before.iter().filter(|o| o.kind == "EXTENSION").map(|o| o.name.clone()).collect();
+    let mut owners = Vec::new();
+    let mut grantees = Vec::new();
+    let mut collations = Vec::new();
+    for o in &before {
+        for line in o.sql.lines() {
+            if let Some(role) = line.split_once(" OWNER TO ").map(|(_, r)| role_name(r)) {
+                owners.push(role);
+            }
+            let grant = line.starts_with("GRANT ") || line.starts_with("REVOKE ");
+            if let Some(role) = line.rsplit_once(if line.starts_with("GRANT ") { " TO " } else { " FROM " }) {
+                if grant {
+                    grantees.push(role_name(role.1));
+                }
+            }
+            let mut rest = line;
+            while let Some((_, after)) = rest.split_once("COLLATE pg_catalog.") {
+                collations.push(role_name(after));
+                rest = after;
+            }
+        }
+    }
+    for list in [&mut owners, &mut grantees, &mut collations] {
+        list.retain(|r| !matches!(r.as_str(), "" | "PUBLIC" | "CURRENT_USER" | "SESSION_USER" | "CURRENT_ROLE"));
+        list.sort();
+        list.dedup();
+    }
+    let mut problems = Vec::new();
+    let rows = conn.query(
+        "SELECT e, a.name IS NULL,
+                NOT EXISTS (SELECT 1 FROM pg_extension x WHERE x.extname = e)
+                AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                AND NOT coalesce((SELECT bool_or(v.trusted) FROM pg_available_extension_versions v WHERE v.name = e), false)
+           FROM unnest($1::text[]) e LEFT JOIN pg_available_extensions a ON a.name = e",
+        &[&extensions],
+        what,
+    )?;
+    for r in rows {
+        let (name, missing, forbidden): (String, bool, bool) = (r.get(0), r.get(1), r.get(2));
+        if missing {
+            problems
+                .push(format!("extension {name} is not available on the target server (install its package there)"));
+        } else if forbidden {
+            problems.push(format!(
+                "extension {name} is not installed in the target database and the target user may not create it \
+                 (a superuser can: CREATE EXTENSION {name})"
+            ));
+        }
+    }
+    let rows = conn.query(
+        "SELECT r, EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r),
+                EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) AND pg_has_role(current_user, r, 'MEMBER')
+           FROM unnest($1::text[]) r",
+        &[&owners],
+        what,
+    )?;
+    for r in rows {
+        let (role, exists, member): (String, bool, bool) = (r.get(0), r.get(1), r.get(2));
+        if !exists {
+            problems.push(format!("role {role} owns objects in the source but does not exist on the target (create it, or copy with --no-owner)"));
+        } else if !member {
+            problems.push(format!(
+                "role {role} owns objects in the source, and the target user may not give objects to it (GRANT {role} \
+                 TO the target user, or copy with --no-owner)"
+            ));
+        }
+    }
+    let rows = conn.query(
+        "SELECT r FROM unnest($1::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)",
+        &[&grantees],
+        what,
+    )?;
+    for r in rows {
+        let role: String = r.get(0);
+        problems.push(format!(
+            "role {role} is granted privileges in the source but does not exist on the target (create it, or copy \
+             with --no-privileges)"
+        ));
+    }
+    let rows = conn.query(
+        "SELECT c FROM unnest($1::text[]) c WHERE NOT EXISTS (
+             SELECT 1 FROM pg_collation WHERE collname = c AND collnamespace = 'pg_catalog'::regnamespace)",
+        &[&collations],
+        what,
+    )?;
+    for r in rows {
+        let collation: String = r.get(0);
+        problems.push(format!(
+            "collation {collation} is used by the source's columns but the target server does not have it (install \
+             its locale there)"
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "the target lacks what the source's objects need:\n  {}\nnothing was written to the target",
+        problems.join("\n  ")
+    )))
+}
+
+/// The name at the start of `text` (`"My Role";` → `My Role`, `app_owner;` → `app_owner`).
+fn role_name(text: &str) -> String {
+    let text = text.trim_start();
+    if let Some(quoted) = text.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            name.push(c);
+        }
+        return name;
+    }
+    text.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$').collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::role_name;
+
+    #[test]
+    fn role_names_are_read_quoted_or_plain() {
+        assert_eq!(role_name("app_owner;"), "app_owner");
+        assert_eq!(role_name(" \"My \"\"Role\"\"\";"), "My \"Role\"");
+        assert_eq!(role_name("\"en_US\" NOT NULL"), "en_US");
+    }
+}
