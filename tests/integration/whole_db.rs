@@ -387,54 +387,63 @@ fn pg_whole_database_arrives_object_by_object() {
     findings.assert_none("the copy of pg_whole.sql");
 }
 
-/// The foreign-key phase is made to wait on a lock the test holds on `"Inventory"."Products"`
-/// (a table three foreign keys reference) once every table is loaded; the copy is killed with
-/// `-9` while it waits, the lock released, and `--resume` must finish the schema.
+/// The foreign-key phase is made to wait on a lock the test holds on a referenced table (the
+/// first one loaded while others still load); once every table is loaded and a copy session
+/// waits for that lock, the copy is killed with `-9`, the lock released, and `--resume` must
+/// finish the schema.
 #[test]
 fn pg_whole_database_resumes_after_kill9_in_the_foreign_key_phase() {
     let Some(db) = setup("pg_whole_kill") else { return };
     load_pg_whole(&db);
-    // Throttled so the test sees Products finished while other tables still load.
+    let referenced = lines(
+        &db.source,
+        "SELECT DISTINCT confrelid::regclass::text FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid
+          WHERE k.contype = 'f' AND k.conparentid = 0 AND c.relkind = 'r'",
+    );
+    // Throttled so that some referenced table is finished while other tables still load.
     let mut bg = db.spawn_copy(&["--progress", "none", "--workers", "2", "--max-rows-per-sec", "20000"]);
     let job = db.job().to_string();
-    let products_done = || {
-        let mut c = connect(&db.target);
-        let has_state: bool = c.query_one("SELECT to_regclass('rangecopy.tables') IS NOT NULL", &[]).unwrap().get(0);
-        has_state
-            && c.query_one(
-                "SELECT count(*) FROM rangecopy.tables WHERE job = $1 AND target_schema = 'Inventory'
-                    AND target_name = 'Products' AND phase = 'done'",
+    // One watching session: logging in costs a SCRAM exchange, slow in a debug build.
+    let mut watch = connect(&db.target);
+    let mut done_tables = |watch: &mut common::Client| -> (Vec<String>, i64) {
+        let has_state: bool =
+            watch.query_one("SELECT to_regclass('rangecopy.tables') IS NOT NULL", &[]).unwrap().get(0);
+        if !has_state {
+            return (Vec::new(), -1);
+        }
+        let rows = watch
+            .query(
+                "SELECT format('%I.%I', target_schema, target_name), phase = 'done' FROM rangecopy.tables WHERE job = $1",
                 &[&job],
             )
-            .unwrap()
-            .get::<_, i64>(0)
-                == 1
+            .unwrap();
+        let done = rows.iter().filter(|r| r.get::<_, bool>(1)).map(|r| r.get::<_, String>(0)).collect();
+        let loading = rows.iter().filter(|r| !r.get::<_, bool>(1)).count() as i64;
+        (done, loading)
     };
-    let loaded = wait_until(WHOLE_LIMIT, || products_done() || bg.try_wait().is_some());
-    assert!(loaded && bg.try_wait().is_none(), "the copy ended before Products was loaded:\n{:?}", bg.output(-1));
+    let mut victim = None;
+    wait_until(WHOLE_LIMIT, || {
+        let (done, loading) = done_tables(&mut watch);
+        victim = referenced.iter().find(|t| done.contains(t)).cloned().filter(|_| loading > 0);
+        victim.is_some() || bg.try_wait().is_some()
+    });
+    let Some(victim) = victim else {
+        panic!("no referenced table was loaded while others still loaded:\n{:?}", bg.output(-1));
+    };
 
     let mut lock = common::Client::connect(&db.target).expect("a second target session");
-    lock.batch_execute("BEGIN; LOCK TABLE \"Inventory\".\"Products\" IN ACCESS EXCLUSIVE MODE")
-        .expect("locking Products");
-    // Blocked in the after-load phase: every table done and a session waiting for Products.
-    let after_phase_blocked = || {
-        let mut c = connect(&db.target);
-        let waiting: i64 = c
-            .query_one(
-                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '\"Inventory\".\"Products\"'::regclass",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        let loading: i64 = c
-            .query_one("SELECT count(*) FROM rangecopy.tables WHERE job = $1 AND phase <> 'done'", &[&job])
-            .unwrap()
-            .get(0);
-        waiting > 0 && loading == 0
-    };
-    let blocked = wait_until(WHOLE_LIMIT, || after_phase_blocked() || bg.try_wait().is_some());
-    let objects = lines(
-        &db.target,
+    lock.batch_execute(&format!("BEGIN; LOCK TABLE {victim} IN ACCESS EXCLUSIVE MODE")).expect("locking the table");
+    let waiting_sql = format!(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = {}::regclass",
+        common::quote_literal(&victim)
+    );
+    // Blocked in the after-load phase: every table loaded and a copy session waiting for the lock.
+    let blocked = wait_until(WHOLE_LIMIT, || {
+        let waiting: i64 = watch.query_one(&waiting_sql, &[]).unwrap().get(0);
+        (waiting > 0 && done_tables(&mut watch).1 == 0) || bg.try_wait().is_some()
+    });
+    let objects = lines_on(
+        &mut watch,
         &format!(
             "SELECT status || ' ' || count(*) FROM rangecopy.objects WHERE job = {} GROUP BY status ORDER BY 1",
             common::quote_literal(&job)
@@ -442,7 +451,7 @@ fn pg_whole_database_resumes_after_kill9_in_the_foreign_key_phase() {
     );
     assert!(
         blocked && bg.try_wait().is_none(),
-        "the copy never waited for Products after loading every table (objects: {objects:?}):\n{:?}",
+        "the copy never waited for {victim} after loading every table (objects: {objects:?}):\n{:?}",
         bg.output(-1)
     );
     assert!(objects.iter().any(|s| s.starts_with("pending")), "no object left to create when killed: {objects:?}");
