@@ -405,7 +405,7 @@ fn pg_whole_database_resumes_after_kill9_in_the_foreign_key_phase() {
     let job = db.job().to_string();
     // One watching session: logging in costs a SCRAM exchange, slow in a debug build.
     let mut watch = connect(&db.target);
-    let mut done_tables = |watch: &mut common::Client| -> (Vec<String>, i64) {
+    let done_tables = |watch: &mut common::Client| -> (Vec<String>, i64) {
         let has_state: bool =
             watch.query_one("SELECT to_regclass('rangecopy.tables') IS NOT NULL", &[]).unwrap().get(0);
         if !has_state {
