@@ -173,6 +173,11 @@ pub struct VerifyArgs {
 
     #[command(flatten)]
     pub rates: RateArgs,
+
+    // Without --job, the mapping options the copy was made with, so that verify compares what
+    // the copy holds; with --job, the job's recorded rules are used.
+    #[command(flatten)]
+    pub mapping: MappingArgs,
 }
 
 #[derive(Debug, Args)]
@@ -329,11 +334,6 @@ pub struct CopyArgs {
     #[arg(help_heading = "Reports and progress", long, value_name = "SECONDS", default_value_t = 10.0)]
     pub progress_interval: f64,
 
-    /// MySQL/MariaDB sources: the target schema the tables go into [default: the source
-    /// database's name].
-    #[arg(help_heading = "MySQL/MariaDB sources", long, value_name = "NAME")]
-    pub target_schema: Option<String>,
-
     /// MySQL/MariaDB sources: zero dates are copied as NULL (`null`) or stop the copy (`error`)
     /// [default: null].
     ///
@@ -342,6 +342,19 @@ pub struct CopyArgs {
     /// first one, naming table, column and key.
     #[arg(help_heading = "MySQL/MariaDB sources", long, value_name = "POLICY", value_parser = ["null", "error"])]
     pub zero_dates: Option<String>,
+
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+}
+
+/// How MySQL/MariaDB tables map to PostgreSQL: given to `copy`, and to `verify` (without
+/// `--job`) to compare a copy made with them.
+#[derive(Debug, Args)]
+pub struct MappingArgs {
+    /// MySQL/MariaDB sources: the target schema the tables go into (verify: are in) [default: the
+    /// source database's name].
+    #[arg(help_heading = "MySQL/MariaDB sources", long, value_name = "NAME")]
+    pub target_schema: Option<String>,
 
     /// MySQL/MariaDB sources: map a type or one column to another PostgreSQL type (repeatable).
     ///
@@ -355,9 +368,11 @@ pub struct CopyArgs {
     #[arg(help_heading = "MySQL/MariaDB sources", long = "cast", value_name = "RULE")]
     pub casts: Vec<String>,
 
-    /// MySQL/MariaDB sources: leave a column out of the copy (repeatable): `[DB.]TABLE.COLUMN`.
+    /// MySQL/MariaDB sources: leave a column out of the copy, or of verify's comparison
+    /// (repeatable): `[DB.]TABLE.COLUMN`.
     ///
-    /// Indexes that use it are not created on the target.
+    /// Indexes that use it are not created on the target. Verify names it in its verdict as not
+    /// compared.
     #[arg(help_heading = "MySQL/MariaDB sources", long = "exclude-column", value_name = "[DB.]TABLE.COLUMN")]
     pub exclude_columns: Vec<String>,
 }

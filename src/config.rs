@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{CopyArgs, LoadArgs, RateArgs, StatusArgs, ThrottleCommandArgs, VerifyArgs};
+use crate::cli::{CopyArgs, LoadArgs, MappingArgs, RateArgs, StatusArgs, ThrottleCommandArgs, VerifyArgs};
 use crate::credentials::{self, split_url, PasswordSource};
 use crate::error::{register_public, register_secret, Error, Result};
 use crate::objects::SchemaMode;
@@ -87,6 +87,19 @@ impl SourceEndpoint {
             SourceEndpoint::Mysql(ep) => {
                 ep.opts = mysql::OptsBuilder::from_opts(ep.opts.clone()).tcp_connect_timeout(Some(timeout)).into();
             }
+        }
+    }
+
+    /// `--exclude-column` rules as [database, table, column] (none for PostgreSQL sources).
+    pub fn excluded_columns(&self) -> Vec<[String; 3]> {
+        match self {
+            SourceEndpoint::Mysql(ep) => ep
+                .options
+                .excluded
+                .iter()
+                .map(|c| [c.schema.clone().unwrap_or_else(|| ep.database.clone()), c.table.clone(), c.column.clone()])
+                .collect(),
+            SourceEndpoint::Postgres(_) => Vec::new(),
         }
     }
 
@@ -199,14 +212,16 @@ impl CastTarget {
 }
 
 impl MyOptions {
-    fn from_args(args: &CopyArgs) -> Result<Self> {
+    /// `--target-schema`, `--cast` and `--exclude-column` (copy and verify alike) and copy's
+    /// `--zero-dates`.
+    fn from_args(args: &MappingArgs, zero_dates: Option<&str>) -> Result<Self> {
         let target_schema = match &args.target_schema {
             Some(s) if s.is_empty() || s.len() > 63 => {
                 return Err(Error::input("--target-schema: expected a schema name of 1 to 63 bytes"))
             }
             other => other.clone(),
         };
-        let zero_dates = match args.zero_dates.as_deref() {
+        let zero_dates = match zero_dates {
             Some("error") => ZeroDates::Error,
             _ => ZeroDates::Null,
         };
@@ -219,11 +234,8 @@ impl MyOptions {
         Ok(MyOptions { target_schema, zero_dates, casts, excluded })
     }
 
-    fn any_given(args: &CopyArgs) -> bool {
-        args.target_schema.is_some()
-            || args.zero_dates.is_some()
-            || !args.casts.is_empty()
-            || !args.exclude_columns.is_empty()
+    fn any_given(args: &MappingArgs) -> bool {
+        args.target_schema.is_some() || !args.casts.is_empty() || !args.exclude_columns.is_empty()
     }
 }
 
@@ -814,8 +826,8 @@ impl CopyConfig {
     pub fn from_args(args: &CopyArgs) -> Result<Self> {
         let mut source = SourceEndpoint::parse(&args.source)?;
         match &mut source {
-            SourceEndpoint::Mysql(my) => my.options = MyOptions::from_args(args)?,
-            SourceEndpoint::Postgres(_) if MyOptions::any_given(args) => {
+            SourceEndpoint::Mysql(my) => my.options = MyOptions::from_args(&args.mapping, args.zero_dates.as_deref())?,
+            SourceEndpoint::Postgres(_) if MyOptions::any_given(&args.mapping) || args.zero_dates.is_some() => {
                 return Err(Error::input(
                     "--target-schema, --zero-dates, --cast and --exclude-column apply to MySQL/MariaDB sources only",
                 ))
@@ -917,6 +929,24 @@ impl VerifyConfig {
         let io_timeout = seconds(args.io_timeout, "--io-timeout")?;
         let mut source = SourceEndpoint::parse(&args.source)?;
         source.set_io_timeout(io_timeout);
+        if MyOptions::any_given(&args.mapping) {
+            match &mut source {
+                SourceEndpoint::Postgres(_) => {
+                    return Err(Error::input(
+                        "--target-schema, --cast and --exclude-column apply to MySQL/MariaDB sources only",
+                    ))
+                }
+                SourceEndpoint::Mysql(_) if args.job.is_some() => {
+                    return Err(Error::input(
+                        "--target-schema, --cast and --exclude-column: with --job, verify uses the rules the job \
+                         was copied with; leave them out, or leave out --job",
+                    ))
+                }
+                // Zero dates read as NULL, as copy's default policy wrote them (under `error`
+                // the copy holds none).
+                SourceEndpoint::Mysql(my) => my.options = MyOptions::from_args(&args.mapping, None)?,
+            }
+        }
         let mut target = PgEndpoint::parse(&args.target, "target")?;
         target.set_io_timeout(io_timeout);
         let tables = args.tables.iter().map(|t| TableSpec::parse(t)).collect::<Result<Vec<_>>>()?;
@@ -1324,6 +1354,34 @@ mod tests {
         assert_eq!(ep.config.get_tcp_user_timeout(), Some(&Duration::from_secs(9)));
         assert_eq!(ep.config.get_keepalives_idle(), Duration::from_secs(99));
         assert!(PgEndpoint::parse("postgres://u@h/db", "target").unwrap().io_timeout == DEFAULT_IO_TIMEOUT);
+    }
+
+    fn verify_config(args: &[&str]) -> Result<VerifyConfig> {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([&["rangecopy", "verify"][..], args].concat()).unwrap();
+        let crate::cli::Command::Verify(args) = cli.command else { panic!("a verify command") };
+        VerifyConfig::from_args(&args)
+    }
+
+    #[test]
+    fn verify_takes_copys_mapping_options_for_mysql_sources_without_a_job() {
+        let (my, pg) = ("mysql://u@localhost/shop", "postgres://u@localhost/db");
+        let rules = ["--cast", "type:tinyint(1)=boolean", "--exclude-column", "t.notes", "--target-schema", "app"];
+        let cfg = verify_config(&[&["--source", my, "--target", pg][..], &rules].concat()).unwrap();
+        let SourceEndpoint::Mysql(ep) = &cfg.source else { panic!("a MySQL source") };
+        assert_eq!(ep.options.casts, vec![CastRule::parse("type:tinyint(1)=boolean").unwrap()]);
+        assert_eq!(ep.options.target_schema.as_deref(), Some("app"));
+        assert_eq!(cfg.source.excluded_columns(), [["shop", "t", "notes"].map(String::from)]);
+        // Parsed as copy parses them.
+        let e = verify_config(&["--source", my, "--target", pg, "--cast", "type:x=float"]).unwrap_err();
+        assert!(e.is_input() && e.to_string().contains("unknown PostgreSQL type"), "{e}");
+        let e = verify_config(&["--source", my, "--target", pg, "--exclude-column", "a..b"]).unwrap_err();
+        assert!(e.to_string().contains("--exclude-column"), "{e}");
+        // With --job the job's rules hold; a PostgreSQL source has none of these.
+        let e = verify_config(&[&["--source", my, "--target", pg, "--job", "j"][..], &rules].concat()).unwrap_err();
+        assert!(e.is_input() && e.to_string().contains("with --job"), "{e}");
+        let e = verify_config(&["--source", pg, "--target", pg, "--exclude-column", "t.c"]).unwrap_err();
+        assert!(e.is_input() && e.to_string().contains("MySQL/MariaDB sources only"), "{e}");
     }
 
     #[test]

@@ -649,6 +649,7 @@ fn setup(
         let create = target_plan(target, &table, ours, other.map(|o| o.job.as_str()))?;
         plan.push((table, create));
     }
+    source.check_sequences_readable(&plan.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
     let mode = schema_mode(cfg, &plan)?;
     let objects = source.objects(&plan.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), &{
         let mut c = cfg.clone();
@@ -660,7 +661,6 @@ fn setup(
     let dumped = objects.iter().any(|o| o.kind == "TABLE");
     schema_phases::check_prerequisites(&mut target.conn, &objects)?;
     let schema_only = mode == SchemaMode::SchemaOnly;
-    source.check_sequences_readable(&plan.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
     let restart = !old.is_empty() || cfg.mode == StartMode::Restart;
     if restart {
         let discarded: Vec<_> =
@@ -738,37 +738,28 @@ fn setup(
     Ok((records, slot))
 }
 
-/// How this run treats the schema. A PostgreSQL copy creates every object (pg_dump's), so its
-/// tables must not exist on the target yet; when all of them do, it loads rows only, as it
-/// did before it created objects (`--data-only`). `--data-only` needs every table to exist.
+/// How this run treats the schema. When every table exists on the target already, a copy
+/// loads rows only, as with `--data-only` (the source's other objects are not created);
+/// `--data-only` needs every table to exist. Tables that exist while others do not are loaded
+/// as they are, and the rest of the schema is created around them.
 fn schema_mode(cfg: &CopyConfig, plan: &[(Table, bool)]) -> Result<SchemaMode> {
     let missing: Vec<String> = plan.iter().filter(|(_, create)| *create).map(|(t, _)| t.target.to_string()).collect();
-    let present: Vec<String> = plan.iter().filter(|(_, create)| !*create).map(|(t, _)| t.target.to_string()).collect();
-    let list = |names: &[String]| match names.len() {
-        0..=5 => names.join(", "),
-        n => format!("{} and {} more", names[..5].join(", "), n - 5),
-    };
+    let present = plan.len() - missing.len();
     match cfg.schema_mode {
         SchemaMode::DataOnly if !missing.is_empty() => Err(Error::input(format!(
             "--data-only loads rows into tables that exist on the target, and {} do not; create them first, \
              or copy without --data-only",
-            list(&missing)
-        ))),
-        SchemaMode::All if cfg.source.engine() == Engine::Postgres && !present.is_empty() => {
-            if missing.is_empty() {
-                eprintln!(
-                    "note: every table already exists on the target: copying rows only, as with --data-only (the \
-                     source's other objects are not created)"
-                );
-                return Ok(SchemaMode::DataOnly);
+            match missing.len() {
+                0..=5 => missing.join(", "),
+                n => format!("{} and {} more", missing[..5].join(", "), n - 5),
             }
-            Err(Error::input(format!(
-                "target tables {} exist already while {} do not: rangecopy creates the source's schema (pg_dump's \
-                 objects) in a target without its tables; copy into an empty database, drop those tables, or \
-                 create all of them and copy rows only with --data-only",
-                list(&present),
-                list(&missing)
-            )))
+        ))),
+        SchemaMode::All if missing.is_empty() && present > 0 && cfg.source.engine() == Engine::Postgres => {
+            eprintln!(
+                "note: every table already exists on the target: copying rows only, as with --data-only (the \
+                 source's other objects are not created)"
+            );
+            Ok(SchemaMode::DataOnly)
         }
         mode => Ok(mode),
     }
@@ -863,21 +854,8 @@ pub fn settings(cfg: &CopyConfig) -> serde_json::Value {
         "consistent": cfg.consistent,
         "create_slot": cfg.create_slot.as_ref().map(|s| &s.name),
         // verify --job tells a column left out on purpose from one added since.
-        "excluded_columns": excluded_columns(cfg),
+        "excluded_columns": cfg.source.excluded_columns(),
     })
-}
-
-/// `--exclude-column` rules as [database, table, column].
-fn excluded_columns(cfg: &CopyConfig) -> Vec<[String; 3]> {
-    match &cfg.source {
-        crate::config::SourceEndpoint::Mysql(ep) => ep
-            .options
-            .excluded
-            .iter()
-            .map(|c| [c.schema.clone().unwrap_or_else(|| ep.database.clone()), c.table.clone(), c.column.clone()])
-            .collect(),
-        crate::config::SourceEndpoint::Postgres(_) => Vec::new(),
-    }
 }
 
 #[cfg(test)]

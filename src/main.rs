@@ -9,6 +9,7 @@ use std::time::Duration;
 use rangecopy::cli::{Cli, Command};
 use rangecopy::config::{CopyConfig, StatusConfig, ThrottleChange, VerifyConfig};
 use rangecopy::error::{redact, Error};
+use rangecopy::verify::Verdict;
 use rangecopy::{copy, report, verify};
 
 /// An error, the exit code it means for this command, and for failures that kept state,
@@ -115,7 +116,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 report::write_verify_html(&cfg, &v, path).map_err(could_not)?;
                 eprintln!("report written to {}", path.display());
             }
-            Ok(if v.identical() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(match v.verdict() {
+                Verdict::Identical => ExitCode::SUCCESS,
+                Verdict::Different => ExitCode::from(1),
+                // Columns no rule accounts for were not compared: not verified in full.
+                Verdict::Incomplete => ExitCode::from(2),
+            })
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::pg::PgConn;
 use crate::progress::{counted, human_bytes, human_count, human_duration};
 use crate::source::SourcePosition;
 use crate::state::{self, TableProgress};
-use crate::verify::{DiffKind, TableStatus, Verification};
+use crate::verify::{DiffKind, TableStatus, Verdict, Verification};
 
 #[derive(Serialize)]
 struct CopyReport<'a> {
@@ -320,20 +320,52 @@ fn table_digest(t: &TableProgress) -> Result<RangeDigest> {
 }
 
 /// The verdict of a verification: "IDENTICAL: 1 table matches", "DIFFERENT: 2 of 5 tables
-/// differ, 1 differing row" (`loud`), or the same in sentence case for pages.
-fn verdict_words(tables: usize, differing: usize, rows: usize, loud: bool) -> String {
-    let (same, different) = if loud { ("IDENTICAL", "DIFFERENT") } else { ("Identical", "Different") };
-    if differing == 0 {
-        let verb = if tables == 1 { "matches" } else { "match" };
-        format!("{same}: {} {verb}", counted(tables, "table", "tables"))
-    } else {
-        let verb = if differing == 1 { "differs" } else { "differ" };
-        format!(
-            "{different}: {differing} of {} {verb}, {}",
-            counted(tables, "table", "tables"),
-            counted(rows, "differing row", "differing rows")
-        )
+/// differ, 1 differing row", "INCOMPLETE: 1 of 2 tables not compared in full, …" (`loud`), or
+/// the same in sentence case for pages. Columns left out of the comparison are counted in it.
+fn verdict_words(v: &Verification, loud: bool) -> String {
+    let word = |w: &str| if loud { w.to_uppercase() } else { w[..1].to_uppercase() + &w[1..] };
+    let tables = counted(v.tables.len(), "table", "tables");
+    let count = |status: TableStatus| v.tables.iter().filter(|t| t.status == status).count();
+    let columns = |excluded: bool| {
+        v.tables.iter().flat_map(|t| &t.columns_not_compared).filter(|c| c.excluded == excluded).count()
+    };
+    let unexplained = match columns(false) {
+        0 => String::new(),
+        n => format!(", {} not compared", counted(n, "column", "columns")),
+    };
+    let excluded = match columns(true) {
+        0 => String::new(),
+        n => format!(", {} left out by --exclude-column not compared", counted(n, "column", "columns")),
+    };
+    match v.verdict() {
+        Verdict::Identical => {
+            let verb = if v.tables.len() == 1 { "matches" } else { "match" };
+            format!("{}: {tables} {verb}{excluded}", word("identical"))
+        }
+        Verdict::Incomplete => format!(
+            "{}: {} of {tables} not compared in full{unexplained}; the columns compared match{excluded}",
+            word("incomplete"),
+            count(TableStatus::Incomplete)
+        ),
+        Verdict::Different => {
+            let differing = v.tables.len() - count(TableStatus::Identical) - count(TableStatus::Incomplete);
+            let verb = if differing == 1 { "differs" } else { "differ" };
+            let rows: usize = v.tables.iter().map(|t| t.differing_rows).sum();
+            format!(
+                "{}: {differing} of {tables} {verb}, {}{unexplained}{excluded}",
+                word("different"),
+                counted(rows, "differing row", "differing rows")
+            )
+        }
     }
+}
+
+/// The columns of a table that were not compared, one line each.
+fn not_compared_lines(t: &crate::verify::TableResult) -> Vec<String> {
+    t.columns_not_compared
+        .iter()
+        .map(|c| format!("column {}: {}, not compared", crate::schema::quote_ident(&c.column), c.why))
+        .collect()
 }
 
 /// The one-line summary a finished copy prints.
@@ -484,6 +516,12 @@ pub fn print_verification(v: &Verification, out: &mut impl Write) -> Result<()> 
             writeln!(out, "  {problem}").map_err(io)?;
         }
     }
+    for t in v.tables.iter().filter(|t| !t.columns_not_compared.is_empty()) {
+        writeln!(out, "\ncolumns of {} not compared:", t.source_table).map_err(io)?;
+        for line in not_compared_lines(t) {
+            writeln!(out, "  {line}").map_err(io)?;
+        }
+    }
     for t in v.tables.iter().filter(|t| !t.diffs.is_empty()) {
         writeln!(out, "\nfirst differences in {}:", t.source_table).map_err(io)?;
         for d in t.diffs.iter().take(10) {
@@ -500,9 +538,7 @@ pub fn print_verification(v: &Verification, out: &mut impl Write) -> Result<()> 
             writeln!(out, "  … {} differing rows in all (see the report)", t.differing_rows).map_err(io)?;
         }
     }
-    let differing = v.tables.iter().filter(|t| t.status != TableStatus::Identical).count();
-    let rows: usize = v.tables.iter().map(|t| t.differing_rows).sum();
-    let verdict = format!("{} ({:.1}s)", verdict_words(v.tables.len(), differing, rows, true), v.seconds);
+    let verdict = format!("{} ({:.1}s)", verdict_words(v, true), v.seconds);
     writeln!(out, "\n{verdict}").map_err(io)
 }
 
@@ -512,13 +548,14 @@ fn status_word(s: TableStatus) -> &'static str {
         TableStatus::Different => "DIFFERENT",
         TableStatus::MissingOnTarget => "MISSING ON TARGET",
         TableStatus::Uncovered => "NOT COVERED BY JOB",
+        TableStatus::Incomplete => "COLUMNS NOT COMPARED",
     }
 }
 
 #[derive(Serialize)]
 struct VerifyReport<'a> {
     rangecopy_version: &'static str,
-    verdict: &'static str,
+    verdict: Verdict,
     settings: serde_json::Value,
     seconds: f64,
     tables: &'a [crate::verify::TableResult],
@@ -540,7 +577,7 @@ fn verify_settings(cfg: &VerifyConfig) -> serde_json::Value {
 pub fn write_verify_json(cfg: &VerifyConfig, v: &Verification, path: &Path) -> Result<()> {
     let report = VerifyReport {
         rangecopy_version: env!("CARGO_PKG_VERSION"),
-        verdict: if v.identical() { "identical" } else { "different" },
+        verdict: v.verdict(),
         settings: verify_settings(cfg),
         seconds: v.seconds,
         tables: &v.tables,
@@ -592,17 +629,11 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
         esc(&cfg.target.display),
         cfg.job.as_deref().map(|j| format!("<dt>job</dt><dd>{}</dd>", esc(j))).unwrap_or_default()
     );
-    let rows: usize = v.tables.iter().map(|t| t.differing_rows).sum();
     let _ = write!(
         h,
         "<p class=\"verdict {}\">{}</p>",
         if identical { "ok" } else { "bad" },
-        verdict_words(
-            v.tables.len(),
-            v.tables.iter().filter(|t| t.status != TableStatus::Identical).count(),
-            rows,
-            false
-        )
+        esc(&verdict_words(v, false))
     );
     h.push_str("<h2>Tables</h2><table><tr><th>table</th><th>target</th><th>source rows</th><th>target rows</th><th>ranges</th><th>differing ranges</th><th>differing rows</th><th>time</th><th>status</th></tr>");
     for t in &v.tables {
@@ -624,6 +655,14 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
             esc(&t.source_digest),
             esc(&t.target_digest)
         );
+        if !t.columns_not_compared.is_empty() {
+            let class = if t.columns_not_compared.iter().all(|c| c.excluded) { "muted" } else { "missing" };
+            let _ = write!(h, "<p class={class}>Columns not compared:</p><ul>");
+            for line in not_compared_lines(t) {
+                let _ = write!(h, "<li>{}</li>", esc(&line));
+            }
+            h.push_str("</ul>");
+        }
         if !t.coverage.is_empty() {
             h.push_str("<p class=missing>The job's chunks do not cover this table (its rows were compared all the same):</p><ul>");
             for problem in &t.coverage {

@@ -41,8 +41,9 @@ pub fn run_before(conn: &mut PgConn, objects: Vec<DbObject>) -> Result<Vec<Objec
             _ if !object.runs() => ("listed", None),
             Phase::After => ("pending", None),
             Phase::Before => match create_before(conn, &object)? {
-                None => ("done", None),
-                Some(why) => ("failed", Some(why)),
+                Created::Now => ("done", None),
+                Created::Before => ("done", Some("it was on the target already".to_string())),
+                Created::Not(why) => ("failed", Some(why)),
             },
         };
         records.push(ObjectRecord { object_no, object, status: status.into(), detail });
@@ -50,20 +51,29 @@ pub fn run_before(conn: &mut PgConn, objects: Vec<DbObject>) -> Result<Vec<Objec
     Ok(records)
 }
 
-/// Creates one object under a savepoint: `None` when it exists now, else why it does not.
-fn create_before(conn: &mut PgConn, object: &DbObject) -> Result<Option<String>> {
+/// Whether an object exists on the target.
+enum Created {
+    Now,
+    /// It was there already (a schema made by hand, a type from an earlier job).
+    Before,
+    /// It could not be created, for this reason.
+    Not(String),
+}
+
+/// Creates one object under a savepoint.
+fn create_before(conn: &mut PgConn, object: &DbObject) -> Result<Created> {
     let what = format!("creating {} {} on the target", object.kind, object.name);
     conn.batch("SAVEPOINT rangecopy_object", &what)?;
     match conn.batch(&object.sql, &what) {
         Ok(()) => {
             conn.batch("RELEASE SAVEPOINT rangecopy_object", &what)?;
-            Ok(None)
+            Ok(Created::Now)
         }
         Err(e) if is_transient(&e) => Err(e),
         Err(e) => {
             conn.batch("ROLLBACK TO SAVEPOINT rangecopy_object", &what)?;
             if already_exists(&e) {
-                return Ok(None);
+                return Ok(Created::Before);
             }
             if object.kind == "TABLE" {
                 return Err(Error::input(format!(
@@ -72,7 +82,7 @@ fn create_before(conn: &mut PgConn, object: &DbObject) -> Result<Option<String>>
                     server_reason(&e)
                 )));
             }
-            Ok(Some(server_reason(&e)))
+            Ok(Created::Not(server_reason(&e)))
         }
     }
 }

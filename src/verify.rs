@@ -21,6 +21,14 @@
 //! With `--job`, the job's chunks must tile the table's key range and be done, and the
 //! source's columns must be the ones the job copied; verify says so when they are not, and
 //! never calls a table identical that the job's state does not cover.
+//!
+//! Columns are compared as the source maps them: by the job's recorded definition with
+//! `--job`, else by the mapping options given (`--cast`, `--exclude-column`, as copy takes
+//! them). Every source column left out of the comparison is named in the verdict with why.
+//! One left out by an `--exclude-column` rule (given, or the job's) is expected; one the
+//! target lacks or holds under another type without a rule saying so (a copy made with
+//! options verify was not given) is never passed over: the table is at best `Incomplete`
+//! ("could not verify" in full, exit 2), and the reason says which option to give.
 //! This module must never write to either database.
 
 use std::cmp::Ordering as CmpOrdering;
@@ -32,7 +40,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::canonical::{display_value, split_values, RangeDigest, RowHash};
-use crate::config::{Engine, VerifyConfig};
+use crate::config::{CastTarget, Engine, SourceEndpoint, VerifyConfig};
 use crate::copy_format::{ChunkSummary, RowSink};
 use crate::error::{Error, Result};
 use crate::pipeline;
@@ -41,7 +49,7 @@ use crate::schema::{quote_ident, quote_literal, LogicalType, Table};
 use crate::source::postgres::{scan_rows, span_copy_sql};
 use crate::source::Source;
 use crate::state;
-use crate::target::postgres::{check_columns, Existing, PgTarget};
+use crate::target::postgres::{check_columns, same_type, Existing, PgTarget};
 use crate::throttle::Throttle;
 
 /// A differing part with at most this many source rows is compared row by row: the keys and
@@ -74,9 +82,31 @@ pub struct Verification {
     pub seconds: f64,
 }
 
+/// The overall answer: identical, different (rows differ, or a table is missing or not
+/// covered by the job), or incomplete (nothing found to differ, but columns were left out of
+/// the comparison that no rule accounts for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Identical,
+    Different,
+    Incomplete,
+}
+
 impl Verification {
     pub fn identical(&self) -> bool {
-        self.tables.iter().all(|t| t.status == TableStatus::Identical)
+        self.verdict() == Verdict::Identical
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        let statuses = || self.tables.iter().map(|t| t.status);
+        if statuses().all(|s| s == TableStatus::Identical) {
+            Verdict::Identical
+        } else if statuses().all(|s| matches!(s, TableStatus::Identical | TableStatus::Incomplete)) {
+            Verdict::Incomplete
+        } else {
+            Verdict::Different
+        }
     }
 }
 
@@ -90,6 +120,9 @@ pub enum TableStatus {
     /// `--job`: the job's state does not cover the table (chunks missing, overlapping or not
     /// done; see `coverage`). Its rows were compared all the same.
     Uncovered,
+    /// The compared columns are identical, but columns no rule left out were not compared
+    /// (see `columns_not_compared`): the table is not known to be identical.
+    Incomplete,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,7 +144,21 @@ pub struct TableResult {
     /// `--job`: why the job's state does not cover the table, one sentence each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub coverage: Vec<String>,
+    /// Source columns whose values were not compared, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub columns_not_compared: Vec<NotCompared>,
     pub seconds: f64,
+}
+
+/// A source column left out of the comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotCompared {
+    pub column: String,
+    /// Why, and for a column no rule accounts for, which option would compare the copy as made.
+    pub why: String,
+    /// Left out by an `--exclude-column` rule (given to verify, or the job's): the table may
+    /// still be identical. Otherwise it is at best `Incomplete`.
+    pub excluded: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -214,6 +261,8 @@ struct Subject {
     narrowing: Narrowing,
     /// `--job`: what the job's state leaves uncovered.
     coverage: Vec<String>,
+    /// Source columns not compared (not in `table`).
+    not_compared: Vec<NotCompared>,
     /// Where the key's values sit among a captured row's values (`None`: no key).
     key_positions: Option<Vec<usize>>,
 }
@@ -393,7 +442,6 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
 /// The tables and their ranges: the job's chunks with `--job`, else ranges planned by
 /// walking the source's keys.
 fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> Result<Vec<Subject>> {
-    let engine = cfg.source.engine();
     let mut subjects = Vec::new();
     if let Some(job) = &cfg.job {
         let Some(record) = state::load_job(&mut target.conn, job)? else {
@@ -417,6 +465,7 @@ fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> R
             }
             let table = record.table;
             check_source_columns(job, &table, &source.column_names(&table.name)?, &excluded)?;
+            let left_out = excluded_from(&table, &excluded, "left out of the copy by the job's --exclude-column");
             let chunks = state::job_chunks_done(&mut target.conn, job, record.table_no)?;
             let coverage = coverage_problems(&chunks, &record.phase);
             let ranges = if coverage.is_empty() {
@@ -426,18 +475,29 @@ fn subjects(cfg: &VerifyConfig, source: &mut Source, target: &mut PgTarget) -> R
                 // table whatever the state holds.
                 planned_ranges(cfg, source, record.table_no, &table)?
             };
-            subjects.push(subject(target, table, ranges, engine, coverage)?);
+            subjects.push(subject(cfg, target, table, ranges, coverage, left_out)?);
         }
         if subjects.is_empty() {
             return Err(Error::input(format!("job {job:?} has none of the named tables")));
         }
         return Ok(subjects);
     }
+    let excluded = cfg.source.excluded_columns();
     for (no, table) in source.describe_tables(&cfg.tables, &[])?.into_iter().enumerate() {
         let ranges = planned_ranges(cfg, source, no, &table)?;
-        subjects.push(subject(target, table, ranges, engine, Vec::new())?);
+        let left_out = excluded_from(&table, &excluded, "left out by --exclude-column");
+        subjects.push(subject(cfg, target, table, ranges, Vec::new(), left_out)?);
     }
     Ok(subjects)
+}
+
+/// The columns of `table` that `--exclude-column` rules ([database, table, column]) left out.
+fn excluded_from(table: &Table, excluded: &[[String; 3]], why: &str) -> Vec<NotCompared> {
+    excluded
+        .iter()
+        .filter(|[db, t, _]| db == &table.name.schema && t == &table.name.name)
+        .map(|[_, _, column]| NotCompared { column: column.clone(), why: why.to_string(), excluded: true })
+        .collect()
 }
 
 fn planned_ranges(cfg: &VerifyConfig, source: &mut Source, no: usize, table: &Table) -> Result<Vec<Chunk>> {
@@ -449,32 +509,27 @@ fn planned_ranges(cfg: &VerifyConfig, source: &mut Source, no: usize, table: &Ta
     Ok(ranges)
 }
 
-/// The job's `--exclude-column` rules, as recorded in its settings: (database, table, column).
-fn excluded_columns(settings: &serde_json::Value) -> Vec<(String, String, String)> {
+/// The job's `--exclude-column` rules, as recorded in its settings: [database, table, column].
+fn excluded_columns(settings: &serde_json::Value) -> Vec<[String; 3]> {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     settings["excluded_columns"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|c| (text(&c[0]), text(&c[1]), text(&c[2])))
+        .map(|c| [text(&c[0]), text(&c[1]), text(&c[2])])
         .collect()
 }
 
 /// The source's columns now must be the ones the job recorded: a column added to the source
 /// since the job read the table (mid-copy) is not on the target, and comparing the recorded
 /// columns only would call the table identical.
-fn check_source_columns(
-    job: &str,
-    table: &Table,
-    current: &[String],
-    excluded: &[(String, String, String)],
-) -> Result<()> {
+fn check_source_columns(job: &str, table: &Table, current: &[String], excluded: &[[String; 3]]) -> Result<()> {
     if current.is_empty() && !table.columns.is_empty() {
         return Err(Error::input(format!("table {} of job {job:?} is no longer in the source", table.name)));
     }
     let recorded: HashSet<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
     let left_out =
-        |c: &str| excluded.iter().any(|(db, t, col)| db == &table.name.schema && t == &table.name.name && col == c);
+        |c: &str| excluded.iter().any(|[db, t, col]| db == &table.name.schema && t == &table.name.name && col == c);
     let added: Vec<String> =
         current.iter().filter(|c| !recorded.contains(c.as_str()) && !left_out(c)).map(|c| quote_ident(c)).collect();
     let now: HashSet<&str> = current.iter().map(String::as_str).collect();
@@ -589,21 +644,29 @@ fn coverage_problems(chunks: &[(Chunk, bool)], phase: &str) -> Vec<String> {
 }
 
 fn subject(
+    cfg: &VerifyConfig,
     target: &mut PgTarget,
     table: Table,
     ranges: Vec<Chunk>,
-    engine: Engine,
     coverage: Vec<String>,
+    mut not_compared: Vec<NotCompared>,
 ) -> Result<Subject> {
-    let missing_on_target = match target.inspect(&table.target)? {
-        Existing::Missing => true,
-        Existing::Present { columns, .. } => {
+    let (table, missing_on_target) = match target.inspect(&table.target)? {
+        Existing::Missing => (table, true),
+        // The job's recorded columns are what it created: any other target is not its copy.
+        Existing::Present { columns, .. } if cfg.job.is_some() => {
             check_columns(&table, &columns)
                 .map_err(|e| Error::input(format!("{e} (verify compares columns of the same types)")))?;
-            false
+            (table, false)
+        }
+        Existing::Present { columns, .. } => {
+            let unmatched = unmatched_columns(cfg, &table, &columns);
+            let table = without_columns(table, &unmatched)?;
+            not_compared.extend(unmatched);
+            (table, false)
         }
     };
-    let narrowing = narrowing(&table, engine);
+    let narrowing = narrowing(&table, cfg.source.engine());
     let target_ranges = if missing_on_target || narrowing != Narrowing::BisectPending || ranges.len() < 2 {
         ranges.iter().map(Span::of).collect()
     } else {
@@ -617,7 +680,113 @@ fn subject(
         missing_on_target,
         narrowing,
         coverage,
+        not_compared,
     })
+}
+
+/// Without `--job`: the source's columns, as mapped, that the target lacks or holds under
+/// another type. Each says why, and from a MySQL/MariaDB source which option would compare a
+/// copy made with it.
+fn unmatched_columns(cfg: &VerifyConfig, table: &Table, existing: &[(String, String)]) -> Vec<NotCompared> {
+    let my = match &cfg.source {
+        SourceEndpoint::Mysql(ep) => Some(ep),
+        SourceEndpoint::Postgres(_) => None,
+    };
+    let column_ref = |column: &str| [&table.name.schema, &table.name.name, column].map(my_part).join(".");
+    let mut unmatched = Vec::new();
+    for col in table.copied_columns() {
+        let why = match existing.iter().find(|(n, _)| n == &col.name) {
+            Some((_, t)) if same_type(t, &col.type_sql) => continue,
+            None if my.is_some() => format!(
+                "not on the target (copied with --exclude-column? give verify --exclude-column {} too)",
+                shell_word(&column_ref(&col.name))
+            ),
+            None => "not on the target".to_string(),
+            Some((_, t)) => {
+                let Some(my) = my else {
+                    unmatched.push(NotCompared {
+                        column: col.name.clone(),
+                        why: format!("{t} on the target, {} on the source", col.type_sql),
+                        excluded: false,
+                    });
+                    continue;
+                };
+                let mapping = if my.options.casts.is_empty() {
+                    "the default mapping"
+                } else {
+                    "the mapping with the --cast rules given"
+                };
+                let plain = t.trim_start_matches("pg_catalog.");
+                match CastTarget::ALL.iter().find(|(name, _)| *name == plain) {
+                    Some((name, _)) => format!(
+                        "{t} on the target, {} by {mapping} (copied with --cast? give verify --cast {} too)",
+                        col.type_sql,
+                        shell_word(&format!("column:{}={name}", column_ref(&col.name))),
+                    ),
+                    None => format!("{t} on the target, {} by {mapping}", col.type_sql),
+                }
+            }
+        };
+        unmatched.push(NotCompared { column: col.name.clone(), why, excluded: false });
+    }
+    unmatched
+}
+
+/// A MySQL name part as `--cast` and `--exclude-column` take it: backquoted when it holds a
+/// dot or a backquote.
+fn my_part(name: &str) -> String {
+    if name.contains(['.', '`']) {
+        format!("`{}`", name.replace('`', "``"))
+    } else {
+        name.to_string()
+    }
+}
+
+/// `text` as one word for a POSIX shell: single-quoted unless it is plain.
+fn shell_word(text: &str) -> String {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "_.:=-/".contains(c)) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// `table` without the columns `gone` names: what verify compares. Refused when a key
+/// column is among them (ranges are ranges of the key on both sides) or nothing is left.
+fn without_columns(mut table: Table, gone: &[NotCompared]) -> Result<Table> {
+    if gone.is_empty() {
+        return Ok(table);
+    }
+    let is_gone = |name: &str| gone.iter().find(|g| g.column == name);
+    for key in table.key_columns() {
+        if let Some(g) = is_gone(&key.name) {
+            return Err(Error::input(format!(
+                "table {}: key column {} is {}; verify compares ranges of the key and cannot compare the table without it",
+                table.name,
+                quote_ident(&key.name),
+                g.why
+            )));
+        }
+    }
+    if table.copied_columns().all(|c| is_gone(&c.name).is_some()) {
+        let why: Vec<String> = gone.iter().map(|g| format!("{}: {}", quote_ident(&g.column), g.why)).collect();
+        return Err(Error::input(format!("table {}: no column can be compared ({})", table.name, why.join("; "))));
+    }
+    let mut kept = Vec::with_capacity(table.columns.len());
+    let mut new_index = Vec::with_capacity(table.columns.len());
+    for col in std::mem::take(&mut table.columns) {
+        if is_gone(&col.name).is_some() {
+            new_index.push(None);
+        } else {
+            new_index.push(Some(kept.len()));
+            kept.push(col);
+        }
+    }
+    table.columns = kept;
+    if let Some(key) = &mut table.key {
+        key.columns = key.columns.iter().filter_map(|&i| new_index[i]).collect();
+    }
+    Ok(table)
 }
 
 /// The ranges' boundaries sorted in the target's key order. A key may order differently on
@@ -989,10 +1158,12 @@ fn settle_table(run: &Run, i: usize, mut outcomes: Vec<RangeOutcome>) -> Result<
         TableStatus::MissingOnTarget
     } else if !subject.coverage.is_empty() {
         TableStatus::Uncovered
-    } else if differing_rows == 0 && source_digest == target_digest {
-        TableStatus::Identical
-    } else {
+    } else if differing_rows != 0 || source_digest != target_digest {
         TableStatus::Different
+    } else if subject.not_compared.iter().any(|c| !c.excluded) {
+        TableStatus::Incomplete
+    } else {
+        TableStatus::Identical
     };
     let ranges: Vec<RangeResult> = outcomes.into_iter().map(|o| o.result).collect();
     Ok(TableResult {
@@ -1009,6 +1180,7 @@ fn settle_table(run: &Run, i: usize, mut outcomes: Vec<RangeOutcome>) -> Result<
         differing_rows,
         diffs: Vec::new(),
         coverage: subject.coverage.clone(),
+        columns_not_compared: subject.not_compared.clone(),
         seconds,
     })
 }
@@ -1398,6 +1570,7 @@ mod tests {
             target_ranges: Vec::new(),
             missing_on_target: false,
             coverage: Vec::new(),
+            not_compared: Vec::new(),
         }
     }
 
@@ -1522,7 +1695,7 @@ mod tests {
         let e = check_source_columns("j", &t, &now(&["id", "v", "added"]), &[]).unwrap_err().to_string();
         assert!(e.contains("\"added\"") && e.contains("s.t") && e.contains("did not copy"), "{e}");
         // Left out on purpose (--exclude-column) is not a change.
-        let excluded = [("s".to_string(), "t".to_string(), "added".to_string())];
+        let excluded = [["s".to_string(), "t".to_string(), "added".to_string()]];
         assert!(check_source_columns("j", &t, &now(&["id", "v", "added"]), &excluded).is_ok());
         let e = check_source_columns("j", &t, &now(&["id"]), &[]).unwrap_err().to_string();
         assert!(e.contains("\"v\"") && e.contains("no longer"), "{e}");
@@ -1550,6 +1723,102 @@ mod tests {
         let source = [digest(3), digest(big as u64), digest(big as u64), digest(1), digest(2)];
         let target = [digest(3), digest(big as u64 - 1), digest(big as u64 - 1), digest(2), digest(2)];
         assert_eq!(bucket_groups(&source, &target), vec![vec![1], vec![2, 3]]);
+    }
+
+    fn my_config(casts: &[&str]) -> VerifyConfig {
+        let mut my = crate::config::MyEndpoint::parse("mysql://u@localhost/shop", "source").unwrap();
+        my.options.casts = casts.iter().map(|r| crate::config::CastRule::parse(r).unwrap()).collect();
+        VerifyConfig { source: SourceEndpoint::Mysql(my), ..test_config(false) }
+    }
+
+    fn target_columns(cols: &[(&str, &str)]) -> Vec<(String, String)> {
+        cols.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect()
+    }
+
+    #[test]
+    fn target_columns_absent_or_of_another_type_are_named_with_the_option_to_give() {
+        let mut t = table(true);
+        t.name = TableName::new("shop", "my.t");
+        t.columns[1].type_sql = "smallint".into();
+        let id_only = target_columns(&[("id", "text")]);
+        let v_bool = target_columns(&[("id", "text"), ("v", "boolean")]);
+        let v_numeric = target_columns(&[("id", "text"), ("v", "pg_catalog.numeric")]);
+        assert!(
+            unmatched_columns(&my_config(&[]), &t, &target_columns(&[("id", "text"), ("v", "smallint")])).is_empty()
+        );
+        let absent = unmatched_columns(&my_config(&[]), &t, &id_only);
+        assert_eq!(absent.len(), 1);
+        assert_eq!((absent[0].column.as_str(), absent[0].excluded), ("v", false));
+        assert!(absent[0].why.contains("not on the target"), "{absent:?}");
+        assert!(absent[0].why.contains("--exclude-column 'shop.`my.t`.v'"), "{absent:?}");
+        let cast = unmatched_columns(&my_config(&[]), &t, &v_bool);
+        assert!(cast[0].why.starts_with("boolean on the target, smallint by the default mapping"), "{cast:?}");
+        assert!(cast[0].why.contains("--cast 'column:shop.`my.t`.v=boolean'"), "{cast:?}");
+        let other = unmatched_columns(&my_config(&["type:int=text"]), &t, &v_numeric);
+        assert_eq!(
+            other[0].why,
+            "pg_catalog.numeric on the target, smallint by the mapping with the --cast rules given"
+        );
+        // From PostgreSQL there is no option to give: only what differs.
+        let pg = unmatched_columns(&test_config(false), &t, &v_bool);
+        assert_eq!(pg[0].why, "boolean on the target, smallint on the source");
+        assert_eq!(unmatched_columns(&test_config(false), &t, &id_only)[0].why, "not on the target");
+    }
+
+    #[test]
+    fn columns_not_compared_leave_the_table_with_its_key_or_refuse_it() {
+        let gone = |name: &str| NotCompared { column: name.into(), why: "not on the target".into(), excluded: false };
+        let mut t = table(true);
+        t.columns.insert(0, t.columns[1].clone());
+        t.columns[0].name = "first".into();
+        t.key = Some(Key { columns: vec![1], description: "primary key (id)".into() });
+        let kept = without_columns(t.clone(), &[gone("first")]).unwrap();
+        assert_eq!(kept.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["id", "v"]);
+        assert_eq!(kept.key_columns()[0].name, "id");
+        assert_eq!(without_columns(t.clone(), &[]).unwrap().columns.len(), 3);
+        let e = without_columns(t.clone(), &[gone("id")]).unwrap_err();
+        assert!(e.is_input() && e.to_string().contains("key column \"id\" is not on the target"), "{e}");
+        let e = without_columns(table(false), &[gone("id"), gone("v")]).unwrap_err();
+        assert!(e.to_string().contains("no column can be compared"), "{e}");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_they_need_it() {
+        assert_eq!(shell_word("shop.t.notes"), "shop.t.notes");
+        assert_eq!(shell_word("column:shop.t.c=text"), "column:shop.t.c=text");
+        assert_eq!(shell_word("shop.`a.b`.c"), "'shop.`a.b`.c'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(my_part("a.b"), "`a.b`");
+        assert_eq!(my_part("a`b"), "`a``b`");
+    }
+
+    #[test]
+    fn columns_no_rule_left_out_never_make_an_identical_verdict() {
+        let result = |status: TableStatus| TableResult {
+            source_table: "s.t".into(),
+            target_table: "s.t".into(),
+            key: None,
+            status,
+            source_rows: 0,
+            target_rows: 0,
+            source_digest: String::new(),
+            target_digest: String::new(),
+            ranges: Vec::new(),
+            differing_ranges: 0,
+            differing_rows: 0,
+            diffs: Vec::new(),
+            coverage: Vec::new(),
+            columns_not_compared: Vec::new(),
+            seconds: 0.0,
+        };
+        let verdict = |statuses: &[TableStatus]| {
+            Verification { tables: statuses.iter().map(|s| result(*s)).collect(), seconds: 0.0 }.verdict()
+        };
+        use TableStatus::*;
+        assert_eq!(verdict(&[Identical, Identical]), Verdict::Identical);
+        assert_eq!(verdict(&[Identical, Incomplete]), Verdict::Incomplete);
+        assert_eq!(verdict(&[Incomplete, Different]), Verdict::Different);
+        assert_eq!(verdict(&[Identical, MissingOnTarget]), Verdict::Different);
     }
 
     fn test_config(redact_values: bool) -> VerifyConfig {

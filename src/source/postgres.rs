@@ -701,6 +701,13 @@ impl PgSource {
         for e in &dump.post {
             let own = matches!(e.kind.as_str(), "INDEX" | "CONSTRAINT" | "CHECK CONSTRAINT");
             if own && built.contains(&e.oid) {
+                // The table builds the index itself; what the entry says besides (REPLICA
+                // IDENTITY USING INDEX, CLUSTER ON) still applies.
+                let rest: Vec<&str> = e.sql.split(";\n").skip(1).map(str::trim).filter(|s| !s.is_empty()).collect();
+                if !rest.is_empty() {
+                    let sql = rest.iter().map(|s| s.trim_end_matches(';')).collect::<Vec<_>>().join(";\n") + ";";
+                    after.push(DbObject::created("INDEX OPTIONS", e.display_name(), Phase::After, sql));
+                }
                 continue;
             }
             let mut object = DbObject::created(&e.kind, e.display_name(), Phase::After, &e.sql);

@@ -221,7 +221,7 @@ pub fn check_columns(table: &Table, existing: &[(String, String)]) -> Result<()>
 }
 
 /// Type names compare without schema qualification of built-in types (`pg_catalog.`).
-fn same_type(a: &str, b: &str) -> bool {
+pub fn same_type(a: &str, b: &str) -> bool {
     let norm = |s: &str| s.trim_start_matches("pg_catalog.").replace('"', "");
     norm(a) == norm(b)
 }

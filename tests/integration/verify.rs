@@ -24,7 +24,7 @@ use crate::mysql::{my_exec, my_setup};
 // ---------------------------------------------------------------------------------------
 
 /// Runs `rangecopy verify --source S --target T ARGS…` on the test's databases.
-fn verify(db: &TestDbs, args: &[&str]) -> Run {
+pub(crate) fn verify(db: &TestDbs, args: &[&str]) -> Run {
     let mut all = vec!["verify", "--source", &db.source, "--target", &db.target];
     all.extend_from_slice(args);
     run(&all)
@@ -41,13 +41,13 @@ fn copy_job(db: &TestDbs, job: &str, chunk_rows: u32, tables: &[&str]) {
 }
 
 /// The last non-empty line of `text`: where verify prints its verdict.
-fn last_line(text: &str) -> &str {
+pub(crate) fn last_line(text: &str) -> &str {
     text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default()
 }
 
 /// Asserts exit code 0 and an `IDENTICAL` verdict as stdout's last line.
 #[track_caller]
-fn assert_identical(run: Run) -> Run {
+pub(crate) fn assert_identical(run: Run) -> Run {
     assert_eq!(run.code, 0, "expected an identical verification (exit 0):\n{run:?}");
     assert!(last_line(&run.stdout).starts_with("IDENTICAL"), "expected the IDENTICAL verdict last:\n{run:?}");
     run
@@ -55,7 +55,7 @@ fn assert_identical(run: Run) -> Run {
 
 /// Asserts exit code 1 and a `DIFFERENT` verdict as stdout's last line.
 #[track_caller]
-fn assert_different(run: Run) -> Run {
+pub(crate) fn assert_different(run: Run) -> Run {
     assert_eq!(run.code, 1, "expected differences (exit 1):\n{run:?}");
     assert!(last_line(&run.stdout).starts_with("DIFFERENT"), "expected the DIFFERENT verdict last:\n{run:?}");
     run
@@ -64,7 +64,7 @@ fn assert_different(run: Run) -> Run {
 /// Asserts exit code 2 ("could not verify"), a reason on stderr naming every one of `words`,
 /// and no verdict on stdout.
 #[track_caller]
-fn assert_could_not_verify(run: Run, words: &[&str]) -> Run {
+pub(crate) fn assert_could_not_verify(run: Run, words: &[&str]) -> Run {
     assert_eq!(run.code, 2, "expected \"could not verify\" (exit 2):\n{run:?}");
     for w in words {
         assert!(run.stderr.contains(w), "expected the reason to mention {w:?}:\n{run:?}");
@@ -73,19 +73,31 @@ fn assert_could_not_verify(run: Run, words: &[&str]) -> Run {
     run
 }
 
+/// Asserts exit code 2 with the INCOMPLETE verdict as stdout's last line ("could not verify"
+/// in full: columns no rule accounts for were left out), stdout naming every one of `words`.
+#[track_caller]
+pub(crate) fn assert_incomplete(run: Run, words: &[&str]) -> Run {
+    assert_eq!(run.code, 2, "expected an incomplete verification (exit 2):\n{run:?}");
+    assert!(last_line(&run.stdout).starts_with("INCOMPLETE"), "expected the INCOMPLETE verdict last:\n{run:?}");
+    for w in words {
+        assert!(run.stdout.contains(w), "expected stdout to mention {w:?}:\n{run:?}");
+    }
+    run
+}
+
 /// A table's line in the stdout summary.
 #[derive(Debug, PartialEq)]
-struct SummaryLine {
-    source_rows: u64,
-    target_rows: u64,
-    differing_rows: u64,
-    status: String,
+pub(crate) struct SummaryLine {
+    pub(crate) source_rows: u64,
+    pub(crate) target_rows: u64,
+    pub(crate) differing_rows: u64,
+    pub(crate) status: String,
 }
 
 /// The summary line of `table` (`schema.name`): `table  source rows  target rows  ranges
 /// diff rng  diff rows  time  status`.
 #[track_caller]
-fn summary(run: &Run, table: &str) -> SummaryLine {
+pub(crate) fn summary(run: &Run, table: &str) -> SummaryLine {
     let words: Vec<&str> = run
         .stdout
         .lines()
@@ -104,7 +116,7 @@ fn summary(run: &Run, table: &str) -> SummaryLine {
 /// Asserts that stdout's list of first differences has the row whose key column `column` is
 /// `value`, described with `what` ("changed: d", "missing on target", "extra on target").
 #[track_caller]
-fn assert_listed(run: &Run, column: &str, value: &str, what: &str) {
+pub(crate) fn assert_listed(run: &Run, column: &str, value: &str, what: &str) {
     let keyed = [format!("{column}={value} "), format!("\"{column}\"={value} ")];
     let found =
         run.stdout.lines().map(str::trim).any(|l| keyed.iter().any(|k| l.starts_with(k.as_str())) && l.ends_with(what));
@@ -113,7 +125,7 @@ fn assert_listed(run: &Run, column: &str, value: &str, what: &str) {
 
 /// A JSON report, read and checked for the password.
 #[track_caller]
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     assert_no_password(&text, "the JSON report");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON ({e}):\n{text}", path.display()))
@@ -121,7 +133,7 @@ fn read_json(path: &Path) -> Value {
 
 /// An HTML report, read and checked for the password.
 #[track_caller]
-fn read_html(path: &Path) -> String {
+pub(crate) fn read_html(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     assert_no_password(&text, "the HTML report");
     text
@@ -129,7 +141,7 @@ fn read_html(path: &Path) -> String {
 
 /// `table`'s entry in a JSON report.
 #[track_caller]
-fn report_table<'a>(report: &'a Value, table: &str) -> &'a Value {
+pub(crate) fn report_table<'a>(report: &'a Value, table: &str) -> &'a Value {
     report["tables"]
         .as_array()
         .and_then(|ts| ts.iter().find(|t| t["source_table"] == table))
@@ -146,23 +158,23 @@ fn unquote(name: &str) -> String {
 
 /// A differing row as a JSON report describes it.
 #[derive(Debug, Clone, PartialEq)]
-struct Diff {
-    kind: String,
+pub(crate) struct Diff {
+    pub(crate) kind: String,
     /// (column, value) of the key.
-    key: Vec<(String, String)>,
+    pub(crate) key: Vec<(String, String)>,
     /// (column, source value, target value).
-    columns: Vec<(String, Option<String>, Option<String>)>,
+    pub(crate) columns: Vec<(String, Option<String>, Option<String>)>,
 }
 
 impl Diff {
-    fn column_names(&self) -> Vec<&str> {
+    pub(crate) fn column_names(&self) -> Vec<&str> {
         self.columns.iter().map(|c| c.0.as_str()).collect()
     }
 }
 
 /// The differing rows a JSON report lists for `table`.
 #[track_caller]
-fn diffs(report: &Value, table: &str) -> Vec<Diff> {
+pub(crate) fn diffs(report: &Value, table: &str) -> Vec<Diff> {
     let text = |v: &Value| v.as_str().map(str::to_string);
     report_table(report, table)["diffs"]
         .as_array()
@@ -277,7 +289,7 @@ fn verify_one_corruption(db: &TestDbs, corruption: &str, args: &[&str]) -> (Run,
 }
 
 /// The key `id = value`, as the report gives keys.
-fn id(value: i64) -> Vec<(String, String)> {
+pub(crate) fn id(value: i64) -> Vec<(String, String)> {
     vec![("id".to_string(), value.to_string())]
 }
 
@@ -801,14 +813,39 @@ fn html_report_is_one_self_contained_page_with_tables_verdict_keys_and_settings(
 // Could not verify (exit 2), and a table missing on the target (exit 1)
 // ---------------------------------------------------------------------------------------
 
-/// A missing column and a column of another type: both named in the reason, by job and without.
+/// A missing column and a column of another type: by job, not the job's copy (both named in
+/// the reason); without, the other columns are compared and both are named as not compared,
+/// never an identical verdict.
 #[test]
 fn target_table_missing_a_column_or_of_another_type_cannot_be_verified() {
     let Some(db) = copied_fixture("verify_target_columns") else { return };
     exec(&db.target, "ALTER TABLE t DROP COLUMN n; ALTER TABLE t ALTER COLUMN d TYPE numeric;");
     let reason = ["public.t", "\"n\" is missing", "\"d\" is numeric", "double precision"];
     assert_could_not_verify(verify(&db, &["--job", JOB]), &reason);
-    assert_could_not_verify(verify(&db, &["--chunk-rows", "40"]), &reason);
+    let path = db.dir.join("report.json");
+    let run = assert_incomplete(
+        verify(&db, &["--chunk-rows", "40", "--report", path.to_str().unwrap()]),
+        &[
+            "columns of public.t not compared:",
+            "column \"n\": not on the target, not compared",
+            "column \"d\": numeric on the target, double precision on the source, not compared",
+        ],
+    );
+    assert_eq!(summary(&run, "public.t").status, "COLUMNS NOT COMPARED", "{run:?}");
+    let report = read_json(&path);
+    assert_eq!(report["verdict"], "incomplete", "{report:#}");
+    let columns: Vec<&str> = report_table(&report, "public.t")["columns_not_compared"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["column"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(columns, ["d", "n"], "{report:#}");
+    // The columns compared still find differences.
+    exec(&db.target, "UPDATE t SET s = 'changed' WHERE id = 7");
+    let run = assert_different(verify(&db, &["--chunk-rows", "40"]));
+    assert_listed(&run, "id", "7", "changed: s");
+    assert!(run.stdout.contains("column \"n\": not on the target"), "{run:?}");
 }
 
 #[test]
@@ -1039,7 +1076,7 @@ fn a_column_added_to_the_source_after_the_copy_is_named_never_identical() {
     let Some(db) = copied_fixture("verify_added_column") else { return };
     exec(&db.source, "ALTER TABLE t ADD COLUMN added int DEFAULT 5");
     assert_could_not_verify(verify(&db, &["--job", JOB]), &["public.t", "\"added\"", JOB]);
-    assert_could_not_verify(verify(&db, &["--chunk-rows", "40"]), &["public.t", "\"added\" is missing"]);
+    assert_incomplete(verify(&db, &["--chunk-rows", "40"]), &["public.t", "column \"added\": not on the target"]);
 }
 
 /// From MariaDB: a column left out with --exclude-column is not a change (the job records
