@@ -715,7 +715,7 @@ fn my_whole_database_arrives_with_keys_checks_triggers_and_a_report() {
             .as_array()
             .into_iter()
             .flatten()
-            .chain(report_objects(r).into_iter())
+            .chain(report_objects(r))
             .map(Value::to_string)
             .filter(|s| s.contains("Orders") && s.contains("shipped"))
             .collect();
