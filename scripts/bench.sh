@@ -2,7 +2,7 @@
 # bench.sh — times rangecopy against peer tools on the same copy, on the dev databases.
 #
 #   scripts/bench.sh [ROWS] [--regen]        ROWS defaults to 5000000
-#   BENCH_ONLY=psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,…
+#   BENCH_ONLY=psql,pgcopydb,rangecopy,whole_pgcopydb,whole_rangecopy,my_pgloader,verify_rangecopy,…
 #                                            the tools to run (default: all of them)
 #
 # PostgreSQL → PostgreSQL section: generates table `orders` (ROWS rows) in database rc_bench on
@@ -16,6 +16,21 @@
 # Each run is timed for wall time and the peak RSS of the client processes (not the servers),
 # its row count on the target is checked, and the figures go to target/bench/results.json.
 # Per-tool output is kept in target/bench/<tool>.log.
+#
+# Whole-database section (PostgreSQL → PostgreSQL): initializes database rc_bench_whole on the
+# PG source with `pgbench -i -s ${BENCH_WHOLE_SCALE:-50} --partitions 8 --foreign-keys` (pgbench
+# from PATH or /usr/lib/postgresql/*/bin; kept between runs when made at the same scale, --regen
+# forces; PostgreSQL 12 or later on both servers, else skipped), then copies the whole database
+# into a fresh database rc_bench_whole_<tool> on the PG target:
+#   whole_pgcopydb   pgcopydb clone --table-jobs 2 --index-jobs 2 (as pgcopydb above)
+#   whole_rangecopy  target/release/rangecopy copy --workers 2 (no table named: every table)
+# Each copy is compared with the source (files under target/bench/whole/): the same tables and
+# partitions (parent, bound, partition key, columns), constraints and indexes, the same row
+# count in every table, every constraint validated and every table analyzed (statistics in
+# pg_statistic or an analyze in pg_stat_user_tables). A difference marks the tool FAILED in the
+# summary; the other tools still run. A partitioned table left unanalyzed is only noted (autovacuum
+# never analyzes one; pgcopydb 0.10 does not either). Scale 50 is 5 million accounts (~0.65 GB):
+# about 1.5 minutes for both tools on the dev servers, plus ~30 s for pgbench -i the first time.
 #
 # MariaDB → PostgreSQL section: generates the same `orders` table (same generator rules) in
 # MariaDB database rc_bench (amount decimal(12,2), created_at datetime(6), shipped tinyint(1),
@@ -59,9 +74,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=5000000
 REGEN=0
 BENCH_DIR=$REPO/target/bench
-BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many,mem_verify_big_values}
+BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,whole_pgcopydb,whole_rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many,mem_verify_big_values}
 # rangecopy's figures over each peer's, per section: "ours peer".
-RATIOS=("rangecopy psql" "rangecopy pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe"
+RATIOS=("rangecopy psql" "rangecopy pgcopydb" "whole_rangecopy whole_pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe"
     "verify_rangecopy verify_reladiff" "my_verify_rangecopy my_verify_reladiff")
 # RANGECOPY_BIN=PATH benchmarks that binary as it is (no rebuild).
 BIN=${RANGECOPY_BIN:-$REPO/target/release/rangecopy}
@@ -73,6 +88,8 @@ RELADIFF=
 # ---------------------------------------------------------------- results accumulator
 
 declare -A WALL_S=() RSS_KIB=() FAILED=()
+# What a tool that did not fail left undone (shown beside "ok").
+declare -A NOTES=()
 # Rows a tool copied when not ROWS (the memory section's tables).
 declare -A ROWS_OF=()
 TOOLS_RUN=()
@@ -158,7 +175,7 @@ url_password() { sed -E 's#^[a-z]+://[^:/@]+:([^@]*)@.*#\1#' <<<"$1"; }
 
 install_tools() {
     apt_install time
-    if selected pgcopydb && ! command -v pgcopydb >/dev/null; then
+    if (selected pgcopydb || selected whole_pgcopydb) && ! command -v pgcopydb >/dev/null; then
         (apt_install pgcopydb) || log "could not install pgcopydb"
     fi
     if selected my_pgloader && ! command -v pgloader >/dev/null; then
@@ -614,6 +631,226 @@ section_mysql_to_pg() {
     fi
 }
 
+# ---------------------------------------------------------------- whole database
+
+# The whole-database section's source database (pgbench's tables at scale WHOLE_SCALE, accounts
+# in 8 partitions, foreign keys) and the comment on it that says it was made completely.
+WHOLE_DB=rc_bench_whole
+WHOLE_SCALE=${BENCH_WHOLE_SCALE:-50}
+WHOLE_DIR=$BENCH_DIR/whole
+# The schemas a comparison looks at: the user's, not the copiers' own state (rangecopy's state
+# schema, pgcopydb's) nor the system's.
+WHOLE_SCHEMAS="n.nspname NOT IN ('pg_catalog', 'information_schema', 'rangecopy', 'pgcopydb')
+    AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'"
+
+# pgbench from PATH, else the newest under /usr/lib/postgresql (--partitions needs pgbench 13).
+find_pgbench() {
+    if command -v pgbench >/dev/null; then
+        command -v pgbench
+    else
+        compgen -G '/usr/lib/postgresql/*/bin/pgbench' | sort -V | tail -n 1
+    fi
+}
+
+# generate_whole: the pgbench database on the PG source, kept when its marker says it was made
+# at this scale (--regen forces). The marker comment is set last, so an interrupted
+# initialization is redone. Returns 1 (the section cannot run) when pgbench is missing or fails.
+generate_whole() {
+    local marker="rangecopy bench: pgbench -i -s $WHOLE_SCALE --partitions 8 --foreign-keys, complete"
+    if [[ $REGEN -eq 0 ]] && [[ $(sql "$PG_SRC/postgres" \
+        -c "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '$WHOLE_DB'") == "$marker" ]]; then
+        log "$WHOLE_DB already holds pgbench's tables at scale $WHOLE_SCALE (--regen to rebuild)"
+        return 0
+    fi
+    local pgbench
+    pgbench=$(find_pgbench)
+    if [[ -z $pgbench ]]; then
+        log "pgbench not found (PATH, /usr/lib/postgresql/*/bin)"
+        return 1
+    fi
+    log "initializing $WHOLE_DB with pgbench at scale $WHOLE_SCALE"
+    local start=$SECONDS
+    recreate_db "$PG_SRC" "$WHOLE_DB"
+    if ! "$pgbench" -i -q -s "$WHOLE_SCALE" --partitions 8 --foreign-keys "$PG_SRC/$WHOLE_DB" \
+        >"$WHOLE_DIR/pgbench.log" 2>&1; then
+        tail -n 15 "$WHOLE_DIR/pgbench.log" >&2
+        log "pgbench -i failed (see $WHOLE_DIR/pgbench.log)"
+        return 1
+    fi
+    sql "$PG_SRC/postgres" -c "COMMENT ON DATABASE $WHOLE_DB IS '$marker'"
+    log "initialized in $((SECONDS - start)) s"
+}
+
+# whole_describe URL ASPECT: one sorted line per object of the database at URL, for ASPECT:
+#   tables       every table and partitioned table, its partition parent, bound and key, and
+#                its columns (type, NOT NULL, default)
+#   constraints  every constraint's table, name, kind and definition
+#   indexes      every index's table, name and definition
+#   rows         every table's own row count (partitioned tables hold none of their own)
+#   unvalidated  constraints not validated
+#   unanalyzed   tables without statistics: never analyzed (pg_stat_user_tables) and no row in
+#                pg_statistic. (pg_class.reltuples >= 0 does not prove an ANALYZE: CREATE INDEX
+#                sets it too.) Partitioned tables are listed with a leading "partitioned ".
+# Names are schema-qualified (search_path is emptied), so both databases print them alike.
+whole_describe() {
+    local url=$1 aspect=$2 query
+    case $aspect in
+        tables) query="
+SELECT format('%s %I.%I parent=%s bound=%s key=%s (%s)', c.relkind, n.nspname, c.relname,
+              coalesce(i.inhparent::regclass::text, '-'),
+              coalesce(pg_get_expr(c.relpartbound, c.oid), '-'),
+              coalesce(pg_get_partkeydef(c.oid), '-'),
+              (SELECT string_agg(format('%I %s%s%s', a.attname, format_type(a.atttypid, a.atttypmod),
+                                        CASE WHEN a.attnotnull THEN ' NOT NULL' END,
+                                        ' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid)), ', '
+                                 ORDER BY a.attnum)
+                 FROM pg_attribute a
+                 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+ WHERE c.relkind IN ('r', 'p') AND $WHOLE_SCHEMAS
+ ORDER BY 1" ;;
+        constraints) query="
+SELECT format('%s %I %s %s', c.conrelid::regclass, c.conname, c.contype, pg_get_constraintdef(c.oid))
+  FROM pg_constraint c
+  JOIN pg_namespace n ON n.oid = c.connamespace
+ WHERE c.conrelid <> 0 AND $WHOLE_SCHEMAS
+ ORDER BY 1" ;;
+        indexes) query="
+SELECT format('%s %I %s', i.indrelid::regclass, c.relname, pg_get_indexdef(i.indexrelid))
+  FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE $WHOLE_SCHEMAS
+ ORDER BY 1" ;;
+        unvalidated) query="
+SELECT format('%s %I', c.conrelid::regclass, c.conname)
+  FROM pg_constraint c
+  JOIN pg_namespace n ON n.oid = c.connamespace
+ WHERE NOT c.convalidated AND $WHOLE_SCHEMAS
+ ORDER BY 1" ;;
+        unanalyzed) query="
+SELECT CASE WHEN c.relkind = 'p' THEN 'partitioned ' ELSE '' END || format('%I.%I', n.nspname, c.relname)
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+ WHERE c.relkind IN ('r', 'p') AND $WHOLE_SCHEMAS
+   AND s.last_analyze IS NULL AND s.last_autoanalyze IS NULL
+   AND NOT EXISTS (SELECT FROM pg_statistic st WHERE st.starelid = c.oid)
+ ORDER BY 1" ;;
+        rows)
+            sql "$url" <<SQL | sort
+SET search_path = '';
+SELECT format('SELECT %L || '' '' || count(*) FROM ONLY %I.%I', format('%I.%I', n.nspname, c.relname),
+              n.nspname, c.relname)
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND $WHOLE_SCHEMAS
+\gexec
+SQL
+            return "${PIPESTATUS[0]}" ;;
+    esac
+    sql "$url" -c "SET search_path = ''" -c "$query"
+}
+
+# check_whole TOOL DB: compares the copy in database DB of the PG target with the source: the
+# same tables, partitions, columns, constraints and indexes, the same row counts, every
+# constraint validated and every table analyzed. A difference fails TOOL (its time stays in
+# the table, marked FAILED); the other tools still run. Files under target/bench/whole/:
+# source.ASPECT, TOOL.ASPECT, and TOOL.ASPECT.diff for each that differs.
+check_whole() {
+    local tool=$1 db=$2 aspect problems=() out
+    for aspect in tables constraints indexes rows; do
+        out=$WHOLE_DIR/$tool.$aspect
+        if ! whole_describe "$PG_TGT/$db" "$aspect" >"$out" 2>&1; then
+            problems+=("could not read its $aspect (see $out)")
+        elif ! diff -u "$WHOLE_DIR/source.$aspect" "$out" >"$out.diff"; then
+            problems+=("$aspect differ from the source's (see $out.diff)")
+        else
+            rm -f "$out.diff"
+        fi
+    done
+    out=$WHOLE_DIR/$tool.unvalidated
+    whole_describe "$PG_TGT/$db" unvalidated >"$out" 2>&1 || echo "(query failed)" >>"$out"
+    if [[ -s $out ]]; then
+        problems+=("$(wc -l <"$out") constraints not validated (see $out)")
+    fi
+    # Partitioned tables: autovacuum never analyzes them, so a copy that does not is noted, not
+    # failed (pgcopydb 0.10 analyzes only the partitions).
+    out=$WHOLE_DIR/$tool.unanalyzed
+    whole_describe "$PG_TGT/$db" unanalyzed >"$out" 2>&1 || echo "(query failed)" >>"$out"
+    if grep -q -v '^partitioned ' "$out"; then
+        problems+=("$(grep -c -v '^partitioned ' "$out") tables not analyzed (see $out)")
+    fi
+    if grep -q '^partitioned ' "$out"; then
+        NOTES[$tool]="partitioned tables not analyzed: $(sed -n 's/^partitioned //p' "$out" | paste -s -d ' ')"
+        log "note: $tool: ${NOTES[$tool]}"
+    fi
+    if [[ ${#problems[@]} -gt 0 ]]; then
+        local joined
+        joined=$(printf '%s; ' "${problems[@]}")
+        fail "$tool" "${joined%; }"
+    fi
+}
+
+# (g) pgcopydb clone of the whole pgbench database (the same flags as (b)).
+bench_whole_pgcopydb() {
+    if ! command -v pgcopydb >/dev/null; then
+        log "SKIPPED whole_pgcopydb: the Debian package pgcopydb is not available on this machine"
+        return 0
+    fi
+    local db=rc_bench_whole_pgcopydb work=$BENCH_DIR/whole-pgcopydb-work
+    recreate_db "$PG_TGT" "$db"
+    rm -rf "$work"
+    measure whole_pgcopydb pgcopydb clone --source "$PG_SRC/$WHOLE_DB" --target "$PG_TGT/$db" \
+        --dir "$work" --table-jobs 2 --index-jobs 2 --no-owner --no-acl --skip-extensions
+    [[ -n ${FAILED[whole_pgcopydb]+set} ]] || check_whole whole_pgcopydb "$db"
+}
+
+# (h) rangecopy copy of the whole pgbench database, its defaults but two workers.
+bench_whole_rangecopy() {
+    local db=rc_bench_whole_rangecopy
+    build_rangecopy whole_rangecopy || return 0
+    recreate_db "$PG_TGT" "$db"
+    measure whole_rangecopy "$BIN" copy --source "$PG_SRC_FULL/$WHOLE_DB" --target "$PG_TGT_FULL/$db" \
+        --workers 2
+    [[ -n ${FAILED[whole_rangecopy]+set} ]] || check_whole whole_rangecopy "$db"
+}
+
+section_whole() {
+    mkdir -p "$WHOLE_DIR"
+    local tool version
+    # Foreign keys that reference a partitioned table (pgbench_history → pgbench_accounts) need
+    # PostgreSQL 12 on both ends.
+    for version in "$(sql "$PG_SRC/postgres" -c "SHOW server_version_num")" \
+        "$(sql "$PG_TGT/postgres" -c "SHOW server_version_num")"; do
+        if [[ $version -lt 120000 ]]; then
+            log "SKIPPED the whole-database section: it needs PostgreSQL 12 or later on both servers"
+            return 0
+        fi
+    done
+    if ! generate_whole; then
+        for tool in whole_pgcopydb whole_rangecopy; do
+            if selected "$tool"; then fail "$tool" "the pgbench source database could not be made"; fi
+        done
+        return 0
+    fi
+    local aspect
+    for aspect in tables constraints indexes rows; do
+        whole_describe "$PG_SRC/$WHOLE_DB" "$aspect" >"$WHOLE_DIR/source.$aspect"
+    done
+    local rows
+    rows=$(awk '{ n += $NF } END { print n }' "$WHOLE_DIR/source.rows")
+    for tool in whole_pgcopydb whole_rangecopy; do
+        if selected "$tool"; then
+            ROWS_OF[$tool]=$rows
+            "bench_$tool"
+        fi
+    done
+}
+
 # ---------------------------------------------------------------- verification
 
 # A cheap fingerprint of a copy, the same on both engines: the first 1000 rows' count and sum of
@@ -698,7 +935,7 @@ print_table() {
     for tool in "${TOOLS_RUN[@]}"; do
         if [[ -n ${WALL_S[$tool]:-} ]]; then
             awk -v t="$tool" -v w="${WALL_S[$tool]}" -v r="${RSS_KIB[$tool]}" -v n="${ROWS_OF[$tool]:-$ROWS}" \
-                -v s="${FAILED[$tool]:-ok}" \
+                -v s="${FAILED[$tool]:-ok${NOTES[$tool]:+ (${NOTES[$tool]})}}" \
                 'BEGIN { printf "%-20s %10.2f %14.0f %14.1f  %s\n", t, w, n / w, r / 1024, s }'
         else
             printf '%-20s %10s %14s %14s  %s\n' "$tool" - - - "${FAILED[$tool]}"
@@ -729,7 +966,10 @@ write_json() {
                 printf '{"error": "%s"}' "${FAILED[$tool]//\"/\'}"
             else
                 awk -v w="${WALL_S[$tool]}" -v r="${RSS_KIB[$tool]}" -v n="${ROWS_OF[$tool]:-$ROWS}" \
-                    'BEGIN { printf "{\"wall_s\": %.2f, \"rows_per_s\": %.0f, \"peak_rss_kib\": %d}", w, n / w, r }'
+                    -v note="${NOTES[$tool]//\"/\'}" \
+                    'BEGIN { printf "{\"wall_s\": %.2f, \"rows_per_s\": %.0f, \"peak_rss_kib\": %d", w, n / w, r
+                             if (note != "") printf ", \"note\": \"%s\"", note
+                             printf "}" }'
             fi
             sep=,
         done
@@ -762,7 +1002,8 @@ parse_args() {
 }
 
 usage() {
-    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,my_pgloader,my_pipe,my_rangecopy," >&2
+    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,whole_pgcopydb,whole_rangecopy," >&2
+    echo "       my_pgloader,my_pipe,my_rangecopy," >&2
     echo "       verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values," >&2
     echo "       mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many," >&2
     echo "       mem_verify_big_values)" >&2
@@ -789,6 +1030,7 @@ main() {
 
     if selected psql || selected pgcopydb || selected rangecopy ||
         selected verify_rangecopy || selected verify_reladiff; then section_pg_to_pg; fi
+    if selected whole_pgcopydb || selected whole_rangecopy; then section_whole; fi
     section_mysql_to_pg
     if selected mem_big_values || selected mem_my_big_values || selected mem_tenth; then section_memory; fi
     if selected mem_verify_identical || selected mem_verify_one_changed || selected mem_verify_many ||

@@ -651,7 +651,7 @@ fn setup(
     }
     source.check_sequences_readable(&plan.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
     let mode = schema_mode(cfg, &plan)?;
-    let objects = source.objects(&plan.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), &{
+    let mut objects = source.objects(&plan.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), &{
         let mut c = cfg.clone();
         c.schema_mode = mode;
         c
@@ -659,7 +659,7 @@ fn setup(
     // Tables the schema's own objects create (PostgreSQL sources: pg_dump's) are not created
     // from the introspected DDL.
     let dumped = objects.iter().any(|o| o.kind == "TABLE");
-    schema_phases::check_prerequisites(&mut target.conn, &objects)?;
+    schema_phases::prepare(&mut target.conn, &mut objects)?;
     let schema_only = mode == SchemaMode::SchemaOnly;
     let restart = !old.is_empty() || cfg.mode == StartMode::Restart;
     if restart {

@@ -219,26 +219,21 @@ fn server_reason(e: &Error) -> String {
 }
 
 /// Finds, before anything is written, everything the target lacks for the objects to be
-/// created (extensions, roles that own objects or receive grants, collations), and reports
-/// all of it in one message.
-pub fn check_prerequisites(conn: &mut PgConn, objects: &[DbObject]) -> Result<()> {
+/// created (extensions, collations) and reports all of it in one message.
+///
+/// Roles are not a reason to stop: objects whose source owner is not on the target (or is one
+/// the target user may not give objects to) stay with the target user, and grants to roles the
+/// target does not have are left out; each such object says so in the report, and one warning
+/// names the roles.
+pub fn prepare(conn: &mut PgConn, objects: &mut [DbObject]) -> Result<()> {
     let what = "checking what the target needs for the source's objects";
-    let before: Vec<&DbObject> = objects.iter().filter(|o| o.runs()).collect();
-    let extensions: Vec<String> = before.iter().filter(|o| o.kind == "EXTENSION").map(|o| o.name.clone()).collect();
-    let mut owners = Vec::new();
-    let mut grantees = Vec::new();
+    let extensions: Vec<String> =
+        objects.iter().filter(|o| o.runs() && o.kind == "EXTENSION").map(|o| o.name.clone()).collect();
+    let mut roles = Vec::new();
     let mut collations = Vec::new();
-    for o in &before {
+    for o in objects.iter() {
         for line in o.sql.lines() {
-            if let Some(role) = line.split_once(" OWNER TO ").map(|(_, r)| role_name(r)) {
-                owners.push(role);
-            }
-            let grant = line.starts_with("GRANT ") || line.starts_with("REVOKE ");
-            if let Some(role) = line.rsplit_once(if line.starts_with("GRANT ") { " TO " } else { " FROM " }) {
-                if grant {
-                    grantees.push(role_name(role.1));
-                }
-            }
+            roles.extend(line_roles(line));
             let mut rest = line;
             while let Some((_, after)) = rest.split_once("COLLATE pg_catalog.") {
                 collations.push(role_name(after));
@@ -246,8 +241,7 @@ pub fn check_prerequisites(conn: &mut PgConn, objects: &[DbObject]) -> Result<()
             }
         }
     }
-    for list in [&mut owners, &mut grantees, &mut collations] {
-        list.retain(|r| !matches!(r.as_str(), "" | "PUBLIC" | "CURRENT_USER" | "SESSION_USER" | "CURRENT_ROLE"));
+    for list in [&mut roles, &mut collations] {
         list.sort();
         list.dedup();
     }
@@ -274,36 +268,6 @@ pub fn check_prerequisites(conn: &mut PgConn, objects: &[DbObject]) -> Result<()
         }
     }
     let rows = conn.query(
-        "SELECT r, EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r),
-                EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) AND pg_has_role(current_user, r, 'MEMBER')
-           FROM unnest($1::text[]) r",
-        &[&owners],
-        what,
-    )?;
-    for r in rows {
-        let (role, exists, member): (String, bool, bool) = (r.get(0), r.get(1), r.get(2));
-        if !exists {
-            problems.push(format!("role {role} owns objects in the source but does not exist on the target (create it, or copy with --no-owner)"));
-        } else if !member {
-            problems.push(format!(
-                "role {role} owns objects in the source, and the target user may not give objects to it (GRANT {role} \
-                 TO the target user, or copy with --no-owner)"
-            ));
-        }
-    }
-    let rows = conn.query(
-        "SELECT r FROM unnest($1::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)",
-        &[&grantees],
-        what,
-    )?;
-    for r in rows {
-        let role: String = r.get(0);
-        problems.push(format!(
-            "role {role} is granted privileges in the source but does not exist on the target (create it, or copy \
-             with --no-privileges)"
-        ));
-    }
-    let rows = conn.query(
         "SELECT c FROM unnest($1::text[]) c WHERE NOT EXISTS (
              SELECT 1 FROM pg_collation WHERE collname = c AND collnamespace = 'pg_catalog'::regnamespace)",
         &[&collations],
@@ -316,13 +280,89 @@ pub fn check_prerequisites(conn: &mut PgConn, objects: &[DbObject]) -> Result<()
              its locale there)"
         ));
     }
-    if problems.is_empty() {
-        return Ok(());
+    if !problems.is_empty() {
+        return Err(Error::input(format!(
+            "the target lacks what the source's objects need:\n  {}\nnothing was written to the target",
+            problems.join("\n  ")
+        )));
     }
-    Err(Error::input(format!(
-        "the target lacks what the source's objects need:\n  {}\nnothing was written to the target",
-        problems.join("\n  ")
-    )))
+    // Roles the target user cannot hand objects to or grant to: missing ones, and (for owners)
+    // ones it is not a member of. Granting to a role needs only that it exists.
+    let rows = conn.query(
+        "SELECT r, NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r),
+                NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) OR NOT pg_has_role(current_user, r, 'MEMBER')
+           FROM unnest($1::text[]) r",
+        &[&roles],
+        what,
+    )?;
+    let missing: Vec<String> = rows.iter().filter(|r| r.get::<_, bool>(1)).map(|r| r.get(0)).collect();
+    let foreign: Vec<String> = rows.iter().filter(|r| r.get::<_, bool>(2)).map(|r| r.get(0)).collect();
+    let mut changed = 0;
+    for o in objects.iter_mut() {
+        let mut dropped = Vec::new();
+        let kept: Vec<&str> = o
+            .sql
+            .lines()
+            .filter(|line| {
+                let owner = line.split_once(" OWNER TO ").map(|(_, r)| role_name(r));
+                let unusable = match owner {
+                    Some(role) => foreign.contains(&role),
+                    None => line_roles(line)
+                        .iter()
+                        .any(|r| missing.contains(r) || foreign.contains(r) && line.contains(" FOR ROLE ")),
+                };
+                if unusable {
+                    dropped.push(line.trim().to_string());
+                }
+                !unusable
+            })
+            .collect();
+        if dropped.is_empty() {
+            continue;
+        }
+        o.sql = kept.join("\n");
+        changed += 1;
+        if o.outcome == crate::objects::Outcome::Created {
+            o.outcome = crate::objects::Outcome::Changed {
+                why: format!("left out, as the target lacks their roles: {}", dropped.join(" ")),
+            };
+        }
+    }
+    if changed > 0 {
+        eprintln!(
+            "warning: role{} {} of the source {} not on the target, or not one{} the target user may give objects \
+             to: {changed} objects are created without their source owner or grants (the report lists them); create \
+             the roles on the target and copy again to keep them, or pass --no-owner / --no-privileges",
+            if foreign.len() == 1 { "" } else { "s" },
+            foreign.join(", "),
+            if foreign.len() == 1 { "is" } else { "are" },
+            if foreign.len() == 1 { "" } else { "s" },
+        );
+    }
+    Ok(())
+}
+
+/// The roles a dump line gives objects to, grants to or acts for.
+fn line_roles(line: &str) -> Vec<String> {
+    let mut roles = Vec::new();
+    if let Some((_, r)) = line.split_once(" OWNER TO ") {
+        roles.push(role_name(r));
+    }
+    if line.starts_with("GRANT ") {
+        if let Some((_, r)) = line.rsplit_once(" TO ") {
+            roles.push(role_name(r));
+        }
+    }
+    if line.starts_with("REVOKE ") {
+        if let Some((_, r)) = line.rsplit_once(" FROM ") {
+            roles.push(role_name(r));
+        }
+    }
+    if let Some((_, r)) = line.split_once(" FOR ROLE ") {
+        roles.push(role_name(r));
+    }
+    roles.retain(|r| !matches!(r.as_str(), "" | "PUBLIC" | "CURRENT_USER" | "SESSION_USER" | "CURRENT_ROLE"));
+    roles
 }
 
 /// The name at the start of `text` (`"My Role";` → `My Role`, `app_owner;` → `app_owner`).

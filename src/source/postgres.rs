@@ -641,14 +641,17 @@ impl PgSource {
                 .map(|r| r.get(0))
                 .collect(),
         };
-        // Foreign keys: how to validate each, and which cannot be added NOT VALID (on a
-        // partitioned table, before PostgreSQL 18).
+        // Foreign keys: how to validate each, and which are added valid at once: on a
+        // partitioned table NOT VALID is refused (before PostgreSQL 18), and one referencing a
+        // partitioned table added NOT VALID gets one hidden constraint per partition that
+        // VALIDATE CONSTRAINT leaves not validated.
         let foreign_keys: HashMap<u32, (String, bool)> = self
             .conn
             .query(
                 "SELECT c.oid, format('ALTER TABLE %s VALIDATE CONSTRAINT %I', c.conrelid::regclass, c.conname),
-                        r.relkind = 'p'
-                   FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid WHERE c.contype = 'f'",
+                        r.relkind = 'p' OR f.relkind = 'p'
+                   FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid JOIN pg_class f ON f.oid = c.confrelid
+                  WHERE c.contype = 'f'",
                 &[],
                 what,
             )?

@@ -46,8 +46,10 @@ fn no_table_arguments_copy_every_base_table_of_every_user_schema() {
     assert_same_table(&db, "s2.t3", "t.k");
     // Views are created as views (their rows are not copied; the materialized view is
     // refreshed from the copied rows).
-    let views: Vec<Option<String>> =
-        texts(&db.target, "SELECT relname || ':' || relkind FROM pg_class WHERE relname IN ('v', 'mv') ORDER BY 1");
+    let views: Vec<Option<String>> = texts(
+        &db.target,
+        "SELECT relname || ':' || relkind::text FROM pg_class WHERE relname IN ('v', 'mv') ORDER BY 1",
+    );
     assert_eq!(views, [Some("mv:m".to_string()), Some("v:v".to_string())]);
     let mv_rows: i64 = scalar(&db.target, "SELECT count(*) FROM s2.mv");
     assert_eq!(mv_rows, 25);
@@ -156,7 +158,7 @@ fn partitioned_table_stays_partitioned_and_each_leaf_is_copied_as_a_table() {
     expected.push(Some("public.plain".into()));
     assert_eq!(recorded, expected, "each leaf is a table of the job; parents hold no rows");
     let kinds =
-        "SELECT string_agg(relname || ':' || relkind || ':' || coalesce(pg_get_expr(relpartbound, oid), ''), ', '
+        "SELECT string_agg(relname || ':' || relkind::text || ':' || coalesce(pg_get_expr(relpartbound, oid), ''), ', '
                    ORDER BY relname) FROM pg_class WHERE relname LIKE 'ev%' AND relkind IN ('r', 'p')";
     assert_eq!(texts(&db.target, kinds), texts(&db.source, kinds), "the same tree with the same bounds");
     let rows = assert_same_table(&db, "ev", "t.id, t.region");
