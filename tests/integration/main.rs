@@ -28,3 +28,4 @@ mod throttle;
 mod tls;
 mod verify;
 mod verify_rules;
+mod whole_db;
