@@ -57,33 +57,10 @@ SELECT nextval('"Shop".ticket_seq');
 REFRESH MATERIALIZED VIEW "Shop".per_customer;
 "#;
 
-/// `pg_dump --schema-only` of a database, without what legitimately differs between two
-/// copies (the header, the dump's restrict key, rangecopy's own state schema).
-fn schema_dump(url: &str) -> String {
-    let out = std::process::Command::new("pg_dump")
-        .args(["--schema-only", "--exclude-schema=rangecopy", "--dbname", url])
-        .output()
-        .expect("running pg_dump");
-    assert!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict") && !l.starts_with("-- Dumped"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[track_caller]
 fn assert_same_schema(db: &TestDbs) {
-    let (source, target) = (schema_dump(&db.source), schema_dump(&db.target));
-    if source != target {
-        let diff: Vec<String> = source
-            .lines()
-            .filter(|l| !target.contains(l))
-            .map(|l| format!("- {l}"))
-            .chain(target.lines().filter(|l| !source.contains(l)).map(|l| format!("+ {l}")))
-            .take(40)
-            .collect();
-        panic!("the target's schema differs from the source's:\n{}", diff.join("\n"));
+    if let Some(diff) = crate::whole_db::schema_difference(&db.source, &db.target) {
+        panic!("the target's schema differs from the source's:\n{diff}");
     }
 }
 
