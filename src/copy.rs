@@ -225,7 +225,7 @@ impl Run<'_> {
     /// The objects created once every table is loaded, and a word on those that failed (the
     /// report lists them with their reasons).
     fn finish_objects(&self, source: &mut Source, target: &mut PgTarget) -> Result<()> {
-        let failed = schema_phases::run_after(&self.cfg.job, source, target)?;
+        let failed = schema_phases::run_after(&self.cfg.job, source, target, &self.cfg.target, self.cfg.workers)?;
         let objects = state::load_objects(&mut target.conn, &self.cfg.job)?;
         if !objects.is_empty() {
             eprintln!("job {}: schema: {}", self.cfg.job, report::schema_summary(&objects));
@@ -550,6 +550,12 @@ fn restart_tables(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget) 
     let dumped = state::load_objects(&mut target.conn, &cfg.job)?.iter().any(|o| o.object.kind == "TABLE");
     let discarded: Vec<_> =
         plan.iter().map(|(no, t, create, _)| (*no, &t.name, &t.target, *create && !dumped)).collect();
+    let mut columns = Vec::new();
+    for (no, table, _, _) in &plan {
+        if let Existing::Present { columns: c, .. } = target.inspect(&table.target)? {
+            columns.push((*no, c));
+        }
+    }
     announce_discard(cfg, target, &discarded)?;
     target
         .conn
@@ -558,6 +564,9 @@ fn restart_tables(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget) 
                 state::reset_table(conn, &cfg.job, *table_no, table, *created_by_job || *create)?;
                 if dumped {
                     target::truncate_table(conn, &table.target)?;
+                    if let Some(columns) = columns.iter().find(|(no, _)| no == table_no).map(|(_, c)| c) {
+                        target::align_columns(conn, table, columns)?;
+                    }
                     state::set_deferred_done(conn, &cfg.job, *table_no, table.ddl.deferred.len())?;
                 } else if *create {
                     target::drop_table(conn, &table.target)?;

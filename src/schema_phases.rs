@@ -8,6 +8,9 @@
 //! place, named in the report. An object that cannot be created is recorded as failed with
 //! the server's reason and the copy goes on; only a table that cannot be created stops it.
 
+use std::sync::atomic::AtomicBool;
+
+use crate::config::PgEndpoint;
 use crate::error::{Error, ErrorCode, Result};
 use crate::objects::{DbObject, Phase};
 use crate::pg::PgConn;
@@ -89,7 +92,13 @@ fn create_before(conn: &mut PgConn, object: &DbObject) -> Result<Created> {
 
 /// Creates the objects of the phase after the load that are not created yet, then validates
 /// the foreign keys added `NOT VALID`. Returns the objects that failed, for the summary.
-pub fn run_after(job: &str, source: &mut Source, target: &mut PgTarget) -> Result<Vec<ObjectRecord>> {
+pub fn run_after(
+    job: &str,
+    source: &mut Source,
+    target: &mut PgTarget,
+    ep: &PgEndpoint,
+    workers: usize,
+) -> Result<Vec<ObjectRecord>> {
     let records = state::load_objects(&mut target.conn, job)?;
     let pending: Vec<&ObjectRecord> = records.iter().filter(|r| r.status == "pending").collect();
     let unvalidated = records.iter().filter(|r| r.status == "created").count();
@@ -113,20 +122,51 @@ pub fn run_after(job: &str, source: &mut Source, target: &mut PgTarget) -> Resul
     }
     let created: Vec<ObjectRecord> =
         state::load_objects(&mut target.conn, job)?.into_iter().filter(|r| r.status == "created").collect();
-    for record in &created {
-        if crate::wait::interrupted() {
-            return Err(Error::Interrupted);
-        }
-        let Some(validate) = &record.object.validate else { continue };
-        let what = format!("validating {} {}", record.object.kind, record.object.name);
-        let outcome = target.conn.transaction(&what, |conn| {
-            conn.batch(SESSION, &what)?;
-            conn.patiently(|conn| conn.batch(validate, &what))?;
-            state::set_object_status(conn, job, record.object_no, "done", None)
-        });
-        fail_softly(job, record, validate, outcome, &mut target.conn)?;
-    }
+    validate_all(job, created, ep, workers)?;
     Ok(state::load_objects(&mut target.conn, job)?.into_iter().filter(|r| r.status == "failed").collect())
+}
+
+/// Validates the foreign keys added `NOT VALID`, on `workers` connections at once: each
+/// table's in one go on one connection (two validations of one table would wait for each
+/// other's lock; validations of different tables do not block each other).
+fn validate_all(job: &str, created: Vec<ObjectRecord>, ep: &PgEndpoint, workers: usize) -> Result<()> {
+    let mut by_table: Vec<(String, Vec<ObjectRecord>)> = Vec::new();
+    for record in created {
+        let Some(validate) = &record.object.validate else { continue };
+        let table = validate.split(" VALIDATE CONSTRAINT ").next().unwrap_or(validate).to_string();
+        match by_table.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, group)) => group.push(record),
+            None => by_table.push((table, vec![record])),
+        }
+    }
+    if by_table.is_empty() {
+        return Ok(());
+    }
+    let cancel = AtomicBool::new(false);
+    let groups: Vec<Vec<ObjectRecord>> = by_table.into_iter().map(|(_, g)| g).collect();
+    let outcomes = crate::pipeline::parallel_map(
+        workers.min(groups.len()),
+        groups,
+        &cancel,
+        || PgTarget::connect(ep),
+        |target: &mut PgTarget, group: Vec<ObjectRecord>| -> Result<()> {
+            for record in &group {
+                if crate::wait::interrupted() {
+                    return Err(Error::Interrupted);
+                }
+                let validate = record.object.validate.as_deref().unwrap_or_default();
+                let what = format!("validating {} {}", record.object.kind, record.object.name);
+                let outcome = target.conn.transaction(&what, |conn| {
+                    conn.batch(SESSION, &what)?;
+                    conn.patiently(|conn| conn.batch(validate, &what))?;
+                    state::set_object_status(conn, job, record.object_no, "done", None)
+                });
+                fail_softly(job, record, validate, outcome, &mut target.conn)?;
+            }
+            Ok(())
+        },
+    )?;
+    outcomes.into_iter().collect()
 }
 
 /// Creates one object in its own transaction with its status: `created` when a validation

@@ -67,7 +67,10 @@ pub fn dump(ep: &PgEndpoint, server_major: u32, opts: &DumpOptions<'_>) -> Resul
     let mut args: Vec<String> =
         ["--schema-only", "--format=custom", "--no-tablespaces", "--no-subscriptions"].map(String::from).to_vec();
     args.extend(opts.excluded.iter().map(|t| format!("--exclude-table={}", t.quoted())));
-    let archive = run(&pg_dump, &args, &libpq_env(ep), None, "dumping the source's schema")?;
+    let (conninfo, password) = libpq_conninfo(ep);
+    args.push(format!("--dbname={conninfo}"));
+    let env: Vec<(&str, String)> = password.map(|p| ("PGPASSWORD", p)).into_iter().collect();
+    let archive = run(&pg_dump, &args, &env, None, "dumping the source's schema")?;
     let mut sections = Vec::new();
     for section in ["pre-data", "post-data"] {
         let mut args: Vec<String> = vec!["--verbose".into(), format!("--section={section}"), "--file=-".into()];
@@ -139,10 +142,13 @@ fn run(program: &Path, args: &[String], env: &[(&str, String)], input: Option<&[
     Ok(out)
 }
 
-/// The libpq environment that reaches the endpoint as rangecopy's own connections do.
-fn libpq_env(ep: &PgEndpoint) -> Vec<(&'static str, String)> {
+/// The libpq connection string that reaches the endpoint as rangecopy's own connections do
+/// (TLS settings, keepalive, `--io-timeout` as the TCP user timeout: pg_dump never waits on a
+/// silent server for ever), and the password, which goes in the environment instead.
+fn libpq_conninfo(ep: &PgEndpoint) -> (String, Option<String>) {
     use tokio_postgres::config::Host;
     let cfg = &ep.config;
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
     let hosts: Vec<String> = cfg
         .get_hosts()
         .iter()
@@ -151,22 +157,19 @@ fn libpq_env(ep: &PgEndpoint) -> Vec<(&'static str, String)> {
             Host::Unix(path) => path.display().to_string(),
         })
         .collect();
+    let mut parts = vec![format!("host={}", quote(&hosts.join(","))), format!("dbname={}", quote(&ep.database))];
     let ports: Vec<String> = cfg.get_ports().iter().map(|p| p.to_string()).collect();
-    let mut env = vec![("PGHOST", hosts.join(",")), ("PGDATABASE", ep.database.clone())];
     if !ports.is_empty() {
-        env.push(("PGPORT", ports.join(",")));
+        parts.push(format!("port={}", quote(&ports.join(","))));
     }
     if let Some(user) = cfg.get_user() {
-        env.push(("PGUSER", user.to_string()));
-    }
-    if let Some(pw) = cfg.get_password() {
-        env.push(("PGPASSWORD", String::from_utf8_lossy(pw).into_owned()));
+        parts.push(format!("user={}", quote(user)));
     }
     if let Some(options) = cfg.get_options() {
-        env.push(("PGOPTIONS", options.to_string()));
+        parts.push(format!("options={}", quote(options)));
     }
     if let Some(t) = cfg.get_connect_timeout() {
-        env.push(("PGCONNECT_TIMEOUT", t.as_secs().max(2).to_string()));
+        parts.push(format!("connect_timeout={}", t.as_secs().max(2)));
     }
     let mode = match ep.tls.mode {
         PgSslMode::Disable => "disable",
@@ -175,12 +178,15 @@ fn libpq_env(ep: &PgEndpoint) -> Vec<(&'static str, String)> {
         PgSslMode::VerifyCa => "verify-ca",
         PgSslMode::VerifyFull => "verify-full",
     };
-    env.push(("PGSSLMODE", mode.to_string()));
+    parts.push(format!("sslmode={mode}"));
     if let Some(root) = &ep.tls.root_cert {
-        env.push(("PGSSLROOTCERT", root.display().to_string()));
+        parts.push(format!("sslrootcert={}", quote(&root.display().to_string())));
     }
-    env.push(("PGAPPNAME", "rangecopy".to_string()));
-    env
+    parts.push("application_name=rangecopy".to_string());
+    parts.push("keepalives_idle=30".to_string());
+    parts.push(format!("tcp_user_timeout={}", ep.io_timeout.as_millis().max(1000)));
+    let password = cfg.get_password().map(|pw| String::from_utf8_lossy(pw).into_owned());
+    (parts.join(" "), password)
 }
 
 /// The newest `name` (pg_dump, pg_restore) this machine has, refused when older than the

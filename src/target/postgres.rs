@@ -170,6 +170,43 @@ pub fn release_autovacuum(conn: &mut PgConn, name: &TableName) -> Result<()> {
     )
 }
 
+/// Brings an emptied target table's columns to the source's current ones (for `--restart
+/// TABLE` of a table whose definition changed, when the table is kept because other objects
+/// rest on it): columns the source dropped go, new ones come, changed types change.
+pub fn align_columns(conn: &mut PgConn, table: &Table, existing: &[(String, String)]) -> Result<()> {
+    let what = format!("bringing the columns of {} to the source's", table.target);
+    let name = table.target.quoted();
+    for (column, _) in existing.iter().filter(|(c, _)| !table.columns.iter().any(|s| &s.name == c)) {
+        conn.batch(&format!("ALTER TABLE {name} DROP COLUMN {}", quote_ident(column)), &what)?;
+    }
+    for col in &table.columns {
+        match existing.iter().find(|(c, _)| c == &col.name) {
+            None => {
+                let mut sql = format!("ALTER TABLE {name} ADD COLUMN {} {}", quote_ident(&col.name), col.type_sql);
+                if let Some(g) = &col.generated_sql {
+                    sql.push_str(&format!(" GENERATED ALWAYS AS ({g}) STORED"));
+                } else if let Some(d) = &col.default_sql {
+                    sql.push_str(&format!(" DEFAULT {d}"));
+                }
+                if col.not_null {
+                    sql.push_str(" NOT NULL");
+                }
+                conn.batch(&sql, &what)?;
+            }
+            Some((_, t)) if !same_type(t, &col.type_sql) => conn.batch(
+                &format!(
+                    "ALTER TABLE {name} ALTER COLUMN {c} TYPE {t} USING {c}::{t}",
+                    c = quote_ident(&col.name),
+                    t = col.type_sql
+                ),
+                &what,
+            )?,
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Empties a table the job had loaded (for `--restart` of a table that existed before the job).
 pub fn truncate_table(conn: &mut PgConn, name: &TableName) -> Result<()> {
     conn.batch(&format!("TRUNCATE {}", name.quoted()), &format!("emptying target table {name} for --restart"))
