@@ -63,11 +63,8 @@ install_packages() {
     # check both that and the bytea fallback of a target where it cannot be created).
     local postgis
     postgis="postgresql-$(basename "$(dirname "$(pg_bin)")")-postgis-3"
-    if apt-cache show "$postgis" >/dev/null 2>&1; then
-        apt_install "$postgis"
-    else
-        log "no $postgis package here: spatial columns are copied as bytea"
-    fi
+    # apt_install refreshes empty package lists first (a fresh machine has none).
+    (apt_install "$postgis") || log "could not install $postgis: spatial columns are copied as bytea"
 }
 
 # Newest installed PostgreSQL server's bin directory.
