@@ -109,7 +109,8 @@ pub fn run_after(
         "job {job}: creating {} objects that span tables (foreign keys, triggers, policies, sequence positions …)",
         pending.len()
     );
-    for record in pending {
+    // Statistics of partitioned parents are gathered alongside the validations (below).
+    for record in pending.into_iter().filter(|r| r.object.kind != "STATISTICS") {
         if crate::wait::interrupted() {
             return Err(Error::Interrupted);
         }
@@ -120,20 +121,23 @@ pub fn run_after(
         };
         fail_softly(job, record, &record.object.sql, outcome, &mut target.conn)?;
     }
-    let created: Vec<ObjectRecord> =
-        state::load_objects(&mut target.conn, job)?.into_iter().filter(|r| r.status == "created").collect();
-    validate_all(job, created, ep, workers)?;
+    let last: Vec<ObjectRecord> = state::load_objects(&mut target.conn, job)?
+        .into_iter()
+        .filter(|r| r.status == "created" || (r.status == "pending" && r.object.kind == "STATISTICS"))
+        .collect();
+    finish_in_parallel(job, last, ep, workers)?;
     Ok(state::load_objects(&mut target.conn, job)?.into_iter().filter(|r| r.status == "failed").collect())
 }
 
-/// Validates the foreign keys added `NOT VALID`, on `workers` connections at once: each
-/// table's in one go on one connection (two validations of one table would wait for each
-/// other's lock; validations of different tables do not block each other).
-fn validate_all(job: &str, created: Vec<ObjectRecord>, ep: &PgEndpoint, workers: usize) -> Result<()> {
+/// Validates the foreign keys added `NOT VALID` and analyzes partitioned parents, on
+/// `workers` connections at once: each table's validations in one go on one connection (two
+/// validations of one table would wait for each other's lock; validations of different tables
+/// do not block each other).
+fn finish_in_parallel(job: &str, records: Vec<ObjectRecord>, ep: &PgEndpoint, workers: usize) -> Result<()> {
     let mut by_table: Vec<(String, Vec<ObjectRecord>)> = Vec::new();
-    for record in created {
-        let Some(validate) = &record.object.validate else { continue };
-        let table = validate.split(" VALIDATE CONSTRAINT ").next().unwrap_or(validate).to_string();
+    for record in records {
+        let sql = record.object.validate.as_deref().unwrap_or(&record.object.sql);
+        let table = sql.split(" VALIDATE CONSTRAINT ").next().unwrap_or(sql).to_string();
         match by_table.iter_mut().find(|(t, _)| *t == table) {
             Some((_, group)) => group.push(record),
             None => by_table.push((table, vec![record])),
@@ -154,7 +158,11 @@ fn validate_all(job: &str, created: Vec<ObjectRecord>, ep: &PgEndpoint, workers:
                 if crate::wait::interrupted() {
                     return Err(Error::Interrupted);
                 }
-                let validate = record.object.validate.as_deref().unwrap_or_default();
+                let Some(validate) = record.object.validate.as_deref().filter(|_| record.status == "created") else {
+                    let outcome = create_after(job, record, &mut target.conn);
+                    fail_softly(job, record, &record.object.sql, outcome, &mut target.conn)?;
+                    continue;
+                };
                 let what = format!("validating {} {}", record.object.kind, record.object.name);
                 let outcome = target.conn.transaction(&what, |conn| {
                     conn.batch(SESSION, &what)?;
