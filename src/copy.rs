@@ -200,7 +200,7 @@ impl Run<'_> {
         let ctx = RunContext {
             job: cfg.job.clone(),
             source: cfg.source.clone(),
-            target: cfg.target.clone(),
+            target: loading_endpoint(cfg, target, records)?,
             tables: records.iter().map(|r| r.table.clone()).collect(),
             chunk_rows: cfg.chunk_rows,
             workers: cfg.workers,
@@ -282,6 +282,55 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// The target endpoint the run loads through. Rows loaded into tables that already have
+/// foreign keys or triggers (`--data-only`, tables made by hand) would fire them: a child
+/// table's chunk loaded before its parent's rows fails its foreign key, and triggers would
+/// change what arrives. Those sessions load as pg_restore's `--disable-triggers` does
+/// (`session_replication_role = replica`) where the target user may; elsewhere a warning says
+/// what to expect.
+fn loading_endpoint(
+    cfg: &CopyConfig,
+    target: &mut PgTarget,
+    records: &[TableRecord],
+) -> Result<crate::config::PgEndpoint> {
+    let names: Vec<String> = records.iter().filter(|r| r.phase != "done").map(|r| r.table.target.quoted()).collect();
+    let what = "looking for triggers and foreign keys on the target tables";
+    let guarded: Vec<String> = target
+        .conn
+        .query(
+            "SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger
+              WHERE tgrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) n) AND tgenabled <> 'D'",
+            &[&names],
+            what,
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if guarded.is_empty() {
+        return Ok(cfg.target.clone());
+    }
+    let allowed = target
+        .conn
+        .transaction(what, |conn| Ok(conn.batch("SET LOCAL session_replication_role = replica", what).is_ok()));
+    if !allowed.unwrap_or(false) {
+        eprintln!(
+            "warning: target tables {} have foreign keys or triggers, which fire for every loaded row (a child \
+             table loaded before its parent fails its foreign key), and the target user may not switch them off \
+             for the load (session_replication_role needs a superuser, or GRANT SET ON PARAMETER \
+             session_replication_role); create them without, or let rangecopy create the schema",
+            guarded.join(", ")
+        );
+        return Ok(cfg.target.clone());
+    }
+    let mut ep = cfg.target.clone();
+    let options = match ep.config.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} -c session_replication_role=replica"),
+        _ => "-c session_replication_role=replica".to_string(),
+    };
+    ep.config.options(&options);
+    Ok(ep)
 }
 
 /// `--verify`: compares every table of the job with its source along the job's chunks; a
