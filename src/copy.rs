@@ -285,11 +285,11 @@ impl Run<'_> {
 }
 
 /// The target endpoint the run loads through. Rows loaded into tables that already have
-/// foreign keys or triggers (`--data-only`, tables made by hand) would fire them: a child
-/// table's chunk loaded before its parent's rows fails its foreign key, and triggers would
-/// change what arrives. Those sessions load as pg_restore's `--disable-triggers` does
-/// (`session_replication_role = replica`) where the target user may; elsewhere a warning says
-/// what to expect.
+/// foreign keys (`--data-only` after `--schema-only`, tables made by hand) are checked row by
+/// row, and a child table's chunk committed before its parent's rows fails. Such loads run as
+/// pg_restore's `--disable-triggers` does (`session_replication_role = replica`, which also
+/// holds those tables' own triggers) where the target user may; elsewhere a warning says what
+/// to expect. Tables with triggers and no foreign keys load with their triggers firing.
 fn loading_endpoint(
     cfg: &CopyConfig,
     target: &mut PgTarget,
@@ -300,8 +300,9 @@ fn loading_endpoint(
     let guarded: Vec<String> = target
         .conn
         .query(
-            "SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger
-              WHERE tgrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) n) AND tgenabled <> 'D'",
+            "SELECT DISTINCT conrelid::regclass::text FROM pg_constraint
+              WHERE contype = 'f' AND (conrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) n)
+                                       OR confrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) n))",
             &[&names],
             what,
         )?
@@ -316,10 +317,10 @@ fn loading_endpoint(
         .transaction(what, |conn| Ok(conn.batch("SET LOCAL session_replication_role = replica", what).is_ok()));
     if !allowed.unwrap_or(false) {
         eprintln!(
-            "warning: target tables {} have foreign keys or triggers, which fire for every loaded row (a child \
-             table loaded before its parent fails its foreign key), and the target user may not switch them off \
-             for the load (session_replication_role needs a superuser, or GRANT SET ON PARAMETER \
-             session_replication_role); create them without, or let rangecopy create the schema",
+            "warning: target tables {} have foreign keys, checked for every loaded row (a child table's rows \
+             loaded before its parent's fail), and the target user may not hold them for the load \
+             (session_replication_role needs a superuser, or GRANT SET ON PARAMETER session_replication_role); \
+             add them after the load, or let rangecopy create the schema",
             guarded.join(", ")
         );
         return Ok(cfg.target.clone());

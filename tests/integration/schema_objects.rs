@@ -127,7 +127,7 @@ fn a_named_partitioned_table_is_copied_leaf_by_leaf_with_its_parents() {
 
 #[test]
 fn exclude_table_leaves_tables_out_and_lists_what_needed_them() {
-    let Some(db) = setup("objects_exclude") else { return };
+    let Some(mut db) = setup("objects_exclude") else { return };
     exec(&db.source, SCHEMA);
     let report = db.dir.join("report.json");
     db.copy(&["--progress", "none", "--exclude-table", "\"Shop\".cust*", "--report", report.to_str().unwrap()]).ok();
@@ -141,6 +141,17 @@ fn exclude_table_leaves_tables_out_and_lists_what_needed_them() {
     // The view over customers and the foreign key to it cannot exist without it, and say why.
     assert!(failed.iter().any(|o| o["name"].as_str().unwrap().contains("big_customers")), "{json}");
     assert!(failed.iter().all(|o| o["detail"].as_str().is_some_and(|d| d.contains("customers"))), "{json}");
+    // The page for people says the same: what needs attention first, with the reasons.
+    let page = db.dir.join("report.html");
+    let other = db.extra_target("html");
+    db.copy_to(
+        &other,
+        &["--progress", "none", "--exclude-table", "\"Shop\".cust*", "--report", page.to_str().unwrap()],
+    )
+    .ok();
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<h2>Schema</h2>") && html.contains("Needs attention"), "{html}");
+    assert!(html.contains("big_customers") && html.contains("customers"), "{html}");
 }
 
 #[test]
