@@ -689,7 +689,7 @@ fn target_plan(
 /// target tables, all in one target transaction (for `--restart`, after removing the old
 /// job and the rows it loaded).
 fn setup(
-    cfg: &CopyConfig,
+    cfg: &mut CopyConfig,
     source: &mut Source,
     target: &mut PgTarget,
     old: &[TableRecord],
@@ -711,11 +711,10 @@ fn setup(
     }
     source.check_sequences_readable(&plan.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
     let mode = schema_mode(cfg, &plan)?;
-    let mut objects = source.objects(&plan.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), &{
-        let mut c = cfg.clone();
-        c.schema_mode = mode;
-        c
-    })?;
+    // The run (and the settings the job records) follows the mode it takes.
+    cfg.schema_mode = mode;
+    let cfg = &*cfg;
+    let mut objects = source.objects(&plan.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), cfg)?;
     // Tables the schema's own objects create (PostgreSQL sources: pg_dump's) are not created
     // from the introspected DDL.
     let dumped = objects.iter().any(|o| o.kind == "TABLE");

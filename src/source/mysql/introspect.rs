@@ -954,7 +954,7 @@ impl MySource {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::source::mysql::types::{type_row, TypeInfo};
     use crate::source::mysql::Flavor;
@@ -1006,7 +1006,8 @@ mod tests {
         assert!(!is_zero_date_text("0009-12-04"));
     }
 
-    fn column(name: &str, source_type: &str) -> Column {
+    /// A column of a MySQL type as introspection maps it (for the engine's tests).
+    pub(in crate::source::mysql) fn column(name: &str, source_type: &str) -> Column {
         let row = type_row(&TypeInfo::parse(source_type)).expect("a mapped type");
         Column {
             name: name.into(),

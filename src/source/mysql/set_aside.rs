@@ -146,28 +146,12 @@ impl MySource {
 mod tests {
     use super::*;
     use crate::schema::{Key, TableName, TargetDdl};
-    use crate::source::mysql::types::{column_conv, type_row, TypeInfo};
+    use crate::source::mysql::types::column_conv;
 
     /// A MySQL table of `(name, source type)` columns keyed by the columns at `key`.
     fn my_table_of(columns: &[(&str, &str)], key: &[usize]) -> Table {
-        let columns = columns
-            .iter()
-            .map(|(name, ty)| {
-                let row = type_row(&TypeInfo::parse(ty)).expect("a mapped type");
-                Column {
-                    name: name.to_string(),
-                    type_sql: (row.pg)(&TypeInfo::parse(ty)),
-                    logical: row.logical.clone(),
-                    not_null: false,
-                    default_sql: None,
-                    identity_sql: None,
-                    generated_sql: None,
-                    user_elem_oid: None,
-                    user_elem_type_sql: None,
-                    source_type: ty.to_string(),
-                }
-            })
-            .collect();
+        let columns =
+            columns.iter().map(|(name, ty)| crate::source::mysql::introspect::tests::column(name, ty)).collect();
         Table {
             name: TableName::new("db", "t"),
             target: TableName::new("db", "t"),
