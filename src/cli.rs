@@ -73,6 +73,28 @@ pub struct RateArgs {
     pub max_bytes_per_sec: Option<String>,
 }
 
+/// A live view of a running job, and how it logs (copy and verify).
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Serve the job's live view over HTTP at ADDR: `/metrics` (Prometheus), `/` (a status page),
+    /// `/api/status` (JSON).
+    ///
+    /// A bare port (9187) listens on 127.0.0.1; HOST:PORT as given (0.0.0.0:9187 for every
+    /// interface); port 0 takes any free port. The address is printed on stderr at start.
+    #[arg(help_heading = "Reports and progress", long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// With --listen: accept `POST /api/pause`, `/api/resume` and `/api/rate`, which change the
+    /// job's throttle as `rangecopy throttle` does. Anyone who reaches the address can then use them.
+    #[arg(help_heading = "Reports and progress", long, requires = "listen")]
+    pub control: bool,
+
+    /// What goes to stderr: progress lines and messages (text), or one JSON object per event and
+    /// message, for log shippers (json).
+    #[arg(help_heading = "Reports and progress", long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
 /// When a copy pauses to spare a loaded source.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -173,6 +195,9 @@ pub struct VerifyArgs {
 
     #[command(flatten)]
     pub rates: RateArgs,
+
+    #[command(flatten)]
+    pub live: LiveArgs,
 
     // Without --job, the mapping options the copy was made with, so that verify compares what
     // the copy holds; with --job, the job's recorded rules are used.
@@ -342,6 +367,9 @@ pub struct CopyArgs {
     /// first one, naming table, column and key.
     #[arg(help_heading = "MySQL/MariaDB sources", long, value_name = "POLICY", value_parser = ["null", "error"])]
     pub zero_dates: Option<String>,
+
+    #[command(flatten)]
+    pub live: LiveArgs,
 
     #[command(flatten)]
     pub mapping: MappingArgs,

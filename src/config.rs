@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{CopyArgs, LoadArgs, MappingArgs, RateArgs, StatusArgs, ThrottleCommandArgs, VerifyArgs};
+use crate::cli::{CopyArgs, LiveArgs, LoadArgs, MappingArgs, RateArgs, StatusArgs, ThrottleCommandArgs, VerifyArgs};
 use crate::credentials::{self, split_url, PasswordSource};
 use crate::error::{register_public, register_secret, Error, Result};
 use crate::objects::SchemaMode;
@@ -707,6 +707,48 @@ pub enum StartMode {
     Fresh,
     Resume,
     Restart,
+}
+
+/// What stderr carries: text for people, or one JSON object per line for log shippers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `--listen`, `--control` and `--log-format` (copy and verify).
+#[derive(Debug, Clone, Default)]
+pub struct LiveConfig {
+    /// Where the live view is served.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Whether POSTs may change the throttle.
+    pub control: bool,
+    pub log_format: LogFormat,
+}
+
+impl LiveConfig {
+    pub fn from_args(args: &LiveArgs) -> Result<Self> {
+        let listen = args.listen.as_deref().map(listen_address).transpose()?;
+        let log_format = if args.log_format == "json" { LogFormat::Json } else { LogFormat::Text };
+        Ok(LiveConfig { listen, control: args.control, log_format })
+    }
+}
+
+/// A bare port means loopback: the live view shows table names and rates, which are nobody
+/// else's business unless the user says so with a host.
+fn listen_address(text: &str) -> Result<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+    let bad = || {
+        Error::input(format!(
+            "--listen {text:?}: expected a port (9187, on 127.0.0.1) or HOST:PORT (0.0.0.0:9187, [::1]:9187, \
+             localhost:9187)"
+        ))
+    };
+    if let Ok(port) = text.trim().parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    text.trim().to_socket_addrs().map_err(|_| bad())?.next().ok_or_else(bad)
 }
 
 /// How progress is shown.

@@ -774,7 +774,7 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
 }
 
 /// The reports' style sheet.
-const STYLE: &str =
+pub(crate) const STYLE: &str =
     "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d2330}h1{margin:0 0 .2em}\
          .verdict{font-size:1.3em;font-weight:600;padding:.5em .8em;border-radius:6px;display:inline-block}\
          .ok{background:#dff5e3;color:#14532d}.bad{background:#fde2e1;color:#7f1d1d}\

@@ -360,7 +360,7 @@ struct Run<'a> {
     /// Per table (BisectPending): rows waiting for their partner.
     pending: Vec<Mutex<Pending>>,
     listing: Mutex<Listing>,
-    throttle: Throttle,
+    throttle: Arc<Throttle>,
     cancel: &'a AtomicBool,
     started: Instant,
 }
@@ -401,10 +401,14 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
         pending: subjects.iter().map(|_| Mutex::new(Pending::default())).collect(),
         subjects,
         listing: Mutex::new(Listing { max: cfg.max_diff_rows, rows: BinaryHeap::new() }),
-        throttle: Throttle::new(cfg.throttle.rows_per_sec, cfg.throttle.bytes_per_sec),
+        throttle: Arc::new(Throttle::new(cfg.throttle.rows_per_sec, cfg.throttle.bytes_per_sec)),
         cancel,
         started,
     };
+    crate::live::verify_started(
+        run.subjects.iter().map(|s| (s.table.name.to_string(), s.ranges.len())).collect(),
+        &run.throttle,
+    );
     let work: Vec<(usize, usize)> = run
         .subjects
         .iter()
@@ -417,7 +421,14 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
         work,
         cancel,
         || Ok((Source::connect(&cfg.source)?, PgTarget::connect(&cfg.target)?)),
-        |conns, (i, pos)| compare_range(&run, conns, i, pos),
+        |conns, (i, pos)| {
+            let outcome = compare_range(&run, conns, i, pos);
+            if let Ok(o) = &outcome {
+                let r = &o.result;
+                crate::live::range_done(i, pos, r.identical, r.source_rows, r.differing_rows as u64);
+            }
+            outcome
+        },
     )?;
     let mut by_table: Vec<Vec<RangeOutcome>> = run.subjects.iter().map(|_| Vec::new()).collect();
     for outcome in outcomes {
@@ -426,7 +437,11 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
     }
     let mut results = Vec::new();
     for (i, outcomes) in by_table.into_iter().enumerate() {
-        results.push(settle_table(&run, i, outcomes)?);
+        let t = settle_table(&run, i, outcomes)?;
+        let status = serde_json::to_value(t.status).ok().and_then(|v| v.as_str().map(str::to_string));
+        let status = status.unwrap_or_default();
+        crate::live::verify_table_done(i, &status, t.source_rows, t.differing_rows as u64, 0);
+        results.push(t);
     }
     let mut diffs = describe_listed(&run)?;
     let tables = results
@@ -437,7 +452,10 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
             t
         })
         .collect();
-    Ok(Verification { tables, seconds: started.elapsed().as_secs_f64() })
+    let v = Verification { tables, seconds: started.elapsed().as_secs_f64() };
+    let verdict = serde_json::to_value(v.verdict()).ok().and_then(|v| v.as_str().map(str::to_string));
+    crate::live::verify_finished(&verdict.unwrap_or_default(), v.seconds);
+    Ok(v)
 }
 
 /// The tables and their ranges: the job's chunks with `--job`, else ranges planned by
