@@ -15,6 +15,7 @@ mod faults;
 mod fidelity;
 mod hangs;
 mod keys;
+mod live;
 mod mysql;
 mod mysql_objects;
 mod names;
