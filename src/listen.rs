@@ -59,8 +59,11 @@ pub fn start(addr: SocketAddr, live: Arc<Live>, control: Option<Control>) -> Res
             }
         })
         .map_err(|e| Error::io("starting the --listen server", e))?;
-    crate::say!("listening on http://{bound}/ (live status; /metrics for Prometheus, /api/status as JSON)");
-    crate::log::event("listening", json!({ "address": bound.to_string(), "control": with_control }));
+    if crate::log::json() {
+        crate::log::event("listening", json!({ "address": bound.to_string(), "control": with_control }));
+    } else {
+        crate::say!("listening on http://{bound}/ (live status; /metrics for Prometheus, /api/status as JSON)");
+    }
     Ok(bound)
 }
 

@@ -15,6 +15,7 @@ use crate::common::{
     assert_no_password, assert_writes_nothing, done_rows, exec, run, scalar, setup, wait_until, Running, TestDbs,
     PASSWORD,
 };
+use crate::faults::{database_of, terminate_backends};
 
 const ROWS: i64 = 100_000;
 
@@ -203,6 +204,19 @@ fn the_live_view_counts_up_parses_and_fills_its_page_without_showing_a_password(
     assert_eq!(status(&addr)["throttle"]["paused"], false);
     let limit: i64 = scalar(&db.target, "SELECT max_rows_per_sec FROM rangecopy.jobs WHERE job = 'watched'");
     assert_eq!(limit, 5_000, "a refused rate change changed the rate");
+
+    // A fault the copy gets past shows as a retry, and among the recent errors, without a password.
+    let killed = terminate_backends(&db.admin_urls()[0], &database_of(&db.source));
+    assert!(killed > 0, "no source connection of the copy was found to terminate");
+    let retried = wait_until(Duration::from_secs(30), || {
+        scrape(&addr).iter().any(|(m, _, v)| m == "rangecopy_retries_total" && *v > 0.0)
+    });
+    assert!(retried, "no retry counted:\n{}", copy.stderr());
+    let s = status(&addr);
+    let recent = s["recent"].as_array().unwrap();
+    assert!(recent.iter().any(|n| n["text"].as_str().unwrap().starts_with("retry 1")), "{s}");
+    let page = page_dom(&addr);
+    assert!(page.contains("retry 1"), "the page shows no recent retry:\n{page}");
 
     let done = copy.wait(Duration::from_secs(120));
     assert_eq!(done.code, 0, "{done:?}");
