@@ -123,6 +123,10 @@ fn route(method: &Method, path: &str, request: &mut Request, live: &Live, contro
                 "changing the job through HTTP is off; start rangecopy with --listen ADDR --control to allow it \
                  (or use `rangecopy throttle`)",
             ),
+            Some(_) if cross_site(request) => Reply::error(
+                403,
+                "a control request from a page of another site is refused; send it directly (curl, a script)",
+            ),
             Some(control) => match change(path, request, live, control) {
                 Ok(reply) => reply,
                 Err(reply) => reply,
@@ -135,6 +139,22 @@ fn route(method: &Method, path: &str, request: &mut Request, live: &Live, contro
             Reply { allow: Some("POST"), ..Reply::error(405, format!("{path} answers POST only")) }
         }
         _ => Reply::error(404, format!("no such page {path:?}; try /, /metrics or /api/status")),
+    }
+}
+
+/// Whether a browser sent the request from a page of another site: it names an `Origin` whose
+/// host is not the one the request was sent to. Any web page a user opens could otherwise pause
+/// the job with a form; tools (curl, scripts) send no `Origin`.
+fn cross_site(request: &Request) -> bool {
+    let header = |name: &'static str| {
+        request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string())
+    };
+    match (header("Origin"), header("Host")) {
+        (None, _) => false,
+        (Some(origin), host) => {
+            let origin_host = origin.split_once("://").map_or(origin.as_str(), |(_, rest)| rest);
+            host.is_none_or(|h| !origin_host.eq_ignore_ascii_case(&h))
+        }
     }
 }
 

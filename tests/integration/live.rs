@@ -52,9 +52,15 @@ fn slow_copy(db: &TestDbs, job: &str, extra: &[&str]) -> (Running, String) {
 
 /// One HTTP/1.0 request (the server closes the connection after answering): status and body.
 fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_with(addr, method, path, "", body)
+}
+
+/// `http` with extra header lines (`Name: value\r\n` each).
+fn http_with(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n{body}", body.len())
+        .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap_or_else(|e| panic!("reading {method} {path}: {e}"));
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {response:?}"));
@@ -231,8 +237,11 @@ fn control_pauses_a_copy_through_http_and_resume_lets_it_finish() {
     let going = wait_until(Duration::from_secs(30), || done_rows(&db.target, "steered") >= 4000);
     assert!(going, "the copy never got going:\n{}", copy.stderr());
 
-    let (code, body) = http(&addr, "POST", "/api/pause", "");
-    assert_eq!(code, 200, "{body}");
+    // A browser page of another site may not steer the job (a form could POST here).
+    let (code, body) = http_with(&addr, "POST", "/api/pause", "Origin: http://elsewhere.example\r\n", "");
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = http_with(&addr, "POST", "/api/pause", &format!("Origin: http://{addr}\r\n"), "");
+    assert_eq!(code, 200, "the status page's own origin may: {body}");
     // A control tick (a second) and the blocks already granted, then nothing more commits.
     let paused = wait_until(Duration::from_secs(10), || status(&addr)["throttle"]["paused"] == true);
     assert!(paused, "the status never said paused: {}", status(&addr));
