@@ -1230,6 +1230,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bare_listen_port_is_loopback_and_a_host_is_taken_as_given() {
+        assert_eq!(listen_address("9187").unwrap().to_string(), "127.0.0.1:9187");
+        assert_eq!(listen_address("0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(listen_address("0.0.0.0:9187").unwrap().to_string(), "0.0.0.0:9187");
+        assert_eq!(listen_address("[::1]:9187").unwrap().to_string(), "[::1]:9187");
+        for bad in ["", "99999", "localhost", "1.2.3.4:port", "http://x:1"] {
+            let e = listen_address(bad).unwrap_err().to_string();
+            assert!(e.contains("--listen") && e.contains("HOST:PORT"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn table_specs_split_like_sql() {
         let t = TableSpec::parse("orders").unwrap();
         assert_eq!((t.schema, t.name.as_str(), t.quoted), (None, "orders", false));
