@@ -186,7 +186,7 @@ impl Live {
         inner.recent.push_back(Note {
             ts: crate::log::rfc3339(SystemTime::now()),
             kind: kind.into(),
-            text: redact(text),
+            text: without_userinfo(&redact(text)),
         });
     }
 
@@ -287,6 +287,25 @@ impl Live {
             verify,
         }
     }
+}
+
+/// `text` with the user part of every URL in it left out (`postgres://app@db1/shop` becomes
+/// `postgres://db1/shop`): the page may be served beyond the operators, and a URL's user part is
+/// where a password would sit. Errors hold no passwords; this keeps user names off the page too.
+fn without_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail.find(|c: char| c.is_whitespace() || c == '/').unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(user_end) => rest = &tail[user_end + 1..],
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn pause_name(p: PauseReason) -> &'static str {
@@ -897,6 +916,17 @@ mod tests {
             rates.sample(t0 + Duration::from_secs(s), vec![(60_000, 600)]);
         }
         assert!(rates.total.0 < 10.0, "{:?}", rates.total);
+    }
+
+    #[test]
+    fn notes_leave_out_the_user_part_of_urls() {
+        assert_eq!(
+            without_userinfo(
+                "copying a chunk on postgres://app@db1:5432/shop: reset; mysql://u:x@h/d and ftp://plain/x"
+            ),
+            "copying a chunk on postgres://db1:5432/shop: reset; mysql://h/d and ftp://plain/x"
+        );
+        assert_eq!(without_userinfo("no url, a@b"), "no url, a@b");
     }
 
     #[test]

@@ -221,6 +221,7 @@ fn the_live_view_counts_up_parses_and_fills_its_page_without_showing_a_password(
     let s = status(&addr);
     let recent = s["recent"].as_array().unwrap();
     assert!(recent.iter().any(|n| n["text"].as_str().unwrap().starts_with("retry 1")), "{s}");
+    assert!(recent.iter().all(|n| !n["text"].as_str().unwrap().contains('@')), "a URL's user part is shown: {s}");
     let page = page_dom(&addr);
     assert!(page.contains("retry 1"), "the page shows no recent retry:\n{page}");
 
