@@ -79,7 +79,7 @@ pub struct LiveArgs {
     /// Serve the job's live view over HTTP at ADDR: `/metrics` (Prometheus), `/` (a status page),
     /// `/api/status` (JSON).
     ///
-    /// A bare port (9187) listens on 127.0.0.1; HOST:PORT as given (0.0.0.0:9187 for every
+    /// A bare port (9187) listens on loopback only; HOST:PORT as given (0.0.0.0:9187 for every
     /// interface); port 0 takes any free port. The address is printed on stderr at start.
     #[arg(help_heading = "Reports and progress", long, value_name = "ADDR")]
     pub listen: Option<String>,
