@@ -604,12 +604,13 @@ pub fn verify_table_done(table: usize, status: &str, rows_compared: u64, differi
 
 /// A verification ended with `verdict` (in a copy with `--verify`, the copy goes on to finish).
 pub fn verify_finished(verdict: &str, seconds: f64) {
-    if let Some(live) = live() {
-        if live.mode == Mode::Verify {
-            live.inner().stage = "done".into();
-        }
+    let alone = live().is_some_and(|live| live.mode == Mode::Verify);
+    if let (true, Some(live)) = (alone, live()) {
+        live.inner().stage = "done".into();
     }
-    crate::log::event("verified", json!({ "verdict": verdict, "seconds": seconds }));
+    // A verify's end is the run's end; a copy's `--verify` is a step of the copy.
+    let event = if alone { "finished" } else { "verified" };
+    crate::log::event(event, json!({ "status": "done", "verdict": verdict, "seconds": seconds }));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -325,7 +325,7 @@ fn json_logs_are_one_object_per_line_with_chunk_events_for_copy_and_verify() {
     let verified: Vec<_> = events.iter().filter(|e| e["event"] == "table" && e["phase"] == "verified").collect();
     assert_eq!(verified.len(), 2, "{}", out.stderr);
     assert!(verified.iter().all(|e| e["status"] == "identical"), "{verified:?}");
-    assert!(events.iter().any(|e| e["event"] == "verified" && e["verdict"] == "identical"), "{}", out.stderr);
+    assert!(events.iter().any(|e| e["event"] == "finished" && e["verdict"] == "identical"), "{}", out.stderr);
 }
 
 #[test]
