@@ -92,11 +92,14 @@ pub struct Note {
     pub text: String,
 }
 
-/// Moving averages of rows/s and bytes/s, per table and in all, fed once a second.
+/// Moving averages of rows/s and bytes/s, per table and in all, fed once a second. A table's
+/// first samples after it starts moving are averaged plainly (weight 1/n), so its rate starts
+/// at what it does rather than climbing from zero; later ones fade with `RATE_SMOOTHING`.
 #[derive(Default)]
 struct Rates {
     last: Option<(Instant, Vec<(u64, u64)>)>,
-    per_table: Vec<(f64, f64)>,
+    /// Per table: rows/s, bytes/s, and samples since it first moved.
+    per_table: Vec<(f64, f64, u32)>,
     total: (f64, f64),
 }
 
@@ -109,14 +112,18 @@ impl Rates {
                 self.last = Some((now, counts));
                 return;
             }
-            let alpha = 1.0 - (-dt / RATE_SMOOTHING.as_secs_f64()).exp();
-            self.per_table.resize(counts.len(), (0.0, 0.0));
+            let fade = 1.0 - (-dt / RATE_SMOOTHING.as_secs_f64()).exp();
+            self.per_table.resize(counts.len(), (0.0, 0.0, 0));
             let mut total = (0.0, 0.0);
             for ((rate, now_count), then_count) in self.per_table.iter_mut().zip(&counts).zip(before) {
                 let rows = now_count.0.saturating_sub(then_count.0) as f64 / dt;
                 let bytes = now_count.1.saturating_sub(then_count.1) as f64 / dt;
-                rate.0 += alpha * (rows - rate.0);
-                rate.1 += alpha * (bytes - rate.1);
+                if rate.2 > 0 || rows > 0.0 || bytes > 0.0 {
+                    rate.2 = rate.2.saturating_add(1);
+                    let alpha = fade.max(1.0 / f64::from(rate.2));
+                    rate.0 += alpha * (rows - rate.0);
+                    rate.1 += alpha * (bytes - rate.1);
+                }
                 total = (total.0 + rate.0, total.1 + rate.1);
             }
             self.total = total;
@@ -215,7 +222,7 @@ impl Live {
                 let bytes = t.bytes.load(Relaxed);
                 let done = t.done.load(Relaxed);
                 let estimated = t.estimated_rows.max(rows);
-                let (rps, bps) = inner.rates.per_table.get(no).copied().unwrap_or_default();
+                let (rps, bps, _) = inner.rates.per_table.get(no).copied().unwrap_or_default();
                 let phase = match inner.phases.get(no).copied() {
                     _ if done => "done",
                     Some(phase) => phase,
@@ -913,6 +920,13 @@ mod tests {
             rates.sample(t0 + Duration::from_secs(s), vec![(s * 1000, s * 10)]);
         }
         assert!((rates.total.0 - 1000.0).abs() < 10.0, "{:?}", rates.total);
+        // A table that starts later is at its rate from its first sample, not climbing from 0.
+        let mut later = Rates::default();
+        later.sample(t0, vec![(0, 0), (0, 0)]);
+        later.sample(t0 + Duration::from_secs(1), vec![(500, 0), (0, 0)]);
+        later.sample(t0 + Duration::from_secs(2), vec![(1000, 0), (2000, 0)]);
+        assert_eq!(later.per_table[1].0, 2000.0);
+        assert_eq!(later.per_table[0].0, 500.0);
         for s in 61..=120 {
             rates.sample(t0 + Duration::from_secs(s), vec![(60_000, 600)]);
         }
