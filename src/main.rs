@@ -117,7 +117,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let cfg = VerifyConfig::from_args(&args).map_err(could_not)?;
             let job = cfg.job.as_deref().unwrap_or("verify");
             start_live(&live_cfg, job, Mode::Verify, Control::InProcess).map_err(could_not)?;
-            let v = verify::run(&cfg, &interrupt_flag(2, None)).map_err(could_not)?;
+            let started = std::time::Instant::now();
+            let v = verify::run(&cfg, &interrupt_flag(2, None)).map_err(|e| {
+                let status = if matches!(e.root(), Error::Interrupted) { "interrupted" } else { "failed" };
+                live::finished(status, 0, started.elapsed().as_secs_f64(), Some(&e));
+                could_not(e)
+            })?;
             match report::print_verification(&v, &mut std::io::stdout().lock()) {
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other.map_err(could_not)?,
