@@ -929,6 +929,80 @@ pub struct VerifyConfig {
     pub redact_values: bool,
     pub max_diff_rows: usize,
     pub throttle: ThrottleConfig,
+    pub live: LiveVerify,
+}
+
+/// `verify`'s options for a source that keeps changing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveVerify {
+    /// Times rows that differ are read again (0: never).
+    pub rechecks: u32,
+    pub recheck_delay: Duration,
+    /// `--since-column`: rows changed more recently than `min_age` are left out.
+    pub since: Option<SinceFilter>,
+    /// `--watch`: the pause between passes.
+    pub watch: Option<Duration>,
+    /// `--passes`: stop after this many.
+    pub passes: Option<u32>,
+}
+
+impl Default for LiveVerify {
+    fn default() -> Self {
+        LiveVerify { rechecks: 0, recheck_delay: DEFAULT_RECHECK_DELAY, since: None, watch: None, passes: None }
+    }
+}
+
+const DEFAULT_RECHECK_DELAY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinceFilter {
+    pub column: String,
+    pub min_age: Duration,
+}
+
+impl LiveVerify {
+    pub fn from_args(args: &crate::cli::LiveVerifyArgs) -> Result<Self> {
+        let rechecks = nonnegative(args.recheck, "--recheck")?;
+        if rechecks > 1000 {
+            return Err(Error::input(format!("--recheck: at most 1000, got {rechecks}")));
+        }
+        let recheck_delay = match args.recheck_delay {
+            Some(_) if rechecks == 0 => {
+                return Err(Error::input("--recheck-delay: give --recheck N too (how many times to read rows again)"))
+            }
+            Some(s) => seconds(s, "--recheck-delay")?,
+            None => DEFAULT_RECHECK_DELAY,
+        };
+        let since = match (&args.since_column, &args.min_age) {
+            (Some(column), Some(age)) if !column.is_empty() => {
+                Some(SinceFilter { column: column.clone(), min_age: duration(age, "--min-age")? })
+            }
+            (Some(_), _) => return Err(Error::input("--since-column: name a timestamp column, such as updated_at")),
+            _ => None,
+        };
+        let watch = args.watch.as_deref().map(|w| duration(w, "--watch")).transpose()?;
+        let passes = args.passes.map(|n| positive(n, "--passes")).transpose()?.map(|n| n.min(u32::MAX as u64) as u32);
+        Ok(LiveVerify { rechecks: rechecks as u32, recheck_delay, since, watch, passes })
+    }
+}
+
+/// A duration as `30s`, `5m`, `1h`, `2d`, `250ms` or a plain number of seconds.
+pub fn duration(text: &str, flag: &str) -> Result<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => f64::NAN,
+    };
+    match number.parse::<f64>() {
+        Ok(n) if scale.is_finite() => seconds(n * scale, flag),
+        _ => Err(Error::input(format!("{flag}: expected a duration such as 30s, 5m, 1h or 2d, got {text:?}"))),
+    }
 }
 
 impl VerifyConfig {
@@ -988,6 +1062,7 @@ impl VerifyConfig {
             redact_values: args.redact_values,
             max_diff_rows,
             throttle: ThrottleConfig::from_args(&args.rates, None)?,
+            live: LiveVerify::from_args(&args.live)?,
         })
     }
 }
@@ -1007,6 +1082,7 @@ impl VerifyConfig {
             redact_values: false,
             max_diff_rows: 1000,
             throttle: copy.throttle.clone(),
+            live: LiveVerify::default(),
         }
     }
 }
