@@ -188,7 +188,13 @@ pub struct VerifyArgs {
 pub struct LiveVerifyArgs {
     /// Read rows that differ again on both sides, up to N times, --recheck-delay apart: a row
     /// that converges is counted as in flight (replication lag), not as a difference.
-    #[arg(help_heading = "Verifying while the source changes", long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        help_heading = "Verifying while the source changes",
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub recheck: i64,
 
     /// Seconds to wait before each recheck [default: 5].
@@ -202,7 +208,12 @@ pub struct LiveVerifyArgs {
     pub since_column: Option<String>,
 
     /// How old a row's --since-column must be to be compared: 30s, 5m, 1h, 2d (or seconds).
-    #[arg(help_heading = "Verifying while the source changes", long, value_name = "DURATION", requires = "since_column")]
+    #[arg(
+        help_heading = "Verifying while the source changes",
+        long,
+        value_name = "DURATION",
+        requires = "since_column"
+    )]
     pub min_age: Option<String>,
 
     /// Verify again and again, INTERVAL (30s, 5m, 1h or seconds) after each pass ends, keeping a
@@ -211,7 +222,13 @@ pub struct LiveVerifyArgs {
     pub watch: Option<String>,
 
     /// With --watch: stop after N passes.
-    #[arg(help_heading = "Verifying while the source changes", long, value_name = "N", requires = "watch", allow_negative_numbers = true)]
+    #[arg(
+        help_heading = "Verifying while the source changes",
+        long,
+        value_name = "N",
+        requires = "watch",
+        allow_negative_numbers = true
+    )]
     pub passes: Option<i64>,
 }
 

@@ -1446,6 +1446,39 @@ mod tests {
     }
 
     #[test]
+    fn live_verify_options_take_durations_and_refuse_what_would_be_ignored() {
+        let pg = "postgres://u@localhost/db";
+        let base = ["--source", pg, "--target", pg];
+        let live = |more: &[&str]| verify_config(&[&base[..], more].concat()).map(|c| c.live);
+        assert_eq!(live(&[]).unwrap(), LiveVerify::default());
+        let l = live(&["--recheck", "5", "--recheck-delay", "2", "--since-column", "updated_at", "--min-age", "5m"])
+            .unwrap();
+        assert_eq!((l.rechecks, l.recheck_delay), (5, Duration::from_secs(2)));
+        assert_eq!(l.since, Some(SinceFilter { column: "updated_at".into(), min_age: Duration::from_secs(300) }));
+        let l = live(&["--watch", "1h", "--passes", "3"]).unwrap();
+        assert_eq!((l.watch, l.passes), (Some(Duration::from_secs(3600)), Some(3)));
+        assert_eq!(duration("30s", "x").unwrap(), Duration::from_secs(30));
+        assert_eq!(duration("2d", "x").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(duration("1.5", "x").unwrap(), Duration::from_millis(1500));
+        for (args, words) in [
+            (&["--recheck-delay", "2"][..], "give --recheck N"),
+            (&["--recheck", "-1"][..], "--recheck"),
+            (&["--watch", "soon"][..], "expected a duration such as 30s"),
+            (&["--watch", "0s"][..], "--watch"),
+            (&["--since-column", "", "--min-age", "5m"][..], "name a timestamp column"),
+            (&["--since-column", "u", "--min-age", "5 fortnights"][..], "--min-age"),
+        ] {
+            let e = live(args).unwrap_err();
+            assert!(e.is_input() && e.to_string().contains(words), "{args:?}: {e}");
+        }
+        // Half of a pair, or --passes without --watch, is refused by the parser.
+        use clap::Parser;
+        for lone in [&["--min-age", "5m"][..], &["--since-column", "u"][..], &["--passes", "3"][..]] {
+            assert!(crate::cli::Cli::try_parse_from([&["rangecopy", "verify"][..], &base[..], lone].concat()).is_err());
+        }
+    }
+
+    #[test]
     fn verify_takes_copys_mapping_options_for_mysql_sources_without_a_job() {
         let (my, pg) = ("mysql://u@localhost/shop", "postgres://u@localhost/db");
         let rules = ["--cast", "type:tinyint(1)=boolean", "--exclude-column", "t.notes", "--target-schema", "app"];

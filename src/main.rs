@@ -10,7 +10,7 @@ use rangecopy::cli::{Cli, Command};
 use rangecopy::config::{CopyConfig, StatusConfig, ThrottleChange, VerifyConfig};
 use rangecopy::error::{redact, Error};
 use rangecopy::verify::Verdict;
-use rangecopy::{copy, report, verify};
+use rangecopy::{copy, report, verify, watch};
 
 /// An error, the exit code it means for this command, and for failures that kept state,
 /// the command that resumes.
@@ -103,19 +103,26 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             // Whatever stops a verification, the answer is "could not verify": exit 2.
             let could_not = |error: Error| Failure { error: Box::new(error), exit: 2, resume: None };
             let cfg = VerifyConfig::from_args(&args).map_err(could_not)?;
-            let v = verify::run(&cfg, &interrupt_flag(2, None)).map_err(could_not)?;
-            match report::print_verification(&v, &mut std::io::stdout().lock()) {
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
-                other => other.map_err(could_not)?,
-            }
-            if let Some(path) = &cfg.json_report {
-                report::write_verify_json(&cfg, &v, path).map_err(could_not)?;
-                eprintln!("report written to {}", path.display());
-            }
-            if let Some(path) = &cfg.html_report {
-                report::write_verify_html(&cfg, &v, path).map_err(could_not)?;
-                eprintln!("report written to {}", path.display());
-            }
+            let cancel = interrupt_flag(2, None);
+            let v = if cfg.live.watch.is_some() {
+                eprintln!(
+                    "watching as {} (its passes are kept in the target's rangecopy schema)",
+                    watch::watch_name(&cfg)
+                );
+                watch::run(&cfg, &cancel, |v, pass, previous| {
+                    println!("{}", pass.line(previous));
+                    write_verify_reports(&cfg, v, Some(&pass.watch))
+                })
+                .map_err(could_not)?
+            } else {
+                let v = verify::run(&cfg, &cancel).map_err(could_not)?;
+                match report::print_verification(&v, &mut std::io::stdout().lock()) {
+                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => other.map_err(could_not)?,
+                }
+                write_verify_reports(&cfg, &v, None).map_err(could_not)?;
+                v
+            };
             Ok(match v.verdict() {
                 Verdict::Identical => ExitCode::SUCCESS,
                 Verdict::Different => ExitCode::from(1),
@@ -124,6 +131,27 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             })
         }
     }
+}
+
+/// Writes the verification reports asked for; a watch's HTML report shows its trend.
+fn write_verify_reports(cfg: &VerifyConfig, v: &verify::Verification, watch: Option<&str>) -> Result<(), Error> {
+    if let Some(path) = &cfg.json_report {
+        report::write_verify_json(cfg, v, path)?;
+        if watch.is_none() {
+            eprintln!("report written to {}", path.display());
+        }
+    }
+    if let Some(path) = &cfg.html_report {
+        let history = match watch {
+            Some(name) => watch::history(cfg, name)?,
+            None => Vec::new(),
+        };
+        report::write_verify_html_with_trend(cfg, v, &history, path)?;
+        if watch.is_none() {
+            eprintln!("report written to {}", path.display());
+        }
+    }
+    Ok(())
 }
 
 /// How long after Ctrl-C / SIGTERM the process may take to stop by itself. Connections waiting

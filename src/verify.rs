@@ -128,9 +128,9 @@ impl Verification {
 
     /// Rows compared (the source's, as read), rows still differing, rows in flight.
     pub fn totals(&self) -> (u64, u64, u64) {
-        self.tables.iter().fold((0, 0, 0), |(c, d, f), t| {
-            (c + t.source_rows, d + t.differing_rows as u64, f + t.in_flight as u64)
-        })
+        self.tables
+            .iter()
+            .fold((0, 0, 0), |(c, d, f), t| (c + t.source_rows, d + t.differing_rows as u64, f + t.in_flight as u64))
     }
 
     pub fn verdict(&self) -> Verdict {
@@ -502,7 +502,8 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
         Some(since) => {
             let cutoff = source.clock_minus(since.min_age)?;
             for subject in subjects.iter_mut().filter(|s| !s.missing_on_target) {
-                subject.filter = row_filter(cfg, &mut source, &mut target, subject, &since.column, &cutoff)?.map(Arc::new);
+                subject.filter =
+                    row_filter(cfg, &mut source, &mut target, subject, &since.column, &cutoff)?.map(Arc::new);
             }
             Some(cutoff)
         }
@@ -2272,8 +2273,13 @@ mod tests {
             seconds: 0.0,
         };
         let verdict = |statuses: &[TableStatus]| {
-            Verification { tables: statuses.iter().map(|s| result(*s)).collect(), seconds: 0.0, rechecks: 0, cutoff: None }
-                .verdict()
+            Verification {
+                tables: statuses.iter().map(|s| result(*s)).collect(),
+                seconds: 0.0,
+                rechecks: 0,
+                cutoff: None,
+            }
+            .verdict()
         };
         use TableStatus::*;
         assert_eq!(verdict(&[Identical, Identical]), Verdict::Identical);

@@ -491,7 +491,8 @@ impl MySource {
     /// The number a `--throttle-query` returns (its first row's last column).
     /// `UTC_TIMESTAMP` less `micros`, as `YYYY-MM-DD HH:MM:SS.ffffff`.
     pub fn clock_minus(&mut self, micros: i64, what: &str) -> Result<String> {
-        let sql = format!("SELECT DATE_FORMAT(UTC_TIMESTAMP(6) - INTERVAL {micros} MICROSECOND, '%Y-%m-%d %H:%i:%s.%f')");
+        let sql =
+            format!("SELECT DATE_FORMAT(UTC_TIMESTAMP(6) - INTERVAL {micros} MICROSECOND, '%Y-%m-%d %H:%i:%s.%f')");
         let text: Option<String> = self.short(what, |conn| conn.query_first(sql))?;
         Ok(text.unwrap_or_default())
     }
