@@ -442,8 +442,9 @@ struct Run<'a> {
 /// A table's differing rows as `--recheck` holds them.
 #[derive(Default)]
 struct Differing {
-    /// By key (row hash without a key): the region to read it again in.
-    rows: HashMap<Vec<u8>, usize>,
+    /// By key (row hash without a key): the region to read it again in, and how many rows
+    /// of that key differ (rows without a key may be alike).
+    rows: HashMap<Vec<u8>, (usize, usize)>,
     /// Regions: a source part and its target span, once each.
     regions: Vec<(Arc<Chunk>, Arc<Span>)>,
     region_of: HashMap<(Bound, Bound), usize>,
@@ -1322,7 +1323,11 @@ fn hold_differing(run: &Run, found: &Found) {
     let i = found.place.0;
     let mut guard = run.differing[i].lock().unwrap_or_else(|e| e.into_inner());
     let held = &mut *guard;
-    if held.overflowed || held.rows.contains_key(&found.place.3) {
+    if held.overflowed {
+        return;
+    }
+    if let Some((_, count)) = held.rows.get_mut(&found.place.3) {
+        *count += 1;
         return;
     }
     if run.differing_keys.fetch_add(1, Ordering::SeqCst) >= RECHECK_KEYS {
@@ -1335,7 +1340,7 @@ fn hold_differing(run: &Run, found: &Found) {
         held.regions.push((chunk, span));
         held.regions.len() - 1
     });
-    held.rows.insert(found.place.3.clone(), id);
+    held.rows.insert(found.place.3.clone(), (id, 1));
 }
 
 /// Where to read a differing row again on both sides: the part it was found in where both
@@ -1387,16 +1392,17 @@ fn recheck(run: &Run, results: &mut [TableResult]) -> Result<u32> {
             let result = &mut results[i];
             if by_key {
                 let converged = recheck_keys(run, i, &held[i])?;
+                let mut rows = 0;
                 for key in &converged {
-                    held[i].rows.remove(key);
+                    rows += held[i].rows.remove(key).map_or(0, |(_, count)| count);
                 }
                 run.listing
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .rows
                     .retain(|f| f.place.0 != i || !converged.contains(&f.place.3));
-                result.in_flight += converged.len();
-                result.differing_rows = held[i].rows.len();
+                result.in_flight += rows;
+                result.differing_rows = held[i].rows.values().map(|(_, count)| count).sum();
             } else {
                 held[i] = recheck_ranges(run, i, result)?;
             }
@@ -1434,7 +1440,7 @@ fn recheck_keys(run: &Run, i: usize, held: &Differing) -> Result<HashSet<Vec<u8>
     let subject = &run.subjects[i];
     let table = &subject.table;
     let mut wanted: Vec<HashSet<Vec<u8>>> = held.regions.iter().map(|_| HashSet::new()).collect();
-    for (key, &region) in &held.rows {
+    for (key, &(region, _)) in &held.rows {
         wanted[region].insert(key.clone());
     }
     let work: Vec<usize> = (0..held.regions.len()).filter(|&r| !wanted[r].is_empty()).collect();
@@ -1446,8 +1452,8 @@ fn recheck_keys(run: &Run, i: usize, held: &Differing) -> Result<HashSet<Vec<u8>
         |(source, target): &mut Conns, r| -> Result<Vec<Vec<u8>>> {
             let (chunk, span) = &held.regions[r];
             let wanted = &wanted[r];
-            let (mut on_source, mut on_target): (HashMap<Vec<u8>, Vec<RowHash>>, HashMap<Vec<u8>, Vec<RowHash>>) =
-                (HashMap::new(), HashMap::new());
+            let mut on_source: HashMap<Vec<u8>, Vec<RowHash>> = HashMap::new();
+            let mut on_target: HashMap<Vec<u8>, Vec<RowHash>> = HashMap::new();
             let (s, t) = pipeline::join(
                 || {
                     scan_source(

@@ -136,8 +136,9 @@ pub fn percent(p: f64) -> String {
     if p >= 100.0 {
         "100%".to_string()
     } else {
-        // Never rounds up to a 100 that is not.
-        format!("{:.3}%", (p * 1000.0).floor() / 1000.0)
+        // Never rounds up to a 100 that is not (the nudge undoes binary fractions: 99.95 is
+        // held as 99.9499…).
+        format!("{:.3}%", ((p * 1000.0) + 1e-6).floor() / 1000.0)
     }
 }
 
@@ -255,5 +256,7 @@ mod tests {
         assert_eq!(percent(consistency(100_000, 1)), "99.999%");
         assert_eq!(percent(consistency(1_000_000, 1)), "99.999%");
         assert_eq!(percent(consistency(40_000, 12)), "99.970%");
+        assert_eq!(percent(consistency(2000, 1)), "99.950%");
+        assert_eq!(percent(consistency(1_000_000_000, 1)), "99.999%");
     }
 }
