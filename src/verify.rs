@@ -89,7 +89,7 @@ const MAX_BUCKET_BITS: u32 = 16;
 /// this, a table's differing ranges are compared again instead.
 const RECHECK_KEYS: usize = 100_000;
 
-/// `--since-column`: keys of recent rows held per table.
+/// `--since-column`: keys of recent rows held over the whole run.
 const RECENT_KEYS: usize = 200_000;
 
 /// The outcome of a verification: per table, and the overall verdict.
@@ -502,9 +502,10 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
     let cutoff = match &cfg.live.since {
         Some(since) => {
             let cutoff = source.clock_minus(since.min_age)?;
+            let mut room = RECENT_KEYS;
             for subject in subjects.iter_mut().filter(|s| !s.missing_on_target) {
-                subject.filter =
-                    row_filter(cfg, &mut source, &mut target, subject, &since.column, &cutoff)?.map(Arc::new);
+                let filter = row_filter(cfg, &mut source, &mut target, subject, &since.column, &cutoff, &mut room)?;
+                subject.filter = filter.map(Arc::new);
             }
             Some(cutoff)
         }
@@ -557,7 +558,8 @@ fn compare(run: &Run) -> Result<Vec<TableResult>> {
 }
 
 /// `--since-column`: the filter of a table that has the column (`None`: compared whole). The
-/// keys of the rows at or after `cutoff` are read on both sides, and counted.
+/// keys of the rows at or after `cutoff` are read on both sides, and counted; `room` is how
+/// many more keys the run may hold.
 fn row_filter(
     cfg: &VerifyConfig,
     source: &mut Source,
@@ -565,6 +567,7 @@ fn row_filter(
     subject: &Subject,
     column: &str,
     cutoff: &str,
+    room: &mut usize,
 ) -> Result<Option<RowFilter>> {
     let table = &subject.table;
     let Some(col) = table.copied_columns().find(|c| c.name == column) else { return Ok(None) };
@@ -594,7 +597,7 @@ fn row_filter(
     let mut keys = HashSet::new();
     let mut too_many = false;
     let mut hold = |row: &[u8], hash: &RowHash| {
-        if keys.len() < RECENT_KEYS {
+        if keys.len() < *room {
             keys.insert(subject.row_key(row, hash));
         } else {
             too_many = true;
@@ -613,10 +616,12 @@ fn row_filter(
     let target_rows = scan_rows(&mut target.conn, &sql, table, Some(&mut hold), &mut |_, _| Ok(()))?.rows;
     if too_many {
         return Err(Error::input(format!(
-            "--min-age: more than {RECENT_KEYS} rows of {} changed more recently than that; give a shorter --min-age",
+            "--min-age: more than {RECENT_KEYS} rows (up to table {}) changed more recently than that; \
+             give a shorter --min-age",
             table.name
         )));
     }
+    *room -= keys.len();
     Ok(Some(RowFilter {
         column: column.to_string(),
         source_sql: keep(&source_col, &source_literal),

@@ -325,3 +325,74 @@ fn run_status(db: &TestDbs, job: Option<&str>) -> String {
     assert_eq!(status.code, 0, "{status:?}");
     status.stdout
 }
+
+/// From MariaDB: TIMESTAMP (an instant) and DATETIME (read as UTC) columns filter alike on
+/// both sides, with the one cutoff from MariaDB's clock.
+#[test]
+fn since_column_filters_mariadb_timestamps_and_datetimes() {
+    let Some((db, my)) = crate::mysql::my_setup("verify_live_my_since") else { return };
+    crate::mysql::my_exec(
+        &my.url,
+        "CREATE TABLE ts (id int PRIMARY KEY, v int, updated_at timestamp(6) NULL);
+         CREATE TABLE dt (id int PRIMARY KEY, v int, updated_at datetime(6) NULL);
+         INSERT INTO ts SELECT seq, seq, '2020-01-01 00:00:00' FROM seq_1_to_300;
+         INSERT INTO dt SELECT seq, seq, '2020-01-01 00:00:00' FROM seq_1_to_300;",
+    );
+    crate::mysql::copy(&my, &db.target, &["--job", "my_since"]).ok();
+    crate::mysql::my_exec(
+        &my.url,
+        "UPDATE ts SET v = -v, updated_at = NOW(6) WHERE id IN (3, 4);
+         UPDATE dt SET v = -v, updated_at = UTC_TIMESTAMP(6) WHERE id IN (5, 6);",
+    );
+    let schema = db.job();
+    exec(
+        &db.target,
+        &format!(
+            "UPDATE \"{schema}\".ts SET v = 0, updated_at = now() WHERE id = 7;
+             UPDATE \"{schema}\".dt SET v = 0, updated_at = now() AT TIME ZONE 'UTC' WHERE id = 8;"
+        ),
+    );
+    let json = db.dir.join("r.json");
+    let verify = |args: &[&str]| {
+        let mut all = vec!["verify", "--source", &my.url, "--target", &db.target, "ts", "dt"];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+    let since = ["--since-column", "updated_at", "--min-age", "1h", "--report", json.to_str().unwrap()];
+    let run = assert_identical(verify(&since));
+    let report = read_json(&json);
+    for name in ["ts", "dt"] {
+        let t =
+            report["tables"].as_array().unwrap().iter().find(|t| t["target_table"].as_str().unwrap().ends_with(name));
+        let left = &t.expect("the table in the report")["left_out"];
+        assert_eq!(
+            (left["source_rows"].as_u64(), left["target_rows"].as_u64()),
+            (Some(2), Some(1)),
+            "{name}: {}",
+            run.stdout
+        );
+    }
+    // The premise: without the filter those rows differ.
+    assert_different(verify(&[]));
+}
+
+/// SIGTERM ends a watch between passes or during one: the pass in progress is not recorded,
+/// and the exit code is the last completed pass's (here 1: a row differs).
+#[test]
+fn an_interrupted_watch_exits_with_its_last_completed_pass() {
+    let Some(db) = setup("verify_live_watch_stop") else { return };
+    live_table(&db);
+    exec(&db.target, "UPDATE live.t SET v = 0 WHERE id = 9");
+    let mut watch = db.spawn(&["verify", "--source", &db.source, "--target", &db.target, "live.t", "--watch", "1"]);
+    let passes = || scalar::<i64>(&db.target, "SELECT count(*) FROM rangecopy.verify_passes");
+    let recorded = crate::common::wait_until(Duration::from_secs(60), || {
+        scalar::<bool>(&db.target, "SELECT to_regclass('rangecopy.verify_passes') IS NOT NULL") && passes() >= 2
+    });
+    assert!(recorded, "two passes recorded: {}", watch.stderr());
+    let sent = std::process::Command::new("kill").args(["-TERM", &watch.pid().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let run = watch.wait(Duration::from_secs(30));
+    assert_eq!(run.code, 1, "{run:?}");
+    let lines = run.stdout.lines().filter(|l| l.starts_with("pass ")).count() as i64;
+    assert_eq!(lines, passes(), "every pass printed is recorded, and no other: {}", run.stdout);
+}
