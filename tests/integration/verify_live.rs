@@ -396,3 +396,37 @@ fn an_interrupted_watch_exits_with_its_last_completed_pass() {
     let lines = run.stdout.lines().filter(|l| l.starts_with("pass ")).count() as i64;
     assert_eq!(lines, passes(), "every pass printed is recorded, and no other: {}", run.stdout);
 }
+
+/// More differing rows than the recheck holds by key (100k): the table's differing ranges are
+/// compared again instead, and the report says so; rows fixed meanwhile are in flight.
+#[test]
+fn past_the_keys_it_can_hold_the_recheck_compares_the_differing_ranges_again() {
+    let Some(db) = setup("verify_live_overflow") else { return };
+    exec(
+        &db.source,
+        "CREATE TABLE big (id int PRIMARY KEY, v int); INSERT INTO big SELECT g, g FROM generate_series(1, 105000) g;",
+    );
+    db.copy(&["big", "--job", "big", "--progress", "none"]).ok();
+    exec(&db.target, "UPDATE big SET v = -v WHERE id > 1000");
+    // The fix lands once the first pass is over: verify's connections to the target have been
+    // seen reading, and then all gone (it waits for its recheck).
+    let target = db.target.clone();
+    let applier = thread::spawn(move || {
+        let others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+        let reading = format!("SELECT count(*) {others} AND query LIKE 'COPY (SELECT%'");
+        assert!(crate::common::wait_until(Duration::from_secs(60), || scalar::<i64>(&target, &reading) > 0));
+        let open = format!("SELECT count(*) {others}");
+        assert!(crate::common::wait_until(Duration::from_secs(60), || scalar::<i64>(&target, &open) == 0));
+        exec(&target, "UPDATE big SET v = -v WHERE id > 1000");
+    });
+    let json = db.dir.join("r.json");
+    let run = verify(
+        &db,
+        &["big", "--chunk-rows", "20000", "--recheck", "2", "--recheck-delay", "5", "--report", json.to_str().unwrap()],
+    );
+    applier.join().unwrap();
+    assert_identical(run);
+    let t = table(&read_json(&json), "public.big").clone();
+    assert_eq!((t["differing_rows"].as_u64(), t["in_flight"].as_u64()), (Some(0), Some(104_000)), "{t:#}");
+    assert!(t["recheck_note"].as_str().unwrap().contains("comparing 6 ranges again"), "{t:#}");
+}
