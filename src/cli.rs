@@ -197,12 +197,64 @@ pub struct VerifyArgs {
     pub rates: RateArgs,
 
     #[command(flatten)]
-    pub live: LiveArgs,
+    pub live: LiveVerifyArgs,
+
+    #[command(flatten)]
+    pub view: LiveArgs,
 
     // Without --job, the mapping options the copy was made with, so that verify compares what
     // the copy holds; with --job, the job's recorded rules are used.
     #[command(flatten)]
     pub mapping: MappingArgs,
+}
+
+/// Verifying a source that keeps changing (replication or CDC keeps the target in step).
+#[derive(Debug, clap::Args)]
+pub struct LiveVerifyArgs {
+    /// Read rows that differ again on both sides, up to N times, --recheck-delay apart: a row
+    /// that converges is counted as in flight (replication lag), not as a difference.
+    #[arg(
+        help_heading = "Verifying while the source changes",
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub recheck: i64,
+
+    /// Seconds to wait before each recheck [default: 5].
+    #[arg(help_heading = "Verifying while the source changes", long, value_name = "SECONDS")]
+    pub recheck_delay: Option<f64>,
+
+    /// A timestamp column (such as updated_at): rows whose value is more recent than --min-age
+    /// on either side are left out of the comparison (and counted). Tables without it are
+    /// compared whole.
+    #[arg(help_heading = "Verifying while the source changes", long, value_name = "COLUMN", requires = "min_age")]
+    pub since_column: Option<String>,
+
+    /// How old a row's --since-column must be to be compared: 30s, 5m, 1h, 2d (or seconds).
+    #[arg(
+        help_heading = "Verifying while the source changes",
+        long,
+        value_name = "DURATION",
+        requires = "since_column"
+    )]
+    pub min_age: Option<String>,
+
+    /// Verify again and again, INTERVAL (30s, 5m, 1h or seconds) after each pass ends, keeping a
+    /// history of passes in the target's rangecopy schema, until interrupted.
+    #[arg(help_heading = "Verifying while the source changes", long, value_name = "INTERVAL")]
+    pub watch: Option<String>,
+
+    /// With --watch: stop after N passes.
+    #[arg(
+        help_heading = "Verifying while the source changes",
+        long,
+        value_name = "N",
+        requires = "watch",
+        allow_negative_numbers = true
+    )]
+    pub passes: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -369,7 +421,7 @@ pub struct CopyArgs {
     pub zero_dates: Option<String>,
 
     #[command(flatten)]
-    pub live: LiveArgs,
+    pub view: LiveArgs,
 
     #[command(flatten)]
     pub mapping: MappingArgs,

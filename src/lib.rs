@@ -29,3 +29,4 @@ pub mod throttle;
 pub mod tls;
 pub mod verify;
 pub mod wait;
+pub mod watch;

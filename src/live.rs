@@ -609,9 +609,11 @@ pub fn verify_table_done(table: usize, status: &str, rows_compared: u64, differi
     );
 }
 
-/// A verification ended with `verdict` (in a copy with `--verify`, the copy goes on to finish).
-pub fn verify_finished(verdict: &str, seconds: f64) {
-    let alone = live().is_some_and(|live| live.mode == Mode::Verify);
+/// A verification ended with `verdict` (in a copy with `--verify`, or a pass of a watch, the run
+/// goes on).
+/// `watching`: one pass of `verify --watch`, which goes on.
+pub fn verify_finished(verdict: &str, seconds: f64, watching: bool) {
+    let alone = !watching && live().is_some_and(|live| live.mode == Mode::Verify);
     if let (true, Some(live)) = (alone, live()) {
         live.inner().stage = "done".into();
     }

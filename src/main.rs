@@ -12,7 +12,7 @@ use rangecopy::error::{redact, Error};
 use rangecopy::listen::Control;
 use rangecopy::live::{self, Live, Mode};
 use rangecopy::verify::Verdict;
-use rangecopy::{copy, listen, report, verify};
+use rangecopy::{copy, listen, report, verify, watch};
 
 /// An error, the exit code it means for this command, and for failures that kept state,
 /// the command that resumes.
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Copy(args) => {
-            let live_cfg = LiveConfig::from_args(&args.live)?;
+            let live_cfg = LiveConfig::from_args(&args.view)?;
             rangecopy::log::set_format(live_cfg.log_format);
             let mut cfg = CopyConfig::from_args(&args)?;
             if rangecopy::log::json() {
@@ -112,29 +112,37 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Verify(args) => {
             // Whatever stops a verification, the answer is "could not verify": exit 2.
             let could_not = |error: Error| Failure { error: Box::new(error), exit: 2, resume: None };
-            let live_cfg = LiveConfig::from_args(&args.live).map_err(could_not)?;
+            let live_cfg = LiveConfig::from_args(&args.view).map_err(could_not)?;
             rangecopy::log::set_format(live_cfg.log_format);
             let cfg = VerifyConfig::from_args(&args).map_err(could_not)?;
             let job = cfg.job.as_deref().unwrap_or("verify");
             start_live(&live_cfg, job, Mode::Verify, Control::InProcess).map_err(could_not)?;
             let started = std::time::Instant::now();
-            let v = verify::run(&cfg, &interrupt_flag(2, None)).map_err(|e| {
+            let failed = |e: Error| {
                 let status = if matches!(e.root(), Error::Interrupted) { "interrupted" } else { "failed" };
                 live::finished(status, 0, started.elapsed().as_secs_f64(), Some(&e));
                 could_not(e)
-            })?;
-            match report::print_verification(&v, &mut std::io::stdout().lock()) {
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
-                other => other.map_err(could_not)?,
-            }
-            if let Some(path) = &cfg.json_report {
-                report::write_verify_json(&cfg, &v, path).map_err(could_not)?;
-                rangecopy::say!("report written to {}", path.display());
-            }
-            if let Some(path) = &cfg.html_report {
-                report::write_verify_html(&cfg, &v, path).map_err(could_not)?;
-                rangecopy::say!("report written to {}", path.display());
-            }
+            };
+            let cancel = interrupt_flag(2, None);
+            let v = if cfg.live.watch.is_some() {
+                rangecopy::say!(
+                    "watching as {} (its passes are kept in the target's rangecopy schema)",
+                    watch::watch_name(&cfg)
+                );
+                watch::run(&cfg, &cancel, |v, pass, previous| {
+                    println!("{}", pass.line(previous));
+                    write_verify_reports(&cfg, v, Some(&pass.watch))
+                })
+                .map_err(failed)?
+            } else {
+                let v = verify::run(&cfg, &cancel).map_err(failed)?;
+                match report::print_verification(&v, &mut std::io::stdout().lock()) {
+                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => other.map_err(could_not)?,
+                }
+                write_verify_reports(&cfg, &v, None).map_err(could_not)?;
+                v
+            };
             Ok(match v.verdict() {
                 Verdict::Identical => ExitCode::SUCCESS,
                 Verdict::Different => ExitCode::from(1),
@@ -152,6 +160,27 @@ fn start_live(cfg: &LiveConfig, job: &str, mode: Mode, control: Control) -> Resu
     live::install(view.clone());
     if let Some(addr) = cfg.listen {
         listen::start(addr, view, cfg.control.then_some(control))?;
+    }
+    Ok(())
+}
+
+/// Writes the verification reports asked for; a watch's HTML report shows its trend.
+fn write_verify_reports(cfg: &VerifyConfig, v: &verify::Verification, watch: Option<&str>) -> Result<(), Error> {
+    if let Some(path) = &cfg.json_report {
+        report::write_verify_json(cfg, v, path)?;
+        if watch.is_none() {
+            rangecopy::say!("report written to {}", path.display());
+        }
+    }
+    if let Some(path) = &cfg.html_report {
+        let history = match watch {
+            Some(name) => watch::history(cfg, name)?,
+            None => Vec::new(),
+        };
+        report::write_verify_html_with_trend(cfg, v, &history, path)?;
+        if watch.is_none() {
+            rangecopy::say!("report written to {}", path.display());
+        }
     }
     Ok(())
 }

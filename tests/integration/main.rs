@@ -28,5 +28,6 @@ mod secrets;
 mod throttle;
 mod tls;
 mod verify;
+mod verify_live;
 mod verify_rules;
 mod whole_db;
