@@ -192,14 +192,9 @@ impl TestDbs {
     pub fn spawn_copy(&self, args: &[&str]) -> Running {
         let mut all = vec!["copy", "--source", &self.source, "--target", &self.target];
         all.extend_from_slice(args);
-        self.spawn(&all)
-    }
-
-    /// Starts `rangecopy ARGS…` in the background (stdout and stderr go to files in `dir`).
-    pub fn spawn(&self, all: &[&str]) -> Running {
         let stem = format!("run{}", random_suffix());
         let (out, err) = (self.dir.join(format!("{stem}.out")), self.dir.join(format!("{stem}.err")));
-        let child = command(all)
+        let child = command(&all)
             .stdout(std::fs::File::create(&out).expect("creating a log file"))
             .stderr(std::fs::File::create(&err).expect("creating a log file"))
             .spawn()
