@@ -346,7 +346,10 @@ fn loading_endpoint(
 fn verify_copy(cfg: &CopyConfig, cancel: &AtomicBool) -> Result<()> {
     crate::say!("verifying the copied tables…");
     let v = crate::verify::run(&VerifyConfig::for_copy(cfg), cancel)?;
-    report::print_verification(&v, &mut std::io::stderr().lock())?;
+    // JSON logs carry each table's verdict as an event instead.
+    if !crate::log::json() {
+        report::print_verification(&v, &mut std::io::stderr().lock())?;
+    }
     if v.identical() {
         return Ok(());
     }

@@ -293,13 +293,16 @@ fn json_lines(stderr: &str) -> Vec<serde_json::Value> {
 fn json_logs_are_one_object_per_line_with_chunk_events_for_copy_and_verify() {
     let Some(db) = setup("live_json") else { return };
     rows_table(&db);
-    let out = db.copy(&["--job", "logged", "--chunk-rows", "20000", "--log-format", "json", "--listen", "0"]).ok();
+    let out = db
+        .copy(&["--job", "logged", "--chunk-rows", "20000", "--log-format", "json", "--listen", "0", "--verify"])
+        .ok();
     let events = json_lines(&out.stderr);
     let named = |name: &str| events.iter().filter(|e| e["event"] == name).collect::<Vec<_>>();
+    // The copy starts, and later its --verify.
     let started = named("started");
-    assert_eq!(started.len(), 1, "{}", out.stderr);
+    assert_eq!(started.len(), 2, "{}", out.stderr);
     assert_eq!(started[0]["job"], "logged");
-    assert_eq!(started[0]["mode"], "copy");
+    assert_eq!((&started[0]["mode"], &started[1]["mode"]), (&"copy".into(), &"verify".into()));
     let chunks = named("chunk");
     let orders: Vec<_> = chunks.iter().filter(|c| c["table"] == "public.orders").collect();
     assert_eq!(orders.len() as i64, ROWS / 20_000, "a chunk event per chunk of 20000 rows: {}", out.stderr);
@@ -307,7 +310,7 @@ fn json_logs_are_one_object_per_line_with_chunk_events_for_copy_and_verify() {
     assert!(orders.iter().all(|c| c["bytes"].as_i64().unwrap() > 0 && c["ms"].is_u64()), "{orders:?}");
     let phases: Vec<_> =
         named("table").iter().filter(|e| e["table"] == "public.orders").map(|e| e["phase"].clone()).collect();
-    assert_eq!(phases, ["copying", "indexing", "done"], "{}", out.stderr);
+    assert_eq!(phases, ["copying", "indexing", "done", "verified"], "{}", out.stderr);
     assert!(!named("schema").is_empty(), "{}", out.stderr);
     assert!(!named("listening").is_empty(), "{}", out.stderr);
     let finished = named("finished");
@@ -316,6 +319,8 @@ fn json_logs_are_one_object_per_line_with_chunk_events_for_copy_and_verify() {
     assert_eq!(finished[0]["rows"], ROWS + 100);
     // The P0 note, and any other message, is an event too.
     assert!(named("message").iter().any(|m| m["text"].as_str().unwrap().contains("P0")), "{}", out.stderr);
+    // --verify's verdict comes as events too.
+    assert!(named("verified").iter().any(|e| e["verdict"] == "identical"), "{}", out.stderr);
 
     let out =
         run(&["verify", "--source", &db.source, "--target", &db.target, "--job", "logged", "--log-format", "json"]);
