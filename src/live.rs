@@ -82,6 +82,9 @@ struct Inner {
     lag: Option<f64>,
     rates: Rates,
     verify: Option<VerifyLive>,
+    /// `verify --watch`: the last completed pass (the verification shown may be the next one,
+    /// under way).
+    watch: Option<WatchStatus>,
 }
 
 /// An error or retry, as shown on the page.
@@ -292,6 +295,7 @@ impl Live {
             errors: inner.errors.clone(),
             recent: inner.recent.iter().cloned().collect(),
             verify,
+            watch: inner.watch.clone(),
         }
     }
 }
@@ -366,6 +370,23 @@ pub struct Status {
     pub errors: BTreeMap<String, u64>,
     pub recent: Vec<Note>,
     pub verify: Option<VerifyStatus>,
+    pub watch: Option<WatchStatus>,
+}
+
+/// `verify --watch`: the numbers of the last completed pass, and how long the watch has seen
+/// every pass fully consistent.
+#[derive(Debug, Clone, Serialize)]
+pub struct WatchStatus {
+    pub watch: String,
+    pub pass: i32,
+    pub finished_at: String,
+    pub rows_compared: u64,
+    pub rows_divergent: u64,
+    pub rows_in_flight: u64,
+    pub consistency_percent: f64,
+    /// Since when (UTC) every pass has been fully consistent; absent while the last one is not.
+    pub consistent_since: Option<String>,
+    pub consistent_for_seconds: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -609,6 +630,23 @@ pub fn verify_table_done(table: usize, status: &str, rows_compared: u64, differi
     );
 }
 
+/// A pass of `verify --watch` is recorded: the numbers the page and `/metrics` show until the
+/// next pass is.
+pub fn watch_pass(pass: &crate::watch::PassSummary) {
+    let Some(live) = live() else { return };
+    live.inner().watch = Some(WatchStatus {
+        watch: pass.watch.clone(),
+        pass: pass.pass,
+        finished_at: pass.finished_at.clone(),
+        rows_compared: pass.rows_compared,
+        rows_divergent: pass.rows_divergent,
+        rows_in_flight: pass.rows_in_flight,
+        consistency_percent: pass.consistency,
+        consistent_since: pass.consistent_since.clone(),
+        consistent_for_seconds: pass.consistent_for_seconds,
+    });
+}
+
 /// A verification ended with `verdict` (in a copy with `--verify`, or a pass of a watch, the run
 /// goes on).
 /// `watching`: one pass of `verify --watch`, which goes on.
@@ -750,6 +788,30 @@ pub fn metrics(s: &Status) -> String {
             m.gauge("rangecopy_verify_consistency_percent", "Percent of compared rows that are identical.", pct);
         }
     }
+    if let Some(w) = &s.watch {
+        m.family("rangecopy_watch_passes_total", "counter", "Passes of verify --watch recorded (the watch's history).");
+        m.sample("rangecopy_watch_passes_total", &[("watch", &w.watch)], f64::from(w.pass));
+        m.gauge(
+            "rangecopy_watch_consistency_percent",
+            "Percent of the rows compared in the last completed pass that are not divergent.",
+            w.consistency_percent,
+        );
+        m.gauge(
+            "rangecopy_watch_rows_divergent",
+            "Rows still different after the rechecks of the last completed pass.",
+            w.rows_divergent as f64,
+        );
+        m.gauge(
+            "rangecopy_watch_rows_in_flight",
+            "Rows of the last completed pass that differed and then converged.",
+            w.rows_in_flight as f64,
+        );
+        m.gauge(
+            "rangecopy_watch_consistent_seconds",
+            "How long every pass has been fully consistent (0 while the last one is not).",
+            w.consistent_for_seconds.unwrap_or(0.0),
+        );
+    }
     m.out
 }
 
@@ -821,7 +883,7 @@ const PAGE_BODY: &str = "<h1>rangecopy <span id=job></span></h1>\
     <dl class=run id=summary></dl>\
     <section id=copy hidden><h2>Tables</h2><table><thead><tr><th>table<th>phase<th>progress<th>rows\
     <th>estimated<th>chunks<th>rows/s<th>ETA</tr></thead><tbody id=tables></tbody></table></section>\
-    <section id=verify hidden><h2>Verification</h2><p id=consistency></p>\
+    <section id=verify hidden><h2>Verification</h2><p id=watch hidden></p><p id=consistency></p>\
     <p class=legend><span class=r-ok></span>identical<span class=r-bad></span>different\
     <span class=r-wait style=background:#d1d5db></span>not yet compared</p>\
     <table><thead><tr><th>table<th>status<th>ranges<th>rows compared<th>rows differing<th>rows in flight\
@@ -853,8 +915,10 @@ function render(s) {
     const pct = r.estimated_rows ? Math.min(100, 100 * r.rows / r.estimated_rows) : (r.phase == 'done' ? 100 : 0);
     return '<tr data-table="' + esc(r.table) + '"><td>' + esc(r.table) + '</td><td>' + r.phase + '</td><td><div class=bar><i style="width:' + pct.toFixed(1) + '%"></i></div></td><td class=num>' + r.rows + '</td><td class=num>' + r.estimated_rows + '</td><td class=num>' + r.chunks_done + '/' + r.chunks_planned + '</td><td class=num>' + num(r.rows_per_second) + '</td><td>' + (held && r.phase != 'done' ? 'paused' : dur(r.eta_seconds)) + '</td></tr>';
   }).join('');
-  const v = s.verify;
+  const v = s.verify, w = s.watch;
   $('verify').hidden = !v;
+  $('watch').hidden = !w;
+  if (w) $('watch').textContent = 'watch ' + w.watch + ': pass ' + w.pass + ' finished ' + w.finished_at + ' UTC, ' + w.consistency_percent.toFixed(3) + '% consistent (' + w.rows_divergent + ' divergent, ' + w.rows_in_flight + ' in flight of ' + num(w.rows_compared) + ' compared)' + (w.consistent_since ? '; consistent since ' + w.consistent_since + ' UTC, for ' + dur(w.consistent_for_seconds) : '');
   if (v) {
     $('consistency').textContent = (v.consistency_percent == null ? '-' : v.consistency_percent.toFixed(3) + '%') + ' consistent: ' + num(v.rows_compared) + ' rows compared, ' + v.rows_differing + ' differing, ' + v.rows_in_flight + ' in flight; tables done ' + v.tables_done + ' of ' + v.tables.length;
     $('vtables').innerHTML = v.tables.map(r => '<tr data-table="' + esc(r.table) + '"><td>' + esc(r.table) + '</td><td>' + esc(r.status) + '</td><td class=num>' + r.ranges_done + '/' + r.ranges + '</td><td class=num>' + r.rows_compared + '</td><td class=num>' + r.rows_differing + '</td><td class=num>' + r.rows_in_flight + '</td><td><div class=map>' + [...r.map].map(c => '<span class="' + (c == '=' ? 'r-ok' : c == 'x' ? 'r-bad' : 'r-wait') + '"></span>').join('') + '</div></td></tr>').join('');

@@ -130,6 +130,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     watch::watch_name(&cfg)
                 );
                 watch::run(&cfg, &cancel, |v, pass, previous| {
+                    live::watch_pass(pass);
                     println!("{}", pass.line(previous));
                     write_verify_reports(&cfg, v, Some(&pass.watch))
                 })

@@ -396,6 +396,54 @@ fn a_verify_shows_its_ranges_and_consistency_while_it_runs() {
     assert_eq!(out.code, 1, "one row differs: {out:?}");
 }
 
+/// `verify --watch` with `--listen`: after each recorded pass, `/metrics`, `/api/status` and the
+/// page show that pass's numbers and how long every pass has been consistent.
+#[test]
+fn a_watch_shows_its_last_pass_and_how_long_it_has_been_consistent() {
+    let Some(db) = setup("live_watch") else { return };
+    rows_table(&db);
+    db.copy(&["--job", "watched", "--progress", "none"]).ok();
+    let args = [
+        "verify", "--source", &db.source, "--target", &db.target, "--job", "watched", "--watch", "1", "--passes", "30",
+        "--listen", "0",
+    ];
+    let mut child = db.spawn(&args);
+    let mut addr = None;
+    assert!(wait_until(Duration::from_secs(30), || {
+        addr = child.stderr().lines().find_map(|l| {
+            l.strip_prefix("listening on http://").map(|rest| rest.split('/').next().unwrap_or_default().to_string())
+        });
+        addr.is_some()
+    }));
+    let addr = addr.unwrap();
+    let passes = |s: &[(String, String, f64)]| try_sample(s, "rangecopy_watch_passes_total", "watch=watched");
+    assert!(
+        wait_until(Duration::from_secs(60), || passes(&scrape(&addr)).is_some_and(|p| p >= 2.0)),
+        "no second pass in /metrics:\n{}",
+        child.stderr()
+    );
+    let metrics = scrape(&addr);
+    assert_eq!(sample(&metrics, "rangecopy_watch_consistency_percent", ""), 100.0);
+    assert_eq!(sample(&metrics, "rangecopy_watch_rows_divergent", ""), 0.0);
+    assert!(sample(&metrics, "rangecopy_watch_consistent_seconds", "") > 0.0, "{metrics:?}");
+    let w = status(&addr)["watch"].clone();
+    assert_eq!(w["watch"], "watched", "{w}");
+    assert_eq!(w["rows_compared"].as_u64(), Some(ROWS as u64 + 100), "{w}");
+    assert!(w["consistent_since"].is_string(), "{w}");
+
+    // A divergence planted on the target shows in the next pass, and the streak ends.
+    exec(&db.target, "DELETE FROM orders WHERE id = 5");
+    let diverged = |s: &[(String, String, f64)]| try_sample(s, "rangecopy_watch_rows_divergent", "") == Some(1.0);
+    assert!(wait_until(Duration::from_secs(60), || diverged(&scrape(&addr))), "{}", child.stderr());
+    let metrics = scrape(&addr);
+    assert_eq!(sample(&metrics, "rangecopy_watch_consistent_seconds", ""), 0.0);
+    assert!(sample(&metrics, "rangecopy_watch_consistency_percent", "") < 100.0);
+    let page = page_dom(&addr);
+    let line = element_text(&page, "watch");
+    assert!(line.contains("watch watched: pass ") && line.contains("1 divergent"), "{line}");
+    child.kill9();
+}
+
 #[test]
 fn a_listen_address_that_cannot_be_bound_is_refused_before_anything_is_written() {
     let Some(db) = setup("live_bind") else { return };
