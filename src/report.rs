@@ -102,6 +102,10 @@ struct TableReport {
     /// Per column, values copied as NULL by policy (MySQL zero dates under --zero-dates null).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     values_copied_as_null: std::collections::BTreeMap<String, i64>,
+    /// `--into-existing`: of `rows`, those inserted, skipped (the target's row kept) and
+    /// updated (overwritten with the source's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merged: Option<state::Merged>,
 }
 
 /// One line on a job's objects: how many were created, translated, changed, not carried over,
@@ -304,6 +308,7 @@ fn table_report(t: &TableProgress) -> Result<TableReport> {
         bytes_per_second: rate(t.bytes),
         digest: table_digest(t)?.to_string(),
         values_copied_as_null: t.nulled.iter().cloned().collect(),
+        merged: t.merged,
     })
 }
 
@@ -366,6 +371,14 @@ fn not_compared_lines(t: &crate::verify::TableResult) -> Vec<String> {
         .iter()
         .map(|c| format!("column {}: {}, not compared", crate::schema::quote_ident(&c.column), c.why))
         .collect()
+}
+
+/// "900 inserted, 100 skipped (the target's rows kept), 0 updated".
+pub fn merged_words(m: &state::Merged) -> String {
+    format!(
+        "{} inserted, {} skipped (the target's rows kept), {} updated (overwritten with the source's)",
+        m.inserted, m.skipped, m.updated
+    )
 }
 
 /// The one-line summary a finished copy prints.
@@ -475,6 +488,9 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
             if !t.nulled.is_empty() {
                 let counts: Vec<String> = t.nulled.iter().map(|(c, n)| format!("{c} {n}")).collect();
                 writeln!(out, "    zero dates copied as NULL: {}", counts.join(", ")).map_err(io)?;
+            }
+            if let Some(m) = &t.merged {
+                writeln!(out, "    merged into existing rows: {}", merged_words(m)).map_err(io)?;
             }
         }
         if tables.iter().any(|t| !t.plan_complete && t.chunks_total > 0) {

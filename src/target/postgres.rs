@@ -137,6 +137,173 @@ pub fn set_sequence(conn: &mut PgConn, target_sql: &str, last_value: i64, is_cal
     .map(|_| ())
 }
 
+/// How the chunks of a table that already holds rows are loaded (`--into-existing`): binary
+/// COPY into a temporary staging table of the worker's session, then one `INSERT … SELECT … ON
+/// CONFLICT` into the table, in the chunk's transaction. Only row locks are taken, so the
+/// application's writes go on; a write to the same key waits for the chunk's commit (or the
+/// chunk for the application's).
+#[derive(Debug, Clone)]
+pub struct Merge {
+    /// The conflict key, for messages: `primary key orders_pkey (id)`.
+    pub key: String,
+    /// Makes the staging table if this session has none yet (outside any chunk transaction:
+    /// a rolled-back chunk must not take it along). `ON COMMIT DELETE ROWS` empties it at
+    /// every commit; a rollback discards what it held.
+    pub create_staging: String,
+    /// `COPY pg_temp.… (copied columns) FROM STDIN (FORMAT binary)`, the column list as the
+    /// plain load's.
+    pub copy_in: String,
+    /// The merge; under `update` it returns (rows inserted, rows inserted or updated).
+    pub merge: String,
+    pub update: bool,
+}
+
+/// Rows of a table merged into existing rows (`--into-existing`), of a chunk or, summed, of a table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Merged {
+    /// Rows the target did not have.
+    pub inserted: i64,
+    /// Rows whose key the target had: the target's row was kept (`--on-conflict skip`).
+    pub skipped: i64,
+    /// Rows whose key the target had: the source's row overwrote it (`--on-conflict update`).
+    pub updated: i64,
+}
+
+impl Merge {
+    /// Merges the staged rows (`staged` of them) into the table, inside the chunk's transaction.
+    pub fn run(&self, conn: &mut PgConn, table: &TableName, staged: i64) -> Result<Merged> {
+        let what = format!("merging a chunk into {table} on its {}", self.key);
+        if !self.update {
+            let inserted = conn.execute(&self.merge, &[], &what)? as i64;
+            return Ok(Merged { inserted, skipped: staged - inserted, updated: 0 });
+        }
+        let row = conn.query_one(&self.merge, &[], &what)?;
+        let (inserted, touched): (i64, i64) = (row.get(0), row.get(1));
+        Ok(Merged { inserted, skipped: staged - touched, updated: touched - inserted })
+    }
+}
+
+impl PgTarget {
+    /// The key an existing target table's rows are merged on: its primary key, else a unique
+    /// index that is valid, immediate, not partial, on plain columns that are all NOT NULL and
+    /// all copied. Among several, the one on the source key's columns, else the one with the
+    /// fewest columns, then by name. `Ok(None)` when the table has none.
+    pub fn conflict_key(&mut self, table: &Table) -> Result<Option<(String, Vec<String>)>> {
+        let what = format!("looking for the key of target table {}", table.target);
+        let rows = self.conn.query(
+            "SELECT i.indisprimary, c.relname::text, array_agg(a.attname::text ORDER BY k.ord),
+                    bool_and(a.attnotnull)
+               FROM pg_index i
+               JOIN pg_class c ON c.oid = i.indexrelid
+               CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+              WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indisvalid AND i.indimmediate
+                AND i.indpred IS NULL AND i.indexprs IS NULL AND k.ord <= i.indnkeyatts
+              GROUP BY i.indexrelid, i.indisprimary, c.relname",
+            &[&table.target.quoted()],
+            &what,
+        )?;
+        let copied: Vec<&str> = table.copied_columns().map(|c| c.name.as_str()).collect();
+        let mut source_key: Vec<&str> = table.key_columns().iter().map(|c| c.name.as_str()).collect();
+        source_key.sort_unstable();
+        let mut candidates: Vec<(bool, String, Vec<String>)> = rows
+            .iter()
+            .filter(|r| r.get::<_, bool>(3))
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .filter(|(_, _, cols): &(bool, String, Vec<String>)| cols.iter().all(|c| copied.contains(&c.as_str())))
+            .collect();
+        let matches_source = |cols: &[String]| {
+            let mut cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+            cols.sort_unstable();
+            cols == source_key
+        };
+        candidates.sort_by(|a, b| {
+            (!a.0, !matches_source(&a.2), a.2.len(), &a.1).cmp(&(!b.0, !matches_source(&b.2), b.2.len(), &b.1))
+        });
+        Ok(candidates.into_iter().next().map(|(primary, name, cols)| {
+            let kind = if primary { "primary key" } else { "unique index" };
+            let list: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
+            (format!("{kind} {} ({})", quote_ident(&name), list.join(", ")), cols)
+        }))
+    }
+
+    /// How `table`'s chunks merge into the existing target table under `update` (or skip);
+    /// refuses a table without a key to merge on.
+    pub fn merge_plan(&mut self, table: &Table, table_no: usize, update: bool) -> Result<Merge> {
+        let Some((key, key_columns)) = self.conflict_key(table)? else {
+            return Err(Error::input(format!(
+                "--into-existing: target table {} has no primary key and no unique index on NOT NULL columns that \
+                 the copy fills, so rows already in it cannot be told from the source's; add one (ALTER TABLE … ADD \
+                 PRIMARY KEY …), or leave the table out (--exclude-table)",
+                table.target
+            )));
+        };
+        let what = format!("reading the identity columns of {}", table.target);
+        let always: Vec<String> = self
+            .conn
+            .query(
+                "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attidentity = 'a'
+                   AND NOT attisdropped",
+                &[&table.target.quoted()],
+                &what,
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let cols: Vec<String> = table.copied_columns().map(|c| quote_ident(&c.name)).collect();
+        let list = cols.join(", ");
+        let staging = format!("pg_temp.{}", quote_ident(&format!("rangecopy_stage_{table_no}")));
+        let target = table.target.quoted();
+        // Values for GENERATED ALWAYS identity columns come from the source, as COPY takes them.
+        let overriding = if always.is_empty() { "" } else { " OVERRIDING SYSTEM VALUE" };
+        let conflict: Vec<String> = key_columns.iter().map(|c| quote_ident(c)).collect();
+        let insert = format!(
+            "INSERT INTO {target} ({list}){overriding} SELECT {list} FROM {staging} ON CONFLICT ({})",
+            conflict.join(", ")
+        );
+        // An identity column that is GENERATED ALWAYS can only be set to DEFAULT by UPDATE.
+        let set: Vec<String> = table
+            .copied_columns()
+            .filter(|c| !key_columns.contains(&c.name) && !always.contains(&c.name))
+            .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
+            .collect();
+        let merge = match (update, set.is_empty()) {
+            (true, false) => format!(
+                "WITH m AS ({insert} DO UPDATE SET {} RETURNING xmax = 0 AS inserted)
+                 SELECT count(*) FILTER (WHERE inserted), count(*) FROM m",
+                set.join(", ")
+            ),
+            // Every column is part of the key: a row with the same key is the same row.
+            (true, true) => format!("WITH m AS ({insert} DO NOTHING RETURNING 1) SELECT count(*), count(*) FROM m"),
+            (false, _) => format!("{insert} DO NOTHING"),
+        };
+        Ok(Merge {
+            key,
+            create_staging: format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS SELECT {list} FROM {target} WITH NO DATA"
+            ),
+            copy_in: format!("COPY {staging} ({list}) FROM STDIN (FORMAT binary)"),
+            merge,
+            update,
+        })
+    }
+}
+
+/// Moves a target sequence forward to a position, never back: for tables that take the
+/// application's writes, whose sequence may already be past the source's.
+pub fn advance_sequence(conn: &mut PgConn, target_sql: &str, last_value: i64, is_called: bool) -> Result<()> {
+    conn.execute(
+        &format!(
+            "SELECT pg_catalog.setval(r, $1, $2)
+               FROM (SELECT pg_catalog.to_regclass(name) AS r FROM (SELECT {target_sql} AS name) s) q
+              WHERE r IS NOT NULL AND coalesce(pg_catalog.pg_sequence_last_value(r) < $1, true)"
+        ),
+        &[&last_value, &is_called],
+        "moving a sequence forward",
+    )
+    .map(|_| ())
+}
+
 /// Creates a table and its prerequisites (inside the caller's setup transaction). Autovacuum
 /// is held off the new table until its load is finished (`release_autovacuum`): a vacuum
 /// started by the inserts competes with the load for the machine and then makes the primary
