@@ -428,6 +428,9 @@ impl Worker<'_> {
         let merge = work.merge.as_ref();
         if let Some(m) = merge.filter(|_| !self.staging.contains(&chunk.table_no)) {
             let what = format!("creating the staging table of {}", table.target);
+            if self.staging.is_empty() {
+                self.target.conn.batch(target::STAGING_SESSION, &what)?;
+            }
             self.target.conn.batch(&m.create_staging, &what)?;
             self.staging.push(chunk.table_no);
         }

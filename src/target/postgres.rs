@@ -138,10 +138,15 @@ pub fn set_sequence(conn: &mut PgConn, target_sql: &str, last_value: i64, is_cal
 }
 
 /// How the chunks of a table that already holds rows are loaded (`--into-existing`): binary
-/// COPY into a temporary staging table of the worker's session, then one `INSERT … SELECT … ON
-/// CONFLICT` into the table, in the chunk's transaction. Only row locks are taken, so the
-/// application's writes go on; a write to the same key waits for the chunk's commit (or the
-/// chunk for the application's).
+/// COPY into a temporary staging table of the worker's session, then merged into the table in
+/// the chunk's transaction. Only row locks are taken, so the application's writes go on; a
+/// write to the same key waits for the chunk's commit (or the chunk for the application's).
+///
+/// The merge is one `INSERT … SELECT … ON CONFLICT (key)`: a probe of the key's index per row,
+/// whatever the table's size, and no race with the application's inserts. (Measured against
+/// it on 100 000-row chunks into a 5-million-row table: an `INSERT … WHERE NOT EXISTS` anti-join,
+/// with `UPDATE … FROM` under `update`, was no faster once forced to probe the index, and left to
+/// the planner it hash-joined the whole table for every chunk.)
 #[derive(Debug, Clone)]
 pub struct Merge {
     /// The conflict key, for messages: `primary key orders_pkey (id)`.
@@ -153,10 +158,16 @@ pub struct Merge {
     /// `COPY pg_temp.… (copied columns) FROM STDIN (FORMAT binary)`, the column list as the
     /// plain load's.
     pub copy_in: String,
-    /// The merge; under `update` it returns (rows inserted, rows inserted or updated).
-    pub merge: String,
+    /// `INSERT … ON CONFLICT`; under `update` it returns (rows inserted, rows inserted or
+    /// updated).
+    pub upsert: String,
     pub update: bool,
 }
+
+/// Session settings of a worker that stages chunks, set before its first staging table:
+/// room for a whole chunk in the session's buffers for temporary tables (8MB by default, after
+/// which staged rows go through files).
+pub const STAGING_SESSION: &str = "SET temp_buffers = '128MB'";
 
 /// Rows of a table merged into existing rows (`--into-existing`), of a chunk or, summed, of a table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -174,10 +185,10 @@ impl Merge {
     pub fn run(&self, conn: &mut PgConn, table: &TableName, staged: i64) -> Result<Merged> {
         let what = format!("merging a chunk into {table} on its {}", self.key);
         if !self.update {
-            let inserted = conn.execute(&self.merge, &[], &what)? as i64;
+            let inserted = conn.execute(&self.upsert, &[], &what)? as i64;
             return Ok(Merged { inserted, skipped: staged - inserted, updated: 0 });
         }
-        let row = conn.query_one(&self.merge, &[], &what)?;
+        let row = conn.query_one(&self.upsert, &[], &what)?;
         let (inserted, touched): (i64, i64) = (row.get(0), row.get(1));
         Ok(Merged { inserted, skipped: staged - touched, updated: touched - inserted })
     }
@@ -204,26 +215,16 @@ impl PgTarget {
             &what,
         )?;
         let copied: Vec<&str> = table.copied_columns().map(|c| c.name.as_str()).collect();
-        let mut source_key: Vec<&str> = table.key_columns().iter().map(|c| c.name.as_str()).collect();
-        source_key.sort_unstable();
-        let mut candidates: Vec<(bool, String, Vec<String>)> = rows
+        let source_key: Vec<&str> = table.key_columns().iter().map(|c| c.name.as_str()).collect();
+        let candidates = rows
             .iter()
             .filter(|r| r.get::<_, bool>(3))
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .filter(|(_, _, cols): &(bool, String, Vec<String>)| cols.iter().all(|c| copied.contains(&c.as_str())))
+            .map(|r| UniqueKey { primary: r.get(0), name: r.get(1), columns: r.get(2) })
             .collect();
-        let matches_source = |cols: &[String]| {
-            let mut cols: Vec<&str> = cols.iter().map(String::as_str).collect();
-            cols.sort_unstable();
-            cols == source_key
-        };
-        candidates.sort_by(|a, b| {
-            (!a.0, !matches_source(&a.2), a.2.len(), &a.1).cmp(&(!b.0, !matches_source(&b.2), b.2.len(), &b.1))
-        });
-        Ok(candidates.into_iter().next().map(|(primary, name, cols)| {
-            let kind = if primary { "primary key" } else { "unique index" };
-            let list: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
-            (format!("{kind} {} ({})", quote_ident(&name), list.join(", ")), cols)
+        Ok(choose_key(candidates, &copied, &source_key).map(|k| {
+            let kind = if k.primary { "primary key" } else { "unique index" };
+            let list: Vec<String> = k.columns.iter().map(|c| quote_ident(c)).collect();
+            (format!("{kind} {} ({})", quote_ident(&k.name), list.join(", ")), k.columns)
         }))
     }
 
@@ -265,13 +266,14 @@ impl PgTarget {
         let set: Vec<String> = table
             .copied_columns()
             .filter(|c| !key_columns.contains(&c.name) && !always.contains(&c.name))
-            .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
+            .map(|c| quote_ident(&c.name))
             .collect();
-        let merge = match (update, set.is_empty()) {
+        let assign: Vec<String> = set.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+        let upsert = match (update, set.is_empty()) {
             (true, false) => format!(
                 "WITH m AS ({insert} DO UPDATE SET {} RETURNING xmax = 0 AS inserted)
                  SELECT count(*) FILTER (WHERE inserted), count(*) FROM m",
-                set.join(", ")
+                assign.join(", ")
             ),
             // Every column is part of the key: a row with the same key is the same row.
             (true, true) => format!("WITH m AS ({insert} DO NOTHING RETURNING 1) SELECT count(*), count(*) FROM m"),
@@ -283,10 +285,41 @@ impl PgTarget {
                 "CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS SELECT {list} FROM {target} WITH NO DATA"
             ),
             copy_in: format!("COPY {staging} ({list}) FROM STDIN (FORMAT binary)"),
-            merge,
+            upsert,
             update,
         })
     }
+}
+
+/// A unique index of a target table on NOT NULL plain columns, as a candidate conflict key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UniqueKey {
+    primary: bool,
+    name: String,
+    columns: Vec<String>,
+}
+
+/// The conflict key among a table's candidates, the same on every run: those whose columns
+/// the copy all fills; of them the primary key, else one on the source key's columns (in any
+/// order), else the one with the fewest columns, then by name.
+fn choose_key(mut candidates: Vec<UniqueKey>, copied: &[&str], source_key: &[&str]) -> Option<UniqueKey> {
+    let mut source_key = source_key.to_vec();
+    source_key.sort_unstable();
+    let on_source_key = |k: &UniqueKey| {
+        let mut cols: Vec<&str> = k.columns.iter().map(String::as_str).collect();
+        cols.sort_unstable();
+        cols == source_key
+    };
+    candidates.retain(|k| k.columns.iter().all(|c| copied.contains(&c.as_str())));
+    candidates.sort_by(|a, b| {
+        (!a.primary, !on_source_key(a), a.columns.len(), &a.name).cmp(&(
+            !b.primary,
+            !on_source_key(b),
+            b.columns.len(),
+            &b.name,
+        ))
+    });
+    candidates.into_iter().next()
 }
 
 /// Moves a target sequence forward to a position, never back: for tables that take the
@@ -464,6 +497,32 @@ mod tests {
     #[test]
     fn copy_in_skips_generated_columns() {
         assert_eq!(copy_in_sql(&table()), "COPY \"s\".\"t\" (\"id\", \"note\") FROM STDIN (FORMAT binary)");
+    }
+
+    #[test]
+    fn the_conflict_key_is_the_primary_key_else_the_source_key_else_the_narrowest_filled_one() {
+        let key = |primary: bool, name: &str, cols: &[&str]| UniqueKey {
+            primary,
+            name: name.into(),
+            columns: cols.iter().map(|c| c.to_string()).collect(),
+        };
+        let copied = ["id", "email", "tenant", "code"];
+        let wide = key(false, "a_wide", &["tenant", "code"]);
+        let email = key(false, "z_email", &["email"]);
+        let code = key(false, "b_code", &["code"]);
+        let unfilled = key(false, "a_unfilled", &["local_only"]);
+        let pk = key(true, "t_pkey", &["id"]);
+        let all = vec![wide.clone(), email.clone(), code.clone(), unfilled.clone(), pk.clone()];
+        assert_eq!(choose_key(all.clone(), &copied, &["email"]), Some(pk));
+        let no_pk: Vec<UniqueKey> = all.into_iter().filter(|k| !k.primary).collect();
+        assert_eq!(choose_key(no_pk.clone(), &copied, &["code", "tenant"]), Some(wide));
+        assert_eq!(choose_key(no_pk.clone(), &copied, &["id"]), Some(code));
+        assert_eq!(choose_key(vec![unfilled], &copied, &["id"]), None);
+        // The same answer whatever order the catalog lists them in.
+        let mut reversed = no_pk.clone();
+        reversed.reverse();
+        assert_eq!(choose_key(reversed, &copied, &["email"]), choose_key(no_pk, &copied, &["email"]));
+        assert_eq!(choose_key(vec![email.clone()], &copied, &[]), Some(email));
     }
 
     #[test]
