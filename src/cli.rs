@@ -73,6 +73,28 @@ pub struct RateArgs {
     pub max_bytes_per_sec: Option<String>,
 }
 
+/// A live view of a running job, and how it logs (copy and verify).
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Serve the job's live view over HTTP at ADDR: `/metrics` (Prometheus), `/` (a status page),
+    /// `/api/status` (JSON).
+    ///
+    /// A bare port (9187) listens on loopback only; HOST:PORT as given (0.0.0.0:9187 for every
+    /// interface); port 0 takes any free port. The address is printed on stderr at start.
+    #[arg(help_heading = "Reports and progress", long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// With --listen: accept `POST /api/pause`, `/api/resume` and `/api/rate`, which change the
+    /// job's throttle as `rangecopy throttle` does. Anyone who reaches the address can then use them.
+    #[arg(help_heading = "Reports and progress", long, requires = "listen")]
+    pub control: bool,
+
+    /// What goes to stderr: progress lines and messages (text), or one JSON object per event and
+    /// message, for log shippers (json).
+    #[arg(help_heading = "Reports and progress", long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
 /// When a copy pauses to spare a loaded source.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -174,10 +196,65 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub rates: RateArgs,
 
+    #[command(flatten)]
+    pub live: LiveVerifyArgs,
+
+    #[command(flatten)]
+    pub view: LiveArgs,
+
     // Without --job, the mapping options the copy was made with, so that verify compares what
     // the copy holds; with --job, the job's recorded rules are used.
     #[command(flatten)]
     pub mapping: MappingArgs,
+}
+
+/// Verifying a source that keeps changing (replication or CDC keeps the target in step).
+#[derive(Debug, clap::Args)]
+pub struct LiveVerifyArgs {
+    /// Read rows that differ again on both sides, up to N times, --recheck-delay apart: a row
+    /// that converges is counted as in flight (replication lag), not as a difference.
+    #[arg(
+        help_heading = "Verifying while the source changes",
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub recheck: i64,
+
+    /// Seconds to wait before each recheck [default: 5].
+    #[arg(help_heading = "Verifying while the source changes", long, value_name = "SECONDS")]
+    pub recheck_delay: Option<f64>,
+
+    /// A timestamp column (such as updated_at): rows whose value is more recent than --min-age
+    /// on either side are left out of the comparison (and counted). Tables without it are
+    /// compared whole.
+    #[arg(help_heading = "Verifying while the source changes", long, value_name = "COLUMN", requires = "min_age")]
+    pub since_column: Option<String>,
+
+    /// How old a row's --since-column must be to be compared: 30s, 5m, 1h, 2d (or seconds).
+    #[arg(
+        help_heading = "Verifying while the source changes",
+        long,
+        value_name = "DURATION",
+        requires = "since_column"
+    )]
+    pub min_age: Option<String>,
+
+    /// Verify again and again, INTERVAL (30s, 5m, 1h or seconds) after each pass ends, keeping a
+    /// history of passes in the target's rangecopy schema, until interrupted.
+    #[arg(help_heading = "Verifying while the source changes", long, value_name = "INTERVAL")]
+    pub watch: Option<String>,
+
+    /// With --watch: stop after N passes.
+    #[arg(
+        help_heading = "Verifying while the source changes",
+        long,
+        value_name = "N",
+        requires = "watch",
+        allow_negative_numbers = true
+    )]
+    pub passes: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -362,6 +439,9 @@ pub struct CopyArgs {
     /// first one, naming table, column and key.
     #[arg(help_heading = "MySQL/MariaDB sources", long, value_name = "POLICY", value_parser = ["null", "error"])]
     pub zero_dates: Option<String>,
+
+    #[command(flatten)]
+    pub view: LiveArgs,
 
     #[command(flatten)]
     pub mapping: MappingArgs,

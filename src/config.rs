@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{CopyArgs, LoadArgs, MappingArgs, RateArgs, StatusArgs, ThrottleCommandArgs, VerifyArgs};
+use crate::cli::{CopyArgs, LiveArgs, LoadArgs, MappingArgs, RateArgs, StatusArgs, ThrottleCommandArgs, VerifyArgs};
 use crate::credentials::{self, split_url, PasswordSource};
 use crate::error::{register_public, register_secret, Error, Result};
 use crate::objects::SchemaMode;
@@ -736,6 +736,48 @@ impl OnConflict {
     }
 }
 
+/// What stderr carries: text for people, or one JSON object per line for log shippers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `--listen`, `--control` and `--log-format` (copy and verify).
+#[derive(Debug, Clone, Default)]
+pub struct LiveConfig {
+    /// Where the live view is served.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Whether POSTs may change the throttle.
+    pub control: bool,
+    pub log_format: LogFormat,
+}
+
+impl LiveConfig {
+    pub fn from_args(args: &LiveArgs) -> Result<Self> {
+        let listen = args.listen.as_deref().map(listen_address).transpose()?;
+        let log_format = if args.log_format == "json" { LogFormat::Json } else { LogFormat::Text };
+        Ok(LiveConfig { listen, control: args.control, log_format })
+    }
+}
+
+/// A bare port means loopback: the live view shows table names and rates, which are nobody
+/// else's business unless the user says so with a host.
+fn listen_address(text: &str) -> Result<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+    let bad = || {
+        Error::input(format!(
+            "--listen {text:?}: expected a port (9187, on 127.0.0.1) or HOST:PORT (0.0.0.0:9187, [::1]:9187, \
+             localhost:9187)"
+        ))
+    };
+    if let Ok(port) = text.trim().parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    text.trim().to_socket_addrs().map_err(|_| bad())?.next().ok_or_else(bad)
+}
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -962,6 +1004,80 @@ pub struct VerifyConfig {
     pub redact_values: bool,
     pub max_diff_rows: usize,
     pub throttle: ThrottleConfig,
+    pub live: LiveVerify,
+}
+
+/// `verify`'s options for a source that keeps changing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveVerify {
+    /// Times rows that differ are read again (0: never).
+    pub rechecks: u32,
+    pub recheck_delay: Duration,
+    /// `--since-column`: rows changed more recently than `min_age` are left out.
+    pub since: Option<SinceFilter>,
+    /// `--watch`: the pause between passes.
+    pub watch: Option<Duration>,
+    /// `--passes`: stop after this many.
+    pub passes: Option<u32>,
+}
+
+impl Default for LiveVerify {
+    fn default() -> Self {
+        LiveVerify { rechecks: 0, recheck_delay: DEFAULT_RECHECK_DELAY, since: None, watch: None, passes: None }
+    }
+}
+
+const DEFAULT_RECHECK_DELAY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinceFilter {
+    pub column: String,
+    pub min_age: Duration,
+}
+
+impl LiveVerify {
+    pub fn from_args(args: &crate::cli::LiveVerifyArgs) -> Result<Self> {
+        let rechecks = nonnegative(args.recheck, "--recheck")?;
+        if rechecks > 1000 {
+            return Err(Error::input(format!("--recheck: at most 1000, got {rechecks}")));
+        }
+        let recheck_delay = match args.recheck_delay {
+            Some(_) if rechecks == 0 => {
+                return Err(Error::input("--recheck-delay: give --recheck N too (how many times to read rows again)"))
+            }
+            Some(s) => seconds(s, "--recheck-delay")?,
+            None => DEFAULT_RECHECK_DELAY,
+        };
+        let since = match (&args.since_column, &args.min_age) {
+            (Some(column), Some(age)) if !column.is_empty() => {
+                Some(SinceFilter { column: column.clone(), min_age: duration(age, "--min-age")? })
+            }
+            (Some(_), _) => return Err(Error::input("--since-column: name a timestamp column, such as updated_at")),
+            _ => None,
+        };
+        let watch = args.watch.as_deref().map(|w| duration(w, "--watch")).transpose()?;
+        let passes = args.passes.map(|n| positive(n, "--passes")).transpose()?.map(|n| n.min(u32::MAX as u64) as u32);
+        Ok(LiveVerify { rechecks: rechecks as u32, recheck_delay, since, watch, passes })
+    }
+}
+
+/// A duration as `30s`, `5m`, `1h`, `2d`, `250ms` or a plain number of seconds.
+pub fn duration(text: &str, flag: &str) -> Result<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => f64::NAN,
+    };
+    match number.parse::<f64>() {
+        Ok(n) if scale.is_finite() => seconds(n * scale, flag),
+        _ => Err(Error::input(format!("{flag}: expected a duration such as 30s, 5m, 1h or 2d, got {text:?}"))),
+    }
 }
 
 impl VerifyConfig {
@@ -1021,6 +1137,7 @@ impl VerifyConfig {
             redact_values: args.redact_values,
             max_diff_rows,
             throttle: ThrottleConfig::from_args(&args.rates, None)?,
+            live: LiveVerify::from_args(&args.live)?,
         })
     }
 }
@@ -1040,6 +1157,7 @@ impl VerifyConfig {
             redact_values: false,
             max_diff_rows: 1000,
             throttle: copy.throttle.clone(),
+            live: LiveVerify::default(),
         }
     }
 }
@@ -1221,6 +1339,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bare_listen_port_is_loopback_and_a_host_is_taken_as_given() {
+        assert_eq!(listen_address("9187").unwrap().to_string(), "127.0.0.1:9187");
+        assert_eq!(listen_address("0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(listen_address("0.0.0.0:9187").unwrap().to_string(), "0.0.0.0:9187");
+        assert_eq!(listen_address("[::1]:9187").unwrap().to_string(), "[::1]:9187");
+        for bad in ["", "99999", "localhost", "1.2.3.4:port", "http://x:1"] {
+            let e = listen_address(bad).unwrap_err().to_string();
+            assert!(e.contains("--listen") && e.contains("HOST:PORT"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn table_specs_split_like_sql() {
         let t = TableSpec::parse("orders").unwrap();
         assert_eq!((t.schema, t.name.as_str(), t.quoted), (None, "orders", false));
@@ -1400,6 +1530,39 @@ mod tests {
         let cli = crate::cli::Cli::try_parse_from([&["rangecopy", "verify"][..], args].concat()).unwrap();
         let crate::cli::Command::Verify(args) = cli.command else { panic!("a verify command") };
         VerifyConfig::from_args(&args)
+    }
+
+    #[test]
+    fn live_verify_options_take_durations_and_refuse_what_would_be_ignored() {
+        let pg = "postgres://u@localhost/db";
+        let base = ["--source", pg, "--target", pg];
+        let live = |more: &[&str]| verify_config(&[&base[..], more].concat()).map(|c| c.live);
+        assert_eq!(live(&[]).unwrap(), LiveVerify::default());
+        let l = live(&["--recheck", "5", "--recheck-delay", "2", "--since-column", "updated_at", "--min-age", "5m"])
+            .unwrap();
+        assert_eq!((l.rechecks, l.recheck_delay), (5, Duration::from_secs(2)));
+        assert_eq!(l.since, Some(SinceFilter { column: "updated_at".into(), min_age: Duration::from_secs(300) }));
+        let l = live(&["--watch", "1h", "--passes", "3"]).unwrap();
+        assert_eq!((l.watch, l.passes), (Some(Duration::from_secs(3600)), Some(3)));
+        assert_eq!(duration("30s", "x").unwrap(), Duration::from_secs(30));
+        assert_eq!(duration("2d", "x").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(duration("1.5", "x").unwrap(), Duration::from_millis(1500));
+        for (args, words) in [
+            (&["--recheck-delay", "2"][..], "give --recheck N"),
+            (&["--recheck", "-1"][..], "--recheck"),
+            (&["--watch", "soon"][..], "expected a duration such as 30s"),
+            (&["--watch", "0s"][..], "--watch"),
+            (&["--since-column", "", "--min-age", "5m"][..], "name a timestamp column"),
+            (&["--since-column", "u", "--min-age", "5 fortnights"][..], "--min-age"),
+        ] {
+            let e = live(args).unwrap_err();
+            assert!(e.is_input() && e.to_string().contains(words), "{args:?}: {e}");
+        }
+        // Half of a pair, or --passes without --watch, is refused by the parser.
+        use clap::Parser;
+        for lone in [&["--min-age", "5m"][..], &["--since-column", "u"][..], &["--passes", "3"][..]] {
+            assert!(crate::cli::Cli::try_parse_from([&["rangecopy", "verify"][..], &base[..], lone].concat()).is_err());
+        }
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         Err(e) if matches!(e.root(), Error::Interrupted) => "interrupted",
         Err(_) => "failed",
     };
+    crate::live::finished(status, outcome.rows_this_run, seconds, result.as_ref().err());
     let message = result.as_ref().err().map(|e| redact(&e.to_string()));
     let mut recorded = state::set_job_status(&mut target.conn, &cfg.job, status, message.as_deref());
     if recorded.is_err() {
@@ -161,7 +162,7 @@ impl Run<'_> {
         }
         let resumed = cfg.mode == StartMode::Resume;
         if resumed && (cfg.consistent || existing.is_some_and(|j| j.consistent)) {
-            eprintln!(
+            crate::say!(
                 "warning: job {:?} is resumed: a --consistent snapshot ends with the process that took it, so the \
                  chunks copied before and after this resume come from different moments and the copy is not one \
                  consistent snapshot (it still converges once CDC replays from the job's P0)",
@@ -170,7 +171,7 @@ impl Run<'_> {
         }
         for r in records {
             if r.table.key.is_none() && r.phase != "done" {
-                eprintln!(
+                crate::say!(
                     "warning: table {} has no primary key or unique NOT NULL key: it is copied as one chunk, \
                      so an interrupted copy of it starts that table over on resume (committed tables are kept)",
                     r.table.name
@@ -195,6 +196,9 @@ impl Run<'_> {
                 })
                 .collect(),
         ));
+        for p in &done_before {
+            progress.set_chunks(p.table_no, p.chunks_done as u64, p.chunks_total as u64);
+        }
         self.progress = Some(progress.clone());
         self.base = done_before.iter().fold((0, 0), |a, p| (a.0 + p.rows as u64, a.1 + p.bytes as u64));
         let (snapshot, snapshot_p0) = match cfg.consistent {
@@ -219,6 +223,7 @@ impl Run<'_> {
             cancel: self.cancel.clone(),
             snapshot,
         };
+        crate::live::copy_started(&ctx.progress, &ctx.throttle);
         let result = pipeline::run(&ctx, &work, source, target);
         // The snapshot's transactions end here, before P1 and any verification.
         drop(ctx);
@@ -226,7 +231,7 @@ impl Run<'_> {
         if cfg.into_existing.is_some() {
             for t in state::table_progress(&mut target.conn, &cfg.job)? {
                 if let Some(m) = &t.merged {
-                    eprintln!("job {}: {}: {}", cfg.job, t.target_table, report::merged_words(m));
+                    crate::say!("job {}: {}: {}", cfg.job, t.target_table, report::merged_words(m));
                 }
             }
         }
@@ -237,21 +242,23 @@ impl Run<'_> {
     /// The objects created once every table is loaded, and a word on those that failed (the
     /// report lists them with their reasons).
     fn finish_objects(&self, source: &mut Source, target: &mut PgTarget) -> Result<()> {
+        crate::live::schema_phase("creating objects after the rows", "");
         let failed = schema_phases::run_after(&self.cfg.job, source, target, &self.cfg.target, self.cfg.workers)?;
         let objects = state::load_objects(&mut target.conn, &self.cfg.job)?;
+        crate::live::schema_phase("done", &report::schema_summary(&objects));
         if !objects.is_empty() {
-            eprintln!("job {}: schema: {}", self.cfg.job, report::schema_summary(&objects));
+            crate::say!("job {}: schema: {}", self.cfg.job, report::schema_summary(&objects));
             let listed: Vec<&str> =
                 objects.iter().filter(|o| o.status == "listed").map(|o| o.object.name.as_str()).collect();
             if !listed.is_empty() {
-                eprintln!(
+                crate::say!(
                     "  not carried over (their source SQL is in the report, --report FILE): {}",
                     listed.join(", ")
                 );
             }
         }
         if !failed.is_empty() {
-            eprintln!(
+            crate::say!(
                 "warning: job {}: {} objects could not be created as the source has them (listed above and in the \
                  report); the rows are all copied",
                 self.cfg.job,
@@ -275,7 +282,7 @@ impl Run<'_> {
             None => source
                 .position()
                 .map_err(|e| {
-                    eprintln!(
+                    crate::say!(
                         "warning: the source position P0 could not be read, so it is not recorded: {}",
                         redact(&e.to_string())
                     )
@@ -283,8 +290,8 @@ impl Run<'_> {
                 .ok(),
         };
         match state::record_p0(&mut target.conn, &cfg.job, p0.as_ref(), consistent)? {
-            Some(p0) => eprintln!("job {}: P0 (CDC starts here) is {p0}", cfg.job),
-            None if !recordable => eprintln!(
+            Some(p0) => crate::say!("job {}: P0 (CDC starts here) is {p0}", cfg.job),
+            None if !recordable => crate::say!(
                 "warning: job {}: P0 was not recorded before its first chunk was copied and cannot be recorded \
                  now: CDC cannot start from this job's position (copy it again with --restart once the source \
                  position can be read)",
@@ -334,7 +341,7 @@ fn loading_endpoint(
         .conn
         .transaction(what, |conn| Ok(conn.batch("SET LOCAL session_replication_role = replica", what).is_ok()));
     if !allowed.unwrap_or(false) {
-        eprintln!(
+        crate::say!(
             "warning: target tables {} have foreign keys{}, checked for every loaded row (a child table's rows \
              loaded before its parent's fail), and the target user may not hold them for the load \
              (session_replication_role needs a superuser, or GRANT SET ON PARAMETER session_replication_role); \
@@ -356,9 +363,12 @@ fn loading_endpoint(
 /// `--verify`: compares every table of the job with its source along the job's chunks; a
 /// difference fails the job (its data stays; `rangecopy verify` shows the rows).
 fn verify_copy(cfg: &CopyConfig, cancel: &AtomicBool) -> Result<()> {
-    eprintln!("verifying the copied tables…");
+    crate::say!("verifying the copied tables…");
     let v = crate::verify::run(&VerifyConfig::for_copy(cfg), cancel)?;
-    report::print_verification(&v, &mut std::io::stderr().lock())?;
+    // JSON logs carry each table's verdict as an event instead.
+    if !crate::log::json() {
+        report::print_verification(&v, &mut std::io::stderr().lock())?;
+    }
     if v.identical() {
         return Ok(());
     }
@@ -415,8 +425,8 @@ fn record_p1(cfg: &CopyConfig, target: &mut PgTarget) {
         .and_then(|mut source| source.position())
         .and_then(|p1| state::record_p1(&mut target.conn, &cfg.job, &p1).map(|()| p1));
     match recorded {
-        Ok(p1) => eprintln!("job {}: P1 (CDC has caught up with the copy once past here) is {p1}", cfg.job),
-        Err(e) => eprintln!(
+        Ok(p1) => crate::say!("job {}: P1 (CDC has caught up with the copy once past here) is {p1}", cfg.job),
+        Err(e) => crate::say!(
             "warning: the source position P1 could not be read, so it is not recorded: {}",
             redact(&e.to_string())
         ),
@@ -534,9 +544,10 @@ fn already_exists(cfg: &CopyConfig, job: &JobRecord) -> Error {
 fn keep_chunk_rows(cfg: &mut CopyConfig, job: &JobRecord) {
     let Some(recorded) = job.settings.get("chunk_rows").and_then(|v| v.as_u64()) else { return };
     if cfg.chunk_rows_given && cfg.chunk_rows != recorded {
-        eprintln!(
+        crate::say!(
             "warning: job {:?} keeps its chunk size of {recorded} rows (--chunk-rows {} ignored)",
-            cfg.job, cfg.chunk_rows
+            cfg.job,
+            cfg.chunk_rows
         );
     }
     cfg.chunk_rows = recorded;
@@ -582,7 +593,12 @@ fn resume(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget, job: &Jo
         }
     }
     if job.source != cfg.source.display() {
-        eprintln!("warning: job {:?} was started from {}; resuming from {}", cfg.job, job.source, cfg.source.display());
+        crate::say!(
+            "warning: job {:?} was started from {}; resuming from {}",
+            cfg.job,
+            job.source,
+            cfg.source.display()
+        );
     }
     let unfinished: Vec<&Table> = records.iter().filter(|r| r.phase != "done").map(|r| &r.table).collect();
     source.check_sequences_readable(&unfinished)?;
@@ -697,7 +713,7 @@ fn announce_discard(
     let progress = state::table_progress(&mut target.conn, &cfg.job)?;
     for (table_no, name, target_name, discard) in tables {
         if *discard == Discard::Kept {
-            eprintln!(
+            crate::say!(
                 "restart: forgetting what job {} merged into {target_name} (its rows stay: --into-existing never \
                  empties a table that existed before the job); its rows are merged again",
                 cfg.job
@@ -705,7 +721,7 @@ fn announce_discard(
             continue;
         }
         let p = progress.iter().find(|p| p.table_no == *table_no);
-        eprintln!(
+        crate::say!(
             "restart: discarding what job {} copied of {name} ({} rows in {} chunks): {} {target_name}",
             cfg.job,
             p.map_or(0, |p| p.rows),
@@ -829,7 +845,7 @@ fn setup(
     let drop_slot = || {
         if let (Some(slot), crate::config::SourceEndpoint::Postgres(ep)) = (&cfg.create_slot, &cfg.source) {
             if let Err(e) = pg_source::drop_slot(ep, &slot.name) {
-                eprintln!("warning: could not drop the replication slot {:?} again: {e}", slot.name);
+                crate::say!("warning: could not drop the replication slot {:?} again: {e}", slot.name);
             }
         }
     };
@@ -906,7 +922,7 @@ fn schema_mode(cfg: &CopyConfig, plan: &[(Table, bool)]) -> Result<SchemaMode> {
             }
         ))),
         SchemaMode::All if missing.is_empty() && present > 0 && cfg.source.engine() == Engine::Postgres => {
-            eprintln!(
+            crate::say!(
                 "note: every table already exists on the target: copying rows only, as with --data-only (the \
                  source's other objects are not created)"
             );
@@ -953,7 +969,7 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
     for r in records {
         let point = state::resume_point(&mut target.conn, &cfg.job, r.table_no, r.plan_complete)?;
         for gap in &point.gaps {
-            eprintln!(
+            crate::say!(
                 "warning: table {}: no recorded chunk covers the key range {} (the target lost commits it had \
                  acknowledged?); it is copied again as chunk {}",
                 r.table.name,
@@ -965,7 +981,7 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
             continue;
         }
         if r.phase == "done" {
-            eprintln!(
+            crate::say!(
                 "warning: table {} was recorded done but {} of its chunks are not: they are copied now",
                 r.table.name,
                 point.pending.len()

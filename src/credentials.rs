@@ -482,7 +482,7 @@ fn warn_once(path: &Path, message: String) {
     static WARNED: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
     let mut warned = WARNED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     if warned.insert(path.to_path_buf()) {
-        eprintln!("{message}");
+        crate::say!("{message}");
     }
 }
 

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rangecopy::cli::{Cli, Command};
-use rangecopy::config::{CopyConfig, StatusConfig, ThrottleChange, VerifyConfig};
+use rangecopy::config::{CopyConfig, LiveConfig, ProgressMode, StatusConfig, ThrottleChange, VerifyConfig};
 use rangecopy::error::{redact, Error};
+use rangecopy::listen::Control;
+use rangecopy::live::{self, Live, Mode};
 use rangecopy::verify::Verdict;
-use rangecopy::{copy, report, verify};
+use rangecopy::{copy, listen, report, verify, watch};
 
 /// An error, the exit code it means for this command, and for failures that kept state,
 /// the command that resumes.
@@ -48,16 +50,16 @@ fn main() -> ExitCode {
     match run(Cli::parse_args()) {
         Ok(code) => code,
         Err(Failure { error, exit, resume }) => {
-            eprintln!("error: {}", redact(&error.to_string()));
+            rangecopy::say!("error: {}", redact(&error.to_string()));
             if let Some(hint) = resume {
                 match error.root() {
                     Error::SourceChanged { .. } => {
-                        eprintln!(
+                        rangecopy::say!(
                             "committed chunks are kept; copy that table again (its new definition) with:\n  {hint}"
                         )
                     }
-                    Error::Interrupted => eprintln!("committed chunks are kept; resume with:\n  {hint}"),
-                    _ => eprintln!("committed chunks are kept; once the cause is fixed, resume with:\n  {hint}"),
+                    Error::Interrupted => rangecopy::say!("committed chunks are kept; resume with:\n  {hint}"),
+                    _ => rangecopy::say!("committed chunks are kept; once the cause is fixed, resume with:\n  {hint}"),
                 }
             }
             ExitCode::from(exit)
@@ -68,7 +70,15 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Copy(args) => {
-            let cfg = CopyConfig::from_args(&args)?;
+            let live_cfg = LiveConfig::from_args(&args.view)?;
+            rangecopy::log::set_format(live_cfg.log_format);
+            let mut cfg = CopyConfig::from_args(&args)?;
+            if rangecopy::log::json() {
+                // Events take the progress lines' place.
+                cfg.progress = ProgressMode::None;
+            }
+            let control = Control::Job { target: Box::new(cfg.target.clone()), job: cfg.job.clone() };
+            start_live(&live_cfg, &cfg.job, Mode::Copy, control)?;
             let hint = copy::resume_hint(&cfg);
             let outcome = copy::run(&cfg, interrupt_flag(1, Some(hint.clone()))).map_err(|error| Failure {
                 resume: match error.root() {
@@ -78,9 +88,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 exit: error.exit_code(),
                 error: Box::new(error),
             })?;
-            eprintln!("{}", report::summary_line(&outcome));
+            rangecopy::say!("{}", report::summary_line(&outcome));
             if let Some(path) = &cfg.report {
-                eprintln!("report written to {}", path.display());
+                rangecopy::say!("report written to {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -102,20 +112,37 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Verify(args) => {
             // Whatever stops a verification, the answer is "could not verify": exit 2.
             let could_not = |error: Error| Failure { error: Box::new(error), exit: 2, resume: None };
+            let live_cfg = LiveConfig::from_args(&args.view).map_err(could_not)?;
+            rangecopy::log::set_format(live_cfg.log_format);
             let cfg = VerifyConfig::from_args(&args).map_err(could_not)?;
-            let v = verify::run(&cfg, &interrupt_flag(2, None)).map_err(could_not)?;
-            match report::print_verification(&v, &mut std::io::stdout().lock()) {
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
-                other => other.map_err(could_not)?,
-            }
-            if let Some(path) = &cfg.json_report {
-                report::write_verify_json(&cfg, &v, path).map_err(could_not)?;
-                eprintln!("report written to {}", path.display());
-            }
-            if let Some(path) = &cfg.html_report {
-                report::write_verify_html(&cfg, &v, path).map_err(could_not)?;
-                eprintln!("report written to {}", path.display());
-            }
+            let job = cfg.job.as_deref().unwrap_or("verify");
+            start_live(&live_cfg, job, Mode::Verify, Control::InProcess).map_err(could_not)?;
+            let started = std::time::Instant::now();
+            let failed = |e: Error| {
+                let status = if matches!(e.root(), Error::Interrupted) { "interrupted" } else { "failed" };
+                live::finished(status, 0, started.elapsed().as_secs_f64(), Some(&e));
+                could_not(e)
+            };
+            let cancel = interrupt_flag(2, None);
+            let v = if cfg.live.watch.is_some() {
+                rangecopy::say!(
+                    "watching as {} (its passes are kept in the target's rangecopy schema)",
+                    watch::watch_name(&cfg)
+                );
+                watch::run(&cfg, &cancel, |v, pass, previous| {
+                    println!("{}", pass.line(previous));
+                    write_verify_reports(&cfg, v, Some(&pass.watch))
+                })
+                .map_err(failed)?
+            } else {
+                let v = verify::run(&cfg, &cancel).map_err(failed)?;
+                match report::print_verification(&v, &mut std::io::stdout().lock()) {
+                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => other.map_err(could_not)?,
+                }
+                write_verify_reports(&cfg, &v, None).map_err(could_not)?;
+                v
+            };
             Ok(match v.verdict() {
                 Verdict::Identical => ExitCode::SUCCESS,
                 Verdict::Different => ExitCode::from(1),
@@ -124,6 +151,38 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             })
         }
     }
+}
+
+/// Makes the live view the run reports to and, with `--listen`, serves it; a bind failure is bad
+/// input, reported before anything is written.
+fn start_live(cfg: &LiveConfig, job: &str, mode: Mode, control: Control) -> Result<(), Error> {
+    let view = Live::new(job, mode, cfg.control);
+    live::install(view.clone());
+    if let Some(addr) = cfg.listen {
+        listen::start(addr, view, cfg.control.then_some(control))?;
+    }
+    Ok(())
+}
+
+/// Writes the verification reports asked for; a watch's HTML report shows its trend.
+fn write_verify_reports(cfg: &VerifyConfig, v: &verify::Verification, watch: Option<&str>) -> Result<(), Error> {
+    if let Some(path) = &cfg.json_report {
+        report::write_verify_json(cfg, v, path)?;
+        if watch.is_none() {
+            rangecopy::say!("report written to {}", path.display());
+        }
+    }
+    if let Some(path) = &cfg.html_report {
+        let history = match watch {
+            Some(name) => watch::history(cfg, name)?,
+            None => Vec::new(),
+        };
+        report::write_verify_html_with_trend(cfg, v, &history, path)?;
+        if watch.is_none() {
+            rangecopy::say!("report written to {}", path.display());
+        }
+    }
+    Ok(())
 }
 
 /// How long after Ctrl-C / SIGTERM the process may take to stop by itself. Connections waiting
@@ -143,16 +202,16 @@ fn interrupt_flag(exit: u8, resume: Option<String>) -> Arc<AtomicBool> {
             std::process::exit(130);
         }
         flag.store(true, Ordering::SeqCst);
-        eprintln!("stopping: rolling back work in flight, keeping everything committed…");
+        rangecopy::say!("stopping: rolling back work in flight, keeping everything committed…");
         let resume = resume.clone();
         std::thread::spawn(move || {
             std::thread::sleep(STOP_GRACE);
-            eprintln!(
+            rangecopy::say!(
                 "error: interrupted; a connection did not let go within {}s, so it is left behind",
                 STOP_GRACE.as_secs()
             );
             if let Some(hint) = resume {
-                eprintln!("committed chunks are kept; resume with:\n  {hint}");
+                rangecopy::say!("committed chunks are kept; resume with:\n  {hint}");
             }
             std::process::exit(exit.into());
         });

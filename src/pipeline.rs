@@ -268,6 +268,7 @@ fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut Source, targ
                 |(source, target)| {
                     plan_table(source, w.table_no, table, ctx.chunk_rows, cursor.clone(), |chunk, last| {
                         state::insert_chunk(&mut target.conn, &ctx.job, &chunk, last)?;
+                        ctx.progress.chunk_planned(w.table_no);
                         let next = PlanCursor { next_chunk_no: chunk.chunk_no + 1, lo: chunk.hi.clone() };
                         let sent = send(chunk);
                         cursor = next;
@@ -392,10 +393,12 @@ impl Worker<'_> {
         let table = &ctx.tables[chunk.table_no];
         let _doing = crate::wait::doing(format!("chunk {} of {}", chunk.chunk_no, table.name));
         let mut added = (0i64, 0i64);
+        let started = std::time::Instant::now();
         let result = self.copy_chunk_inner(table, chunk, &mut added);
         match result {
             Ok(()) => {
                 ctx.progress.chunk_done(chunk.table_no);
+                crate::live::chunk_done(&table.name.to_string(), chunk.chunk_no, added.0, added.1, started.elapsed());
                 Ok(())
             }
             Err(e) => {
@@ -423,6 +426,7 @@ impl Worker<'_> {
         if !self.shared.started[chunk.table_no].load(Ordering::Acquire) {
             state::table_started(&mut self.target.conn, &ctx.job, chunk.table_no)?;
             self.shared.started[chunk.table_no].store(true, Ordering::Release);
+            crate::live::table_phase(chunk.table_no, "copying");
         }
         let work = self.shared.work.iter().find(|w| w.table_no == chunk.table_no).expect("chunk of a planned table");
         let merge = work.merge.as_ref();
@@ -501,6 +505,7 @@ impl Worker<'_> {
         let table = &ctx.tables[f.table_no];
         let job = ctx.job.as_str();
         state::set_table_phase(&mut self.target.conn, job, f.table_no, "indexing")?;
+        crate::live::table_phase(f.table_no, "indexing");
         let build = self.shared.work.iter().any(|w| w.table_no == f.table_no && w.build_indexes);
         let merged = self.shared.work.iter().any(|w| w.table_no == f.table_no && w.merge.is_some());
         if build {
@@ -524,6 +529,7 @@ impl Worker<'_> {
         }
         state::finish_table(&mut self.target.conn, job, f.table_no)?;
         ctx.progress.table_done(f.table_no);
+        crate::live::table_phase(f.table_no, "done");
         Ok(())
     }
 }
@@ -622,13 +628,14 @@ fn retrying<C, T>(
         }
         let wait = ctx.retry.wait(attempt);
         let what = what();
-        eprintln!(
+        crate::say!(
             "warning: {what}{}{}; retry {attempt} of {} in {:.1}s",
             if what.is_empty() { "" } else { ": " },
             redact(&error.to_string()),
             ctx.retry.retries,
             wait.as_secs_f64()
         );
+        crate::live::retry(&what, &error, attempt);
         if sleep_unless_cancelled(&ctx.cancel, wait) {
             return Err(Error::Interrupted);
         }
@@ -673,7 +680,7 @@ fn report_held(ctx: &RunContext, stop: &AtomicBool) {
     while !sleep_unless_cancelled(stop, Duration::from_secs(1)) {
         let held = crate::wait::held(after);
         for h in held.iter().filter(|h| h.first) {
-            eprintln!(
+            crate::say!(
                 "warning: waiting for {} for {:.0}s ({}); it is given up after --io-timeout",
                 h.endpoint,
                 h.waited.as_secs_f64(),
@@ -715,7 +722,8 @@ impl<'a> Controller<'a> {
             Err(e) => {
                 // Keep the last decision; start over with fresh connections next tick.
                 if !self.warned {
-                    eprintln!("warning: checking the throttle: {}", redact(&e.to_string()));
+                    crate::live::warning("throttle_check", &format!("checking the throttle: {e}"));
+                    crate::say!("warning: checking the throttle: {}", redact(&e.to_string()));
                     self.warned = true;
                 }
                 self.state = None;
@@ -756,6 +764,7 @@ impl<'a> Controller<'a> {
                 };
                 lag = lag.max(replica.replication_lag()?);
             }
+            crate::live::lag_seen(lag);
             if pause == PauseReason::None && lag > max.as_secs_f64() {
                 pause = PauseReason::Lag;
             }

@@ -19,6 +19,8 @@ pub struct TableCounters {
     pub rows: AtomicU64,
     pub bytes: AtomicU64,
     pub chunks_done: AtomicU64,
+    /// Chunks planned so far (planning runs ahead of the copy; the total once it is complete).
+    pub chunks_planned: AtomicU64,
     pub done: AtomicBool,
 }
 
@@ -47,6 +49,7 @@ impl Progress {
                     rows: AtomicU64::new(rows),
                     bytes: AtomicU64::new(bytes),
                     chunks_done: AtomicU64::new(0),
+                    chunks_planned: AtomicU64::new(0),
                     done: AtomicBool::new(done),
                 })
                 .collect(),
@@ -88,6 +91,17 @@ impl Progress {
 
     pub fn chunk_done(&self, table_no: usize) {
         self.tables[table_no].chunks_done.fetch_add(1, Relaxed);
+    }
+
+    /// A table's chunks done and planned before this run.
+    pub fn set_chunks(&self, table_no: usize, done: u64, planned: u64) {
+        let t = &self.tables[table_no];
+        t.chunks_done.store(done, Relaxed);
+        t.chunks_planned.store(planned, Relaxed);
+    }
+
+    pub fn chunk_planned(&self, table_no: usize) {
+        self.tables[table_no].chunks_planned.fetch_add(1, Relaxed);
     }
 
     pub fn table_done(&self, table_no: usize) {

@@ -342,6 +342,14 @@ fn verdict_words(v: &Verification, loud: bool) -> String {
         0 => String::new(),
         n => format!(", {} left out by --exclude-column not compared", counted(n, "column", "columns")),
     };
+    let (_, _, in_flight) = v.totals();
+    let excluded = match in_flight {
+        0 => excluded,
+        n => format!(
+            "{excluded} ({} in flight: differed, then converged when read again)",
+            counted(n as usize, "row", "rows")
+        ),
+    };
     match v.verdict() {
         Verdict::Identical => {
             let verb = if v.tables.len() == 1 { "matches" } else { "match" };
@@ -363,6 +371,35 @@ fn verdict_words(v: &Verification, loud: bool) -> String {
             )
         }
     }
+}
+
+/// `--recheck` and `--since-column`: what was rechecked or left out, one line each (none
+/// without them).
+fn live_lines(v: &Verification, out: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
+    if v.rechecks > 0 {
+        let (compared, divergent, in_flight) = v.totals();
+        out(format!(
+            "\nafter {}: {compared} rows compared, {divergent} divergent, {in_flight} in flight",
+            counted(v.rechecks as usize, "recheck", "rechecks")
+        ))?;
+        for t in v.tables.iter().filter(|t| t.in_flight > 0 || t.recheck_note.is_some()) {
+            let note = t.recheck_note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+            out(format!("  {}: {} in flight, {} divergent{note}", t.source_table, t.in_flight, t.differing_rows))?;
+        }
+    }
+    if let Some(cutoff) = &v.cutoff {
+        out(format!("\nrows changed at or after {cutoff} UTC (the source's clock) were left out:"))?;
+        for t in &v.tables {
+            match &t.left_out {
+                Some(l) => out(format!(
+                    "  {}: {} on the source, {} on the target (by {})",
+                    t.source_table, l.source_rows, l.target_rows, l.column
+                ))?,
+                None => out(format!("  {}: compared whole (no such column)", t.source_table))?,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The columns of a table that were not compared, one line each.
@@ -420,14 +457,20 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
     let jobs = match &cfg.job {
         Some(name) => match state::load_job(&mut conn, name)? {
             Some(job) => vec![job],
-            None => return Err(Error::input(format!("the target has no job named {name:?}"))),
+            None if !state::latest_passes(&mut conn, Some(name))?.is_empty() => Vec::new(),
+            None => return Err(Error::input(format!("the target has no job or verify watch named {name:?}"))),
         },
         None => state::list_jobs(&mut conn)?,
     };
     let io = |e| Error::io("writing status", e);
-    if jobs.is_empty() {
+    let watches = state::latest_passes(&mut conn, cfg.job.as_deref())?;
+    if jobs.is_empty() && watches.is_empty() {
         writeln!(out, "no rangecopy jobs on {}", cfg.target.display).map_err(io)?;
         return Ok(());
+    }
+    for pass in &watches {
+        let since = state::consistent_since(&mut conn, &pass.watch)?;
+        writeln!(out, "{}", watch_status_line(pass, since)).map_err(io)?;
     }
     for job in jobs {
         let tables = state::table_progress(&mut conn, &job.job)?;
@@ -500,6 +543,26 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
+/// `status`: a watch's latest pass in one line.
+fn watch_status_line(p: &state::VerifyPass, since: Option<(String, f64)>) -> String {
+    let consistent = match since {
+        Some((since, secs)) => {
+            format!("consistent (100%) since {since} UTC, for {}", crate::watch::human_duration(secs))
+        }
+        None => "not consistent".to_string(),
+    };
+    format!(
+        "verify watch {}: pass {} finished {} UTC: {} consistent, {} rows compared, {} divergent, {} in flight; {consistent}",
+        p.watch,
+        p.pass,
+        p.finished_at,
+        crate::watch::percent(p.consistency),
+        p.rows_compared,
+        p.rows_divergent,
+        p.rows_in_flight
+    )
+}
+
 /// The verification summary on stdout: a line per table, the first differing keys, a verdict.
 pub fn print_verification(v: &Verification, out: &mut impl Write) -> Result<()> {
     let io = |e| Error::io("writing the verification summary", e);
@@ -525,6 +588,7 @@ pub fn print_verification(v: &Verification, out: &mut impl Write) -> Result<()> 
         )
         .map_err(io)?;
     }
+    live_lines(v, &mut |line| writeln!(out, "{line}").map_err(io))?;
     for t in v.tables.iter().filter(|t| !t.coverage.is_empty()) {
         writeln!(out, "\nthe job's chunks do not cover {} (its rows were compared all the same):", t.source_table)
             .map_err(io)?;
@@ -574,6 +638,16 @@ struct VerifyReport<'a> {
     verdict: Verdict,
     settings: serde_json::Value,
     seconds: f64,
+    rows_compared: u64,
+    rows_divergent: u64,
+    rows_in_flight: u64,
+    /// Percent of the rows compared that are not divergent.
+    consistency: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rechecks: Option<u32>,
+    /// `--since-column`: rows changed at or after this (UTC, the source's clock) were left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cutoff: Option<&'a str>,
     tables: &'a [crate::verify::TableResult],
 }
 
@@ -586,16 +660,28 @@ fn verify_settings(cfg: &VerifyConfig) -> serde_json::Value {
         "chunk_rows": cfg.chunk_rows,
         "redact_values": cfg.redact_values,
         "max_diff_rows": cfg.max_diff_rows,
+        "recheck": cfg.live.rechecks,
+        "recheck_delay_seconds": cfg.live.recheck_delay.as_secs_f64(),
+        "since_column": cfg.live.since.as_ref().map(|s| &s.column),
+        "min_age_seconds": cfg.live.since.as_ref().map(|s| s.min_age.as_secs_f64()),
+        "watch_seconds": cfg.live.watch.map(|w| w.as_secs_f64()),
     })
 }
 
 /// Writes the machine-readable verification report.
 pub fn write_verify_json(cfg: &VerifyConfig, v: &Verification, path: &Path) -> Result<()> {
+    let (rows_compared, rows_divergent, rows_in_flight) = v.totals();
     let report = VerifyReport {
         rangecopy_version: env!("CARGO_PKG_VERSION"),
         verdict: v.verdict(),
         settings: verify_settings(cfg),
         seconds: v.seconds,
+        rows_compared,
+        rows_divergent,
+        rows_in_flight,
+        consistency: crate::watch::consistency(rows_compared, rows_divergent),
+        rechecks: (cfg.live.rechecks > 0).then_some(v.rechecks),
+        cutoff: v.cutoff.as_deref(),
         tables: &v.tables,
     };
     let text = serde_json::to_string_pretty(&report).expect("the report serializes");
@@ -629,6 +715,17 @@ fn utc_now_text() -> String {
 }
 
 pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> Result<()> {
+    write_verify_html_with_trend(cfg, v, &[], path)
+}
+
+/// The HTML verification report of a pass of `verify --watch`: the trend over the watch's
+/// `passes` (oldest first) above the pass's own report.
+pub fn write_verify_html_with_trend(
+    cfg: &VerifyConfig,
+    v: &Verification,
+    passes: &[state::VerifyPass],
+    path: &Path,
+) -> Result<()> {
     let mut h = String::new();
     let identical = v.identical();
     h.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rangecopy verify</title><style>");
@@ -651,17 +748,46 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
         if identical { "ok" } else { "bad" },
         esc(&verdict_words(v, false))
     );
-    h.push_str("<h2>Tables</h2><table><tr><th>table</th><th>target</th><th>source rows</th><th>target rows</th><th>ranges</th><th>differing ranges</th><th>differing rows</th><th>time</th><th>status</th></tr>");
+    if !passes.is_empty() {
+        h.push_str(&trend_html(passes));
+    }
+    let live = cfg.live.rechecks > 0 || v.cutoff.is_some();
+    h.push_str("<h2>Tables</h2><table><tr><th>table</th><th>target</th><th>source rows</th><th>target rows</th><th>ranges</th><th>differing ranges</th><th>differing rows</th>");
+    if live {
+        h.push_str("<th>in flight</th><th>left out (source / target)</th>");
+    }
+    h.push_str("<th>time</th><th>status</th></tr>");
     for t in &v.tables {
         let _ = write!(
             h,
-            "<tr><td><a href=\"#t{}\">{}</a></td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{:.1}s</td><td class={}>{}</td></tr>",
+            "<tr><td><a href=\"#t{}\">{}</a></td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td>",
             esc(&t.source_table), esc(&t.source_table), esc(&t.target_table), t.source_rows, t.target_rows,
-            t.ranges.len(), t.differing_ranges, t.differing_rows, t.seconds,
-            if t.status == TableStatus::Identical { "s-ok" } else { "s-bad" }, status_word(t.status)
+            t.ranges.len(), t.differing_ranges, t.differing_rows
+        );
+        if live {
+            let left_out = t.left_out.as_ref().map_or_else(
+                || "<span class=muted>compared whole</span>".to_string(),
+                |l| format!("{} / {}", l.source_rows, l.target_rows),
+            );
+            let _ = write!(h, "<td class=num>{}</td><td class=num>{left_out}</td>", t.in_flight);
+        }
+        let _ = write!(
+            h,
+            "<td class=num>{:.1}s</td><td class={}>{}</td></tr>",
+            t.seconds,
+            if t.status == TableStatus::Identical { "s-ok" } else { "s-bad" },
+            status_word(t.status)
         );
     }
     h.push_str("</table>");
+    let mut notes = Vec::new();
+    live_lines(v, &mut |line| {
+        notes.push(line);
+        Ok(())
+    })?;
+    if !notes.is_empty() {
+        let _ = write!(h, "<pre class=muted>{}</pre>", esc(notes.join("\n").trim()));
+    }
     for t in &v.tables {
         let _ = write!(h, "<h2 id=\"t{}\">{}</h2>", esc(&t.source_table), esc(&t.source_table));
         let _ = write!(
@@ -789,8 +915,50 @@ pub fn write_verify_html(cfg: &VerifyConfig, v: &Verification, path: &Path) -> R
     std::fs::write(path, h).map_err(|e| Error::io(format!("writing the report {}", path.display()), e))
 }
 
+/// A watch's trend: one bar per pass, its height the consistency (the axis from the lowest
+/// pass's value to 100%), green when the pass was fully consistent; an inline SVG.
+fn trend_html(passes: &[state::VerifyPass]) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 80.0;
+    let low = passes.iter().map(|p| p.consistency).fold(100.0_f64, f64::min).clamp(0.0, 99.0).floor();
+    let step = W / passes.len() as f64;
+    let mut svg = format!(
+        "<h2>Consistency over the watch's passes</h2><svg class=trend width=\"{W}\" height=\"{}\" \
+         viewBox=\"0 0 {W} {}\" role=img aria-label=\"consistency per pass\">",
+        H + 16.0,
+        H + 16.0
+    );
+    for (i, p) in passes.iter().enumerate() {
+        let share = ((p.consistency - low) / (100.0 - low)).clamp(0.0, 1.0);
+        let height = (share * H).max(2.0);
+        let ok = p.rows_divergent == 0 && p.verdict == "identical";
+        let _ = write!(
+            svg,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{height:.1}\" fill=\"{}\">\
+             <title>pass {} ({} UTC): {} consistent, {} divergent, {} in flight</title></rect>",
+            i as f64 * step,
+            H - height,
+            (step - 1.0).max(1.0),
+            if ok { "#34a853" } else { "#d93025" },
+            p.pass,
+            esc(&p.finished_at),
+            crate::watch::percent(p.consistency),
+            p.rows_divergent,
+            p.rows_in_flight
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"0\" y=\"{}\" font-size=\"11\" fill=\"#6b7280\">{} passes, axis {low}%–100%; latest {}</text></svg>",
+        H + 13.0,
+        passes.len(),
+        passes.last().map(|p| crate::watch::percent(p.consistency)).unwrap_or_default()
+    );
+    svg
+}
+
 /// The reports' style sheet.
-const STYLE: &str =
+pub(crate) const STYLE: &str =
     "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1d2330}h1{margin:0 0 .2em}\
          .verdict{font-size:1.3em;font-weight:600;padding:.5em .8em;border-radius:6px;display:inline-block}\
          .ok{background:#dff5e3;color:#14532d}.bad{background:#fde2e1;color:#7f1d1d}\

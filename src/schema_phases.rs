@@ -105,7 +105,7 @@ pub fn run_after(
     if pending.is_empty() && unvalidated == 0 {
         return Ok(records.into_iter().filter(|r| r.status == "failed").collect());
     }
-    eprintln!(
+    crate::say!(
         "job {job}: creating {} objects that span tables (foreign keys, triggers, policies, sequence positions …)",
         pending.len()
     );
@@ -202,7 +202,7 @@ fn fail_softly(job: &str, record: &ObjectRecord, sql: &str, outcome: Result<()>,
         "created" => format!("added NOT VALID; validation failed: {}", server_reason(&e)),
         _ => server_reason(&e),
     };
-    eprintln!("warning: {} {}: {reason}\n  ({sql})", record.object.kind, record.object.name);
+    crate::say!("warning: {} {}: {reason}\n  ({sql})", record.object.kind, record.object.name);
     state::set_object_status(conn, job, record.object_no, "failed", Some(&reason))
 }
 
@@ -377,7 +377,7 @@ pub fn prepare(conn: &mut PgConn, objects: &mut [DbObject]) -> Result<()> {
         }
     }
     if changed > 0 {
-        eprintln!(
+        crate::say!(
             "warning: role{} {} of the source {} not on the target, or not one{} the target user may give objects \
              to: {changed} objects are created without their source owner or grants (the report lists them); create \
              the roles on the target and copy again to keep them, or pass --no-owner / --no-privileges",

@@ -95,6 +95,22 @@ CREATE TABLE IF NOT EXISTS rangecopy.objects (
     finished_at  timestamptz,
     PRIMARY KEY (job, object_no)
 );
+-- verify --watch: one row per pass of a watch (named by --job, or after what it compares).
+-- consistency is the percentage of compared rows not divergent; tables holds, per table,
+-- rows compared, divergent, in flight and left out (--since-column).
+CREATE TABLE IF NOT EXISTS rangecopy.verify_passes (
+    watch          text NOT NULL,
+    pass           int NOT NULL,
+    started_at     timestamptz NOT NULL,
+    finished_at    timestamptz NOT NULL,
+    verdict        text NOT NULL,
+    rows_compared  bigint NOT NULL,
+    rows_divergent bigint NOT NULL,
+    rows_in_flight bigint NOT NULL,
+    consistency    numeric NOT NULL,
+    tables         jsonb NOT NULL,
+    PRIMARY KEY (watch, pass)
+);
 ";
 
 /// A job as recorded in the target.
@@ -184,11 +200,13 @@ fn added_columns() -> (Vec<String>, Vec<String>) {
         let column = rest.strip_prefix("ADD COLUMN IF NOT EXISTS ")?.split_whitespace().next()?;
         Some((table.to_string(), column.to_string()))
     });
-    // Every table is keyed by its job: a table added later shows as its missing `job` column.
-    let tables = SCHEMA_DDL
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("CREATE TABLE IF NOT EXISTS rangecopy."))
-        .filter_map(|l| Some((l.split_whitespace().next()?.to_string(), "job".to_string())));
+    // A table added later shows as its missing first column.
+    let lines: Vec<&str> = SCHEMA_DDL.lines().collect();
+    let tables = lines.iter().enumerate().filter_map(|(i, l)| {
+        let table = l.trim().strip_prefix("CREATE TABLE IF NOT EXISTS rangecopy.")?.split_whitespace().next()?;
+        let first = lines.get(i + 1)?.split_whitespace().next()?;
+        Some((table.to_string(), first.to_string()))
+    });
     added.chain(tables).unzip()
 }
 
@@ -920,4 +938,122 @@ pub fn set_object_status(
         "recording an object",
     )?;
     Ok(())
+}
+
+/// A pass of `verify --watch` as the state records it.
+#[derive(Debug, Clone)]
+pub struct VerifyPass {
+    pub watch: String,
+    pub pass: i32,
+    /// UTC, `YYYY-MM-DD HH:MM:SS`.
+    pub started_at: String,
+    pub finished_at: String,
+    pub verdict: String,
+    pub rows_compared: i64,
+    pub rows_divergent: i64,
+    pub rows_in_flight: i64,
+    pub consistency: f64,
+    pub tables: serde_json::Value,
+}
+
+const PASS_COLUMNS: &str = "watch, pass, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), \
+     to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), verdict, rows_compared, rows_divergent, \
+     rows_in_flight, consistency::float8, tables::text";
+
+fn pass_from_row(r: &tokio_postgres::Row) -> VerifyPass {
+    VerifyPass {
+        watch: r.get(0),
+        pass: r.get(1),
+        started_at: r.get(2),
+        finished_at: r.get(3),
+        verdict: r.get(4),
+        rows_compared: r.get(5),
+        rows_divergent: r.get(6),
+        rows_in_flight: r.get(7),
+        consistency: r.get(8),
+        tables: serde_json::from_str(r.get::<_, &str>(9)).unwrap_or_default(),
+    }
+}
+
+/// Records a finished pass (it took `seconds`, and ends now) as the watch's next; returns it.
+#[allow(clippy::too_many_arguments)]
+pub fn record_pass(
+    conn: &mut PgConn,
+    watch: &str,
+    seconds: f64,
+    verdict: &str,
+    (compared, divergent, in_flight): (i64, i64, i64),
+    consistency: f64,
+    tables: &serde_json::Value,
+) -> Result<VerifyPass> {
+    let row = conn.query_one(
+        &format!(
+            "INSERT INTO rangecopy.verify_passes AS p (watch, pass, started_at, finished_at, verdict, rows_compared, \
+                 rows_divergent, rows_in_flight, consistency, tables)
+             SELECT $1, coalesce((SELECT max(pass) FROM rangecopy.verify_passes WHERE watch = $1), 0) + 1,
+                    now() - $2 * interval '1 second', now(), $3, $4, $5, $6, $7::float8::numeric, $8::text::jsonb
+             RETURNING {PASS_COLUMNS}"
+        ),
+        &[&watch, &seconds, &verdict, &compared, &divergent, &in_flight, &consistency, &tables.to_string()],
+        "recording the verification pass",
+    )?;
+    Ok(pass_from_row(&row))
+}
+
+/// A watch's passes, the last `limit` of them, oldest first.
+pub fn load_passes(conn: &mut PgConn, watch: &str, limit: i64) -> Result<Vec<VerifyPass>> {
+    if !passes_exist(conn)? {
+        return Ok(Vec::new());
+    }
+    let rows = conn.query(
+        &format!(
+            "SELECT * FROM (SELECT {PASS_COLUMNS} FROM rangecopy.verify_passes WHERE watch = $1
+                             ORDER BY pass DESC LIMIT $2) p ORDER BY 2"
+        ),
+        &[&watch, &limit],
+        "reading the verification passes",
+    )?;
+    Ok(rows.iter().map(pass_from_row).collect())
+}
+
+/// The latest pass of every watch (of `watch` only, when given), by watch name.
+pub fn latest_passes(conn: &mut PgConn, watch: Option<&str>) -> Result<Vec<VerifyPass>> {
+    if !passes_exist(conn)? {
+        return Ok(Vec::new());
+    }
+    let rows = conn.query(
+        &format!(
+            "SELECT DISTINCT ON (watch) {PASS_COLUMNS} FROM rangecopy.verify_passes
+              WHERE $1::text IS NULL OR watch = $1 ORDER BY watch, pass DESC"
+        ),
+        &[&watch],
+        "reading the verification passes",
+    )?;
+    Ok(rows.iter().map(pass_from_row).collect())
+}
+
+/// Since when a watch's passes have all been fully consistent (no divergent row, verdict
+/// identical), as UTC text, and for how many seconds until now; `None` when its latest pass
+/// is not.
+pub fn consistent_since(conn: &mut PgConn, watch: &str) -> Result<Option<(String, f64)>> {
+    let row = conn.query_one(
+        "SELECT to_char(min(started_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+                extract(epoch FROM now() - min(started_at))::float8
+           FROM rangecopy.verify_passes
+          WHERE watch = $1
+            AND pass > coalesce((SELECT max(pass) FROM rangecopy.verify_passes
+                                  WHERE watch = $1 AND (rows_divergent > 0 OR verdict <> 'identical')), 0)",
+        &[&watch],
+        "reading since when the watch is consistent",
+    )?;
+    Ok(row.get::<_, Option<String>>(0).map(|since| (since, row.get::<_, Option<f64>>(1).unwrap_or(0.0))))
+}
+
+fn passes_exist(conn: &mut PgConn) -> Result<bool> {
+    let row = conn.query_one(
+        "SELECT to_regclass('rangecopy.verify_passes') IS NOT NULL",
+        &[],
+        "looking for verification passes",
+    )?;
+    Ok(row.get(0))
 }

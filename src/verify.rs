@@ -29,11 +29,21 @@
 //! target lacks or holds under another type without a rule saying so (a copy made with
 //! options verify was not given) is never passed over: the table is at best `Incomplete`
 //! ("could not verify" in full, exit 2), and the reason says which option to give.
+//!
+//! While the source keeps changing (replication or CDC keeps the target in step), rows that
+//! differ may only be late: with `--recheck N`, the keys of the rows that differ are held (at
+//! most `RECHECK_KEYS` over the run; past that, or for a difference no row was found for, the
+//! table's differing ranges are compared again instead) and read again on both sides after
+//! `--recheck-delay`; rows that converge are "in flight", not differences. With
+//! `--since-column`, rows changed within `--min-age` on either side are left out: both sides'
+//! scans leave out rows newer than one cutoff read from the source's clock, and a row found
+//! on one side only because the other side's copy of it is recent is left out too (the keys
+//! of recent rows are held per table, at most `RECENT_KEYS`).
 //! This module must never write to either database.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -46,7 +56,7 @@ use crate::error::{Error, Result};
 use crate::pipeline;
 use crate::plan::{plan_table, Bound, Chunk, PlanCursor};
 use crate::schema::{quote_ident, quote_literal, LogicalType, Table};
-use crate::source::postgres::{scan_rows, span_copy_sql};
+use crate::source::postgres::{scan_rows, span_copy_sql_where};
 use crate::source::Source;
 use crate::state;
 use crate::target::postgres::{check_columns, same_type, Existing, PgTarget};
@@ -75,11 +85,29 @@ const GROUP_ROWS: u64 = 100_000;
 /// Comparing by buckets: at most 2^16 buckets (their digests take 40 bytes a side each).
 const MAX_BUCKET_BITS: u32 = 16;
 
+/// `--recheck`: keys of differing rows held over the whole run, to read them again. Past
+/// this, a table's differing ranges are compared again instead.
+const RECHECK_KEYS: usize = 100_000;
+
+/// `--since-column`: keys of recent rows held over the whole run.
+const RECENT_KEYS: usize = 200_000;
+
 /// The outcome of a verification: per table, and the overall verdict.
 #[derive(Debug, Serialize)]
 pub struct Verification {
     pub tables: Vec<TableResult>,
     pub seconds: f64,
+    /// `--recheck`: the rechecks made (at most the N given; fewer once everything converged).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rechecks: u32,
+    /// `--since-column`: rows whose column is at or after this (UTC, the source's clock) were
+    /// left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cutoff: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The overall answer: identical, different (rows differ, or a table is missing or not
@@ -96,6 +124,13 @@ pub enum Verdict {
 impl Verification {
     pub fn identical(&self) -> bool {
         self.verdict() == Verdict::Identical
+    }
+
+    /// Rows compared (the source's, as read), rows still differing, rows in flight.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        self.tables
+            .iter()
+            .fold((0, 0, 0), |(c, d, f), t| (c + t.source_rows, d + t.differing_rows as u64, f + t.in_flight as u64))
     }
 
     pub fn verdict(&self) -> Verdict {
@@ -147,7 +182,26 @@ pub struct TableResult {
     /// Source columns whose values were not compared, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub columns_not_compared: Vec<NotCompared>,
+    /// `--recheck`: rows that differed but converged when read again (replication lag).
+    pub in_flight: usize,
+    /// `--recheck`: how the table was rechecked when its differing rows could not be held by
+    /// key (compared again range by range), in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recheck_note: Option<String>,
+    /// `--since-column`: the rows left out as too recent (none: the table has no such column
+    /// and was compared whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left_out: Option<LeftOut>,
     pub seconds: f64,
+}
+
+/// `--since-column`: rows left out of a table's comparison as changed too recently.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeftOut {
+    pub column: String,
+    /// Rows whose column is at or after the cutoff, on each side.
+    pub source_rows: u64,
+    pub target_rows: u64,
 }
 
 /// A source column left out of the comparison.
@@ -252,6 +306,7 @@ fn narrowing(table: &Table, engine: Engine) -> Narrowing {
 }
 
 /// A table to verify and the ranges to compare it by.
+#[derive(Clone)]
 struct Subject {
     table: Table,
     ranges: Vec<Arc<Chunk>>,
@@ -265,6 +320,18 @@ struct Subject {
     not_compared: Vec<NotCompared>,
     /// Where the key's values sit among a captured row's values (`None`: no key).
     key_positions: Option<Vec<usize>>,
+    /// `--since-column`, when the table has that column.
+    filter: Option<Arc<RowFilter>>,
+}
+
+/// `--since-column` on one table: the conditions that keep rows older than the cutoff, and
+/// the keys (row hashes without a key) of rows at or after it on either side.
+struct RowFilter {
+    column: String,
+    source_sql: String,
+    target_sql: String,
+    recent: HashSet<Vec<u8>>,
+    left_out: (u64, u64),
 }
 
 impl Subject {
@@ -360,9 +427,47 @@ struct Run<'a> {
     /// Per table (BisectPending): rows waiting for their partner.
     pending: Vec<Mutex<Pending>>,
     listing: Mutex<Listing>,
-    throttle: Throttle,
+    throttle: Arc<Throttle>,
     cancel: &'a AtomicBool,
     started: Instant,
+    /// `--recheck`: per table, the differing rows by key and where to read them again.
+    differing: Vec<Mutex<Differing>>,
+    /// Keys held in `differing`, over all tables.
+    differing_keys: AtomicUsize,
+    /// Per table (`--since-column`): rows found on one side only because the other side's
+    /// copy is recent, and so left out.
+    dropped: Vec<AtomicU64>,
+}
+
+/// A table's differing rows as `--recheck` holds them.
+#[derive(Default)]
+struct Differing {
+    /// By key (row hash without a key): the region to read it again in, and how many rows
+    /// of that key differ (rows without a key may be alike).
+    rows: HashMap<Vec<u8>, (usize, usize)>,
+    /// Regions: a source part and its target span, once each.
+    regions: Vec<(Arc<Chunk>, Arc<Span>)>,
+    region_of: HashMap<(Bound, Bound), usize>,
+    /// More than `RECHECK_KEYS` differing rows: the table's ranges are compared again instead.
+    overflowed: bool,
+}
+
+impl<'a> Run<'a> {
+    fn new(cfg: &'a VerifyConfig, subjects: Vec<Subject>, cancel: &'a AtomicBool, started: Instant) -> Run<'a> {
+        Run {
+            cfg,
+            counts: subjects.iter().map(|_| AtomicU64::new(0)).collect(),
+            pending: subjects.iter().map(|_| Mutex::new(Pending::default())).collect(),
+            differing: subjects.iter().map(|_| Mutex::new(Differing::default())).collect(),
+            differing_keys: AtomicUsize::new(0),
+            dropped: subjects.iter().map(|_| AtomicU64::new(0)).collect(),
+            subjects,
+            listing: Mutex::new(Listing { max: cfg.max_diff_rows, rows: BinaryHeap::new() }),
+            throttle: Arc::new(Throttle::new(cfg.throttle.rows_per_sec, cfg.throttle.bytes_per_sec)),
+            cancel,
+            started,
+        }
+    }
 }
 
 /// One range's comparison.
@@ -393,40 +498,32 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
     let mut source = Source::connect(&cfg.source)?;
     let mut target = PgTarget::connect(&cfg.target)?;
     source.learn_target(&mut target.conn)?;
-    let subjects = subjects(cfg, &mut source, &mut target)?;
-    drop(source);
-    let run = Run {
-        cfg,
-        counts: subjects.iter().map(|_| AtomicU64::new(0)).collect(),
-        pending: subjects.iter().map(|_| Mutex::new(Pending::default())).collect(),
-        subjects,
-        listing: Mutex::new(Listing { max: cfg.max_diff_rows, rows: BinaryHeap::new() }),
-        throttle: Throttle::new(cfg.throttle.rows_per_sec, cfg.throttle.bytes_per_sec),
-        cancel,
-        started,
+    let mut subjects = subjects(cfg, &mut source, &mut target)?;
+    let cutoff = match &cfg.live.since {
+        Some(since) => {
+            let cutoff = source.clock_minus(since.min_age)?;
+            let mut room = RECENT_KEYS;
+            for subject in subjects.iter_mut().filter(|s| !s.missing_on_target) {
+                let filter = row_filter(cfg, &mut source, &mut target, subject, &since.column, &cutoff, &mut room)?;
+                subject.filter = filter.map(Arc::new);
+            }
+            Some(cutoff)
+        }
+        None => None,
     };
-    let work: Vec<(usize, usize)> = run
-        .subjects
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.missing_on_target)
-        .flat_map(|(i, s)| (0..s.ranges.len()).map(move |pos| (i, pos)))
-        .collect();
-    let outcomes: Vec<Result<RangeOutcome>> = pipeline::parallel_map(
-        cfg.workers,
-        work,
-        cancel,
-        || Ok((Source::connect(&cfg.source)?, PgTarget::connect(&cfg.target)?)),
-        |conns, (i, pos)| compare_range(&run, conns, i, pos),
-    )?;
-    let mut by_table: Vec<Vec<RangeOutcome>> = run.subjects.iter().map(|_| Vec::new()).collect();
-    for outcome in outcomes {
-        let outcome = outcome?;
-        by_table[outcome.table].push(outcome);
-    }
-    let mut results = Vec::new();
-    for (i, outcomes) in by_table.into_iter().enumerate() {
-        results.push(settle_table(&run, i, outcomes)?);
+    drop(source);
+    drop(target);
+    let run = Run::new(cfg, subjects, cancel, started);
+    crate::live::verify_started(
+        run.subjects.iter().map(|s| (s.table.name.to_string(), s.ranges.len())).collect(),
+        &run.throttle,
+    );
+    let mut results = compare(&run)?;
+    let rechecks = recheck(&run, &mut results)?;
+    for (i, t) in results.iter().enumerate() {
+        let status = serde_json::to_value(t.status).ok().and_then(|v| v.as_str().map(str::to_string));
+        let (differing, in_flight) = (t.differing_rows as u64, t.in_flight as u64);
+        crate::live::verify_table_done(i, &status.unwrap_or_default(), t.source_rows, differing, in_flight);
     }
     let mut diffs = describe_listed(&run)?;
     let tables = results
@@ -437,7 +534,120 @@ pub fn run(cfg: &VerifyConfig, cancel: &AtomicBool) -> Result<Verification> {
             t
         })
         .collect();
-    Ok(Verification { tables, seconds: started.elapsed().as_secs_f64() })
+    let v = Verification { tables, seconds: started.elapsed().as_secs_f64(), rechecks, cutoff };
+    let verdict = serde_json::to_value(v.verdict()).ok().and_then(|v| v.as_str().map(str::to_string));
+    crate::live::verify_finished(&verdict.unwrap_or_default(), v.seconds, cfg.live.watch.is_some());
+    Ok(v)
+}
+
+/// Compares every range of every subject, then settles each table.
+fn compare(run: &Run) -> Result<Vec<TableResult>> {
+    let cfg = run.cfg;
+    let work: Vec<(usize, usize)> = run
+        .subjects
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.missing_on_target)
+        .flat_map(|(i, s)| (0..s.ranges.len()).map(move |pos| (i, pos)))
+        .collect();
+    let outcomes: Vec<Result<RangeOutcome>> = pipeline::parallel_map(
+        cfg.workers,
+        work,
+        run.cancel,
+        || Ok((Source::connect(&cfg.source)?, PgTarget::connect(&cfg.target)?)),
+        |conns, (i, pos)| {
+            let outcome = compare_range(run, conns, i, pos);
+            if let Ok(o) = &outcome {
+                let r = &o.result;
+                crate::live::range_done(i, pos, r.identical, r.source_rows, r.differing_rows as u64);
+            }
+            outcome
+        },
+    )?;
+    let mut by_table: Vec<Vec<RangeOutcome>> = run.subjects.iter().map(|_| Vec::new()).collect();
+    for outcome in outcomes {
+        let outcome = outcome?;
+        by_table[outcome.table].push(outcome);
+    }
+    let mut results = Vec::new();
+    for (i, outcomes) in by_table.into_iter().enumerate() {
+        results.push(settle_table(run, i, outcomes)?);
+    }
+    Ok(results)
+}
+
+/// `--since-column`: the filter of a table that has the column (`None`: compared whole). The
+/// keys of the rows at or after `cutoff` are read on both sides, and counted; `room` is how
+/// many more keys the run may hold.
+fn row_filter(
+    cfg: &VerifyConfig,
+    source: &mut Source,
+    target: &mut PgTarget,
+    subject: &Subject,
+    column: &str,
+    cutoff: &str,
+    room: &mut usize,
+) -> Result<Option<RowFilter>> {
+    let table = &subject.table;
+    let Some(col) = table.copied_columns().find(|c| c.name == column) else { return Ok(None) };
+    let pg_type = match col.logical {
+        LogicalType::TimestampTz => "timestamptz",
+        LogicalType::Timestamp => "timestamp",
+        _ => {
+            return Err(Error::input(format!(
+                "--since-column {column}: column {} of table {} is {}, not a timestamp; name a column that \
+                 records when each row last changed (such as updated_at)",
+                quote_ident(column),
+                table.name,
+                col.type_sql
+            )))
+        }
+    };
+    // Timestamps without a time zone are read as UTC, as rangecopy's sessions run in UTC.
+    let pg_literal = format!("{}::{pg_type}", quote_literal(cutoff));
+    let pg_col = quote_ident(column);
+    let (source_col, source_literal) = match cfg.source.engine() {
+        Engine::Postgres => (pg_col.clone(), pg_literal.clone()),
+        Engine::Mysql => (format!("`{}`", column.replace('`', "``")), quote_literal(cutoff)),
+    };
+    let keep = |c: &str, l: &str| format!("{c} IS NULL OR {c} < {l}");
+    let recent = |c: &str, l: &str| format!("{c} >= {l}");
+    let whole = Chunk { table_no: 0, chunk_no: 0, lo: None, hi: None };
+    let mut keys = HashSet::new();
+    let mut too_many = false;
+    let mut hold = |row: &[u8], hash: &RowHash| {
+        if keys.len() < *room {
+            keys.insert(subject.row_key(row, hash));
+        } else {
+            too_many = true;
+        }
+    };
+    let source_rows = source
+        .scan_range(table, &whole, Some(&recent(&source_col, &source_literal)), Some(&mut hold), &mut |_, _| Ok(()))?
+        .rows;
+    let sql = span_copy_sql_where(
+        table,
+        &format!("ONLY {}", table.target.quoted()),
+        std::iter::empty(),
+        std::iter::empty(),
+        Some(&recent(&pg_col, &pg_literal)),
+    );
+    let target_rows = scan_rows(&mut target.conn, &sql, table, Some(&mut hold), &mut |_, _| Ok(()))?.rows;
+    if too_many {
+        return Err(Error::input(format!(
+            "--min-age: more than {RECENT_KEYS} rows (up to table {}) changed more recently than that; \
+             give a shorter --min-age",
+            table.name
+        )));
+    }
+    *room -= keys.len();
+    Ok(Some(RowFilter {
+        column: column.to_string(),
+        source_sql: keep(&source_col, &source_literal),
+        target_sql: keep(&pg_col, &pg_literal),
+        recent: keys,
+        left_out: (source_rows, target_rows),
+    }))
 }
 
 /// The tables and their ranges: the job's chunks with `--job`, else ranges planned by
@@ -682,6 +892,7 @@ fn subject(
         narrowing,
         coverage,
         not_compared,
+        filter: None,
     })
 }
 
@@ -872,18 +1083,29 @@ fn in_range(table: &Table, chunk: &Chunk) -> impl Fn(Error) -> Error + use<> {
 
 /// Reads one side's part, handing captured rows to `on_row` when given. Only the source is
 /// held to the rate: it is the live database to spare.
+/// `filter` (`--since-column`) leaves rows out.
 fn scan_source(
     run: &Run,
     source: &mut Source,
     table: &Table,
+    filter: Option<&RowFilter>,
     chunk: &Chunk,
     on_row: Option<RowSink<'_>>,
 ) -> Result<ChunkSummary> {
-    source.scan_range(table, chunk, on_row, &mut |rows, bytes| run.throttle.acquire(rows, bytes, run.cancel))
+    let filter = filter.map(|f| f.source_sql.as_str());
+    source.scan_range(table, chunk, filter, on_row, &mut |rows, bytes| run.throttle.acquire(rows, bytes, run.cancel))
 }
 
-fn scan_target(target: &mut PgTarget, table: &Table, span: &Span, on_row: Option<RowSink<'_>>) -> Result<ChunkSummary> {
-    let sql = span_copy_sql(table, &format!("ONLY {}", table.target.quoted()), span.lows.iter(), span.highs.iter());
+fn scan_target(
+    target: &mut PgTarget,
+    table: &Table,
+    filter: Option<&RowFilter>,
+    span: &Span,
+    on_row: Option<RowSink<'_>>,
+) -> Result<ChunkSummary> {
+    let relation = format!("ONLY {}", table.target.quoted());
+    let filter = filter.map(|f| f.target_sql.as_str());
+    let sql = span_copy_sql_where(table, &relation, span.lows.iter(), span.highs.iter(), filter);
     scan_rows(&mut target.conn, &sql, table, on_row, &mut |_, _| Ok(()))
 }
 
@@ -894,9 +1116,10 @@ fn digests(
     table: &Table,
     part: &Part,
 ) -> Result<(ChunkSummary, ChunkSummary)> {
+    let filter = run.subjects[part.table].filter.as_deref();
     let (s, t) = pipeline::join(
-        || scan_source(run, source, table, &part.source, None),
-        || scan_target(target, table, &part.target, None),
+        || scan_source(run, source, table, filter, &part.source, None),
+        || scan_target(target, table, filter, &part.target, None),
     );
     Ok((s?, t?))
 }
@@ -1000,10 +1223,12 @@ fn match_rows(run: &Run, (source, target): &mut Conns, part: &Part) -> Result<Re
     let table = &subject.table;
     let mut held: HashMap<Vec<u8>, Vec<RowHash>> = HashMap::new();
     let mut overflowed = false;
+    let filter = subject.filter.as_deref();
     let summary = scan_source(
         run,
         source,
         table,
+        filter,
         &part.source,
         Some(&mut |row: &[u8], hash: &RowHash| {
             if overflowed {
@@ -1027,6 +1252,7 @@ fn match_rows(run: &Run, (source, target): &mut Conns, part: &Part) -> Result<Re
     scan_target(
         target,
         table,
+        filter,
         &part.target,
         Some(&mut |row: &[u8], hash: &RowHash| {
             let key = subject.row_key(row, hash);
@@ -1099,11 +1325,259 @@ fn settle_row(run: &Run, part: &Part, key: Vec<u8>, kind: DiffKind, hash: RowHas
     }
 }
 
-/// Counts a differing row and offers it to the listing.
+/// Counts a differing row and offers it to the listing; with `--recheck`, holds its key. A
+/// row recent on either side (`--since-column`) is left out instead.
 fn found_row(run: &Run, found: Found) {
-    run.counts[found.place.0].fetch_add(1, Ordering::Relaxed);
+    let i = found.place.0;
+    if run.subjects[i].filter.as_ref().is_some_and(|f| f.recent.contains(&found.place.3)) {
+        run.dropped[i].fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    run.counts[i].fetch_add(1, Ordering::Relaxed);
+    if run.cfg.live.rechecks > 0 {
+        hold_differing(run, &found);
+    }
     let mut listing = run.listing.lock().unwrap_or_else(|e| e.into_inner());
     listing.offer(found);
+}
+
+/// `--recheck`: holds a differing row's key with the region to read it again in, while the
+/// run holds fewer than `RECHECK_KEYS`; past that, the table is rechecked by ranges.
+fn hold_differing(run: &Run, found: &Found) {
+    let i = found.place.0;
+    let mut guard = run.differing[i].lock().unwrap_or_else(|e| e.into_inner());
+    let held = &mut *guard;
+    if held.overflowed {
+        return;
+    }
+    if let Some((_, count)) = held.rows.get_mut(&found.place.3) {
+        *count += 1;
+        return;
+    }
+    if run.differing_keys.fetch_add(1, Ordering::SeqCst) >= RECHECK_KEYS {
+        run.differing_keys.fetch_sub(1 + held.rows.len(), Ordering::SeqCst);
+        *held = Differing { overflowed: true, ..Differing::default() };
+        return;
+    }
+    let (chunk, span) = recheck_region(&run.subjects[i], found);
+    let id = *held.region_of.entry((chunk.lo.clone(), chunk.hi.clone())).or_insert_with(|| {
+        held.regions.push((chunk, span));
+        held.regions.len() - 1
+    });
+    held.rows.insert(found.place.3.clone(), (id, 1));
+}
+
+/// Where to read a differing row again on both sides: the part it was found in where both
+/// sides order the key alike, else the whole table.
+fn recheck_region(subject: &Subject, found: &Found) -> (Arc<Chunk>, Arc<Span>) {
+    if subject.narrowing == Narrowing::Bisect {
+        match (&found.source, &found.target) {
+            (Some(chunk), Some(span)) => return (chunk.clone(), span.clone()),
+            (Some(chunk), None) => return (chunk.clone(), Arc::new(Span::of(chunk))),
+            (None, Some(span)) => {
+                let (lo, hi) = (span.lows.first().cloned(), span.highs.first().cloned());
+                return (Arc::new(Chunk { table_no: 0, chunk_no: 0, lo, hi }), span.clone());
+            }
+            (None, None) => {}
+        }
+    }
+    (Arc::new(Chunk { table_no: 0, chunk_no: 0, lo: None, hi: None }), Arc::new(Span::default()))
+}
+
+/// Forgets what a table's ranges found (its rows are counted again, by buckets).
+fn forget_found(run: &Run, i: usize) {
+    run.counts[i].store(0, Ordering::SeqCst);
+    run.dropped[i].store(0, Ordering::SeqCst);
+    run.listing.lock().unwrap_or_else(|e| e.into_inner()).rows.retain(|f| f.place.0 != i);
+    let mut held = run.differing[i].lock().unwrap_or_else(|e| e.into_inner());
+    run.differing_keys.fetch_sub(held.rows.len(), Ordering::SeqCst);
+    *held = Differing::default();
+}
+
+/// `--recheck`: while tables differ and rechecks are left, waits `--recheck-delay` and reads
+/// the differing rows again on both sides (by key, or where their keys could not all be held,
+/// by comparing the table's differing ranges again); rows that converged are in flight.
+/// Returns the rechecks made.
+fn recheck(run: &Run, results: &mut [TableResult]) -> Result<u32> {
+    let live = &run.cfg.live;
+    let mut held: Vec<Differing> =
+        run.differing.iter().map(|d| std::mem::take(&mut *d.lock().unwrap_or_else(|e| e.into_inner()))).collect();
+    let mut made = 0;
+    while made < live.rechecks {
+        let differing: Vec<usize> =
+            (0..results.len()).filter(|&i| results[i].status == TableStatus::Different).collect();
+        if differing.is_empty() {
+            break;
+        }
+        pause(run, live.recheck_delay)?;
+        made += 1;
+        for i in differing {
+            let by_key = !held[i].overflowed && !held[i].rows.is_empty();
+            let result = &mut results[i];
+            if by_key {
+                let converged = recheck_keys(run, i, &held[i])?;
+                let mut rows = 0;
+                for key in &converged {
+                    rows += held[i].rows.remove(key).map_or(0, |(_, count)| count);
+                }
+                run.listing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .rows
+                    .retain(|f| f.place.0 != i || !converged.contains(&f.place.3));
+                result.in_flight += rows;
+                result.differing_rows = held[i].rows.values().map(|(_, count)| count).sum();
+            } else {
+                held[i] = recheck_ranges(run, i, result)?;
+            }
+            if result.differing_rows == 0 && (by_key || result.status != TableStatus::Different) {
+                result.status = if run.subjects[i].not_compared.iter().any(|c| !c.excluded) {
+                    TableStatus::Incomplete
+                } else {
+                    TableStatus::Identical
+                };
+                for r in &mut result.ranges {
+                    r.identical = true;
+                }
+                result.differing_ranges = 0;
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Waits `delay`, or until interrupted.
+fn pause(run: &Run, delay: std::time::Duration) -> Result<()> {
+    let until = Instant::now() + delay;
+    while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        if run.cancel.load(Ordering::SeqCst) {
+            return Err(Error::Interrupted);
+        }
+        std::thread::sleep(left.min(std::time::Duration::from_millis(100)));
+    }
+    Ok(())
+}
+
+/// Reads a table's held differing rows again, region by region on both sides; returns the
+/// keys of those that now agree (the same rows, or none, on both sides).
+fn recheck_keys(run: &Run, i: usize, held: &Differing) -> Result<HashSet<Vec<u8>>> {
+    let subject = &run.subjects[i];
+    let table = &subject.table;
+    let mut wanted: Vec<HashSet<Vec<u8>>> = held.regions.iter().map(|_| HashSet::new()).collect();
+    for (key, &(region, _)) in &held.rows {
+        wanted[region].insert(key.clone());
+    }
+    let work: Vec<usize> = (0..held.regions.len()).filter(|&r| !wanted[r].is_empty()).collect();
+    let converged = pipeline::parallel_map(
+        run.cfg.workers,
+        work,
+        run.cancel,
+        || Ok((Source::connect(&run.cfg.source)?, PgTarget::connect(&run.cfg.target)?)),
+        |(source, target): &mut Conns, r| -> Result<Vec<Vec<u8>>> {
+            let (chunk, span) = &held.regions[r];
+            let wanted = &wanted[r];
+            let mut on_source: HashMap<Vec<u8>, Vec<RowHash>> = HashMap::new();
+            let mut on_target: HashMap<Vec<u8>, Vec<RowHash>> = HashMap::new();
+            let (s, t) = pipeline::join(
+                || {
+                    scan_source(
+                        run,
+                        source,
+                        table,
+                        None,
+                        chunk,
+                        Some(&mut |row: &[u8], hash: &RowHash| {
+                            let key = subject.row_key(row, hash);
+                            if wanted.contains(&key) {
+                                on_source.entry(key).or_default().push(*hash);
+                            }
+                        }),
+                    )
+                },
+                || {
+                    scan_target(
+                        target,
+                        table,
+                        None,
+                        span,
+                        Some(&mut |row: &[u8], hash: &RowHash| {
+                            let key = subject.row_key(row, hash);
+                            if wanted.contains(&key) {
+                                on_target.entry(key).or_default().push(*hash);
+                            }
+                        }),
+                    )
+                },
+            );
+            s.map_err(in_range(table, chunk))?;
+            t.map_err(in_range(table, chunk))?;
+            Ok(wanted
+                .iter()
+                .filter(|key| {
+                    let mut a = on_source.get(*key).cloned().unwrap_or_default();
+                    let mut b = on_target.get(*key).cloned().unwrap_or_default();
+                    a.sort_by_key(|h| *h.as_bytes());
+                    b.sort_by_key(|h| *h.as_bytes());
+                    a == b
+                })
+                .cloned()
+                .collect())
+        },
+    )?;
+    let mut keys = HashSet::new();
+    for c in converged {
+        keys.extend(c?);
+    }
+    Ok(keys)
+}
+
+/// Rechecks a table whose differing rows could not all be held by key: its differing ranges
+/// (all of them for a table compared by buckets, or when no range was seen to differ) are
+/// compared again, and `result` takes the new counts; the rows that no longer differ are in
+/// flight. Returns the keys the new comparison held, for the next recheck.
+fn recheck_ranges(run: &Run, i: usize, result: &mut TableResult) -> Result<Differing> {
+    let subject = &run.subjects[i];
+    let differing: HashSet<(Bound, Bound)> =
+        result.ranges.iter().filter(|r| !r.identical).map(|r| (r.lo.clone(), r.hi.clone())).collect();
+    let mut again = subject.clone();
+    if subject.narrowing != Narrowing::Buckets && !differing.is_empty() {
+        let (ranges, spans) = subject
+            .ranges
+            .iter()
+            .zip(&subject.target_ranges)
+            .filter(|(c, _)| differing.contains(&(c.lo.clone(), c.hi.clone())))
+            .map(|(c, s)| (c.clone(), s.clone()))
+            .unzip();
+        again.ranges = ranges;
+        again.target_ranges = spans;
+    }
+    let ranges = again.ranges.len();
+    let sub = Run::new(run.cfg, vec![again], run.cancel, Instant::now());
+    let fresh = compare(&sub)?.remove(0);
+    let before = result.differing_rows;
+    result.in_flight += before.saturating_sub(fresh.differing_rows);
+    result.differing_rows = fresh.differing_rows;
+    result.status = fresh.status;
+    for r in &mut result.ranges {
+        if let Some(now) = fresh.ranges.iter().find(|f| f.lo == r.lo && f.hi == r.hi) {
+            r.identical = now.identical;
+            r.differing_rows = now.differing_rows;
+        }
+    }
+    result.differing_ranges = result.ranges.iter().filter(|r| !r.identical).count();
+    result.recheck_note = Some(format!(
+        "rechecked by comparing {ranges} range{} again (its differing rows could not all be held by key)",
+        if ranges == 1 { "" } else { "s" }
+    ));
+    let mut listing = run.listing.lock().unwrap_or_else(|e| e.into_inner());
+    listing.rows.retain(|f| f.place.0 != i);
+    for mut found in std::mem::take(&mut sub.listing.lock().unwrap_or_else(|e| e.into_inner()).rows) {
+        found.place.0 = i;
+        listing.offer(found);
+    }
+    drop(listing);
+    let held = std::mem::take(&mut *sub.differing[0].lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(held)
 }
 
 /// Puts a table's range outcomes together: rows still waiting for a partner are missing or
@@ -1132,8 +1606,7 @@ fn settle_table(run: &Run, i: usize, mut outcomes: Vec<RangeOutcome>) -> Result<
         // Nothing was compared.
     } else if by_buckets {
         // Whatever the ranges found is counted again, by buckets.
-        run.counts[i].store(0, Ordering::SeqCst);
-        run.listing.lock().unwrap_or_else(|e| e.into_inner()).rows.retain(|f| f.place.0 != i);
+        forget_found(run, i);
         if source_digest != target_digest {
             let started = Instant::now();
             compare_by_buckets(run, i, source_digest.rows().max(target_digest.rows()))?;
@@ -1159,7 +1632,8 @@ fn settle_table(run: &Run, i: usize, mut outcomes: Vec<RangeOutcome>) -> Result<
         TableStatus::MissingOnTarget
     } else if !subject.coverage.is_empty() {
         TableStatus::Uncovered
-    } else if differing_rows != 0 || source_digest != target_digest {
+    } else if differing_rows != 0 || (source_digest != target_digest && run.dropped[i].load(Ordering::SeqCst) == 0) {
+        // Digests that differ only by rows left out as recent on one side are alike.
         TableStatus::Different
     } else if subject.not_compared.iter().any(|c| !c.excluded) {
         TableStatus::Incomplete
@@ -1182,6 +1656,13 @@ fn settle_table(run: &Run, i: usize, mut outcomes: Vec<RangeOutcome>) -> Result<
         diffs: Vec::new(),
         coverage: subject.coverage.clone(),
         columns_not_compared: subject.not_compared.clone(),
+        in_flight: 0,
+        recheck_note: None,
+        left_out: subject.filter.as_ref().map(|f| LeftOut {
+            column: f.column.clone(),
+            source_rows: f.left_out.0,
+            target_rows: f.left_out.1,
+        }),
         seconds,
     })
 }
@@ -1231,6 +1712,7 @@ fn compare_by_buckets(run: &Run, i: usize, rows: u64) -> Result<()> {
     let subject = &run.subjects[i];
     let table = &subject.table;
     let keyed = subject.key_positions.is_some();
+    let filter = subject.filter.as_deref();
     let bits = bucket_bits(rows);
     let mut conns: Conns = (Source::connect(&run.cfg.source)?, PgTarget::connect(&run.cfg.target)?);
     let pairs: Vec<(Arc<Chunk>, Arc<Span>)> =
@@ -1250,6 +1732,7 @@ fn compare_by_buckets(run: &Run, i: usize, rows: u64) -> Result<()> {
                         run,
                         source,
                         table,
+                        filter,
                         chunk,
                         Some(&mut |row: &[u8], hash: &RowHash| {
                             source_digests[bucket_of(&subject.row_key(row, hash), keyed, bits)].add(hash)
@@ -1260,6 +1743,7 @@ fn compare_by_buckets(run: &Run, i: usize, rows: u64) -> Result<()> {
                     scan_target(
                         target,
                         table,
+                        filter,
                         span,
                         Some(&mut |row: &[u8], hash: &RowHash| {
                             target_digests[bucket_of(&subject.row_key(row, hash), keyed, bits)].add(hash)
@@ -1286,6 +1770,7 @@ fn compare_by_buckets(run: &Run, i: usize, rows: u64) -> Result<()> {
                 run,
                 &mut conns.0,
                 table,
+                filter,
                 chunk,
                 Some(&mut |row: &[u8], hash: &RowHash| {
                     let key = subject.row_key(row, hash);
@@ -1313,6 +1798,7 @@ fn compare_by_buckets(run: &Run, i: usize, rows: u64) -> Result<()> {
             scan_target(
                 &mut conns.1,
                 table,
+                filter,
                 span,
                 Some(&mut |row: &[u8], hash: &RowHash| {
                     let key = subject.row_key(row, hash);
@@ -1352,7 +1838,7 @@ fn compare_by_buckets(run: &Run, i: usize, rows: u64) -> Result<()> {
 fn source_count(cfg: &VerifyConfig, table: &Table) -> Result<u64> {
     let mut source = Source::connect(&cfg.source)?;
     let whole = Chunk { table_no: 0, chunk_no: 0, lo: None, hi: None };
-    Ok(source.scan_range(table, &whole, None, &mut |_, _| Ok(()))?.rows)
+    Ok(source.scan_range(table, &whole, None, None, &mut |_, _| Ok(()))?.rows)
 }
 
 /// Describes the listed rows, per table in report order: each part they were found in is
@@ -1412,11 +1898,11 @@ fn describe_listed(run: &Run) -> Result<HashMap<usize, Vec<RowDiff>>> {
             };
             match &read {
                 Read::Source(_, chunk, _) => {
-                    scan_source(run, source, &subject.table, chunk, Some(&mut keep))
+                    scan_source(run, source, &subject.table, None, chunk, Some(&mut keep))
                         .map_err(in_range(&subject.table, chunk))?;
                 }
                 Read::Target(_, span, _) => {
-                    scan_target(target, &subject.table, span, Some(&mut keep))?;
+                    scan_target(target, &subject.table, None, span, Some(&mut keep))?;
                 }
             }
             Ok((is_source, rows))
@@ -1572,6 +2058,7 @@ mod tests {
             missing_on_target: false,
             coverage: Vec::new(),
             not_compared: Vec::new(),
+            filter: None,
         }
     }
 
@@ -1810,10 +2297,19 @@ mod tests {
             diffs: Vec::new(),
             coverage: Vec::new(),
             columns_not_compared: Vec::new(),
+            in_flight: 0,
+            recheck_note: None,
+            left_out: None,
             seconds: 0.0,
         };
         let verdict = |statuses: &[TableStatus]| {
-            Verification { tables: statuses.iter().map(|s| result(*s)).collect(), seconds: 0.0 }.verdict()
+            Verification {
+                tables: statuses.iter().map(|s| result(*s)).collect(),
+                seconds: 0.0,
+                rechecks: 0,
+                cutoff: None,
+            }
+            .verdict()
         };
         use TableStatus::*;
         assert_eq!(verdict(&[Identical, Identical]), Verdict::Identical);
@@ -1836,6 +2332,7 @@ mod tests {
             redact_values,
             max_diff_rows: 10,
             throttle: Default::default(),
+            live: Default::default(),
         }
     }
 }

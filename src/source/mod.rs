@@ -253,19 +253,39 @@ impl Source {
     /// `on_row`, every row's values (long ones as stand-ins, see
     /// [`RowEncoder::capturing`](crate::canonical::RowEncoder::capturing)) and hash, handed
     /// on as they are read. `pace(rows, bytes)` is called for every block read, to hold the
-    /// read to a rate.
+    /// read to a rate. `filter`, an SQL condition in the source's dialect, leaves rows out
+    /// (`verify --since-column`).
     pub fn scan_range(
         &mut self,
         table: &Table,
         chunk: &Chunk,
+        filter: Option<&str>,
         on_row: Option<RowSink<'_>>,
         pace: &mut dyn FnMut(u64, u64) -> Result<()>,
     ) -> Result<ChunkSummary> {
         match self {
             Source::Postgres(s) => {
-                postgres::scan_rows(s.conn(), &postgres::copy_out_sql(table, chunk), table, on_row, pace)
+                let sql = postgres::filtered_copy_sql(table, chunk, filter);
+                postgres::scan_rows(s.conn(), &sql, table, on_row, pace)
             }
-            Source::Mysql(s) => s.scan_range(table, chunk, on_row, pace),
+            Source::Mysql(s) => s.scan_range(table, chunk, filter, on_row, pace),
+        }
+    }
+
+    /// The source's clock `min_age` ago, in UTC, as `YYYY-MM-DD HH:MM:SS.ffffff`: the one
+    /// cutoff of a `verify --since-column` pass, used on both sides.
+    pub fn clock_minus(&mut self, min_age: std::time::Duration) -> Result<String> {
+        let micros = min_age.as_micros().min(i64::MAX as u128) as i64;
+        let what = "reading the source's clock (--min-age)";
+        match self {
+            Source::Postgres(s) => {
+                let sql = format!(
+                    "SELECT to_char((now() - {micros} * interval '1 microsecond') AT TIME ZONE 'UTC', \
+                     'YYYY-MM-DD HH24:MI:SS.US')"
+                );
+                Ok(s.conn().first_value_text(&sql, what)?.unwrap_or_default())
+            }
+            Source::Mysql(s) => s.clock_minus(micros, what),
         }
     }
 

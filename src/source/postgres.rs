@@ -841,6 +841,11 @@ pub fn copy_out_sql(table: &Table, chunk: &Chunk) -> String {
     range_copy_sql(table, &from_clause(table), chunk)
 }
 
+/// `copy_out_sql`, with the rows that match `filter` only (an SQL condition).
+pub fn filtered_copy_sql(table: &Table, chunk: &Chunk, filter: Option<&str>) -> String {
+    span_copy_sql_where(table, &from_clause(table), chunk.lo.iter(), chunk.hi.iter(), filter)
+}
+
 /// The same COPY of a chunk's key range, from `relation` (the source table, or its copy on
 /// the target, whose columns have the same names and types).
 pub fn range_copy_sql(table: &Table, relation: &str, chunk: &Chunk) -> String {
@@ -855,11 +860,23 @@ pub fn span_copy_sql<'a>(
     lows: impl Iterator<Item = &'a Vec<String>>,
     highs: impl Iterator<Item = &'a Vec<String>>,
 ) -> String {
+    span_copy_sql_where(table, relation, lows, highs, None)
+}
+
+/// `span_copy_sql`, with the rows that match `filter` only (an SQL condition).
+pub fn span_copy_sql_where<'a>(
+    table: &Table,
+    relation: &str,
+    lows: impl Iterator<Item = &'a Vec<String>>,
+    highs: impl Iterator<Item = &'a Vec<String>>,
+    filter: Option<&str>,
+) -> String {
     let cols: Vec<String> = table.copied_columns().map(|c| quote_ident(&c.name)).collect();
     let key = table.key_columns();
     let mut sql = format!("COPY (SELECT {} FROM {relation}", cols.join(", "));
     let mut conds: Vec<String> = lows.map(|lo| key_compare(&key, ">=", lo)).collect();
     conds.extend(highs.map(|hi| key_compare(&key, "<", hi)));
+    conds.extend(filter.map(|f| format!("({f})")));
     if !conds.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&conds.join(" AND "));

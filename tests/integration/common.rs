@@ -202,6 +202,18 @@ impl TestDbs {
         Running { child: Some(child), out, err, started: Instant::now(), remove_logs: false }
     }
 
+    /// Starts `rangecopy ARGS…` in the background (stdout and stderr go to files in `dir`).
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        let stem = format!("run{}", random_suffix());
+        let (out, err) = (self.dir.join(format!("{stem}.out")), self.dir.join(format!("{stem}.err")));
+        let child = command(args)
+            .stdout(std::fs::File::create(&out).expect("creating a log file"))
+            .stderr(std::fs::File::create(&err).expect("creating a log file"))
+            .spawn()
+            .expect("starting rangecopy");
+        Running { child: Some(child), out, err, started: Instant::now(), remove_logs: false }
+    }
+
     /// `rangecopy status --target T --job JOB`.
     pub fn status(&self, job: &str) -> Run {
         run(&["status", "--target", &self.target, "--job", job])
@@ -352,6 +364,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running child").id()
+    }
+
     /// The exit code if the process has finished.
     pub fn try_wait(&mut self) -> Option<i32> {
         let child = self.child.as_mut().expect("a running child");

@@ -161,7 +161,7 @@ pub(crate) fn wait_for_rows(bg: &mut Bg, target: &str, job: &str, rows: i64) {
 
 /// Terminates the backends of rangecopy's connections to `database` on the server of
 /// `admin`, returning how many there were.
-fn terminate_backends(admin: &str, database: &str) -> i64 {
+pub(crate) fn terminate_backends(admin: &str, database: &str) -> i64 {
     scalar(
         admin,
         &format!(

@@ -1,5 +1,6 @@
 //! The whole database arrives: production-like fixtures (`tests/fixtures/pg_whole.sql`,
-//! `tests/fixtures/my_whole.sql`) copied with default settings, then the target compared with
+//! `tests/fixtures/my_whole.sql`, and `*_film_rental.sql` in the shape of the sample databases
+//! users try first) copied with default settings, then the target compared with
 //! the source object by object: for PostgreSQL through `pg_dump --schema-only` of both sides,
 //! for MariaDB through the target's catalog and behaviour (foreign keys, CHECKs, the `ON UPDATE`
 //! trigger, index methods, enum labels). Rows are compared by PostgreSQL and by `verify`, and a
@@ -255,6 +256,18 @@ impl Findings {
 
 /// Everything a complete PG→PG copy of `pg_whole.sql` must show on the target.
 fn check_pg_whole(db: &TestDbs, findings: &mut Findings) {
+    check_pg_copy(db, findings);
+    findings.same("the large object", lines(&db.source, LARGE_OBJECT), lines(&db.target, LARGE_OBJECT));
+    let matview = "SELECT relispopulated::text FROM pg_class WHERE oid = '\"Inventory\".stock_value'::regclass";
+    findings.same("materialized view populated", lines(&db.source, matview), lines(&db.target, matview));
+    let view = "SELECT count(*)::text || ' ' || md5(string_agg(t::text, ',' ORDER BY id)) FROM sales.top_customers t";
+    findings.same("a view over a view answers alike", lines(&db.source, view), lines(&db.target, view));
+}
+
+/// What any complete PG→PG copy of a whole database must show on the target: the same schema
+/// dump, rows, sequence positions and partitions, foreign keys all there and validated, every
+/// table analyzed, and `verify` finding nothing.
+fn check_pg_copy(db: &TestDbs, findings: &mut Findings) {
     if let Some(diff) = schema_difference(&db.source, &db.target) {
         findings.0.push(diff);
     }
@@ -264,7 +277,6 @@ fn check_pg_whole(db: &TestDbs, findings: &mut Findings) {
     let verify = run(&["verify", "--source", &db.source, "--target", &db.target]);
     findings.check("rangecopy verify", verify.code == 0, || format!("{verify:?}"));
     findings.same("sequence positions", lines(&db.source, SEQUENCES), lines(&db.target, SEQUENCES));
-    findings.same("the large object", lines(&db.source, LARGE_OBJECT), lines(&db.target, LARGE_OBJECT));
     findings.same("partition keys and bounds", lines(&db.source, PARTITIONS), lines(&db.target, PARTITIONS));
     let unvalidated = lines(&db.target, UNVALIDATED_FKS);
     findings.check("foreign keys validated", unvalidated.is_empty(), || format!("not validated: {unvalidated:?}"));
@@ -283,10 +295,6 @@ fn check_pg_whole(db: &TestDbs, findings: &mut Findings) {
                     AND n.nspname !~ '^pg_toast' ORDER BY 1";
     let unknown = lines(&db.target, never);
     findings.check("pg_class.reltuples known", unknown.is_empty(), || format!("reltuples = -1: {unknown:?}"));
-    let matview = "SELECT relispopulated::text FROM pg_class WHERE oid = '\"Inventory\".stock_value'::regclass";
-    findings.same("materialized view populated", lines(&db.source, matview), lines(&db.target, matview));
-    let view = "SELECT count(*)::text || ' ' || md5(string_agg(t::text, ',' ORDER BY id)) FROM sales.top_customers t";
-    findings.same("a view over a view answers alike", lines(&db.source, view), lines(&db.target, view));
 }
 
 /// The report's schema objects: `schema.objects`, each with `kind`, `name`, `phase`, `sql`,
@@ -380,6 +388,34 @@ fn pg_whole_database_arrives_object_by_object() {
         }
     }
     findings.assert_none("the copy of pg_whole.sql");
+}
+
+/// The shape of the sample database PostgreSQL users try first (`pg_film_rental.sql`): circular
+/// foreign keys, a partitioned table with foreign keys on its parent, an aggregate a view uses,
+/// a trigger-kept tsvector. A default copy must give the same database, and the application's
+/// next insert must work (sequences past the copied keys, triggers firing).
+#[test]
+fn pg_film_rental_database_arrives_whole() {
+    let Some(db) = setup("pg_film_rental") else { return };
+    exec(&db.source, &format!("BEGIN;\n{}\nCOMMIT;", read_fixture("pg_film_rental.sql")));
+    assert_copied(db.copy_within(WHOLE_LIMIT, &["--progress", "none"]), "a default copy");
+
+    let mut findings = Findings::default();
+    check_pg_copy(&db, &mut findings);
+    let matview = "SELECT count(*)::text || ' ' || sum(total_sales)::text FROM public.rental_by_category";
+    findings.same("the materialized view's rows", lines(&db.source, matview), lines(&db.target, matview));
+    let view = "SELECT count(*)::text || ' ' || md5(string_agg(actors, ',' ORDER BY fid)) FROM public.film_list";
+    findings.same("the view over the aggregate", lines(&db.source, view), lines(&db.target, view));
+    let insert = "INSERT INTO public.film (title, description, language_id, fulltext)
+                  VALUES ('NEW FILM', 'an epic', 1, '') RETURNING film_id::text || ' ' || fulltext::text";
+    findings.same("the next film's key and tsvector", lines(&db.source, insert), lines(&db.target, insert));
+    let customer = "INSERT INTO public.customer (store_id, first_name, last_name, address_id)
+                    VALUES (1, 'New', 'Customer', 1) RETURNING customer_id::text";
+    findings.same("the next customer's key", lines(&db.source, customer), lines(&db.target, customer));
+    let orphan = "INSERT INTO public.payment (customer_id, staff_id, rental_id, amount, payment_date)
+                  VALUES (100000, 1, 1, 1, '2022-01-05') RETURNING 'accepted'";
+    findings.same("a payment of no customer", lines(&db.source, orphan), lines(&db.target, orphan));
+    findings.assert_none("the copy of pg_film_rental.sql");
 }
 
 /// The foreign-key phase is made to wait on a lock the test holds on a referenced table (the
@@ -544,60 +580,7 @@ fn my_whole_database_arrives_with_keys_checks_triggers_and_a_report() {
     let schema = db.job().to_string();
     let q = |t: &str| format!("\"{schema}\".\"{t}\"");
     let mut findings = Findings::default();
-
-    // Every table, every row.
-    let tables = my_lines(
-        &my.url,
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'
-          ORDER BY table_name",
-    );
-    let my_counts: Vec<String> = tables
-        .iter()
-        .map(|t| format!("{t} {}", my_text(&my.url, &format!("SELECT COUNT(*) FROM `{t}`")).unwrap_or_default()))
-        .collect();
-    let pg_counts: Vec<String> = tables
-        .iter()
-        .map(|t| {
-            let n = connect(&db.target).query_one(&format!("SELECT count(*) FROM {}", q(t)), &[]);
-            format!("{t} {}", n.map(|r| r.get::<_, i64>(0).to_string()).unwrap_or_else(|e| common::pg_error(&e)))
-        })
-        .collect();
-    findings.same("tables and row counts", my_counts, pg_counts);
-    let verify = run(&["verify", "--source", &my.url, "--target", &db.target]);
-    findings.check("rangecopy verify", verify.code == 0, || format!("{verify:?}"));
-
-    // Foreign keys: the same ones (table, referenced table, actions), all validated.
-    let rule = |r: &str| if r == "RESTRICT" { "NO ACTION".to_string() } else { r.to_string() };
-    let mut my_fks: Vec<String> = my_lines(
-        &my.url,
-        "SELECT table_name, referenced_table_name, delete_rule, update_rule FROM information_schema.referential_constraints
-          WHERE constraint_schema = DATABASE()",
-    )
-    .into_iter()
-    .map(|l| {
-        let p: Vec<&str> = l.split('|').collect();
-        format!("{} -> {} ON DELETE {} ON UPDATE {}", p[0], p[1], rule(p[2]), rule(p[3]))
-    })
-    .collect();
-    my_fks.sort();
-    let pg_fks = lines(
-        &db.target,
-        &format!(
-            "SELECT c.relname || ' -> ' || r.relname
-                    || ' ON DELETE ' || (CASE k.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
-                                         WHEN 'd' THEN 'SET DEFAULT' ELSE 'NO ACTION' END)
-                    || ' ON UPDATE ' || (CASE k.confupdtype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
-                                         WHEN 'd' THEN 'SET DEFAULT' ELSE 'NO ACTION' END)
-               FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid
-              WHERE k.contype = 'f' AND c.relnamespace = {}::regnamespace",
-            common::quote_literal(&format!("\"{schema}\""))
-        ),
-    );
-    let mut pg_fks_sorted = pg_fks.clone();
-    pg_fks_sorted.sort();
-    findings.same("foreign keys", my_fks, pg_fks_sorted);
-    let unvalidated = lines(&db.target, UNVALIDATED_FKS);
-    findings.check("foreign keys validated", unvalidated.is_empty(), || format!("not validated: {unvalidated:?}"));
+    check_my_copy(&my, &db, &["Orders|shipped", "Events|happened_on"], &mut findings);
 
     // CHECK constraints: as many per table as MariaDB has (its json_valid checks are the jsonb type).
     let my_checks = my_lines(
@@ -751,7 +734,147 @@ fn my_whole_database_arrives_with_keys_checks_triggers_and_a_report() {
     findings.assert_none("the copy of my_whole.sql");
 }
 
+/// What any complete copy of a MariaDB database must show on the target: every table with its
+/// rows (and `verify` finding nothing), the same foreign keys, all validated, and the same NOT
+/// NULL columns (those loaded without it are given it back), but for the `table|column`s in
+/// `nullable` (zero dates copied as NULL).
+fn check_my_copy(my: &MyDb, db: &TestDbs, nullable: &[&str], findings: &mut Findings) {
+    let schema = db.job().to_string();
+    let q = |t: &str| format!("\"{schema}\".\"{t}\"");
+    // Every table, every row.
+    let tables = my_lines(
+        &my.url,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'
+          ORDER BY table_name",
+    );
+    let my_counts: Vec<String> = tables
+        .iter()
+        .map(|t| format!("{t} {}", my_text(&my.url, &format!("SELECT COUNT(*) FROM `{t}`")).unwrap_or_default()))
+        .collect();
+    let pg_counts: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            let n = connect(&db.target).query_one(&format!("SELECT count(*) FROM {}", q(t)), &[]);
+            format!("{t} {}", n.map(|r| r.get::<_, i64>(0).to_string()).unwrap_or_else(|e| common::pg_error(&e)))
+        })
+        .collect();
+    findings.same("tables and row counts", my_counts, pg_counts);
+    let verify = run(&["verify", "--source", &my.url, "--target", &db.target]);
+    findings.check("rangecopy verify", verify.code == 0, || format!("{verify:?}"));
+
+    // Foreign keys: the same ones (table, referenced table, actions), all validated.
+    let rule = |r: &str| if r == "RESTRICT" { "NO ACTION".to_string() } else { r.to_string() };
+    let mut my_fks: Vec<String> = my_lines(
+        &my.url,
+        "SELECT table_name, referenced_table_name, delete_rule, update_rule FROM information_schema.referential_constraints
+          WHERE constraint_schema = DATABASE()",
+    )
+    .into_iter()
+    .map(|l| {
+        let p: Vec<&str> = l.split('|').collect();
+        format!("{} -> {} ON DELETE {} ON UPDATE {}", p[0], p[1], rule(p[2]), rule(p[3]))
+    })
+    .collect();
+    my_fks.sort();
+    let pg_fks = lines(
+        &db.target,
+        &format!(
+            "SELECT c.relname || ' -> ' || r.relname
+                    || ' ON DELETE ' || (CASE k.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
+                                         WHEN 'd' THEN 'SET DEFAULT' ELSE 'NO ACTION' END)
+                    || ' ON UPDATE ' || (CASE k.confupdtype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
+                                         WHEN 'd' THEN 'SET DEFAULT' ELSE 'NO ACTION' END)
+               FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid
+              WHERE k.contype = 'f' AND c.relnamespace = {}::regnamespace",
+            common::quote_literal(&format!("\"{schema}\""))
+        ),
+    );
+    let mut pg_fks_sorted = pg_fks.clone();
+    pg_fks_sorted.sort();
+    findings.same("foreign keys", my_fks, pg_fks_sorted);
+    let unvalidated = lines(&db.target, UNVALIDATED_FKS);
+    findings.check("foreign keys validated", unvalidated.is_empty(), || format!("not validated: {unvalidated:?}"));
+
+    let not_null = |rows: Vec<String>| {
+        let mut rows = rows;
+        rows.sort();
+        rows
+    };
+    let my_not_null = my_lines(
+        &my.url,
+        "SELECT table_name, column_name FROM information_schema.columns
+          WHERE table_schema = DATABASE() AND is_nullable = 'NO'
+            AND table_name IN (SELECT table_name FROM information_schema.tables
+                                WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE')",
+    );
+    let pg_not_null = lines(
+        &db.target,
+        &format!(
+            "SELECT c.relname || '|' || a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+              WHERE c.relnamespace = {}::regnamespace AND c.relkind = 'r' AND a.attnum > 0
+                AND NOT a.attisdropped AND a.attnotnull",
+            common::quote_literal(&format!("\"{schema}\""))
+        ),
+    );
+    let (my_not_null, pg_not_null) = (not_null(my_not_null), not_null(pg_not_null));
+    let lost: Vec<&String> =
+        sorted_minus(&my_not_null, &pg_not_null).into_iter().filter(|c| !nullable.contains(&c.as_str())).collect();
+    let gained = sorted_minus(&pg_not_null, &my_not_null);
+    findings.check("NOT NULL columns", lost.is_empty() && gained.is_empty(), || {
+        format!("NOT NULL only on MariaDB: {lost:?}; only on the target: {gained:?}")
+    });
+}
+
 /// Loads `my_whole.sql` into the test's MariaDB database.
 pub(crate) fn load_my_whole(my: &MyDb) {
     load_my_script(&my.url, &read_fixture("my_whole.sql"));
+}
+
+/// The shape of the sample database MySQL users try first (`my_film_rental.sql`): unsigned keys
+/// of every width, YEAR, ENUM, SET, a NOT NULL GEOMETRY with a SPATIAL index, FULLTEXT,
+/// circular foreign keys, `ON UPDATE CURRENT_TIMESTAMP` on every table. A default copy must
+/// give every row, key, foreign key and NOT NULL, and the application's next insert must work.
+#[test]
+fn my_film_rental_database_arrives_whole() {
+    let Some((db, my)) = my_setup("my_film_rental") else { return };
+    load_my_script(&my.url, &read_fixture("my_film_rental.sql"));
+    let args = ["copy", "--source", &my.url, "--target", &db.target, "--progress", "none"];
+    let out = assert_copied(common::run_limited(&args, &[], WHOLE_LIMIT), "a default copy from MariaDB");
+    assert!(!out.stderr.contains("warning"), "a sample database copies without warnings:\n{out:?}");
+
+    let schema = db.job().to_string();
+    let q = |t: &str| format!("\"{schema}\".\"{t}\"");
+    let mut findings = Findings::default();
+    check_my_copy(&my, &db, &[], &mut findings);
+    for (table, key) in [("actor", "actor_id"), ("rental", "rental_id"), ("language", "language_id")] {
+        let sql = format!("SELECT AUTO_INCREMENT FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '{table}'");
+        let expected = my_lines(&my.url, &sql);
+        let insert = match table {
+            "actor" => format!("INSERT INTO {} (first_name, last_name) VALUES ('NEW', 'ACTOR')", q(table)),
+            "language" => format!("INSERT INTO {} (name) VALUES ('Klingon')", q(table)),
+            _ => format!(
+                "INSERT INTO {} (rental_date, inventory_id, customer_id, staff_id) VALUES (now(), 1, 1, 1)",
+                q(table)
+            ),
+        };
+        let got = lines(&db.target, &format!("{insert} RETURNING {key}::text"));
+        findings.same(&format!("the next {table}.{key}"), expected, got);
+    }
+    let features = lines(
+        &db.target,
+        &format!(
+            "SELECT coalesce(special_features, 'NULL') FROM {} WHERE film_id IN (1, 2, 3) ORDER BY film_id",
+            q("film")
+        ),
+    );
+    let my_features =
+        my_lines(&my.url, "SELECT special_features FROM film WHERE film_id IN (1, 2, 3) ORDER BY film_id");
+    findings.same("SET values", my_features, features);
+    let location = lines(&db.target, &format!("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = {}::regclass AND attname = 'location'", common::quote_literal(&q("address"))));
+    findings.check(
+        "address.location",
+        location.len() == 1 && (location[0] == "geometry" || location[0] == "bytea"),
+        || format!("{location:?}"),
+    );
+    findings.assert_none("the copy of my_film_rental.sql");
 }

@@ -30,21 +30,23 @@ impl MySource {
         block_bytes: usize,
         on_block: impl FnMut(Block) -> Result<bool>,
     ) -> Result<ChunkSummary> {
-        self.stream_chunk(table, chunk, block_bytes, on_block, None)
+        self.stream_chunk(table, chunk, None, block_bytes, on_block, None)
     }
 
     /// Reads one chunk for verification: its summary and, with `on_row`, every row's values
     /// (long ones as stand-ins) and hash, as they are read (no COPY data is kept).
     /// `pace(rows, bytes)` is called for every block read, to hold the read to a rate.
+    /// `filter` (an SQL condition) leaves rows out.
     pub fn scan_range(
         &mut self,
         table: &Table,
         chunk: &Chunk,
+        filter: Option<&str>,
         on_row: Option<RowSink<'_>>,
         pace: &mut dyn FnMut(u64, u64) -> Result<()>,
     ) -> Result<ChunkSummary> {
         let on_block = |block: Block| pace(block.rows, block.bytes.len() as u64).map(|()| true);
-        self.stream_chunk(table, chunk, 1 << 20, on_block, on_row)
+        self.stream_chunk(table, chunk, filter, 1 << 20, on_block, on_row)
     }
 
     /// One chunk's rows, encoded for COPY (blocks to `on_block` with their row counts) and
@@ -58,6 +60,7 @@ impl MySource {
         &mut self,
         table: &Table,
         chunk: &Chunk,
+        filter: Option<&str>,
         block_bytes: usize,
         mut on_block: impl FnMut(Block) -> Result<bool>,
         capture: Option<RowSink<'_>>,
@@ -80,8 +83,11 @@ impl MySource {
         // Where the key's values sit in each row, for error messages and set-aside rows.
         let key_pos: Vec<usize> =
             table.key_columns().iter().filter_map(|k| columns.iter().position(|c| c.name == k.name)).collect();
-        let (cond, params) =
+        let (mut cond, params) =
             chunk_where(table, &chunk.lo, &chunk.hi).map_err(|e| Error::input(format!("{what}: {e}")))?;
+        if let Some(filter) = filter {
+            cond = if cond.is_empty() { format!(" WHERE ({filter})") } else { format!("{cond} AND ({filter})") };
+        }
         let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
         let aside = SetAside::plan(table, &columns, &select, &key_pos);
         let list = aside.as_ref().map_or(&select, |a| &a.streamed);

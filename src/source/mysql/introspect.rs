@@ -406,24 +406,16 @@ impl MySource {
         // tables are committed: such columns are loaded without NOT NULL, which is re-added
         // after the load when no value was nulled (see `objects`). Key columns keep it (the
         // key needs it, and a zero date there fails its table either way).
-        let mut relaxed = Vec::new();
+        // This is routine for MySQL schemas (every TIMESTAMP NOT NULL column), so it is noted
+        // among the table's changes (report, status) rather than warned about; a column whose
+        // NOT NULL cannot be re-added is a failed object at the end of the run.
         for &i in relax.iter().filter(|i| key.as_ref().is_none_or(|k| !k.columns.contains(i))) {
             columns[i].not_null = false;
-            relaxed.push(quote_ident(&columns[i].name));
             changes.push(format!(
                 "column {} is created without NOT NULL while loading (zero dates are copied as NULL, \
                  --zero-dates null); NOT NULL is re-added after the load when no value was nulled",
                 quote_ident(&columns[i].name)
             ));
-        }
-        if !relaxed.is_empty() {
-            eprintln!(
-                "warning: {name}: NOT NULL column{} {} {} created without NOT NULL while loading (zero dates are \
-                 copied as NULL, --zero-dates null); NOT NULL is re-added after the load when no value was nulled",
-                if relaxed.len() == 1 { "" } else { "s" },
-                relaxed.join(", "),
-                if relaxed.len() == 1 { "is" } else { "are" }
-            );
         }
         let mut col_sql: Vec<String> = col_sql
             .into_iter()

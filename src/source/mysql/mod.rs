@@ -489,6 +489,14 @@ impl MySource {
     }
 
     /// The number a `--throttle-query` returns (its first row's last column).
+    /// `UTC_TIMESTAMP` less `micros`, as `YYYY-MM-DD HH:MM:SS.ffffff`.
+    pub fn clock_minus(&mut self, micros: i64, what: &str) -> Result<String> {
+        let sql =
+            format!("SELECT DATE_FORMAT(UTC_TIMESTAMP(6) - INTERVAL {micros} MICROSECOND, '%Y-%m-%d %H:%i:%s.%f')");
+        let text: Option<String> = self.short(what, |conn| conn.query_first(sql))?;
+        Ok(text.unwrap_or_default())
+    }
+
     pub fn query_number(&mut self, sql: &str) -> Result<f64> {
         let row: Option<Row> = self.short("running --throttle-query", |conn| conn.query_first(sql))?;
         let Some(row) = row else { return Ok(0.0) };
