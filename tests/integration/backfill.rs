@@ -357,3 +357,60 @@ fn mariadb_source_into_an_existing_table() {
     let merged = &report["tables"][0]["merged"];
     assert_eq!((merged["inserted"].as_i64(), merged["updated"].as_i64()), (Some(1000), Some(4000)), "{report}");
 }
+
+/// The application's triggers do not fire for backfilled rows, a child table's rows merge
+/// before its parent's without tripping its foreign key, and sequences only move forward.
+#[test]
+fn backfill_holds_triggers_and_foreign_keys_and_never_moves_a_sequence_back() {
+    let Some(db) = setup("backfill_triggers") else { return };
+    let ddl = "CREATE TABLE public.parent (id bigserial PRIMARY KEY, name text);
+               CREATE TABLE public.child (id bigserial PRIMARY KEY, parent_id bigint NOT NULL, note text);
+               CREATE TABLE public.tagged (id bigint PRIMARY KEY, tag text);";
+    exec(
+        &db.source,
+        &format!(
+            "{ddl}
+             INSERT INTO public.parent (name) SELECT 'p' || g FROM generate_series(1, 3000) g;
+             INSERT INTO public.child (parent_id, note) SELECT 1 + g % 3000, 'c' || g FROM generate_series(1, 6000) g;
+             INSERT INTO public.tagged SELECT g, 't' || g FROM generate_series(1, 500) g;"
+        ),
+    );
+    // The target: the application's rows, a foreign key, an audit trigger on a table with no
+    // foreign key (tagged), and sequences one ahead of the source's (parent) and one behind it
+    // (child).
+    exec(
+        &db.target,
+        &format!(
+            "{ddl}
+             ALTER TABLE public.child ADD FOREIGN KEY (parent_id) REFERENCES public.parent;
+             CREATE TABLE public.audit (table_name text, id bigint);
+             CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS
+                 $$BEGIN INSERT INTO public.audit VALUES (TG_TABLE_NAME, NEW.id); RETURN NEW; END$$;
+             CREATE TRIGGER audit AFTER INSERT OR UPDATE ON public.parent FOR EACH ROW EXECUTE FUNCTION public.audit();
+             CREATE TRIGGER audit AFTER INSERT OR UPDATE ON public.tagged FOR EACH ROW EXECUTE FUNCTION public.audit();
+             INSERT INTO public.parent (id, name) VALUES (50000, 'app');
+             SELECT setval('public.parent_id_seq', 50000);
+             SELECT setval('public.child_id_seq', 10);"
+        ),
+    );
+    exec(&db.target, "INSERT INTO public.tagged VALUES (1, 'app')");
+    let audited_before: i64 = scalar(&db.target, "SELECT count(*) FROM public.audit");
+    assert_eq!(audited_before, 2, "the trigger works for the application");
+    db.copy(&["tagged", "--job", "tagged", "--into-existing", "--progress", "none"]).ok();
+    assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM public.tagged"), 500);
+    // Children first, one worker, so the child's rows arrive before their parents'.
+    db.copy(&["child", "parent", "--into-existing", "--workers", "1", "--chunk-rows", "1000", "--progress", "none"])
+        .ok();
+    let child_first: bool = scalar(
+        &db.target,
+        "SELECT min(c.finished_at) FILTER (WHERE t.target_name = 'child')
+              < min(c.finished_at) FILTER (WHERE t.target_name = 'parent')
+           FROM rangecopy.chunks c JOIN rangecopy.tables t USING (job, table_no) WHERE c.job <> 'tagged'",
+    );
+    assert!(child_first, "the child's rows were to be merged first");
+    assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM public.parent"), 3001);
+    assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM public.child"), 6000);
+    assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM public.audit"), audited_before, "triggers fired");
+    assert_eq!(scalar::<i64>(&db.target, "SELECT last_value FROM public.parent_id_seq"), 50000, "moved back");
+    assert_eq!(scalar::<i64>(&db.target, "SELECT last_value FROM public.child_id_seq"), 6000, "not moved forward");
+}
