@@ -215,7 +215,10 @@ fn copy_html(r: &CopyReport<'_>, cfg: &CopyConfig) -> String {
             "<tr><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td><code>{}</code></td></tr>",
             esc(&t.target_table),
             esc(&t.phase),
-            t.rows,
+            match &t.merged {
+                Some(m) => format!("{} ({})", t.rows, esc(&merged_words(m))),
+                None => t.rows.to_string(),
+            },
             human_bytes(t.bytes as u64),
             secs(t.copy_seconds),
             secs(t.index_seconds),

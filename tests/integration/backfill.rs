@@ -322,8 +322,11 @@ fn restart_of_a_backfill_keeps_the_tables_rows() {
     exec(&db.target, "INSERT INTO public.items (id, v, n) VALUES (900000, 'app-only', 0)");
     db.copy(&["items", "--into-existing", "--on-conflict", "update", "--chunk-rows", CHUNK_ROWS, "--progress", "none"])
         .ok();
-    let out = db.copy(&["items", "--restart", "--progress", "none"]).ok();
+    let html = db.dir.join("restart.html");
+    let out = db.copy(&["items", "--restart", "--progress", "none", "--report", html.to_str().unwrap()]).ok();
     assert!(out.stderr.contains("its rows stay"), "{out:?}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains(&format!("0 inserted, 0 skipped (the target's rows kept), {ROWS} updated")), "{page}");
     assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM public.items"), ROWS + 1);
     assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM public.items WHERE v = 'app-only'"), 1);
     // The restarted job kept its mode: every row was found and overwritten again.
