@@ -330,7 +330,8 @@ pub struct CopyArgs {
 
     /// Load into target tables that already hold rows and take writes (backfilling history under
     /// dual writes): each chunk is staged and merged on the target table's primary key (else a
-    /// unique NOT NULL key), never deleting a row. Implies --on-conflict skip unless given.
+    /// unique NOT NULL key), never deleting a row. Implies --on-conflict skip unless given; a
+    /// resumed or restarted job keeps the mode it was started with.
     ///
     /// Indexes stay as they are; a table without such a key is refused. Missing tables are
     /// created and loaded as usual. Tables with foreign keys or triggers load with
@@ -355,7 +356,9 @@ pub struct CopyArgs {
     /// Throw away an existing job's progress and the rows it loaded, and start it over.
     ///
     /// With TABLEs named, only those tables of the job are copied again (from their current
-    /// source definition); the rest of the job is kept. What is thrown away is listed first.
+    /// source definition); the rest of the job is kept. What is thrown away is listed first. A job
+    /// run with --into-existing never empties a table that existed before it: only the job's
+    /// record of the table goes, and its rows are merged again.
     #[arg(help_heading = "What to copy", long)]
     pub restart: bool,
 
