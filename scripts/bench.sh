@@ -13,6 +13,10 @@
 #   pgcopydb   pgcopydb clone --table-jobs 2 --index-jobs 2 (its timing includes the VACUUM
 #              ANALYZE that pgcopydb 0.10 always runs on the target)
 #   rangecopy  target/release/rangecopy copy --job bench (creates, loads, builds the key, digests)
+#   backfill   the same with --into-existing --on-conflict skip into an orders table that exists
+#              with its primary key and already holds every tenth row (keys interleaved, other
+#              values): each chunk is staged and merged with INSERT … ON CONFLICT DO NOTHING.
+#              Its ratio over `rangecopy` is the cost of the merge (goal: at most 1.5×).
 # Each run is timed for wall time and the peak RSS of the client processes (not the servers),
 # its row count on the target is checked, and the figures go to target/bench/results.json.
 # Per-tool output is kept in target/bench/<tool>.log.
@@ -74,9 +78,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=5000000
 REGEN=0
 BENCH_DIR=$REPO/target/bench
-BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,whole_pgcopydb,whole_rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many,mem_verify_big_values}
+BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,backfill,whole_pgcopydb,whole_rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many,mem_verify_big_values}
 # rangecopy's figures over each peer's, per section: "ours peer".
-RATIOS=("rangecopy psql" "rangecopy pgcopydb" "whole_rangecopy whole_pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe"
+RATIOS=("rangecopy psql" "rangecopy pgcopydb" "backfill rangecopy" "whole_rangecopy whole_pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe"
     "verify_rangecopy verify_reladiff" "my_verify_rangecopy my_verify_reladiff")
 # RANGECOPY_BIN=PATH benchmarks that binary as it is (no rebuild).
 BIN=${RANGECOPY_BIN:-$REPO/target/release/rangecopy}
@@ -318,10 +322,24 @@ bench_rangecopy() {
     [[ -n ${FAILED[rangecopy]+set} ]] || check_rows rangecopy "$PG_TGT/$db" orders
 }
 
+# (d) rangecopy --into-existing into a live-looking target: the table exists with its primary
+# key and holds every tenth row already (the "application's", with other values), analyzed.
+bench_backfill() {
+    local db=rc_bench_backfill
+    build_rangecopy backfill || return 0
+    recreate_db "$PG_TGT" "$db"
+    { orders_ddl; echo "ALTER TABLE orders ADD PRIMARY KEY (id);"; orders_rows "$ROWS" |
+        sed 's/AS g;$/AS g WHERE g % 10 = 0;/'; } | sql "$PG_TGT/$db"
+    sql "$PG_TGT/$db" -c "VACUUM ANALYZE orders"
+    measure backfill "$BIN" copy --source "$PG_SRC_FULL/rc_bench" --target "$PG_TGT_FULL/$db" \
+        --job bench --into-existing --on-conflict skip
+    [[ -n ${FAILED[backfill]+set} ]] || check_rows backfill "$PG_TGT/$db" orders
+}
+
 section_pg_to_pg() {
     generate_orders
     local tool
-    for tool in psql pgcopydb rangecopy; do
+    for tool in psql pgcopydb rangecopy backfill; do
         if selected "$tool"; then "bench_$tool"; fi
     done
     if selected verify_rangecopy || selected verify_reladiff; then
@@ -1002,7 +1020,7 @@ parse_args() {
 }
 
 usage() {
-    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,whole_pgcopydb,whole_rangecopy," >&2
+    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,backfill,whole_pgcopydb,whole_rangecopy," >&2
     echo "       my_pgloader,my_pipe,my_rangecopy," >&2
     echo "       verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values," >&2
     echo "       mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many," >&2
@@ -1028,7 +1046,7 @@ main() {
     PGPASSWORD=$(url_password "$RANGECOPY_TEST_PG_SOURCE")
     export PGPASSWORD
 
-    if selected psql || selected pgcopydb || selected rangecopy ||
+    if selected psql || selected pgcopydb || selected rangecopy || selected backfill ||
         selected verify_rangecopy || selected verify_reladiff; then section_pg_to_pg; fi
     if selected whole_pgcopydb || selected whole_rangecopy; then section_whole; fi
     section_mysql_to_pg

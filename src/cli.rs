@@ -328,6 +328,27 @@ pub struct CopyArgs {
     #[arg(help_heading = "What to copy", long)]
     pub no_privileges: bool,
 
+    /// Load into target tables that already hold rows and take writes (backfilling history under
+    /// dual writes): each chunk is staged and merged on the target table's primary key (else a
+    /// unique NOT NULL key), never deleting a row. Implies --on-conflict skip unless given; a
+    /// resumed or restarted job keeps the mode it was started with.
+    ///
+    /// Indexes stay as they are; a table without such a key is refused. Missing tables are
+    /// created and loaded as usual. Tables with foreign keys or triggers load with
+    /// session_replication_role = replica where the target user may (the application's
+    /// triggers do not fire for backfilled rows, and tables load in any order). --restart
+    /// forgets the job's state of a table that existed before the job, never empties it.
+    /// Target sequences only move forward.
+    #[arg(help_heading = "What to copy", long, conflicts_with = "schema_only")]
+    pub into_existing: bool,
+
+    /// With --into-existing: when a source row's key is already in the target table, keep the
+    /// target's row (`skip`, the default: the application's write wins) or overwrite it with the
+    /// source's (`update`).
+    #[arg(help_heading = "What to copy", long, value_name = "MODE", requires = "into_existing",
+          value_parser = ["skip", "update"])]
+    pub on_conflict: Option<String>,
+
     /// Continue an unfinished job from its committed chunks.
     #[arg(help_heading = "What to copy", long, conflicts_with = "restart")]
     pub resume: bool,
@@ -335,7 +356,9 @@ pub struct CopyArgs {
     /// Throw away an existing job's progress and the rows it loaded, and start it over.
     ///
     /// With TABLEs named, only those tables of the job are copied again (from their current
-    /// source definition); the rest of the job is kept. What is thrown away is listed first.
+    /// source definition); the rest of the job is kept. What is thrown away is listed first. A job
+    /// run with --into-existing never empties a table that existed before it: only the job's
+    /// record of the table goes, and its rows are merged again.
     #[arg(help_heading = "What to copy", long)]
     pub restart: bool,
 

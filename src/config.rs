@@ -709,6 +709,33 @@ pub enum StartMode {
     Restart,
 }
 
+/// `--into-existing`: what a source row does to a target row with the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    /// The target's row stays (the application wrote it).
+    Skip,
+    /// The source's row overwrites it.
+    Update,
+}
+
+impl OnConflict {
+    /// The word of `--on-conflict`, also how the job's settings record it.
+    pub fn word(self) -> &'static str {
+        match self {
+            OnConflict::Skip => "skip",
+            OnConflict::Update => "update",
+        }
+    }
+
+    pub fn from_word(word: &str) -> Option<Self> {
+        match word {
+            "skip" => Some(OnConflict::Skip),
+            "update" => Some(OnConflict::Update),
+            _ => None,
+        }
+    }
+}
+
 /// What stderr carries: text for people, or one JSON object per line for log shippers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -792,6 +819,9 @@ pub struct CopyConfig {
     /// `--no-owner`, `--no-privileges` (PostgreSQL sources).
     pub no_owner: bool,
     pub no_privileges: bool,
+    /// `--into-existing [--on-conflict MODE]`: merge into tables that hold rows. `None` when
+    /// not given; a resumed or restarted job then keeps the mode it was started with.
+    pub into_existing: Option<OnConflict>,
 }
 
 /// A `--exclude-table` pattern: `name` or `schema.name`, `*` any characters, `?` one.
@@ -954,6 +984,9 @@ impl CopyConfig {
             schema_mode,
             no_owner: args.no_owner,
             no_privileges: args.no_privileges,
+            into_existing: args
+                .into_existing
+                .then(|| args.on_conflict.as_deref().and_then(OnConflict::from_word).unwrap_or(OnConflict::Skip)),
         })
     }
 }

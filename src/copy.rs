@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{CopyConfig, Engine, StartMode, VerifyConfig};
+use crate::config::{CopyConfig, Engine, OnConflict, StartMode, VerifyConfig};
 use crate::credentials::{PasswordSource, MY_PASSWORD_VAR, PG_PASSWORD_VAR, SOURCE_ENV, TARGET_ENV};
 use crate::error::{redact, Error, Result};
 use crate::objects::SchemaMode;
@@ -69,13 +69,18 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         }
         (StartMode::Resume, Some(job)) => {
             keep_chunk_rows(cfg, job);
+            keep_into_existing(cfg, job)?;
             resume(cfg, &mut source, &mut target, job)?
         }
         (StartMode::Restart, Some(job)) if !cfg.tables.is_empty() => {
             keep_chunk_rows(cfg, job);
+            keep_into_existing(cfg, job)?;
             restart_tables(cfg, &mut source, &mut target)?
         }
         (StartMode::Restart, old) | (StartMode::Fresh, old @ None) => {
+            if let Some(job) = old {
+                keep_into_existing(cfg, job)?;
+            }
             let old_tables = match old {
                 Some(_) => state::load_tables(&mut target.conn, &cfg.job)?,
                 None => Vec::new(),
@@ -223,6 +228,13 @@ impl Run<'_> {
         // The snapshot's transactions end here, before P1 and any verification.
         drop(ctx);
         result?;
+        if cfg.into_existing.is_some() {
+            for t in state::table_progress(&mut target.conn, &cfg.job)? {
+                if let Some(m) = &t.merged {
+                    crate::say!("job {}: {}: {}", cfg.job, t.target_table, report::merged_words(m));
+                }
+            }
+        }
         record_p1(cfg, target);
         self.finish_objects(source, target)
     }
@@ -296,7 +308,10 @@ impl Run<'_> {
 /// row, and a child table's chunk committed before its parent's rows fails. Such loads run as
 /// pg_restore's `--disable-triggers` does (`session_replication_role = replica`, which also
 /// holds those tables' own triggers) where the target user may; elsewhere a warning says what
-/// to expect. Tables with triggers and no foreign keys load with their triggers firing.
+/// to expect. Tables with triggers and no foreign keys load with their triggers firing, except
+/// under `--into-existing`: there the tables are the application's, and its triggers (audit
+/// rows, counters, outboxes) must not fire for history that the source's own tables already
+/// hold, so triggers alone are reason enough.
 fn loading_endpoint(
     cfg: &CopyConfig,
     target: &mut PgTarget,
@@ -309,8 +324,11 @@ fn loading_endpoint(
         .query(
             "SELECT DISTINCT conrelid::regclass::text FROM pg_constraint
               WHERE contype = 'f' AND (conrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) n)
-                                       OR confrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) n))",
-            &[&names],
+                                       OR confrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) n))
+             UNION
+             SELECT tgrelid::regclass::text FROM pg_trigger
+              WHERE $2 AND NOT tgisinternal AND tgrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) n)",
+            &[&names, &cfg.into_existing.is_some()],
             what,
         )?
         .iter()
@@ -324,11 +342,12 @@ fn loading_endpoint(
         .transaction(what, |conn| Ok(conn.batch("SET LOCAL session_replication_role = replica", what).is_ok()));
     if !allowed.unwrap_or(false) {
         crate::say!(
-            "warning: target tables {} have foreign keys, checked for every loaded row (a child table's rows \
+            "warning: target tables {} have foreign keys{}, checked for every loaded row (a child table's rows \
              loaded before its parent's fail), and the target user may not hold them for the load \
              (session_replication_role needs a superuser, or GRANT SET ON PARAMETER session_replication_role); \
              add them after the load, or let rangecopy create the schema",
-            guarded.join(", ")
+            guarded.join(", "),
+            if cfg.into_existing.is_some() { " or triggers (which fire for every backfilled row)" } else { "" }
         );
         return Ok(cfg.target.clone());
     }
@@ -534,6 +553,31 @@ fn keep_chunk_rows(cfg: &mut CopyConfig, job: &JobRecord) {
     cfg.chunk_rows = recorded;
 }
 
+/// A resumed or restarted job keeps the `--into-existing` mode it was started with: a run that
+/// names another is refused, since a job whose chunks merge under two rules (or a restart that
+/// empties tables whose rows were the application's) is not what anyone asked for.
+fn keep_into_existing(cfg: &mut CopyConfig, job: &JobRecord) -> Result<()> {
+    let recorded = job.settings.get("into_existing").and_then(|v| v.as_str()).and_then(OnConflict::from_word);
+    let words = |mode: Option<OnConflict>| match mode {
+        Some(m) => format!("--into-existing --on-conflict {}", m.word()),
+        None => "plain loads into empty tables (no --into-existing)".to_string(),
+    };
+    match cfg.into_existing {
+        None => cfg.into_existing = recorded,
+        Some(given) if Some(given) != recorded => {
+            return Err(Error::input(format!(
+                "job {:?} was started with {}, and this run asks for {}; run it again with the same options (or \
+                 none: the job keeps its own), or copy under another --job name",
+                cfg.job,
+                words(recorded),
+                words(Some(given))
+            )))
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
 /// Checks a resumed job against this run's arguments and marks it running again.
 fn resume(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget, job: &JobRecord) -> Result<Vec<TableRecord>> {
     let records = state::load_tables(&mut target.conn, &cfg.job)?;
@@ -558,6 +602,11 @@ fn resume(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget, job: &Jo
     }
     let unfinished: Vec<&Table> = records.iter().filter(|r| r.phase != "done").map(|r| &r.table).collect();
     source.check_sequences_readable(&unfinished)?;
+    if let Some(mode) = cfg.into_existing {
+        for r in records.iter().filter(|r| r.phase != "done" && !r.created_by_job) {
+            target.merge_plan(&r.table, r.table_no, mode == OnConflict::Update)?;
+        }
+    }
     state::resume_job(&mut target.conn, &cfg.job, &settings(cfg))?;
     Ok(records)
 }
@@ -607,15 +656,17 @@ fn restart_tables(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget) 
     let fresh = source.describe_tables(&specs, &[])?;
     let mut plan = Vec::new();
     for (record, table) in named.iter().zip(fresh) {
-        let create = target_plan(target, &table, Some(record), None)?;
+        let create = target_plan(cfg, target, &table, Some(record), None)?;
         plan.push((record.table_no, table, create, record.created_by_job));
     }
     source.check_sequences_readable(&plan.iter().map(|p| &p.1).collect::<Vec<_>>())?;
     // Tables the source's schema dump created keep their definition and indexes (foreign keys
     // and views may rest on them): they are emptied, not dropped.
     let dumped = state::load_objects(&mut target.conn, &cfg.job)?.iter().any(|o| o.object.kind == "TABLE");
-    let discarded: Vec<_> =
-        plan.iter().map(|(no, t, create, _)| (*no, &t.name, &t.target, *create && !dumped)).collect();
+    let discarded: Vec<_> = plan
+        .iter()
+        .map(|(no, t, create, created)| (*no, &t.name, &t.target, Discard::of(cfg, *created, *create && !dumped)))
+        .collect();
     let mut columns = Vec::new();
     for (no, table, _, _) in &plan {
         if let Existing::Present { columns: c, .. } = target.inspect(&table.target)? {
@@ -628,6 +679,10 @@ fn restart_tables(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget) 
         .transaction("restarting tables of the job", |conn| {
             for (table_no, table, create, created_by_job) in &plan {
                 state::reset_table(conn, &cfg.job, *table_no, table, *created_by_job || *create)?;
+                if cfg.into_existing.is_some() && !*created_by_job && !*create {
+                    // It existed before the job: its rows stay, merged again.
+                    continue;
+                }
                 if dumped {
                     target::truncate_table(conn, &table.target)?;
                     if let Some(columns) = columns.iter().find(|(no, _)| no == table_no).map(|(_, c)| c) {
@@ -648,30 +703,59 @@ fn restart_tables(cfg: &CopyConfig, source: &mut Source, target: &mut PgTarget) 
 }
 
 /// Says, before `--restart` throws them away, what the job had copied of each table
-/// `(table_no, source name, target name, dropped rather than emptied)`.
+/// `(table_no, source name, target name, what becomes of it)`. Under `--into-existing`, a
+/// table that existed before the job keeps its rows: only the job's record of it goes.
 fn announce_discard(
     cfg: &CopyConfig,
     target: &mut PgTarget,
-    tables: &[(usize, &TableName, &TableName, bool)],
+    tables: &[(usize, &TableName, &TableName, Discard)],
 ) -> Result<()> {
     let progress = state::table_progress(&mut target.conn, &cfg.job)?;
-    for (table_no, name, target_name, dropped) in tables {
+    for (table_no, name, target_name, discard) in tables {
+        if *discard == Discard::Kept {
+            crate::say!(
+                "restart: forgetting what job {} merged into {target_name} (its rows stay: --into-existing never \
+                 empties a table that existed before the job); its rows are merged again",
+                cfg.job
+            );
+            continue;
+        }
         let p = progress.iter().find(|p| p.table_no == *table_no);
         crate::say!(
             "restart: discarding what job {} copied of {name} ({} rows in {} chunks): {} {target_name}",
             cfg.job,
             p.map_or(0, |p| p.rows),
             p.map_or(0, |p| p.chunks_done),
-            if *dropped { "dropping" } else { "emptying" },
+            if *discard == Discard::Dropped { "dropping" } else { "emptying" },
         );
     }
     Ok(())
+}
+
+/// What `--restart` does to a target table the job had loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Discard {
+    Dropped,
+    Emptied,
+    /// It existed before an `--into-existing` job: its rows stay.
+    Kept,
+}
+
+impl Discard {
+    fn of(cfg: &CopyConfig, created_by_job: bool, dropped: bool) -> Self {
+        match (cfg.into_existing.is_some() && !created_by_job, dropped) {
+            (true, _) => Discard::Kept,
+            (false, true) => Discard::Dropped,
+            (false, false) => Discard::Emptied,
+        }
+    }
 }
 
 /// Whether a source table's target must be created (true) or is an existing table that can
 /// take its rows (false); refuses a target that holds rows this job did not put there, naming
 /// the finished job that did (`filled_by`), if one did.
 fn target_plan(
+    cfg: &CopyConfig,
     target: &mut PgTarget,
     table: &Table,
     ours: Option<&TableRecord>,
@@ -681,6 +765,12 @@ fn target_plan(
         (Existing::Missing, _) => Ok(true),
         // A table the old job created is dropped and created afresh.
         (Existing::Present { .. }, Some(r)) if r.created_by_job => Ok(true),
+        // --into-existing: whatever the table holds stays; its rows are merged on its key.
+        (Existing::Present { columns, .. }, _) if cfg.into_existing.is_some() => {
+            target::check_columns(table, &columns)?;
+            target.merge_plan(table, 0, false)?;
+            Ok(false)
+        }
         (Existing::Present { has_rows: true, .. }, None) => Err(Error::input(match filled_by {
             Some(job) => format!(
                 "target table {} already holds the rows that finished job {job:?} copied; to copy it again, \
@@ -722,7 +812,7 @@ fn setup(
             )));
         }
         let ours = old.iter().find(|r| r.table.target == table.target);
-        let create = target_plan(target, &table, ours, other.map(|o| o.job.as_str()))?;
+        let create = target_plan(cfg, target, &table, ours, other.map(|o| o.job.as_str()))?;
         plan.push((table, create));
     }
     source.check_sequences_readable(&plan.iter().map(|(t, _)| t).collect::<Vec<_>>())?;
@@ -738,8 +828,10 @@ fn setup(
     let schema_only = mode == SchemaMode::SchemaOnly;
     let restart = !old.is_empty() || cfg.mode == StartMode::Restart;
     if restart {
-        let discarded: Vec<_> =
-            old.iter().map(|r| (r.table_no, &r.table.name, &r.table.target, r.created_by_job)).collect();
+        let discarded: Vec<_> = old
+            .iter()
+            .map(|r| (r.table_no, &r.table.name, &r.table.target, Discard::of(cfg, r.created_by_job, r.created_by_job)))
+            .collect();
         announce_discard(cfg, target, &discarded)?;
     }
     // The slot comes first, so that P0 precedes every read; dropped again if the setup fails.
@@ -766,7 +858,7 @@ fn setup(
                 for r in old {
                     if r.created_by_job {
                         target::drop_table(conn, &r.table.target)?;
-                    } else {
+                    } else if cfg.into_existing.is_none() {
                         target::truncate_table(conn, &r.table.target)?;
                     }
                 }
@@ -908,6 +1000,12 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
             cursor: point.cursor,
             prep,
             build_indexes: r.created_by_job,
+            merge: match cfg.into_existing {
+                Some(mode) if !r.created_by_job => {
+                    Some(target.merge_plan(&r.table, r.table_no, mode == OnConflict::Update)?)
+                }
+                _ => None,
+            },
         });
     }
     Ok(work)
@@ -930,6 +1028,8 @@ pub fn settings(cfg: &CopyConfig) -> serde_json::Value {
         "create_slot": cfg.create_slot.as_ref().map(|s| &s.name),
         // verify --job tells a column left out on purpose from one added since.
         "excluded_columns": cfg.source.excluded_columns(),
+        // --into-existing: how rows merge into the target's (null: plain loads into empty tables).
+        "into_existing": cfg.into_existing.map(OnConflict::word),
     })
 }
 

@@ -136,6 +136,9 @@ pub struct TableWork {
     /// Whether the job created the target table: only then are the source's indexes and
     /// constraints built on it (an existing table is loaded as it is).
     pub build_indexes: bool,
+    /// `--into-existing`, for a table that existed before the job: how its chunks merge into
+    /// its rows (else they are loaded by plain COPY).
+    pub merge: Option<target::Merge>,
 }
 
 /// A table whose chunks are all loaded, ready for its indexes.
@@ -306,7 +309,14 @@ fn work_loop(shared: &Shared<'_>, chunks: Receiver<Chunk>, finals: Receiver<Fina
         ctx,
         || "connecting a worker".to_string(),
         &mut (),
-        |_| Ok(Worker { source: ctx.worker_source()?, target: PgTarget::connect(&ctx.target)?, shared }),
+        |_| {
+            Ok(Worker {
+                source: ctx.worker_source()?,
+                target: PgTarget::connect(&ctx.target)?,
+                shared,
+                staging: Vec::new(),
+            })
+        },
         |_| Ok(()),
     )?;
     loop {
@@ -343,6 +353,8 @@ struct Worker<'a> {
     source: Source,
     target: PgTarget,
     shared: &'a Shared<'a>,
+    /// The tables whose staging table this worker's target session has (`--into-existing`).
+    staging: Vec<usize>,
 }
 
 impl Worker<'_> {
@@ -350,6 +362,7 @@ impl Worker<'_> {
         let ctx = self.shared.ctx;
         self.source = ctx.worker_source()?;
         self.target = PgTarget::connect(&ctx.target)?;
+        self.staging.clear();
         Ok(())
     }
 
@@ -416,7 +429,16 @@ impl Worker<'_> {
             crate::live::table_phase(chunk.table_no, "copying");
         }
         let work = self.shared.work.iter().find(|w| w.table_no == chunk.table_no).expect("chunk of a planned table");
-        let in_sql = copy_in_sql(table);
+        let merge = work.merge.as_ref();
+        if let Some(m) = merge.filter(|_| !self.staging.contains(&chunk.table_no)) {
+            let what = format!("creating the staging table of {}", table.target);
+            if self.staging.is_empty() {
+                self.target.conn.batch(target::STAGING_SESSION, &what)?;
+            }
+            self.target.conn.batch(&m.create_staging, &what)?;
+            self.staging.push(chunk.table_no);
+        }
+        let in_sql = merge.map_or_else(|| copy_in_sql(table), |m| m.copy_in.clone());
         let Worker { source, target, .. } = self;
         target.conn.transaction("copying a chunk", |conn| {
             let mut writer = conn.copy_in(&in_sql)?;
@@ -454,7 +476,12 @@ impl Worker<'_> {
             // The chunk's own count is the truth; blocks may have counted rows a little apart.
             ctx.progress.add(chunk.table_no, summary.rows as i64 - added.0, 0);
             added.0 = summary.rows as i64;
-            state::mark_chunk_done(conn, &ctx.job, chunk, &summary)
+            let merged = merge.map(|m| m.run(conn, &table.target, summary.rows as i64)).transpose()?;
+            state::mark_chunk_done(conn, &ctx.job, chunk, &summary)?;
+            match merged {
+                Some(merged) => state::record_merged(conn, &ctx.job, chunk, &merged),
+                None => Ok(()),
+            }
         })
     }
 
@@ -480,6 +507,7 @@ impl Worker<'_> {
         state::set_table_phase(&mut self.target.conn, job, f.table_no, "indexing")?;
         crate::live::table_phase(f.table_no, "indexing");
         let build = self.shared.work.iter().any(|w| w.table_no == f.table_no && w.build_indexes);
+        let merged = self.shared.work.iter().any(|w| w.table_no == f.table_no && w.merge.is_some());
         if build {
             let built = state::deferred_done(&mut self.target.conn, job, f.table_no)?;
             self.target
@@ -492,7 +520,12 @@ impl Worker<'_> {
         self.target.analyze(&table.target)?;
         for seq in &table.ddl.sequences {
             let (value, called) = self.source.sequence_position(seq)?;
-            self.target.set_sequence(&seq.target_sql, value, called)?;
+            if merged {
+                // The application draws from it too: it may be ahead of the source's.
+                target::advance_sequence(&mut self.target.conn, &seq.target_sql, value, called)?;
+            } else {
+                self.target.set_sequence(&seq.target_sql, value, called)?;
+            }
         }
         state::finish_table(&mut self.target.conn, job, f.table_no)?;
         ctx.progress.table_done(f.table_no);

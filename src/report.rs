@@ -102,6 +102,10 @@ struct TableReport {
     /// Per column, values copied as NULL by policy (MySQL zero dates under --zero-dates null).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     values_copied_as_null: std::collections::BTreeMap<String, i64>,
+    /// `--into-existing`: of `rows`, those inserted, skipped (the target's row kept) and
+    /// updated (overwritten with the source's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merged: Option<state::Merged>,
 }
 
 /// One line on a job's objects: how many were created, translated, changed, not carried over,
@@ -211,7 +215,10 @@ fn copy_html(r: &CopyReport<'_>, cfg: &CopyConfig) -> String {
             "<tr><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td><code>{}</code></td></tr>",
             esc(&t.target_table),
             esc(&t.phase),
-            t.rows,
+            match &t.merged {
+                Some(m) => format!("{} ({})", t.rows, esc(&merged_words(m))),
+                None => t.rows.to_string(),
+            },
             human_bytes(t.bytes as u64),
             secs(t.copy_seconds),
             secs(t.index_seconds),
@@ -304,6 +311,7 @@ fn table_report(t: &TableProgress) -> Result<TableReport> {
         bytes_per_second: rate(t.bytes),
         digest: table_digest(t)?.to_string(),
         values_copied_as_null: t.nulled.iter().cloned().collect(),
+        merged: t.merged,
     })
 }
 
@@ -403,6 +411,14 @@ fn not_compared_lines(t: &crate::verify::TableResult) -> Vec<String> {
         .iter()
         .map(|c| format!("column {}: {}, not compared", crate::schema::quote_ident(&c.column), c.why))
         .collect()
+}
+
+/// "900 inserted, 100 skipped (the target's rows kept), 0 updated".
+pub fn merged_words(m: &state::Merged) -> String {
+    format!(
+        "{} inserted, {} skipped (the target's rows kept), {} updated (overwritten with the source's)",
+        m.inserted, m.skipped, m.updated
+    )
 }
 
 /// The one-line summary a finished copy prints.
@@ -518,6 +534,9 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
             if !t.nulled.is_empty() {
                 let counts: Vec<String> = t.nulled.iter().map(|(c, n)| format!("{c} {n}")).collect();
                 writeln!(out, "    zero dates copied as NULL: {}", counts.join(", ")).map_err(io)?;
+            }
+            if let Some(m) = &t.merged {
+                writeln!(out, "    merged into existing rows: {}", merged_words(m)).map_err(io)?;
             }
         }
         if tables.iter().any(|t| !t.plan_complete && t.chunks_total > 0) {

@@ -14,6 +14,7 @@ use crate::pg::PgConn;
 use crate::plan::{bound_text, Bound, Chunk, PlanCursor};
 use crate::schema::Table;
 use crate::source::SourcePosition;
+pub use crate::target::postgres::Merged;
 
 /// Created on first use, in one transaction with the job's first rows.
 const SCHEMA_DDL: &str = "
@@ -76,6 +77,11 @@ ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS consistent boolean NOT NULL 
 -- A table's phases: copying from started_at (its first chunk started), indexing from
 -- indexing_at, done at finished_at.
 ALTER TABLE rangecopy.tables ADD COLUMN IF NOT EXISTS indexing_at timestamptz;
+-- --into-existing: per chunk, the rows its merge inserted, left as the target had them
+-- (skipped) and overwrote (updated); NULL for chunks loaded by plain COPY.
+ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS inserted bigint;
+ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS skipped bigint;
+ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS updated bigint;
 -- The objects around the rows, in the order they are created (before the load, or after it).
 CREATE TABLE IF NOT EXISTS rangecopy.objects (
     job          text NOT NULL REFERENCES rangecopy.jobs ON DELETE CASCADE,
@@ -158,6 +164,9 @@ pub struct TableProgress {
     pub index_seconds: Option<f64>,
     /// Per column, values copied as NULL by policy (MySQL zero dates), over the done chunks.
     pub nulled: Vec<(String, i64)>,
+    /// `--into-existing`: what the merges of its done chunks did (none for a table loaded by
+    /// plain COPY).
+    pub merged: Option<Merged>,
 }
 
 pub fn schema_exists(conn: &mut PgConn) -> Result<bool> {
@@ -591,6 +600,17 @@ pub fn mark_chunk_done(conn: &mut PgConn, job: &str, chunk: &Chunk, summary: &Ch
     }))
 }
 
+/// Records what a chunk's merge did (`--into-existing`), in the transaction that marks it done.
+pub fn record_merged(conn: &mut PgConn, job: &str, chunk: &Chunk, merged: &Merged) -> Result<()> {
+    conn.execute(
+        "UPDATE rangecopy.chunks SET inserted = $4, skipped = $5, updated = $6
+          WHERE job = $1 AND table_no = $2 AND chunk_no = $3",
+        &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &merged.inserted, &merged.skipped, &merged.updated],
+        "recording a chunk's merge",
+    )
+    .map(|_| ())
+}
+
 /// Records when the copy of a table started: its first chunk, in its first run.
 pub fn table_started(conn: &mut PgConn, job: &str, table_no: usize) -> Result<()> {
     conn.execute(
@@ -688,7 +708,11 @@ pub fn table_progress(conn: &mut PgConn, job: &str) -> Result<Vec<TableProgress>
                    FROM (SELECT e.key AS col, sum(e.value::int8)::int8 AS total
                            FROM rangecopy.chunks n, jsonb_each_text(n.nulled) e
                           WHERE n.job = t.job AND n.table_no = t.table_no AND n.status = 'done'
-                          GROUP BY e.key) z)
+                          GROUP BY e.key) z),
+                count(c.inserted) FILTER (WHERE c.status = 'done'),
+                coalesce(sum(c.inserted) FILTER (WHERE c.status = 'done'), 0)::int8,
+                coalesce(sum(c.skipped) FILTER (WHERE c.status = 'done'), 0)::int8,
+                coalesce(sum(c.updated) FILTER (WHERE c.status = 'done'), 0)::int8
            FROM rangecopy.tables t
            LEFT JOIN rangecopy.chunks c ON c.job = t.job AND c.table_no = t.table_no
           WHERE t.job = $1
@@ -715,6 +739,11 @@ pub fn table_progress(conn: &mut PgConn, job: &str) -> Result<Vec<TableProgress>
             copy_seconds: r.get(13),
             index_seconds: r.get(14),
             nulled: r.get::<_, Vec<String>>(15).into_iter().zip(r.get::<_, Vec<i64>>(16)).collect(),
+            merged: (r.get::<_, i64>(17) > 0).then(|| Merged {
+                inserted: r.get(18),
+                skipped: r.get(19),
+                updated: r.get(20),
+            }),
         })
         .collect())
 }

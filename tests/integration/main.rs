@@ -7,6 +7,7 @@
 
 mod common;
 
+mod backfill;
 mod cdc;
 mod cli;
 mod digest;
