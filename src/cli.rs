@@ -397,6 +397,12 @@ pub struct CopyArgs {
     #[arg(help_heading = "Safety and throttling", long, value_name = "SECONDS", default_value_t = 300.0)]
     pub io_timeout: f64,
 
+    /// Seconds a claim on a chunk or step lasts unless its process renews it (every third of it).
+    /// A process that dies, freezes or loses the target loses its claims after this long, and
+    /// another process sharing the job (`rangecopy worker`) takes them over.
+    #[arg(help_heading = "Safety and throttling", long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub lease: f64,
+
     /// Once the copy is done, verify every table range by range (as `rangecopy verify --job`)
     /// and fail the job if anything differs.
     #[arg(help_heading = "Safety and throttling", long)]

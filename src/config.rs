@@ -822,6 +822,8 @@ pub struct CopyConfig {
     /// `--into-existing [--on-conflict MODE]`: merge into tables that hold rows. `None` when
     /// not given; a resumed or restarted job then keeps the mode it was started with.
     pub into_existing: Option<OnConflict>,
+    /// `--lease`: seconds a claim lasts unless renewed.
+    pub lease: f64,
 }
 
 /// A `--exclude-table` pattern: `name` or `schema.name`, `*` any characters, `?` one.
@@ -984,6 +986,7 @@ impl CopyConfig {
             schema_mode,
             no_owner: args.no_owner,
             no_privileges: args.no_privileges,
+            lease: lease(args.lease)?,
             into_existing: args
                 .into_existing
                 .then(|| args.on_conflict.as_deref().and_then(OnConflict::from_word).unwrap_or(OnConflict::Skip)),
@@ -1288,6 +1291,14 @@ impl RetryPolicy {
         let secs = 0.5 * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
         Duration::from_secs_f64(secs).min(self.max_wait)
     }
+}
+
+/// `--lease`: at least a second (renewed every third of it), at most a day.
+pub fn lease(value: f64) -> Result<f64> {
+    if !(value.is_finite() && (1.0..=86_400.0).contains(&value)) {
+        return Err(Error::input(format!("--lease: expected a number of seconds from 1 to 86400, got {value}")));
+    }
+    Ok(value)
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration> {

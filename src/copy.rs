@@ -58,6 +58,10 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         }
         job
     });
+    if existing.is_some() {
+        // A state written by an older version gains what this one records.
+        target.conn.transaction("upgrading the rangecopy state schema", state::ensure_schema)?;
+    }
     let mut slot_p0 = None;
     let records = match (cfg.mode, &existing) {
         (StartMode::Fresh, Some(job)) => return Err(already_exists(cfg, job)),
@@ -158,7 +162,7 @@ impl Run<'_> {
         let cfg = self.cfg;
         if records.is_empty() {
             // --schema-only: objects and no rows.
-            return self.finish_objects(source, target);
+            return finish_objects(&cfg.job, source, target, &cfg.target, cfg.workers, None);
         }
         let resumed = cfg.mode == StartMode::Resume;
         if resumed && (cfg.consistent || existing.is_some_and(|j| j.consistent)) {
@@ -206,10 +210,11 @@ impl Run<'_> {
             false => (None, None),
         };
         self.record_p0(source, target, slot_p0.or(snapshot_p0))?;
+        let (worker, host) = pipeline::process_name();
         let ctx = RunContext {
             job: cfg.job.clone(),
             source: cfg.source.clone(),
-            target: loading_endpoint(cfg, target, records)?,
+            target: loading_endpoint(&cfg.target, cfg.into_existing.is_some(), target, records)?,
             tables: records.iter().map(|r| r.table.clone()).collect(),
             chunk_rows: cfg.chunk_rows,
             workers: cfg.workers,
@@ -222,10 +227,19 @@ impl Run<'_> {
             in_flight: ByteGate::new(IN_FLIGHT_BYTES),
             cancel: self.cancel.clone(),
             snapshot,
+            worker,
+            host,
+            lease: cfg.lease,
+            holds_job_lock: true,
+            objects_target: cfg.target.clone(),
+            verify: cfg.verify,
+            after: after_load,
         };
         crate::live::copy_started(&ctx.progress, &ctx.throttle);
+        // Workers (`rangecopy worker`) join from here: P0 is recorded.
+        state::open_to_workers(&mut target.conn, &cfg.job)?;
         let result = pipeline::run(&ctx, &work, source, target);
-        // The snapshot's transactions end here, before P1 and any verification.
+        // The snapshot's transactions end here, before any verification.
         drop(ctx);
         result?;
         if cfg.into_existing.is_some() {
@@ -234,36 +248,6 @@ impl Run<'_> {
                     crate::say!("job {}: {}: {}", cfg.job, t.target_table, report::merged_words(m));
                 }
             }
-        }
-        record_p1(cfg, target);
-        self.finish_objects(source, target)
-    }
-
-    /// The objects created once every table is loaded, and a word on those that failed (the
-    /// report lists them with their reasons).
-    fn finish_objects(&self, source: &mut Source, target: &mut PgTarget) -> Result<()> {
-        crate::live::schema_phase("creating objects after the rows", "");
-        let failed = schema_phases::run_after(&self.cfg.job, source, target, &self.cfg.target, self.cfg.workers)?;
-        let objects = state::load_objects(&mut target.conn, &self.cfg.job)?;
-        crate::live::schema_phase("done", &report::schema_summary(&objects));
-        if !objects.is_empty() {
-            crate::say!("job {}: schema: {}", self.cfg.job, report::schema_summary(&objects));
-            let listed: Vec<&str> =
-                objects.iter().filter(|o| o.status == "listed").map(|o| o.object.name.as_str()).collect();
-            if !listed.is_empty() {
-                crate::say!(
-                    "  not carried over (their source SQL is in the report, --report FILE): {}",
-                    listed.join(", ")
-                );
-            }
-        }
-        if !failed.is_empty() {
-            crate::say!(
-                "warning: job {}: {} objects could not be created as the source has them (listed above and in the \
-                 report); the rows are all copied",
-                self.cfg.job,
-                failed.len()
-            );
         }
         Ok(())
     }
@@ -303,6 +287,49 @@ impl Run<'_> {
     }
 }
 
+/// The job's last step, run by whichever process claims it once every table is done (see
+/// `pipeline::AfterLoad`): P1, the objects after the load, and the job recorded done (unless
+/// the starting process verifies it first).
+pub fn after_load(ctx: &RunContext, fence: &state::StepFence) -> Result<()> {
+    let mut target = PgTarget::connect(&ctx.objects_target)?;
+    record_p1(&ctx.job, &ctx.source, &mut target);
+    let mut source = Source::connect(&ctx.source)?;
+    finish_objects(&ctx.job, &mut source, &mut target, &ctx.objects_target, ctx.workers, Some(fence))?;
+    state::finish_after(&mut target.conn, fence, !ctx.verify)
+}
+
+/// The objects created once every table is loaded, and a word on those that failed (the
+/// report lists them with their reasons).
+fn finish_objects(
+    job: &str,
+    source: &mut Source,
+    target: &mut PgTarget,
+    ep: &crate::config::PgEndpoint,
+    workers: usize,
+    fence: Option<&state::StepFence>,
+) -> Result<()> {
+    crate::live::schema_phase("creating objects after the rows", "");
+    let failed = schema_phases::run_after(job, source, target, ep, workers, fence)?;
+    let objects = state::load_objects(&mut target.conn, job)?;
+    crate::live::schema_phase("done", &report::schema_summary(&objects));
+    if !objects.is_empty() {
+        crate::say!("job {job}: schema: {}", report::schema_summary(&objects));
+        let listed: Vec<&str> =
+            objects.iter().filter(|o| o.status == "listed").map(|o| o.object.name.as_str()).collect();
+        if !listed.is_empty() {
+            crate::say!("  not carried over (their source SQL is in the report, --report FILE): {}", listed.join(", "));
+        }
+    }
+    if !failed.is_empty() {
+        crate::say!(
+            "warning: job {job}: {} objects could not be created as the source has them (listed above and in the \
+             report); the rows are all copied",
+            failed.len()
+        );
+    }
+    Ok(())
+}
+
 /// The target endpoint the run loads through. Rows loaded into tables that already have
 /// foreign keys (`--data-only` after `--schema-only`, tables made by hand) are checked row by
 /// row, and a child table's chunk committed before its parent's rows fails. Such loads run as
@@ -312,8 +339,9 @@ impl Run<'_> {
 /// under `--into-existing`: there the tables are the application's, and its triggers (audit
 /// rows, counters, outboxes) must not fire for history that the source's own tables already
 /// hold, so triggers alone are reason enough.
-fn loading_endpoint(
-    cfg: &CopyConfig,
+pub fn loading_endpoint(
+    ep: &crate::config::PgEndpoint,
+    into_existing: bool,
     target: &mut PgTarget,
     records: &[TableRecord],
 ) -> Result<crate::config::PgEndpoint> {
@@ -328,14 +356,14 @@ fn loading_endpoint(
              UNION
              SELECT tgrelid::regclass::text FROM pg_trigger
               WHERE $2 AND NOT tgisinternal AND tgrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) n)",
-            &[&names, &cfg.into_existing.is_some()],
+            &[&names, &into_existing],
             what,
         )?
         .iter()
         .map(|r| r.get(0))
         .collect();
     if guarded.is_empty() {
-        return Ok(cfg.target.clone());
+        return Ok(ep.clone());
     }
     let allowed = target
         .conn
@@ -347,11 +375,11 @@ fn loading_endpoint(
              (session_replication_role needs a superuser, or GRANT SET ON PARAMETER session_replication_role); \
              add them after the load, or let rangecopy create the schema",
             guarded.join(", "),
-            if cfg.into_existing.is_some() { " or triggers (which fire for every backfilled row)" } else { "" }
+            if into_existing { " or triggers (which fire for every backfilled row)" } else { "" }
         );
-        return Ok(cfg.target.clone());
+        return Ok(ep.clone());
     }
-    let mut ep = cfg.target.clone();
+    let mut ep = ep.clone();
     let options = match ep.config.get_options() {
         Some(o) if !o.is_empty() => format!("{o} -c session_replication_role=replica"),
         _ => "-c session_replication_role=replica".to_string(),
@@ -420,12 +448,12 @@ fn check_slot(cfg: &CopyConfig, source: &mut Source) -> Result<()> {
 
 /// Reads P1 on a fresh connection once every chunk is committed, and records it. Like P0, a
 /// P1 that cannot be read is a warning: the rows are copied either way.
-fn record_p1(cfg: &CopyConfig, target: &mut PgTarget) {
-    let recorded = Source::connect(&cfg.source)
+fn record_p1(job: &str, source: &crate::config::SourceEndpoint, target: &mut PgTarget) {
+    let recorded = Source::connect(source)
         .and_then(|mut source| source.position())
-        .and_then(|p1| state::record_p1(&mut target.conn, &cfg.job, &p1).map(|()| p1));
+        .and_then(|p1| state::record_p1(&mut target.conn, job, &p1).map(|()| p1));
     match recorded {
-        Ok(p1) => crate::say!("job {}: P1 (CDC has caught up with the copy once past here) is {p1}", cfg.job),
+        Ok(p1) => crate::say!("job {job}: P1 (CDC has caught up with the copy once past here) is {p1}"),
         Err(e) => crate::say!(
             "warning: the source position P1 could not be read, so it is not recorded: {}",
             redact(&e.to_string())
@@ -996,8 +1024,6 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
         }
         work.push(TableWork {
             table_no: r.table_no,
-            pending: point.pending,
-            cursor: point.cursor,
             prep,
             build_indexes: r.created_by_job,
             merge: match cfg.into_existing {
@@ -1030,6 +1056,14 @@ pub fn settings(cfg: &CopyConfig) -> serde_json::Value {
         "excluded_columns": cfg.source.excluded_columns(),
         // --into-existing: how rows merge into the target's (null: plain loads into empty tables).
         "into_existing": cfg.into_existing.map(OnConflict::word),
+        // Workers (`rangecopy worker`) read these: a job copied with --verify is recorded done
+        // by its starting process once verified; MySQL zero dates follow the job's policy.
+        "verify": cfg.verify,
+        "zero_dates": match &cfg.source {
+            crate::config::SourceEndpoint::Mysql(my) if my.options.zero_dates == crate::config::ZeroDates::Error => Some("error"),
+            crate::config::SourceEndpoint::Mysql(_) => Some("null"),
+            _ => None,
+        },
     })
 }
 

@@ -61,6 +61,14 @@ pub enum Error {
     #[error(transparent)]
     Started(Box<Error>),
 
+    /// This process's claim on a chunk or step ran out and another process holds it now: the
+    /// work's transaction was rolled back (its commit would have duplicated the other's). Not a
+    /// failure of the job: the process lets the chunk go and goes on with other work.
+    #[error(
+        "{0}: its lease ran out and another rangecopy process took it over; this process's work on it was rolled back"
+    )]
+    Fenced(String),
+
     /// The run was stopped by Ctrl-C / SIGTERM.
     #[error("interrupted")]
     Interrupted,

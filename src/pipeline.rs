@@ -12,19 +12,19 @@
 //! A watcher thread reports connections held by a silent server (see `wait`), in the log and
 //! in the progress display.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded};
 
 use crate::config::{PgEndpoint, ProgressMode, RetryPolicy, SourceEndpoint, ThrottleConfig};
 use crate::error::{redact, Error, Result};
-use crate::plan::{plan_table, Chunk, PlanCursor};
+use crate::plan::plan_table;
 use crate::progress::{self, Progress};
 use crate::schema::Table;
 use crate::source::{Block, ChunkPrep, Snapshot, Source};
-use crate::state;
+use crate::state::{self, Claim, StepFence};
 use crate::target::postgres::{self as target, copy_in_sql, PgTarget};
 use crate::throttle::{PauseReason, Throttle};
 
@@ -102,6 +102,20 @@ pub struct RunContext {
     /// `--consistent`: the snapshot every worker reads in (workers take their source
     /// connections from it).
     pub snapshot: Option<Snapshot>,
+    /// This process among the job's workers (`host:pid:random`), and its host.
+    pub worker: String,
+    pub host: String,
+    /// Seconds a claim lasts unless renewed (`--lease`).
+    pub lease: f64,
+    /// Whether this process holds the job's lock (the starting `copy` does; workers do not).
+    pub holds_job_lock: bool,
+    /// The target as the job's objects are created on it (`ctx.target` may hold triggers for
+    /// the load).
+    pub objects_target: PgEndpoint,
+    /// Whether the starting process verifies the job before recording it done.
+    pub verify: bool,
+    /// The job's last step.
+    pub after: AfterLoad,
 }
 
 impl RunContext {
@@ -123,14 +137,10 @@ impl RunContext {
     }
 }
 
-/// What is left to do for one table of the job.
+/// How one table's chunks are copied and finished, in this process.
 #[derive(Debug, Clone)]
 pub struct TableWork {
     pub table_no: usize,
-    /// Chunks already planned (persisted) but not yet copied.
-    pub pending: Vec<Chunk>,
-    /// Where planning continues, if it is not complete.
-    pub cursor: Option<PlanCursor>,
     /// How its chunks are extracted.
     pub prep: ChunkPrep,
     /// Whether the job created the target table: only then are the source's indexes and
@@ -141,19 +151,45 @@ pub struct TableWork {
     pub merge: Option<target::Merge>,
 }
 
-/// A table whose chunks are all loaded, ready for its indexes.
-struct Finalize {
-    table_no: usize,
+/// The job's last step, once every table is done: the objects after the load, P1, and the job
+/// recorded done (`state::finish_after`). The commands above the pipeline provide it.
+pub type AfterLoad = fn(&RunContext, &StepFence) -> Result<()>;
+
+/// This process's name among a job's workers, `host:pid:random` (the random part tells apart
+/// two processes that got the same pid, on two machines named alike or after a restart), and
+/// its host.
+pub fn process_name() -> (String, String) {
+    let host = host_name();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let seed = format!("{host}:{}:{nanos}:{:p}", std::process::id(), &nanos);
+    let random = blake3::hash(seed.as_bytes()).to_hex();
+    (format!("{host}:{}:{}", std::process::id(), &random[..8]), host)
 }
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let name = if ok {
+        String::from_utf8_lossy(&buf[..buf.iter().position(|&b| b == 0).unwrap_or(0)]).into_owned()
+    } else {
+        String::new()
+    };
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
+}
+
+/// How long a thread with nothing to claim waits before it looks again.
+const IDLE: Duration = Duration::from_millis(200);
 
 struct Shared<'a> {
     ctx: &'a RunContext,
     work: &'a [TableWork],
-    /// Per table: chunks handed out and not yet committed, plus one while planning goes on.
-    outstanding: Vec<AtomicI64>,
     /// Per table: whether this run has started copying it (its start time is recorded once).
     started: Vec<AtomicBool>,
-    finalize_tx: Sender<Finalize>,
     first_error: Mutex<Option<Error>>,
 }
 
@@ -167,32 +203,26 @@ impl Shared<'_> {
         }
     }
 
-    /// One unit of a table's work is finished; whoever finishes the last one queues the
-    /// table's index build.
-    fn release(&self, table_no: usize) {
-        if self.outstanding[table_no].fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _ = self.finalize_tx.send(Finalize { table_no });
-        }
+    fn work(&self, table_no: usize) -> Option<&TableWork> {
+        self.work.iter().find(|w| w.table_no == table_no)
     }
 }
 
-/// Runs the job's remaining work to completion or to the first error. The planner uses the
-/// caller's connections (saving two logins); workers open their own.
+/// Works on the job, with every other process that does, until the job is done (its last
+/// step recorded), it fails, or the run is cancelled. Every thread takes its work from the
+/// state: the planner thread (on the caller's connections) claims tables' planning steps; each
+/// worker thread claims chunks, then finished tables' finalize steps, then the job's last step.
 pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &mut PgTarget) -> Result<()> {
-    let (chunk_tx, chunk_rx) = bounded::<Chunk>(ctx.workers);
-    let (finalize_tx, finalize_rx) = unbounded::<Finalize>();
     let shared = Shared {
         ctx,
         work,
-        outstanding: ctx.tables.iter().map(|_| AtomicI64::new(0)).collect(),
         started: ctx.tables.iter().map(|_| AtomicBool::new(false)).collect(),
-        finalize_tx,
         first_error: Mutex::new(None),
     };
-    for w in work {
-        // The planning hold: released when the table's planning is complete.
-        shared.outstanding[w.table_no].store(1, Ordering::SeqCst);
-    }
+    // The process's lock and its row among the workers come before its first claim: other
+    // threads treat the leases of a holder without its lock as free.
+    let mut beat = PgTarget::connect(&ctx.target)?;
+    state::register_worker(&mut beat.conn, &ctx.job, &ctx.worker, &ctx.host, ctx.workers)?;
     let display_stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| progress::display(&ctx.progress, ctx.progress_mode, ctx.progress_interval, &display_stop));
@@ -207,18 +237,18 @@ pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &m
             }
         });
         s.spawn(|| report_held(ctx, &display_stop));
+        s.spawn(|| heartbeat(ctx, beat, &display_stop));
         let workers: Vec<_> = (0..ctx.workers)
             .map(|_| {
-                let (chunks, finals, shared) = (chunk_rx.clone(), finalize_rx.clone(), &shared);
+                let shared = &shared;
                 s.spawn(move || {
-                    if let Err(e) = work_loop(shared, chunks, finals) {
+                    if let Err(e) = work_loop(shared) {
                         shared.fail(e);
                     }
                 })
             })
             .collect();
-        drop(chunk_rx);
-        if let Err(e) = planner(&shared, chunk_tx, source, target) {
+        if let Err(e) = planner(&shared, source, target) {
             shared.fail(e);
         }
         for w in workers {
@@ -235,75 +265,157 @@ pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &m
     }
 }
 
-/// Hands out persisted pending chunks, then plans and persists new ones, table by table.
-fn planner(shared: &Shared<'_>, chunks: Sender<Chunk>, source: &mut Source, target: &mut PgTarget) -> Result<()> {
+/// Renews, every third of a lease, the leases this process holds, and records its heartbeat
+/// (rows copied, rows per second) on a connection of its own; a lost connection is made again
+/// (with the process's lock) at the next beat.
+fn heartbeat(ctx: &RunContext, first: PgTarget, stop: &AtomicBool) {
+    let every = Duration::from_secs_f64(ctx.lease / 3.0);
+    let mut conn = Some(first);
+    let rows = || ctx.progress.tables.iter().map(|t| t.rows.load(Ordering::Relaxed)).sum::<u64>() as i64;
+    let base = rows();
+    let (mut last, mut last_at) = (base, std::time::Instant::now());
+    let mut warned = false;
+    while !sleep_unless_cancelled(stop, every) {
+        let now_rows = rows();
+        let rate = (now_rows - last) as f64 / last_at.elapsed().as_secs_f64().max(0.001);
+        (last, last_at) = (now_rows, std::time::Instant::now());
+        let beat = (|| -> Result<()> {
+            let c = match &mut conn {
+                Some(c) => c,
+                None => {
+                    let mut c = PgTarget::connect(&ctx.target)?;
+                    state::register_worker(&mut c.conn, &ctx.job, &ctx.worker, &ctx.host, ctx.workers)?;
+                    conn.insert(c)
+                }
+            };
+            state::heartbeat(&mut c.conn, &ctx.job, &ctx.worker, ctx.lease, now_rows - base, rate)
+        })();
+        match beat {
+            Ok(()) => warned = false,
+            Err(e) => {
+                conn = None;
+                if !warned {
+                    crate::say!(
+                        "warning: renewing this process's claims: {}; its chunks are taken over by others if this \
+                         lasts longer than --lease",
+                        redact(&e.to_string())
+                    );
+                    warned = true;
+                }
+            }
+        }
+    }
+}
+
+/// Claims the planning steps of tables whose planning is not complete, one at a time, and
+/// plans each from where its recorded chunks end, until every table of the job is planned.
+fn planner(shared: &Shared<'_>, source: &mut Source, target: &mut PgTarget) -> Result<()> {
     let ctx = shared.ctx;
     let mut conns = (source, target);
-    for w in shared.work {
-        let send = |chunk: Chunk| -> bool {
-            if ctx.cancel.load(Ordering::SeqCst) {
-                return false;
-            }
-            shared.outstanding[w.table_no].fetch_add(1, Ordering::AcqRel);
-            if chunks.send(chunk).is_err() {
-                shared.outstanding[w.table_no].fetch_sub(1, Ordering::AcqRel);
-                return false;
-            }
-            true
-        };
-        for chunk in &w.pending {
-            if !send(chunk.clone()) {
-                return Ok(());
-            }
+    'look: loop {
+        if ctx.cancel.load(Ordering::SeqCst) {
+            return Ok(());
         }
-        if let Some(start) = &w.cursor {
-            let table = &ctx.tables[w.table_no];
-            let _doing = crate::wait::doing(format!("planning {}", table.name));
-            // Planning continues after a retry from the last chunk it persisted and sent.
-            let mut cursor = start.clone();
-            let complete = retrying(
+        let standing = retrying(
+            ctx,
+            || "reading where the job stands".to_string(),
+            &mut conns,
+            |(_, target)| state::job_standing(&mut target.conn, &ctx.job),
+            |c| reconnect_planner(ctx, c),
+        )?;
+        let unplanned: Vec<usize> = standing
+            .tables
+            .iter()
+            .filter(|t| !t.plan_complete && shared.work(t.table_no).is_some())
+            .map(|t| t.table_no)
+            .collect();
+        if unplanned.is_empty() || standing.after_done || standing.status.as_ref().is_none_or(|(s, _)| s == "failed") {
+            return Ok(());
+        }
+        for table_no in unplanned {
+            let step = format!("plan:{table_no}");
+            let claimed = retrying(
                 ctx,
-                || format!("planning {}", table.name),
+                || "claiming a table's planning".to_string(),
                 &mut conns,
-                |(source, target)| {
-                    plan_table(source, w.table_no, table, ctx.chunk_rows, cursor.clone(), |chunk, last| {
-                        state::insert_chunk(&mut target.conn, &ctx.job, &chunk, last)?;
-                        ctx.progress.chunk_planned(w.table_no);
-                        let next = PlanCursor { next_chunk_no: chunk.chunk_no + 1, lo: chunk.hi.clone() };
-                        let sent = send(chunk);
-                        cursor = next;
-                        Ok(sent)
-                    })
-                },
-                |(source, target)| {
-                    **source = ctx.planner_source()?;
-                    // The target connection holds the job's lock: keep it while it works.
-                    if target.conn.batch("SELECT 1", "checking the target connection").is_ok() {
-                        return Ok(());
+                |(_, target)| state::claim_step(&mut target.conn, &ctx.job, &step, &ctx.worker, ctx.lease),
+                |c| reconnect_planner(ctx, c),
+            )?;
+            if let Some(fence) = claimed {
+                match plan_one(ctx, table_no, &fence, &mut conns) {
+                    Err(Error::Fenced(what)) => {
+                        crate::say!("warning: {}", Error::Fenced(what));
                     }
-                    **target = PgTarget::connect(&ctx.target)?;
-                    // The lost session's lock goes with its backend, which may take a moment.
-                    for _ in 0..40 {
-                        if state::try_lock_job(&mut target.conn, &ctx.job)? {
-                            return Ok(());
-                        }
-                        std::thread::sleep(Duration::from_millis(250));
-                    }
-                    Err(Error::State("another rangecopy process took over this job while the target was away".into()))
-                },
-            )
-            .map_err(|e| source_changed(ctx, table, &e).unwrap_or(e))?;
-            if !complete {
-                return Ok(());
+                    other => other?,
+                }
+                continue 'look;
             }
         }
-        shared.release(w.table_no);
+        if sleep_unless_cancelled(&ctx.cancel, IDLE) {
+            return Ok(());
+        }
+    }
+}
+
+/// Plans one table under its planning claim, from where its recorded chunks end (also after a
+/// retry), and lets the claim go once the table is planned.
+fn plan_one(
+    ctx: &RunContext,
+    table_no: usize,
+    fence: &StepFence,
+    conns: &mut (&mut Source, &mut PgTarget),
+) -> Result<()> {
+    let table = &ctx.tables[table_no];
+    let _doing = crate::wait::doing(format!("planning {}", table.name));
+    let complete = retrying(
+        ctx,
+        || format!("planning {}", table.name),
+        conns,
+        |(source, target)| {
+            let Some(cursor) = state::plan_cursor(&mut target.conn, &ctx.job, table_no)? else {
+                return Ok(true);
+            };
+            plan_table(source, table_no, table, ctx.chunk_rows, cursor, |chunk, last| {
+                state::insert_chunk(&mut target.conn, &ctx.job, &chunk, last, Some(fence))?;
+                ctx.progress.chunk_planned(table_no);
+                Ok(!ctx.cancel.load(Ordering::SeqCst))
+            })
+        },
+        |c| reconnect_planner(ctx, c),
+    )
+    .map_err(|e| source_changed(ctx, table, &e).unwrap_or(e))?;
+    if complete {
+        state::release_step(&mut conns.1.conn, fence)?;
     }
     Ok(())
 }
 
-/// A worker: copies chunks and builds finished tables' indexes until the work runs out.
-fn work_loop(shared: &Shared<'_>, chunks: Receiver<Chunk>, finals: Receiver<Finalize>) -> Result<()> {
+/// Fresh connections for the planner after a transient failure. In the starting process the
+/// target connection holds the job's lock: it is kept while it works, and the lock taken again
+/// on a new one.
+fn reconnect_planner(ctx: &RunContext, (source, target): &mut (&mut Source, &mut PgTarget)) -> Result<()> {
+    **source = ctx.planner_source()?;
+    if target.conn.batch("SELECT 1", "checking the target connection").is_ok() {
+        return Ok(());
+    }
+    **target = PgTarget::connect(&ctx.target)?;
+    if !ctx.holds_job_lock {
+        return Ok(());
+    }
+    // The lost session's lock goes with its backend, which may take a moment.
+    for _ in 0..40 {
+        if state::try_lock_job(&mut target.conn, &ctx.job)? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Err(Error::State("another rangecopy process took over this job while the target was away".into()))
+}
+
+/// A worker thread: claims a chunk and copies it; with no chunk free, claims a loaded table's
+/// finalize step, or once every table is done, the job's last step; with nothing to claim,
+/// waits a moment and looks again, until the job's last step is done.
+fn work_loop(shared: &Shared<'_>) -> Result<()> {
     let ctx = shared.ctx;
     let mut worker = retrying(
         ctx,
@@ -319,32 +431,81 @@ fn work_loop(shared: &Shared<'_>, chunks: Receiver<Chunk>, finals: Receiver<Fina
         },
         |_| Ok(()),
     )?;
-    loop {
+    'look: loop {
         if ctx.cancel.load(Ordering::SeqCst) {
             return Ok(());
         }
-        select! {
-            recv(finals) -> f => {
-                if let Ok(f) = f {
-                    worker.finalize(f)?;
-                }
+        let claim = retrying(
+            ctx,
+            || "claiming a chunk".to_string(),
+            &mut worker,
+            |w| state::claim_chunk(&mut w.target.conn, &ctx.job, &ctx.worker, ctx.lease),
+            |w| w.reconnect(),
+        )?;
+        if let Some(claim) = claim {
+            worker.copy_claimed(claim)?;
+            continue;
+        }
+        let standing = retrying(
+            ctx,
+            || "reading where the job stands".to_string(),
+            &mut worker,
+            |w| state::job_standing(&mut w.target.conn, &ctx.job),
+            |w| w.reconnect(),
+        )?;
+        match &standing.status {
+            None => {
+                return Err(Error::State(format!(
+                    "job {} is gone from the target (started over with --restart?) while this process worked on it",
+                    ctx.job
+                )))
             }
-            recv(chunks) -> c => match c {
-                Ok(chunk) => {
-                    worker.copy_chunk_retrying(&chunk)?;
-                    shared.release(chunk.table_no);
+            Some((status, error)) if status == "failed" => {
+                return Err(Error::State(format!(
+                    "job {} failed in another process: {}",
+                    ctx.job,
+                    error.as_deref().unwrap_or("(no error recorded)")
+                )))
+            }
+            _ if standing.after_done => return Ok(()),
+            _ => {}
+        }
+        let loaded = standing
+            .tables
+            .iter()
+            .filter(|t| t.plan_complete && !t.open && t.phase != "done" && shared.work(t.table_no).is_some());
+        for t in loaded {
+            let step = format!("finalize:{}", t.table_no);
+            let claimed = retrying(
+                ctx,
+                || "claiming a table's index builds".to_string(),
+                &mut worker,
+                |w| state::claim_step(&mut w.target.conn, &ctx.job, &step, &ctx.worker, ctx.lease),
+                |w| w.reconnect(),
+            )?;
+            if let Some(fence) = claimed {
+                worker.finalize(t.table_no, &fence)?;
+                continue 'look;
+            }
+        }
+        if standing.tables.iter().all(|t| t.phase == "done") {
+            let claimed = retrying(
+                ctx,
+                || "claiming the job's last step".to_string(),
+                &mut worker,
+                |w| state::claim_step(&mut w.target.conn, &ctx.job, "after", &ctx.worker, ctx.lease),
+                |w| w.reconnect(),
+            )?;
+            if let Some(fence) = claimed {
+                match (ctx.after)(ctx, &fence) {
+                    Err(Error::Fenced(what)) => crate::say!("warning: {}", Error::Fenced(what)),
+                    other => other?,
                 }
-                Err(_) => {
-                    // No more chunks: finish any index builds queued meanwhile, then stop.
-                    while let Ok(f) = finals.try_recv() {
-                        if ctx.cancel.load(Ordering::SeqCst) {
-                            return Ok(());
-                        }
-                        worker.finalize(f)?;
-                    }
-                    return Ok(());
-                }
-            },
+                continue;
+            }
+        }
+        if sleep_unless_cancelled(&ctx.cancel, IDLE) {
+            return Ok(());
         }
     }
 }
@@ -366,11 +527,40 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// Copies a chunk, retrying it from its start on fresh connections after a transient
-    /// failure. A chunk whose commit went through but whose answer was lost is found done in
-    /// the state and not copied again.
-    fn copy_chunk_retrying(&mut self, chunk: &Chunk) -> Result<()> {
+    /// Copies a claimed chunk. A chunk lost to another process (its commit refused by the
+    /// fence) is not an error: its rows were rolled back, and the thread goes on. Any other
+    /// failure ends the claim (so that another process need not wait out the lease).
+    fn copy_claimed(&mut self, claim: Claim) -> Result<()> {
         let ctx = self.shared.ctx;
+        let Some(_) = self.shared.work(claim.chunk.table_no) else {
+            let _ = state::end_claim(&mut self.target.conn, &ctx.job, &claim, "released");
+            return Err(Error::State(format!(
+                "job {}: a chunk of table {} was claimed, which this process found done when it started; start it again",
+                ctx.job, claim.chunk.table_no
+            )));
+        };
+        match self.copy_chunk_retrying(&claim) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.root(), Error::Fenced(_)) => {
+                crate::say!("warning: {}", redact(&e.to_string()));
+                crate::live::warning("fenced", &e.to_string());
+                let _ = state::end_claim(&mut self.target.conn, &ctx.job, &claim, "fenced");
+                Ok(())
+            }
+            Err(e) => {
+                let outcome = if matches!(e.root(), Error::Interrupted) { "released" } else { "failed" };
+                let _ = state::end_claim(&mut self.target.conn, &ctx.job, &claim, outcome);
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies a chunk, retrying it from its start on fresh connections after a transient
+    /// failure while the claim still holds it. A chunk whose commit went through but whose
+    /// answer was lost is found done in the state and not copied again.
+    fn copy_chunk_retrying(&mut self, claim: &Claim) -> Result<()> {
+        let ctx = self.shared.ctx;
+        let chunk = &claim.chunk;
         let mut first = true;
         retrying(
             ctx,
@@ -378,23 +568,37 @@ impl Worker<'_> {
             String::new,
             self,
             |w| {
-                if !std::mem::take(&mut first) && state::chunk_is_done(&mut w.target.conn, &ctx.job, chunk)? {
-                    ctx.progress.chunk_done(chunk.table_no);
-                    return Ok(());
+                if !std::mem::take(&mut first) {
+                    match state::claim_state(&mut w.target.conn, &ctx.job, claim)? {
+                        state::ClaimState::Done => {
+                            ctx.progress.chunk_done(chunk.table_no);
+                            return Ok(());
+                        }
+                        state::ClaimState::Lost => {
+                            return Err(Error::Fenced(format!(
+                                "chunk {} of {} (key range {})",
+                                chunk.chunk_no,
+                                ctx.tables[chunk.table_no].name,
+                                chunk.range_text()
+                            )))
+                        }
+                        state::ClaimState::Held => {}
+                    }
                 }
-                w.copy_chunk(chunk)
+                w.copy_chunk(claim)
             },
             |w| w.reconnect(),
         )
     }
 
-    fn copy_chunk(&mut self, chunk: &Chunk) -> Result<()> {
+    fn copy_chunk(&mut self, claim: &Claim) -> Result<()> {
         let ctx = self.shared.ctx;
+        let chunk = &claim.chunk;
         let table = &ctx.tables[chunk.table_no];
         let _doing = crate::wait::doing(format!("chunk {} of {}", chunk.chunk_no, table.name));
         let mut added = (0i64, 0i64);
         let started = std::time::Instant::now();
-        let result = self.copy_chunk_inner(table, chunk, &mut added);
+        let result = self.copy_chunk_inner(table, claim, &mut added);
         match result {
             Ok(()) => {
                 ctx.progress.chunk_done(chunk.table_no);
@@ -405,6 +609,14 @@ impl Worker<'_> {
                 ctx.progress.add(chunk.table_no, -added.0, -added.1);
                 if matches!(e, Error::Interrupted) {
                     return Err(e);
+                }
+                if let Error::Fenced(_) = e {
+                    return Err(Error::Fenced(format!(
+                        "chunk {} of {} (key range {})",
+                        chunk.chunk_no,
+                        table.name,
+                        chunk.range_text()
+                    )));
                 }
                 if let Some(changed) = source_changed(ctx, table, &e) {
                     return Err(changed);
@@ -419,8 +631,9 @@ impl Worker<'_> {
         }
     }
 
-    fn copy_chunk_inner(&mut self, table: &Table, chunk: &Chunk, added: &mut (i64, i64)) -> Result<()> {
+    fn copy_chunk_inner(&mut self, table: &Table, claim: &Claim, added: &mut (i64, i64)) -> Result<()> {
         let ctx = self.shared.ctx;
+        let chunk = &claim.chunk;
         // Outside the chunk's transaction, so that workers never queue on the table's row
         // (two workers may both record it: the first time stays).
         if !self.shared.started[chunk.table_no].load(Ordering::Acquire) {
@@ -428,7 +641,8 @@ impl Worker<'_> {
             self.shared.started[chunk.table_no].store(true, Ordering::Release);
             crate::live::table_phase(chunk.table_no, "copying");
         }
-        let work = self.shared.work.iter().find(|w| w.table_no == chunk.table_no).expect("chunk of a planned table");
+        let work =
+            self.shared.work(chunk.table_no).ok_or_else(|| Error::Bug("a chunk of a table without work".into()))?;
         let merge = work.merge.as_ref();
         if let Some(m) = merge.filter(|_| !self.staging.contains(&chunk.table_no)) {
             let what = format!("creating the staging table of {}", table.target);
@@ -477,7 +691,7 @@ impl Worker<'_> {
             ctx.progress.add(chunk.table_no, summary.rows as i64 - added.0, 0);
             added.0 = summary.rows as i64;
             let merged = merge.map(|m| m.run(conn, &table.target, summary.rows as i64)).transpose()?;
-            state::mark_chunk_done(conn, &ctx.job, chunk, &summary)?;
+            state::mark_chunk_done(conn, &ctx.job, claim, &summary)?;
             match merged {
                 Some(merged) => state::record_merged(conn, &ctx.job, chunk, &merged),
                 None => Ok(()),
@@ -485,33 +699,45 @@ impl Worker<'_> {
         })
     }
 
-    /// Builds a loaded table's deferred indexes and carries its sequences over.
-    fn finalize(&mut self, f: Finalize) -> Result<()> {
+    /// Builds a loaded table's deferred indexes and carries its sequences over, under the
+    /// table's finalize claim; a claim lost meanwhile rolls back the statement in flight.
+    fn finalize(&mut self, table_no: usize, fence: &StepFence) -> Result<()> {
         let ctx = self.shared.ctx;
-        let table = &ctx.tables[f.table_no];
+        let table = &ctx.tables[table_no];
         let _doing = crate::wait::doing(format!("finishing {}", table.target));
-        retrying(
+        let result = retrying(
             ctx,
             || format!("building the indexes of {}", table.target),
             self,
-            |w| w.finalize_once(&f),
+            |w| w.finalize_once(table_no, fence),
             |w| w.reconnect(),
-        )
+        );
+        match result {
+            Ok(()) => state::release_step(&mut self.target.conn, fence),
+            Err(Error::Fenced(what)) => {
+                crate::say!("warning: {}", Error::Fenced(what));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// One attempt at a table's index builds, from the first one the state says is not built.
-    fn finalize_once(&mut self, f: &Finalize) -> Result<()> {
+    fn finalize_once(&mut self, table_no: usize, fence: &StepFence) -> Result<()> {
         let ctx = self.shared.ctx;
-        let table = &ctx.tables[f.table_no];
+        let table = &ctx.tables[table_no];
         let job = ctx.job.as_str();
-        state::set_table_phase(&mut self.target.conn, job, f.table_no, "indexing")?;
-        crate::live::table_phase(f.table_no, "indexing");
-        let build = self.shared.work.iter().any(|w| w.table_no == f.table_no && w.build_indexes);
-        let merged = self.shared.work.iter().any(|w| w.table_no == f.table_no && w.merge.is_some());
+        state::set_table_phase(&mut self.target.conn, job, table_no, "indexing")?;
+        crate::live::table_phase(table_no, "indexing");
+        let work = self.shared.work(table_no);
+        let build = work.is_some_and(|w| w.build_indexes);
+        let merged = work.is_some_and(|w| w.merge.is_some());
         if build {
-            let built = state::deferred_done(&mut self.target.conn, job, f.table_no)?;
-            self.target
-                .build_deferred(table, built, |conn, done| state::set_deferred_done(conn, job, f.table_no, done))?;
+            let built = state::deferred_done(&mut self.target.conn, job, table_no)?;
+            self.target.build_deferred(table, built, |conn, done| {
+                state::set_deferred_done(conn, job, table_no, done)?;
+                fence.check(conn)
+            })?;
             target::release_autovacuum(&mut self.target.conn, &table.target)?;
         }
         if crate::wait::interrupted() {
@@ -527,9 +753,9 @@ impl Worker<'_> {
                 self.target.set_sequence(&seq.target_sql, value, called)?;
             }
         }
-        state::finish_table(&mut self.target.conn, job, f.table_no)?;
-        ctx.progress.table_done(f.table_no);
-        crate::live::table_phase(f.table_no, "done");
+        state::finish_table(&mut self.target.conn, job, table_no, Some(fence))?;
+        ctx.progress.table_done(table_no);
+        crate::live::table_phase(table_no, "done");
         Ok(())
     }
 }
@@ -648,6 +874,16 @@ fn retrying<C, T>(
     }
 }
 
+/// This process's part of a job-wide `limit` (0: none): its `threads` among those of all
+/// live processes, never 0 (which would lift the limit).
+fn job_share(limit: u64, threads: u64, other_threads: u64) -> u64 {
+    if limit == 0 {
+        return 0;
+    }
+    let all = (threads + other_threads).max(1);
+    ((limit as u128 * threads.max(1) as u128 / all as u128) as u64).max(1)
+}
+
 /// Sleeps for `d` unless `cancel` is set meanwhile; returns whether it was.
 fn sleep_unless_cancelled(cancel: &AtomicBool, d: Duration) -> bool {
     let until = std::time::Instant::now() + d;
@@ -743,7 +979,11 @@ impl<'a> Controller<'a> {
         };
         let mut pause = PauseReason::None;
         if let Some((rows, bytes, paused)) = state::read_throttle(&mut conn.conn, &ctx.job)? {
-            ctx.throttle.set_rates(rows, bytes);
+            // The limits are the job's, over all its processes: each takes the share of its
+            // threads among the threads of every live process.
+            let others = state::other_threads(&mut conn.conn, &ctx.job, &ctx.worker, ctx.lease)?;
+            let share = |limit: u64| job_share(limit, ctx.workers as u64, others);
+            ctx.throttle.set_rates(share(rows), share(bytes));
             if paused {
                 pause = PauseReason::Operator;
             }
@@ -779,5 +1019,19 @@ impl<'a> Controller<'a> {
             }
         }
         Ok(pause)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_share;
+
+    #[test]
+    fn a_job_wide_limit_is_shared_by_threads_and_never_lifted() {
+        assert_eq!(job_share(20_000, 2, 0), 20_000);
+        assert_eq!(job_share(20_000, 1, 3), 5_000);
+        assert_eq!(job_share(20_000, 2, 2), 10_000);
+        assert_eq!(job_share(0, 1, 3), 0);
+        assert_eq!(job_share(3, 1, 9), 1);
     }
 }

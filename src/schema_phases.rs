@@ -16,7 +16,7 @@ use crate::objects::{DbObject, Phase};
 use crate::pg::PgConn;
 use crate::schema::{quote_literal, SequenceSync};
 use crate::source::Source;
-use crate::state::{self, ObjectRecord};
+use crate::state::{self, ObjectRecord, StepFence};
 use crate::target::postgres::PgTarget;
 
 /// The session every object is created in (pg_restore's preamble, for this transaction only):
@@ -92,12 +92,17 @@ fn create_before(conn: &mut PgConn, object: &DbObject) -> Result<Created> {
 
 /// Creates the objects of the phase after the load that are not created yet, then validates
 /// the foreign keys added `NOT VALID`. Returns the objects that failed, for the summary.
+///
+/// `fence` is the claim of the job's last step when many processes share the job: each
+/// object's transaction checks it before its commit, so a process whose claim was taken over
+/// creates nothing more (`Error::Fenced`).
 pub fn run_after(
     job: &str,
     source: &mut Source,
     target: &mut PgTarget,
     ep: &PgEndpoint,
     workers: usize,
+    fence: Option<&StepFence>,
 ) -> Result<Vec<ObjectRecord>> {
     let records = state::load_objects(&mut target.conn, job)?;
     let pending: Vec<&ObjectRecord> = records.iter().filter(|r| r.status == "pending").collect();
@@ -115,17 +120,17 @@ pub fn run_after(
             return Err(Error::Interrupted);
         }
         let outcome = match record.object.kind.as_str() {
-            "SEQUENCE SET" => set_sequence(job, record, source, target),
-            "LARGE OBJECTS" => copy_large_objects(job, record, source, target),
-            _ => create_after(job, record, &mut target.conn),
+            "SEQUENCE SET" => set_sequence(job, record, source, target, fence),
+            "LARGE OBJECTS" => copy_large_objects(job, record, source, target, fence),
+            _ => create_after(job, record, &mut target.conn, fence),
         };
-        fail_softly(job, record, &record.object.sql, outcome, &mut target.conn)?;
+        fail_softly(job, record, &record.object.sql, outcome, &mut target.conn, fence)?;
     }
     let last: Vec<ObjectRecord> = state::load_objects(&mut target.conn, job)?
         .into_iter()
         .filter(|r| r.status == "created" || (r.status == "pending" && r.object.kind == "STATISTICS"))
         .collect();
-    finish_in_parallel(job, last, ep, workers)?;
+    finish_in_parallel(job, last, ep, workers, fence)?;
     Ok(state::load_objects(&mut target.conn, job)?.into_iter().filter(|r| r.status == "failed").collect())
 }
 
@@ -133,7 +138,13 @@ pub fn run_after(
 /// `workers` connections at once: each table's validations in one go on one connection (two
 /// validations of one table would wait for each other's lock; validations of different tables
 /// do not block each other).
-fn finish_in_parallel(job: &str, records: Vec<ObjectRecord>, ep: &PgEndpoint, workers: usize) -> Result<()> {
+fn finish_in_parallel(
+    job: &str,
+    records: Vec<ObjectRecord>,
+    ep: &PgEndpoint,
+    workers: usize,
+    fence: Option<&StepFence>,
+) -> Result<()> {
     let mut by_table: Vec<(String, Vec<ObjectRecord>)> = Vec::new();
     for record in records {
         let sql = record.object.validate.as_deref().unwrap_or(&record.object.sql);
@@ -159,17 +170,17 @@ fn finish_in_parallel(job: &str, records: Vec<ObjectRecord>, ep: &PgEndpoint, wo
                     return Err(Error::Interrupted);
                 }
                 let Some(validate) = record.object.validate.as_deref().filter(|_| record.status == "created") else {
-                    let outcome = create_after(job, record, &mut target.conn);
-                    fail_softly(job, record, &record.object.sql, outcome, &mut target.conn)?;
+                    let outcome = create_after(job, record, &mut target.conn, fence);
+                    fail_softly(job, record, &record.object.sql, outcome, &mut target.conn, fence)?;
                     continue;
                 };
                 let what = format!("validating {} {}", record.object.kind, record.object.name);
                 let outcome = target.conn.transaction(&what, |conn| {
                     conn.batch(SESSION, &what)?;
                     conn.patiently(|conn| conn.batch(validate, &what))?;
-                    state::set_object_status(conn, job, record.object_no, "done", None)
+                    record_status(conn, job, record.object_no, "done", None, fence)
                 });
-                fail_softly(job, record, validate, outcome, &mut target.conn)?;
+                fail_softly(job, record, validate, outcome, &mut target.conn, fence)?;
             }
             Ok(())
         },
@@ -179,7 +190,7 @@ fn finish_in_parallel(job: &str, records: Vec<ObjectRecord>, ep: &PgEndpoint, wo
 
 /// Creates one object in its own transaction with its status: `created` when a validation
 /// follows, else `done`.
-fn create_after(job: &str, record: &ObjectRecord, conn: &mut PgConn) -> Result<()> {
+fn create_after(job: &str, record: &ObjectRecord, conn: &mut PgConn, fence: Option<&StepFence>) -> Result<()> {
     let object = &record.object;
     let what = format!("creating {} {} on the target", object.kind, object.name);
     let status = if object.validate.is_some() { "created" } else { "done" };
@@ -187,15 +198,39 @@ fn create_after(job: &str, record: &ObjectRecord, conn: &mut PgConn) -> Result<(
         conn.batch(SESSION, &what)?;
         // Building an index or refreshing a materialized view sends nothing for long.
         conn.patiently(|conn| conn.batch(&object.sql, &what))?;
-        state::set_object_status(conn, job, record.object_no, status, None)
+        record_status(conn, job, record.object_no, status, None, fence)
     })
+}
+
+/// Records an object's status, inside the caller's transaction, if this process still holds
+/// the job's last step.
+fn record_status(
+    conn: &mut PgConn,
+    job: &str,
+    object_no: usize,
+    status: &str,
+    detail: Option<&str>,
+    fence: Option<&StepFence>,
+) -> Result<()> {
+    state::set_object_status(conn, job, object_no, status, detail)?;
+    match fence {
+        Some(fence) => fence.check(conn),
+        None => Ok(()),
+    }
 }
 
 /// A failure that a resumed run can get past stops the run; any other is recorded against the
 /// object (which stays as it is: a foreign key not validated keeps its rows) and the run goes on.
-fn fail_softly(job: &str, record: &ObjectRecord, sql: &str, outcome: Result<()>, conn: &mut PgConn) -> Result<()> {
+fn fail_softly(
+    job: &str,
+    record: &ObjectRecord,
+    sql: &str,
+    outcome: Result<()>,
+    conn: &mut PgConn,
+    fence: Option<&StepFence>,
+) -> Result<()> {
     let Err(e) = outcome else { return Ok(()) };
-    if is_transient(&e) || matches!(e, Error::Interrupted) {
+    if is_transient(&e) || matches!(e, Error::Interrupted | Error::Fenced(_)) {
         return Err(e);
     }
     let reason = match record.status.as_str() {
@@ -203,24 +238,38 @@ fn fail_softly(job: &str, record: &ObjectRecord, sql: &str, outcome: Result<()>,
         _ => server_reason(&e),
     };
     crate::say!("warning: {} {}: {reason}\n  ({sql})", record.object.kind, record.object.name);
-    state::set_object_status(conn, job, record.object_no, "failed", Some(&reason))
+    conn.transaction("recording an object", |conn| {
+        record_status(conn, job, record.object_no, "failed", Some(&reason), fence)
+    })
 }
 
 /// Moves a target sequence to where the source's is now.
-fn set_sequence(job: &str, record: &ObjectRecord, source: &mut Source, target: &mut PgTarget) -> Result<()> {
+fn set_sequence(
+    job: &str,
+    record: &ObjectRecord,
+    source: &mut Source,
+    target: &mut PgTarget,
+    fence: Option<&StepFence>,
+) -> Result<()> {
     let name = &record.object.sql;
     let seq =
         SequenceSync { source_sql: format!("{}::regclass", quote_literal(name)), target_sql: quote_literal(name) };
     let (last, called) = source.sequence_position(&seq)?;
     target.conn.transaction("carrying a sequence position over", |conn| {
         crate::target::postgres::set_sequence(conn, &seq.target_sql, last, called)?;
-        state::set_object_status(conn, job, record.object_no, "done", None)
+        record_status(conn, job, record.object_no, "done", None, fence)
     })
 }
 
 /// Copies every large object with its OID, each in one target transaction (a large object is
 /// written whole or not at all; one already there is written again, to the same bytes).
-fn copy_large_objects(job: &str, record: &ObjectRecord, source: &mut Source, target: &mut PgTarget) -> Result<()> {
+fn copy_large_objects(
+    job: &str,
+    record: &ObjectRecord,
+    source: &mut Source,
+    target: &mut PgTarget,
+    fence: Option<&StepFence>,
+) -> Result<()> {
     let Source::Postgres(pg) = source else { return Ok(()) };
     for oid in pg.large_objects()? {
         if crate::wait::interrupted() {
@@ -245,7 +294,9 @@ fn copy_large_objects(job: &str, record: &ObjectRecord, source: &mut Source, tar
             Ok(())
         })?;
     }
-    state::set_object_status(&mut target.conn, job, record.object_no, "done", None)
+    target
+        .conn
+        .transaction("recording an object", |conn| record_status(conn, job, record.object_no, "done", None, fence))
 }
 
 fn is_transient(e: &Error) -> bool {

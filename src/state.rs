@@ -82,6 +82,57 @@ ALTER TABLE rangecopy.tables ADD COLUMN IF NOT EXISTS indexing_at timestamptz;
 ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS inserted bigint;
 ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS skipped bigint;
 ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS updated bigint;
+-- Many processes share a job (`rangecopy worker`). A chunk's current holder, its fencing token
+-- (raised at every claim: only the holder of the current token may mark the chunk done) and
+-- how long the holder's claim lasts unless renewed.
+ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS owner text;
+ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS fence bigint NOT NULL DEFAULT 0;
+ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS lease_until timestamptz;
+-- Whether the starting process has set the job up (P0 recorded): workers join only then.
+ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS open_to_workers boolean NOT NULL DEFAULT false;
+-- Every claim of a chunk: running | done | fenced (its commit was refused: another process
+-- held the chunk by then) | failed | released (given up, or taken over once its lease ran out).
+-- coord_ms: the claim statement plus the fence check at commit, as the claiming process timed them.
+CREATE TABLE IF NOT EXISTS rangecopy.claims (
+    job          text NOT NULL REFERENCES rangecopy.jobs ON DELETE CASCADE,
+    table_no     int NOT NULL,
+    chunk_no     int NOT NULL,
+    fence        bigint NOT NULL,
+    worker       text NOT NULL,
+    claimed_at   timestamptz NOT NULL DEFAULT now(),
+    ended_at     timestamptz,
+    outcome      text NOT NULL DEFAULT 'running',
+    coord_ms     float8,
+    PRIMARY KEY (job, table_no, chunk_no, fence)
+);
+-- The steps done once per table or job, claimed like chunks: 'plan:<table_no>' (the key walk),
+-- 'finalize:<table_no>' (indexes, ANALYZE, sequences) and 'after' (the objects after the load,
+-- P1, the job done).
+CREATE TABLE IF NOT EXISTS rangecopy.steps (
+    job          text NOT NULL REFERENCES rangecopy.jobs ON DELETE CASCADE,
+    step         text NOT NULL,
+    owner        text,
+    fence        bigint NOT NULL DEFAULT 0,
+    lease_until  timestamptz,
+    done         boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (job, step)
+);
+-- The processes working on a job (host:pid:random), as their heartbeats last said.
+CREATE TABLE IF NOT EXISTS rangecopy.workers (
+    job          text NOT NULL REFERENCES rangecopy.jobs ON DELETE CASCADE,
+    worker       text NOT NULL,
+    host         text NOT NULL,
+    pid          int NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    threads      int NOT NULL,
+    chunks_held  int NOT NULL DEFAULT 0,
+    rows_done    bigint NOT NULL DEFAULT 0,
+    rows_per_sec float8 NOT NULL DEFAULT 0,
+    PRIMARY KEY (job, worker)
+);
+-- Claims look for the first pending chunk of a job.
+CREATE INDEX IF NOT EXISTS chunks_pending ON rangecopy.chunks (job, table_no, chunk_no) WHERE status = 'pending';
 -- The objects around the rows, in the order they are created (before the load, or after it).
 CREATE TABLE IF NOT EXISTS rangecopy.objects (
     job          text NOT NULL REFERENCES rangecopy.jobs ON DELETE CASCADE,
@@ -361,6 +412,12 @@ pub fn create_job(
 pub fn reset_table(conn: &mut PgConn, job: &str, table_no: usize, table: &Table, created_by_job: bool) -> Result<()> {
     let what = "restarting a table of the job";
     conn.execute("DELETE FROM rangecopy.chunks WHERE job = $1 AND table_no = $2", &[&job, &(table_no as i32)], what)?;
+    conn.execute("DELETE FROM rangecopy.claims WHERE job = $1 AND table_no = $2", &[&job, &(table_no as i32)], what)?;
+    conn.execute(
+        "DELETE FROM rangecopy.steps WHERE job = $1 AND step IN ('plan:' || $2, 'finalize:' || $2, 'after')",
+        &[&job, &(table_no as i32).to_string()],
+        what,
+    )?;
     conn.execute(
         "UPDATE rangecopy.tables SET source_table = $3, target_schema = $4, target_name = $5, key = $6,
                 created_by_job = $7, definition = $8::text::jsonb, estimated_rows = $9, plan_complete = false,
@@ -439,7 +496,7 @@ pub fn resume_point(conn: &mut PgConn, job: &str, table_no: usize, plan_complete
         .collect();
     let point = tile(table_no, recorded, plan_complete).map_err(|e| Error::State(format!("job {job}: {e}")))?;
     for gap in &point.gaps {
-        insert_chunk(conn, job, gap, false)?;
+        insert_chunk(conn, job, gap, false, None)?;
     }
     Ok(point)
 }
@@ -541,8 +598,10 @@ pub fn deferred_done(conn: &mut PgConn, job: &str, table_no: usize) -> Result<us
     Ok(row.get::<_, i32>(0) as usize)
 }
 
-/// Persists a planned chunk (pending) before it is handed to a worker.
-pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool) -> Result<()> {
+/// Persists a planned chunk (pending) before any process claims it. `plan` is the planning
+/// step's claim: a planner whose claim was taken over records nothing (`Error::Fenced`), so
+/// the chunks of a table always come from one walk of its keys.
+pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool, plan: Option<&StepFence>) -> Result<()> {
     let what = "recording a chunk";
     conn.transaction(what, |conn| {
         conn.execute(
@@ -559,19 +618,27 @@ pub fn insert_chunk(conn: &mut PgConn, job: &str, chunk: &Chunk, last: bool) -> 
                 what,
             )?;
         }
-        Ok(())
+        match plan {
+            Some(fence) => fence.check(conn),
+            None => Ok(()),
+        }
     })
 }
 
-/// Marks a chunk done with its totals and digest, inside the transaction that loaded its rows.
-pub fn mark_chunk_done(conn: &mut PgConn, job: &str, chunk: &Chunk, summary: &ChunkSummary) -> Result<()> {
+/// Marks a chunk done with its totals and digest, inside the transaction that loaded its rows,
+/// if `claim` still holds it (its fencing token is the chunk's); else `Error::Fenced`, and the
+/// caller's transaction, rows included, rolls back. The claim is recorded done in the same
+/// transaction, so the claim history holds exactly one `done` per chunk.
+pub fn mark_chunk_done(conn: &mut PgConn, job: &str, claim: &Claim, summary: &ChunkSummary) -> Result<()> {
+    let chunk = &claim.chunk;
     let nulled = (!summary.nulled.is_empty()).then(|| {
         serde_json::Value::Object(summary.nulled.iter().map(|(c, n)| (c.clone(), (*n).into())).collect()).to_string()
     });
+    let started = std::time::Instant::now();
     let n = conn.execute(
         "UPDATE rangecopy.chunks SET status = 'done', rows = $4, bytes = $5, digest = $6, nulled = $7::text::jsonb,
-                attempts = attempts + 1, started_at = now(), finished_at = clock_timestamp()
-          WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND status = 'pending'",
+                attempts = attempts + 1, started_at = now(), finished_at = clock_timestamp(), lease_until = NULL
+          WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND status = 'pending' AND fence = $8",
         &[
             &job,
             &(chunk.table_no as i32),
@@ -580,24 +647,35 @@ pub fn mark_chunk_done(conn: &mut PgConn, job: &str, chunk: &Chunk, summary: &Ch
             &(summary.bytes as i64),
             &summary.digest.to_string(),
             &nulled,
+            &claim.fence,
         ],
         "marking a chunk done",
     )?;
     if n == 1 {
+        let coord_ms = claim.claim_ms + started.elapsed().as_secs_f64() * 1000.0;
+        conn.execute(
+            "UPDATE rangecopy.claims SET outcome = 'done', ended_at = clock_timestamp(), coord_ms = $5
+              WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND fence = $4",
+            &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32), &claim.fence, &coord_ms],
+            "recording a chunk's claim done",
+        )?;
         return Ok(());
     }
     // Committing now would either duplicate rows another process committed, or record a chunk
     // the state no longer knows: either way this transaction is rolled back.
-    let done = chunk_is_done(conn, job, chunk)?;
-    Err(Error::State(if done {
-        format!("chunk {} of job {job} is already done; is another rangecopy running this job?", chunk.chunk_no)
-    } else {
-        format!(
+    let row = conn.query_opt(
+        "SELECT fence FROM rangecopy.chunks WHERE job = $1 AND table_no = $2 AND chunk_no = $3",
+        &[&job, &(chunk.table_no as i32), &(chunk.chunk_no as i32)],
+        "reading a chunk's claim",
+    )?;
+    match row {
+        Some(_) => Err(Error::Fenced(format!("chunk {} of table {} (key range {})", chunk.chunk_no, chunk.table_no, chunk.range_text()))),
+        None => Err(Error::State(format!(
             "chunk {} of job {job} is no longer recorded in the target (the target lost commits it had \
-             acknowledged: a crash with synchronous_commit or fsync off?); resume plans it again",
+             acknowledged: a crash with synchronous_commit or fsync off? or the job was started over); resume plans it again",
             chunk.chunk_no
-        )
-    }))
+        ))),
+    }
 }
 
 /// Records what a chunk's merge did (`--into-existing`), in the transaction that marks it done.
@@ -635,26 +713,31 @@ pub fn set_table_phase(conn: &mut PgConn, job: &str, table_no: usize, phase: &st
 /// Records a table done, which it is only once its planning is complete and every chunk of
 /// it is done; otherwise the state is not what the run believed (it lost commits) and the
 /// table stays unfinished for resume.
-pub fn finish_table(conn: &mut PgConn, job: &str, table_no: usize) -> Result<()> {
-    let row = conn.query_one(
-        "WITH open AS (
-             SELECT count(*) AS n FROM rangecopy.chunks WHERE job = $1 AND table_no = $2 AND status <> 'done'),
-         done AS (
-             UPDATE rangecopy.tables SET phase = 'done', finished_at = now()
-              WHERE job = $1 AND table_no = $2 AND plan_complete AND (SELECT n FROM open) = 0
-          RETURNING 1)
-         SELECT (SELECT count(*) FROM done), (SELECT n FROM open)",
-        &[&job, &(table_no as i32)],
-        "recording a table done",
-    )?;
-    if row.get::<_, i64>(0) == 1 {
-        return Ok(());
-    }
-    Err(Error::State(format!(
-        "job {job}: table {table_no} was to be done, but the state has {} chunks of it not done or its planning \
-         incomplete (the target lost commits it had acknowledged?); resume copies what is missing",
-        row.get::<_, i64>(1)
-    )))
+pub fn finish_table(conn: &mut PgConn, job: &str, table_no: usize, step: Option<&StepFence>) -> Result<()> {
+    conn.transaction("recording a table done", |conn| {
+        let row = conn.query_one(
+            "WITH open AS (
+                 SELECT count(*) AS n FROM rangecopy.chunks WHERE job = $1 AND table_no = $2 AND status <> 'done'),
+             done AS (
+                 UPDATE rangecopy.tables SET phase = 'done', finished_at = now()
+                  WHERE job = $1 AND table_no = $2 AND plan_complete AND (SELECT n FROM open) = 0
+              RETURNING 1)
+             SELECT (SELECT count(*) FROM done), (SELECT n FROM open)",
+            &[&job, &(table_no as i32)],
+            "recording a table done",
+        )?;
+        if row.get::<_, i64>(0) == 1 {
+            return match step {
+                Some(fence) => fence.check(conn),
+                None => Ok(()),
+            };
+        }
+        Err(Error::State(format!(
+            "job {job}: table {table_no} was to be done, but the state has {} chunks of it not done or its planning \
+             incomplete (the target lost commits it had acknowledged?); resume copies what is missing",
+            row.get::<_, i64>(1)
+        )))
+    })
 }
 
 /// Records that the deferred DDL statement `done - 1` of a table is built (same transaction).
@@ -667,27 +750,31 @@ pub fn set_deferred_done(conn: &mut PgConn, job: &str, table_no: usize, done: us
     .map(|_| ())
 }
 
+/// Records how a job's run ended. A job that another process has finished stays done: a
+/// starting process stopped afterwards does not make it interrupted again.
 pub fn set_job_status(conn: &mut PgConn, job: &str, status: &str, error: Option<&str>) -> Result<()> {
     conn.execute(
         "UPDATE rangecopy.jobs SET status = $2, last_error = $3, updated_at = now(),
                 finished_at = CASE WHEN $2 = 'done' THEN now() END
-          WHERE job = $1",
+          WHERE job = $1 AND NOT (status = 'done' AND $2 <> 'done')",
         &[&job, &status, &error],
         "recording the job's status",
     )
     .map(|_| ())
 }
 
-/// Marks a job running again for a resumed run, with the settings of this run.
+/// Marks a job running again for a resumed run, with the settings of this run. Its last step
+/// (objects after the load, P1) is run again; workers join once the run has set up again.
 pub fn resume_job(conn: &mut PgConn, job: &str, settings: &serde_json::Value) -> Result<()> {
+    let what = "recording the resumed run";
     conn.execute(
         "UPDATE rangecopy.jobs SET status = 'running', runs = runs + 1, last_error = NULL, updated_at = now(),
-                settings = $2::text::jsonb
+                settings = $2::text::jsonb, open_to_workers = false
           WHERE job = $1",
         &[&job, &settings.to_string()],
-        "recording the resumed run",
-    )
-    .map(|_| ())
+        what,
+    )?;
+    conn.execute("DELETE FROM rangecopy.steps WHERE job = $1 AND step = 'after'", &[&job], what).map(|_| ())
 }
 
 /// Per-table totals of a job, for status and reports.
@@ -1056,4 +1143,439 @@ fn passes_exist(conn: &mut PgConn) -> Result<bool> {
         "looking for verification passes",
     )?;
     Ok(row.get(0))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many processes, one job: claims, leases and fences.
+//
+// Every process (the starting `copy` and any `rangecopy worker`) takes its work from these
+// tables. A claim is one statement that takes a row under `FOR UPDATE SKIP LOCKED` (or an
+// `INSERT … ON CONFLICT DO UPDATE` for a step), raises its fencing token and sets a lease that
+// the holder's heartbeat renews. A lease that runs out (the holder died, froze or lost its
+// network) lets another process claim the row again, with a higher token.
+//
+// The token is what keeps the copy exactly-once; the lease only decides when to try again. A
+// chunk's done-mark (`mark_chunk_done`) and a step's work (`StepFence::check`) update the row
+// `WHERE fence = <the holder's token>` inside the transaction that writes the work. Under READ
+// COMMITTED that is sound both ways round: if the new claim committed first, the holder's
+// UPDATE re-reads the row, finds another token, matches nothing and the whole transaction
+// (rows included) rolls back; if the holder's UPDATE came first, it holds the row's lock until
+// its commit, so a claimer skips the row (`SKIP LOCKED`) or waits for it (a step's upsert),
+// then re-checks its WHERE against what committed (a chunk done, a lease just renewed) and
+// claims nothing.
+// ---------------------------------------------------------------------------------------------
+
+/// SQL true when the holder named by `{owner}` of a row of job `$1` no longer holds its
+/// process lock (`lock_worker`): its session is gone, so its lease need not be waited out. A
+/// holder cut off from the target may not know yet; its token is what stops it.
+fn owner_gone(owner: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM pg_locks l
+                      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                        AND l.classid = hashtext('rangecopy worker:' || $1)::oid
+                        AND l.objid = hashtext({owner})::oid)"
+    )
+}
+
+/// SQL true when the lease of a row (`{t}.lease_until`, `{t}.owner`) may be taken over.
+fn lease_free(t: &str) -> String {
+    format!(
+        "CASE WHEN {t}.lease_until IS NULL OR {t}.lease_until < now() THEN true ELSE {} END",
+        owner_gone(&format!("{t}.owner"))
+    )
+}
+
+/// A chunk this process holds, with its fencing token.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub chunk: Chunk,
+    pub fence: i64,
+    /// How long the claim statement took, in milliseconds.
+    pub claim_ms: f64,
+}
+
+/// Claims the first pending chunk of the job (tables in job order, chunks in key order) whose
+/// lease is free, for `lease` seconds, and records the claim; a previous holder's claim whose
+/// lease ran out is recorded as released.
+pub fn claim_chunk(conn: &mut PgConn, job: &str, worker: &str, lease: f64) -> Result<Option<Claim>> {
+    let started = std::time::Instant::now();
+    let row = conn.query_opt(
+        &format!(
+            "WITH s AS (
+                 SELECT table_no, chunk_no FROM rangecopy.chunks x
+                  WHERE job = $1 AND status = 'pending' AND {}
+                  ORDER BY table_no, chunk_no LIMIT 1 FOR UPDATE SKIP LOCKED),
+             c AS (
+                 UPDATE rangecopy.chunks c SET owner = $2,
+                        -- A chunk recorded again (the target lost it) never reuses a token.
+                        fence = greatest(c.fence, (SELECT max(k.fence) FROM rangecopy.claims k
+                                                    WHERE k.job = $1 AND k.table_no = c.table_no
+                                                      AND k.chunk_no = c.chunk_no)) + 1,
+                        lease_until = now() + $3::float8 * interval '1 second'
+                   FROM s WHERE c.job = $1 AND c.table_no = s.table_no AND c.chunk_no = s.chunk_no
+                 RETURNING c.table_no, c.chunk_no, c.lo, c.hi, c.fence),
+             old AS (
+                 UPDATE rangecopy.claims k SET outcome = 'released', ended_at = now() FROM c
+                  WHERE k.job = $1 AND k.table_no = c.table_no AND k.chunk_no = c.chunk_no AND k.outcome = 'running'
+),
+             new AS (
+                 INSERT INTO rangecopy.claims (job, table_no, chunk_no, fence, worker)
+                 SELECT $1, table_no, chunk_no, fence, $2 FROM c)
+             SELECT table_no, chunk_no, lo, hi, fence FROM c",
+            lease_free("x")
+        ),
+        &[&job, &worker, &lease],
+        "claiming a chunk",
+    )?;
+    Ok(row.map(|r| Claim {
+        chunk: Chunk {
+            table_no: r.get::<_, i32>(0) as usize,
+            chunk_no: r.get::<_, i32>(1) as u32,
+            lo: r.get(2),
+            hi: r.get(3),
+        },
+        fence: r.get(4),
+        claim_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }))
+}
+
+/// Where a claimed chunk stands now, for a retry after a transient failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimState {
+    /// Its rows are committed (by this claim, whose answer was lost, or by another).
+    Done,
+    /// Still this claim's to copy.
+    Held,
+    /// Another process holds it now.
+    Lost,
+}
+
+pub fn claim_state(conn: &mut PgConn, job: &str, claim: &Claim) -> Result<ClaimState> {
+    let c = &claim.chunk;
+    let row = conn.query_opt(
+        "SELECT status = 'done', fence FROM rangecopy.chunks WHERE job = $1 AND table_no = $2 AND chunk_no = $3",
+        &[&job, &(c.table_no as i32), &(c.chunk_no as i32)],
+        "reading a chunk's claim",
+    )?;
+    Ok(match row {
+        Some(r) if r.get(0) => ClaimState::Done,
+        Some(r) if r.get::<_, i64>(1) == claim.fence => ClaimState::Held,
+        _ => ClaimState::Lost,
+    })
+}
+
+/// Ends a claim that did not commit the chunk (`fenced`, `failed` or `released`), and lets
+/// the chunk go at once if this claim still holds it.
+pub fn end_claim(conn: &mut PgConn, job: &str, claim: &Claim, outcome: &str) -> Result<()> {
+    let c = &claim.chunk;
+    conn.execute(
+        "WITH k AS (UPDATE rangecopy.claims SET outcome = $5, ended_at = now()
+                      WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND fence = $4 AND outcome = 'running')
+         UPDATE rangecopy.chunks SET lease_until = NULL
+          WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND fence = $4 AND status = 'pending'",
+        &[&job, &(c.table_no as i32), &(c.chunk_no as i32), &claim.fence, &outcome],
+        "ending a chunk's claim",
+    )?;
+    Ok(())
+}
+
+/// A step this process holds: its name and fencing token, and the lease its checks renew.
+#[derive(Debug, Clone)]
+pub struct StepFence {
+    pub job: String,
+    pub step: String,
+    pub fence: i64,
+    pub lease: f64,
+}
+
+impl StepFence {
+    /// Checks, inside the caller's transaction, that this process still holds the step (and
+    /// renews its lease); otherwise `Error::Fenced`, and the caller's transaction rolls back.
+    /// Called after the step's own statements, just before the commit, so the step's row is
+    /// locked only for the moment of the commit.
+    pub fn check(&self, conn: &mut PgConn) -> Result<()> {
+        let n = conn.execute(
+            "UPDATE rangecopy.steps SET lease_until = now() + $4::float8 * interval '1 second'
+              WHERE job = $1 AND step = $2 AND fence = $3",
+            &[&self.job, &self.step, &self.fence, &self.lease],
+            "checking the step's claim",
+        )?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(Error::Fenced(format!("job {}: step {}", self.job, self.step)))
+        }
+    }
+}
+
+/// Claims a step of the job (`plan:<table_no>`, `finalize:<table_no>`, `after`) unless another
+/// process holds its lease or it is done; the caller has checked that the step is due.
+pub fn claim_step(conn: &mut PgConn, job: &str, step: &str, worker: &str, lease: f64) -> Result<Option<StepFence>> {
+    let row = conn.query_opt(
+        &format!(
+            "INSERT INTO rangecopy.steps AS x (job, step, owner, fence, lease_until)
+             VALUES ($1, $2, $3, 1, now() + $4::float8 * interval '1 second')
+             ON CONFLICT (job, step) DO UPDATE SET owner = EXCLUDED.owner, fence = x.fence + 1,
+                    lease_until = EXCLUDED.lease_until
+              WHERE NOT x.done AND {}
+             RETURNING fence",
+            lease_free("x")
+        ),
+        &[&job, &step, &worker, &lease],
+        "claiming a step of the job",
+    )?;
+    Ok(row.map(|r| StepFence { job: job.to_string(), step: step.to_string(), fence: r.get(0), lease }))
+}
+
+/// Lets a step go (its work is finished, or given up), if this process still holds it.
+pub fn release_step(conn: &mut PgConn, fence: &StepFence) -> Result<()> {
+    conn.execute(
+        "UPDATE rangecopy.steps SET lease_until = NULL WHERE job = $1 AND step = $2 AND fence = $3",
+        &[&fence.job, &fence.step, &fence.fence],
+        "letting a step of the job go",
+    )
+    .map(|_| ())
+}
+
+/// Records the job's last step done, and the job itself done unless the starting process is
+/// to verify it first (`copy --verify` records it done once verified).
+pub fn finish_after(conn: &mut PgConn, fence: &StepFence, job_done: bool) -> Result<()> {
+    conn.transaction("recording the job's work done", |conn| {
+        fence.check(conn)?;
+        conn.execute(
+            "UPDATE rangecopy.steps SET done = true, lease_until = NULL WHERE job = $1 AND step = $2",
+            &[&fence.job, &fence.step],
+            "recording the job's work done",
+        )?;
+        if job_done {
+            set_job_status(conn, &fence.job, "done", None)?;
+        }
+        Ok(())
+    })
+}
+
+/// One table's standing, as the claiming loop sees it.
+#[derive(Debug, Clone)]
+pub struct TableStanding {
+    pub table_no: usize,
+    pub plan_complete: bool,
+    pub phase: String,
+    /// Whether some of its chunks are not done.
+    pub open: bool,
+}
+
+/// What the claiming loop needs to know when no chunk was free.
+#[derive(Debug, Clone)]
+pub struct JobStanding {
+    pub tables: Vec<TableStanding>,
+    /// The job's last step (objects after the load, P1) is done.
+    pub after_done: bool,
+    /// The recorded status (`failed` stops every process) and its error; `None` once the job
+    /// is gone (started over with --restart).
+    pub status: Option<(String, Option<String>)>,
+}
+
+pub fn job_standing(conn: &mut PgConn, job: &str) -> Result<JobStanding> {
+    let what = "reading where the job stands";
+    let rows = conn.query(
+        "SELECT table_no, plan_complete, phase,
+                EXISTS (SELECT 1 FROM rangecopy.chunks c
+                         WHERE c.job = t.job AND c.table_no = t.table_no AND c.status = 'pending')
+           FROM rangecopy.tables t WHERE job = $1 ORDER BY table_no",
+        &[&job],
+        what,
+    )?;
+    let tables = rows
+        .iter()
+        .map(|r| TableStanding {
+            table_no: r.get::<_, i32>(0) as usize,
+            plan_complete: r.get(1),
+            phase: r.get(2),
+            open: r.get(3),
+        })
+        .collect();
+    let row = conn.query_opt(
+        "SELECT status, last_error, EXISTS (SELECT 1 FROM rangecopy.steps s WHERE s.job = j.job AND s.step = 'after' AND s.done)
+           FROM rangecopy.jobs j WHERE job = $1",
+        &[&job],
+        what,
+    )?;
+    Ok(JobStanding {
+        tables,
+        after_done: row.as_ref().is_some_and(|r| r.get(2)),
+        status: row.map(|r| (r.get(0), r.get(1))),
+    })
+}
+
+/// Where a table's planning goes on: after its last recorded chunk, or from the start; `None`
+/// once its planning is complete.
+pub fn plan_cursor(conn: &mut PgConn, job: &str, table_no: usize) -> Result<Option<PlanCursor>> {
+    let row = conn.query_one(
+        "SELECT t.plan_complete, c.chunk_no, c.hi, c.chunk_no IS NOT NULL
+           FROM rangecopy.tables t
+           LEFT JOIN LATERAL (SELECT chunk_no, hi FROM rangecopy.chunks c
+                               WHERE c.job = t.job AND c.table_no = t.table_no ORDER BY chunk_no DESC LIMIT 1) c ON true
+          WHERE t.job = $1 AND t.table_no = $2",
+        &[&job, &(table_no as i32)],
+        "reading where a table's planning stands",
+    )?;
+    let (complete, last_no, hi, any): (bool, Option<i32>, Bound, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    Ok(match (complete, any) {
+        (true, _) => None,
+        (false, false) => Some(PlanCursor::start()),
+        // A chunk that runs to the end was the last one; its table's planning is complete.
+        (false, true) if hi.is_none() => None,
+        (false, true) => Some(PlanCursor { next_chunk_no: last_no.unwrap_or(0) as u32 + 1, lo: hi }),
+    })
+}
+
+/// Lets workers join the job: its set-up is done and P0 recorded.
+pub fn open_to_workers(conn: &mut PgConn, job: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE rangecopy.jobs SET open_to_workers = true WHERE job = $1",
+        &[&job],
+        "opening the job to workers",
+    )
+    .map(|_| ())
+}
+
+/// Whether the job's starting process has set it up for workers to join.
+pub fn is_open_to_workers(conn: &mut PgConn, job: &str) -> Result<bool> {
+    let row = conn.query_opt(
+        "SELECT open_to_workers FROM rangecopy.jobs WHERE job = $1",
+        &[&job],
+        "reading whether the job takes workers",
+    )?;
+    Ok(row.is_some_and(|r| r.get(0)))
+}
+
+/// Takes this process's lock (held for the life of `conn`: while it is held, the leases of
+/// the process are not taken over before they run out) and records the process among the
+/// job's workers.
+pub fn register_worker(conn: &mut PgConn, job: &str, worker: &str, host: &str, threads: usize) -> Result<()> {
+    let what = "registering this process among the job's workers";
+    conn.query_one(
+        "SELECT pg_advisory_lock(hashtext('rangecopy worker:' || $1), hashtext($2))",
+        &[&job, &worker],
+        what,
+    )?;
+    conn.execute(
+        "INSERT INTO rangecopy.workers (job, worker, host, pid, threads) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (job, worker) DO UPDATE SET heartbeat_at = now(), threads = EXCLUDED.threads",
+        &[&job, &worker, &host, &(std::process::id() as i32), &(threads as i32)],
+        what,
+    )?;
+    Ok(())
+}
+
+/// Renews the leases this process holds (chunks and steps), and records its heartbeat.
+pub fn heartbeat(
+    conn: &mut PgConn,
+    job: &str,
+    worker: &str,
+    lease: f64,
+    rows_done: i64,
+    rows_per_sec: f64,
+) -> Result<()> {
+    let what = "renewing this process's claims";
+    conn.execute(
+        "WITH c AS (UPDATE rangecopy.chunks SET lease_until = now() + $3::float8 * interval '1 second'
+                     WHERE job = $1 AND owner = $2 AND status = 'pending' AND lease_until IS NOT NULL RETURNING 1),
+              s AS (UPDATE rangecopy.steps SET lease_until = now() + $3::float8 * interval '1 second'
+                     WHERE job = $1 AND owner = $2 AND NOT done AND lease_until IS NOT NULL)
+         UPDATE rangecopy.workers SET heartbeat_at = now(), chunks_held = (SELECT count(*) FROM c),
+                rows_done = $4, rows_per_sec = $5
+          WHERE job = $1 AND worker = $2",
+        &[&job, &worker, &lease, &rows_done, &rows_per_sec],
+        what,
+    )?;
+    Ok(())
+}
+
+/// The worker threads of the job's live processes (heartbeat within two leases) other than
+/// this one: the job's rate limits are shared out in proportion to threads.
+pub fn other_threads(conn: &mut PgConn, job: &str, worker: &str, lease: f64) -> Result<u64> {
+    let row = conn.query_one(
+        "SELECT coalesce(sum(threads), 0)::int8 FROM rangecopy.workers
+          WHERE job = $1 AND worker <> $2 AND heartbeat_at > now() - 2 * $3::float8 * interval '1 second'",
+        &[&job, &worker, &lease],
+        "reading the job's other workers",
+    )?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// A live worker process of a job, for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRecord {
+    pub worker: String,
+    pub host: String,
+    pub pid: i32,
+    pub threads: i32,
+    pub chunks_held: i32,
+    pub rows_done: i64,
+    pub rows_per_sec: f64,
+    /// Seconds since its last heartbeat.
+    pub heartbeat_age: f64,
+}
+
+/// The job's processes whose heartbeat is recent (within a minute, whatever their lease).
+pub fn live_workers(conn: &mut PgConn, job: &str) -> Result<Vec<WorkerRecord>> {
+    if conn.query_one("SELECT to_regclass('rangecopy.workers') IS NULL", &[], "reading the job's workers")?.get(0) {
+        return Ok(Vec::new());
+    }
+    let rows = conn.query(
+        "SELECT worker, host, pid, threads, chunks_held, rows_done, rows_per_sec,
+                extract(epoch FROM now() - heartbeat_at)::float8
+           FROM rangecopy.workers WHERE job = $1 AND heartbeat_at > now() - interval '1 minute' ORDER BY started_at",
+        &[&job],
+        "reading the job's workers",
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| WorkerRecord {
+            worker: r.get(0),
+            host: r.get(1),
+            pid: r.get(2),
+            threads: r.get(3),
+            chunks_held: r.get(4),
+            rows_done: r.get(5),
+            rows_per_sec: r.get(6),
+            heartbeat_age: r.get(7),
+        })
+        .collect())
+}
+
+/// A chunk whose first holder did not commit it: its lease ran out (or its commit was refused)
+/// and another process took it over.
+#[derive(Debug, Clone, Serialize)]
+pub struct TakenOver {
+    pub table_no: usize,
+    pub chunk_no: u32,
+    /// The holders in claim order, each with how its claim ended.
+    pub claims: Vec<String>,
+}
+
+pub fn taken_over(conn: &mut PgConn, job: &str) -> Result<Vec<TakenOver>> {
+    if conn.query_one("SELECT to_regclass('rangecopy.claims') IS NULL", &[], "reading the job's claims")?.get(0) {
+        return Ok(Vec::new());
+    }
+    let rows = conn.query(
+        "SELECT table_no, chunk_no, array_agg(worker || ' ' || outcome ORDER BY fence)
+           FROM rangecopy.claims WHERE job = $1
+          GROUP BY table_no, chunk_no
+         HAVING count(*) FILTER (WHERE outcome IN ('released', 'fenced')) > 0
+          ORDER BY table_no, chunk_no",
+        &[&job],
+        "reading the job's claims",
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| TakenOver {
+            table_no: r.get::<_, i32>(0) as usize,
+            chunk_no: r.get::<_, i32>(1) as u32,
+            claims: r.get(2),
+        })
+        .collect())
 }
