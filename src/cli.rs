@@ -55,6 +55,11 @@ pub enum Command {
     /// Compare source and target range by range with canonical checksums, and list the rows
     /// that differ. Exit code 0: identical; 1: differences found; 2: could not verify.
     Verify(VerifyArgs),
+    /// Join a job that `rangecopy copy` started (on this machine or any other) and work on it
+    /// until it is done: claim chunks from the job's state in the target, copy them, build the
+    /// indexes of tables once loaded. Exit code 0 once the job is done, 1 if it failed, 2 on bad
+    /// input (another source than the job's, a --consistent job, no such job within --wait).
+    Worker(WorkerArgs),
     /// Change the rate of a running (or resumable) job (a rate of 0 removes that limit), or pause
     /// and unpause it, through the job's state in the target; a running job follows within two
     /// seconds.
@@ -490,6 +495,61 @@ pub struct MappingArgs {
     /// `USING gin (to_tsvector('simple', …))` of their columns.)
     #[arg(help_heading = "MySQL/MariaDB sources", long = "exclude-column", value_name = "[DB.]TABLE.COLUMN")]
     pub exclude_columns: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Source database URL: the job's own source (as `copy` was given it; the password may come
+    /// from elsewhere).
+    #[arg(long, value_name = "URL", env = SOURCE_ENV, hide_env_values = true)]
+    pub source: String,
+
+    /// Target PostgreSQL URL holding the job's state.
+    #[arg(long, value_name = "URL", env = TARGET_ENV, hide_env_values = true)]
+    pub target: String,
+
+    /// The job to join (`copy --job NAME`).
+    #[arg(long, value_name = "NAME")]
+    pub job: String,
+
+    /// Number of parallel workers in this process [default: the number of CPU cores].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub workers: Option<i64>,
+
+    /// How long to wait for the job to be started (30s, 10m, 1h or seconds); past it, exit 2.
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub wait: String,
+
+    /// Seconds a claim lasts unless renewed (as for `copy`).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub lease: f64,
+
+    /// Times a chunk or step is retried after a transient failure (as for `copy`).
+    #[arg(long, value_name = "N", default_value_t = 10, allow_negative_numbers = true)]
+    pub retries: i64,
+
+    /// Longest wait between retries, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub retry_max_wait: f64,
+
+    /// Seconds to wait for a connection before giving up on a server.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
+    pub connect_timeout: f64,
+
+    /// Seconds a connection may wait for a silent server before the work is retried (as for `copy`).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    pub io_timeout: f64,
+
+    /// Progress display: bars on a terminal, periodic lines otherwise (auto), or none.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "bars", "lines", "none"])]
+    pub progress: String,
+
+    /// Seconds between progress lines when not drawing bars.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub progress_interval: f64,
+
+    #[command(flatten)]
+    pub view: LiveArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1165,6 +1165,61 @@ impl VerifyConfig {
     }
 }
 
+/// `rangecopy worker`: which job to join and how this process works on it; everything else
+/// (tables, chunk size, mapping, limits) is the job's, read from its state.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub source: SourceEndpoint,
+    pub target: PgEndpoint,
+    pub job: String,
+    pub workers: usize,
+    /// How long to wait for the job to be started.
+    pub wait: Duration,
+    pub lease: f64,
+    pub retry: RetryPolicy,
+    pub progress: ProgressMode,
+    pub progress_interval: Duration,
+}
+
+impl WorkerConfig {
+    pub fn from_args(args: &crate::cli::WorkerArgs) -> Result<Self> {
+        let mut source = SourceEndpoint::parse(&args.source)?;
+        let connect_timeout = seconds(args.connect_timeout, "--connect-timeout")?;
+        let io_timeout = seconds(args.io_timeout, "--io-timeout")?;
+        source.set_connect_timeout(connect_timeout);
+        source.set_io_timeout(io_timeout);
+        let mut target = PgEndpoint::parse(&args.target, "target")?;
+        target.config.connect_timeout(connect_timeout);
+        target.set_io_timeout(io_timeout);
+        if args.job.trim().is_empty() {
+            return Err(Error::input("--job: the name must not be empty"));
+        }
+        if !(args.progress_interval.is_finite() && args.progress_interval > 0.0) {
+            return Err(Error::input("--progress-interval: expected a positive number of seconds"));
+        }
+        Ok(WorkerConfig {
+            source,
+            target,
+            job: args.job.clone(),
+            workers: workers(args.workers)?,
+            wait: duration(&args.wait, "--wait")?,
+            lease: lease(args.lease)?,
+            retry: RetryPolicy {
+                retries: nonnegative(args.retries, "--retries")? as u32,
+                max_wait: seconds(args.retry_max_wait, "--retry-max-wait")?,
+            },
+            progress: match args.progress.as_str() {
+                "bars" => ProgressMode::Bars,
+                "lines" => ProgressMode::Lines,
+                "none" => ProgressMode::None,
+                _ if std::io::IsTerminal::is_terminal(&std::io::stderr()) => ProgressMode::Bars,
+                _ => ProgressMode::Lines,
+            },
+            progress_interval: Duration::from_secs_f64(args.progress_interval),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StatusConfig {
     pub target: PgEndpoint,

@@ -30,3 +30,4 @@ pub mod tls;
 pub mod verify;
 pub mod wait;
 pub mod watch;
+pub mod worker;

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rangecopy::cli::{Cli, Command};
-use rangecopy::config::{CopyConfig, LiveConfig, ProgressMode, StatusConfig, ThrottleChange, VerifyConfig};
+use rangecopy::config::{
+    CopyConfig, LiveConfig, ProgressMode, StatusConfig, ThrottleChange, VerifyConfig, WorkerConfig,
+};
 use rangecopy::error::{redact, Error};
 use rangecopy::listen::Control;
 use rangecopy::live::{self, Live, Mode};
 use rangecopy::verify::Verdict;
-use rangecopy::{copy, listen, report, verify, watch};
+use rangecopy::{copy, listen, report, verify, watch, worker};
 
 /// An error, the exit code it means for this command, and for failures that kept state,
 /// the command that resumes.
@@ -92,6 +94,19 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             if let Some(path) = &cfg.report {
                 rangecopy::say!("report written to {}", path.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker(args) => {
+            let live_cfg = LiveConfig::from_args(&args.view)?;
+            rangecopy::log::set_format(live_cfg.log_format);
+            let mut cfg = WorkerConfig::from_args(&args)?;
+            if rangecopy::log::json() {
+                cfg.progress = ProgressMode::None;
+            }
+            let control = Control::Job { target: Box::new(cfg.target.clone()), job: cfg.job.clone() };
+            start_live(&live_cfg, &cfg.job, Mode::Copy, control)?;
+            let outcome = worker::run(&cfg, interrupt_flag(1, None))?;
+            rangecopy::say!("{}", outcome.summary_line());
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {

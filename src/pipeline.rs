@@ -378,6 +378,14 @@ fn plan_one(
             plan_table(source, table_no, table, ctx.chunk_rows, cursor, |chunk, last| {
                 state::insert_chunk(&mut target.conn, &ctx.job, &chunk, last, Some(fence))?;
                 ctx.progress.chunk_planned(table_no);
+                // Planning stays a few chunks ahead of the copy, as the key walk always has:
+                // chunks are sized by rows as the source has them when they are read.
+                let ahead = 2 * ctx.workers as i64;
+                while state::unclaimed_chunks(&mut target.conn, &ctx.job, ahead)? >= ahead {
+                    if sleep_unless_cancelled(&ctx.cancel, Duration::from_millis(50)) {
+                        return Ok(false);
+                    }
+                }
                 Ok(!ctx.cancel.load(Ordering::SeqCst))
             })
         },

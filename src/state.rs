@@ -1431,6 +1431,18 @@ pub fn plan_cursor(conn: &mut PgConn, job: &str, table_no: usize) -> Result<Opti
     })
 }
 
+/// How many of the job's chunks wait for a claim, counting up to `limit`.
+pub fn unclaimed_chunks(conn: &mut PgConn, job: &str, limit: i64) -> Result<i64> {
+    let row = conn.query_one(
+        "SELECT count(*) FROM (SELECT 1 FROM rangecopy.chunks
+                                WHERE job = $1 AND status = 'pending' AND (lease_until IS NULL OR lease_until < now())
+                                LIMIT $2) x",
+        &[&job, &limit],
+        "counting the chunks planned ahead",
+    )?;
+    Ok(row.get(0))
+}
+
 /// Lets workers join the job: its set-up is done and P0 recorded.
 pub fn open_to_workers(conn: &mut PgConn, job: &str) -> Result<()> {
     conn.execute(
