@@ -43,6 +43,11 @@ struct CopyReport<'a> {
     tables: Vec<TableReport>,
     /// Every object around the rows and what became of it.
     schema: SchemaReport,
+    /// The processes working on the job (heartbeat within the last minute).
+    workers: Vec<state::WorkerRecord>,
+    /// Chunks whose first holder did not commit them (its lease ran out, or its late commit
+    /// was refused), with every claim of them.
+    taken_over: Vec<state::TakenOver>,
 }
 
 #[derive(Serialize)]
@@ -175,6 +180,8 @@ pub fn write_copy_report(conn: &mut PgConn, cfg: &CopyConfig, outcome: &CopyOutc
                 .collect();
             SchemaReport { summary: schema_summary(&objects), table_changes, objects }
         },
+        workers: state::live_workers(conn, &cfg.job)?,
+        taken_over: state::taken_over(conn, &cfg.job)?,
     };
     let html = path
         .extension()
@@ -541,6 +548,35 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
         }
         if tables.iter().any(|t| !t.plan_complete && t.chunks_total > 0) {
             writeln!(out, "  (n+: n chunks planned so far; planning goes on ahead of the copy)").map_err(io)?;
+        }
+        let workers = state::live_workers(&mut conn, &job.job)?;
+        if !workers.is_empty() {
+            writeln!(out, "  workers (processes with a heartbeat in the last minute): {}", workers.len())
+                .map_err(io)?;
+            for w in &workers {
+                writeln!(
+                    out,
+                    "    {} pid {}: {} threads, {} chunks held, last heartbeat {:.0}s ago, {:.0} rows/s",
+                    w.host, w.pid, w.threads, w.chunks_held, w.heartbeat_age, w.rows_per_sec
+                )
+                .map_err(io)?;
+            }
+        }
+        let taken = state::taken_over(&mut conn, &job.job)?;
+        if !taken.is_empty() {
+            writeln!(
+                out,
+                "  taken over: {} chunks whose lease ran out (or whose late commit was refused) went to another process",
+                taken.len()
+            )
+            .map_err(io)?;
+            for t in taken.iter().take(20) {
+                let table = tables.iter().find(|p| p.table_no == t.table_no).map_or("?", |p| p.target_table.as_str());
+                writeln!(out, "    {table} chunk {}: {}", t.chunk_no, t.claims.join(", ")).map_err(io)?;
+            }
+            if taken.len() > 20 {
+                writeln!(out, "    … and {} more", taken.len() - 20).map_err(io)?;
+            }
         }
     }
     Ok(())

@@ -298,14 +298,15 @@ pub fn list_jobs(conn: &mut PgConn) -> Result<Vec<JobRecord>> {
 }
 
 /// A job's columns as `job_from_row` reads them. A job recorded as running whose lock no
-/// session holds was stopped without recording it (kill -9, a crash of the machine or of the
-/// target): it reads as interrupted.
+/// session holds, and that no worker process is working on, was stopped without recording it
+/// (kill -9, a crash of the machine or of the target): it reads as interrupted.
 const JOB_COLUMNS: &str = "job,
        CASE WHEN status = 'running' AND NOT EXISTS (
                  SELECT 1 FROM pg_locks l
                   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                    AND l.classid = hashtext('rangecopy job')::oid AND l.objid = hashtext(job)::oid)
+                    AND ((l.classid = hashtext('rangecopy job')::oid AND l.objid = hashtext(job)::oid)
+                         OR l.classid = hashtext('rangecopy worker:' || job)::oid))
             THEN 'interrupted' ELSE status END,
        source, settings::text, runs, started_at::text, finished_at::text, last_error,
        p0::text, p1::text, consistent";
@@ -1265,13 +1266,14 @@ pub fn claim_state(conn: &mut PgConn, job: &str, claim: &Claim) -> Result<ClaimS
     })
 }
 
-/// Ends a claim that did not commit the chunk (`fenced`, `failed` or `released`), and lets
-/// the chunk go at once if this claim still holds it.
+/// Ends a claim that did not commit the chunk (`fenced`, `failed` or `released`; a claim
+/// already taken over, `released` by its taker, becomes `fenced` when its holder learns it),
+/// and lets the chunk go at once if this claim still holds it.
 pub fn end_claim(conn: &mut PgConn, job: &str, claim: &Claim, outcome: &str) -> Result<()> {
     let c = &claim.chunk;
     conn.execute(
         "WITH k AS (UPDATE rangecopy.claims SET outcome = $5, ended_at = now()
-                      WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND fence = $4 AND outcome = 'running')
+                      WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND fence = $4 AND outcome <> 'done')
          UPDATE rangecopy.chunks SET lease_until = NULL
           WHERE job = $1 AND table_no = $2 AND chunk_no = $3 AND fence = $4 AND status = 'pending'",
         &[&job, &(c.table_no as i32), &(c.chunk_no as i32), &claim.fence, &outcome],
@@ -1468,8 +1470,10 @@ pub fn is_open_to_workers(conn: &mut PgConn, job: &str) -> Result<bool> {
 /// job's workers.
 pub fn register_worker(conn: &mut PgConn, job: &str, worker: &str, host: &str, threads: usize) -> Result<()> {
     let what = "registering this process among the job's workers";
+    // After a lost connection the old session may hold the lock a while longer (until its
+    // backend notices): it stands for this process meanwhile.
     conn.query_one(
-        "SELECT pg_advisory_lock(hashtext('rangecopy worker:' || $1), hashtext($2))",
+        "SELECT pg_try_advisory_lock(hashtext('rangecopy worker:' || $1), hashtext($2))",
         &[&job, &worker],
         what,
     )?;

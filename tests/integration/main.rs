@@ -32,3 +32,4 @@ mod verify;
 mod verify_live;
 mod verify_rules;
 mod whole_db;
+mod workers;
