@@ -185,12 +185,17 @@ fn host_name() -> String {
 /// How long a thread with nothing to claim waits before it looks again.
 const IDLE: Duration = Duration::from_millis(200);
 
+/// How often a busy thread looks whether the job failed or was started over elsewhere.
+const LOOK_EVERY: Duration = Duration::from_secs(2);
+
 struct Shared<'a> {
     ctx: &'a RunContext,
     work: &'a [TableWork],
     /// Per table: whether this run has started copying it (its start time is recorded once).
     started: Vec<AtomicBool>,
     first_error: Mutex<Option<Error>>,
+    /// When the job was set up, as this process first saw it (see `JobStanding::started_at`).
+    job_started: Mutex<Option<String>>,
 }
 
 impl Shared<'_> {
@@ -218,6 +223,7 @@ pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &m
         work,
         started: ctx.tables.iter().map(|_| AtomicBool::new(false)).collect(),
         first_error: Mutex::new(None),
+        job_started: Mutex::new(None),
     };
     // The process's lock and its row among the workers come before its first claim: other
     // threads treat the leases of a holder without its lock as free.
@@ -275,7 +281,8 @@ fn heartbeat(ctx: &RunContext, first: PgTarget, stop: &AtomicBool) {
     let base = rows();
     let (mut last, mut last_at) = (base, std::time::Instant::now());
     let mut warned = false;
-    while !sleep_unless_cancelled(stop, every) {
+    let mut wait = every;
+    while !sleep_unless_cancelled(stop, wait) {
         let now_rows = rows();
         let rate = (now_rows - last) as f64 / last_at.elapsed().as_secs_f64().max(0.001);
         (last, last_at) = (now_rows, std::time::Instant::now());
@@ -291,9 +298,14 @@ fn heartbeat(ctx: &RunContext, first: PgTarget, stop: &AtomicBool) {
             state::heartbeat(&mut c.conn, &ctx.job, &ctx.worker, ctx.lease, now_rows - base, rate)
         })();
         match beat {
-            Ok(()) => warned = false,
+            Ok(()) => {
+                warned = false;
+                wait = every;
+            }
             Err(e) => {
                 conn = None;
+                // A new session (and the process's lock) as soon as the target lets one in.
+                wait = Duration::from_secs(1).min(every);
                 if !warned {
                     crate::say!(
                         "warning: renewing this process's claims: {}; its chunks are taken over by others if this \
@@ -439,6 +451,7 @@ fn work_loop(shared: &Shared<'_>) -> Result<()> {
         },
         |_| Ok(()),
     )?;
+    let mut last_look = std::time::Instant::now();
     'look: loop {
         if ctx.cancel.load(Ordering::SeqCst) {
             return Ok(());
@@ -450,10 +463,15 @@ fn work_loop(shared: &Shared<'_>) -> Result<()> {
             |w| state::claim_chunk(&mut w.target.conn, &ctx.job, &ctx.worker, ctx.lease),
             |w| w.reconnect(),
         )?;
+        let busy = claim.is_some();
         if let Some(claim) = claim {
             worker.copy_claimed(claim)?;
-            continue;
+            // A job failed or started over elsewhere stops this process too, within seconds.
+            if last_look.elapsed() < LOOK_EVERY {
+                continue;
+            }
         }
+        last_look = std::time::Instant::now();
         let standing = retrying(
             ctx,
             || "reading where the job stands".to_string(),
@@ -461,10 +479,23 @@ fn work_loop(shared: &Shared<'_>) -> Result<()> {
             |w| state::job_standing(&mut w.target.conn, &ctx.job),
             |w| w.reconnect(),
         )?;
+        let first_seen = shared
+            .job_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| standing.started_at.clone().unwrap_or_default())
+            .clone();
         match &standing.status {
             None => {
                 return Err(Error::State(format!(
                     "job {} is gone from the target (started over with --restart?) while this process worked on it",
+                    ctx.job
+                )))
+            }
+            _ if standing.started_at.as_deref() != Some(first_seen.as_str()) => {
+                return Err(Error::State(format!(
+                    "job {} was started over (--restart) while this process worked on it; start this worker again \
+                     to join the new run",
                     ctx.job
                 )))
             }
@@ -476,6 +507,7 @@ fn work_loop(shared: &Shared<'_>) -> Result<()> {
                 )))
             }
             _ if standing.after_done => return Ok(()),
+            _ if busy => continue,
             _ => {}
         }
         let loaded = standing

@@ -1179,10 +1179,14 @@ fn owner_gone(owner: &str) -> String {
     )
 }
 
-/// SQL true when the lease of a row (`{t}.lease_until`, `{t}.owner`) may be taken over.
-fn lease_free(t: &str) -> String {
+/// SQL true when the lease of a row (`{t}.lease_until`, `{t}.owner`) may be taken over by the
+/// process named `${me}`. Its own leases it only takes back once they ran out: while its
+/// heartbeat's session is being replaced its lock is missing, and its threads must not take
+/// each other's work meanwhile.
+fn lease_free(t: &str, me: u8) -> String {
     format!(
-        "CASE WHEN {t}.lease_until IS NULL OR {t}.lease_until < now() THEN true ELSE {} END",
+        "CASE WHEN {t}.lease_until IS NULL OR {t}.lease_until < now() THEN true
+              WHEN {t}.owner = ${me} THEN false ELSE {} END",
         owner_gone(&format!("{t}.owner"))
     )
 }
@@ -1224,7 +1228,7 @@ pub fn claim_chunk(conn: &mut PgConn, job: &str, worker: &str, lease: f64) -> Re
                  INSERT INTO rangecopy.claims (job, table_no, chunk_no, fence, worker)
                  SELECT $1, table_no, chunk_no, fence, $2 FROM c)
              SELECT table_no, chunk_no, lo, hi, fence FROM c",
-            lease_free("x")
+            lease_free("x", 2)
         ),
         &[&job, &worker, &lease],
         "claiming a chunk",
@@ -1322,7 +1326,7 @@ pub fn claim_step(conn: &mut PgConn, job: &str, step: &str, worker: &str, lease:
                     lease_until = EXCLUDED.lease_until
               WHERE NOT x.done AND {}
              RETURNING fence",
-            lease_free("x")
+            lease_free("x", 3)
         ),
         &[&job, &step, &worker, &lease],
         "claiming a step of the job",
@@ -1374,8 +1378,10 @@ pub struct JobStanding {
     /// The job's last step (objects after the load, P1) is done.
     pub after_done: bool,
     /// The recorded status (`failed` stops every process) and its error; `None` once the job
-    /// is gone (started over with --restart).
+    /// is gone.
     pub status: Option<(String, Option<String>)>,
+    /// When the job was set up: another value means it was started over (`--restart`) since.
+    pub started_at: Option<String>,
 }
 
 pub fn job_standing(conn: &mut PgConn, job: &str) -> Result<JobStanding> {
@@ -1398,7 +1404,9 @@ pub fn job_standing(conn: &mut PgConn, job: &str) -> Result<JobStanding> {
         })
         .collect();
     let row = conn.query_opt(
-        "SELECT status, last_error, EXISTS (SELECT 1 FROM rangecopy.steps s WHERE s.job = j.job AND s.step = 'after' AND s.done)
+        "SELECT status, last_error,
+                EXISTS (SELECT 1 FROM rangecopy.steps s WHERE s.job = j.job AND s.step = 'after' AND s.done),
+                started_at::text
            FROM rangecopy.jobs j WHERE job = $1",
         &[&job],
         what,
@@ -1406,6 +1414,7 @@ pub fn job_standing(conn: &mut PgConn, job: &str) -> Result<JobStanding> {
     Ok(JobStanding {
         tables,
         after_done: row.as_ref().is_some_and(|r| r.get(2)),
+        started_at: row.as_ref().map(|r| r.get(3)),
         status: row.map(|r| (r.get(0), r.get(1))),
     })
 }
