@@ -211,6 +211,7 @@ impl Run<'_> {
         };
         self.record_p0(source, target, slot_p0.or(snapshot_p0))?;
         let (worker, host) = pipeline::process_name();
+        let run = state::load_job(&mut target.conn, &cfg.job)?.map(|j| j.started_at).unwrap_or_default();
         let ctx = RunContext {
             job: cfg.job.clone(),
             source: cfg.source.clone(),
@@ -227,6 +228,7 @@ impl Run<'_> {
             in_flight: ByteGate::new(IN_FLIGHT_BYTES),
             cancel: self.cancel.clone(),
             snapshot,
+            run,
             worker,
             host,
             lease: cfg.lease,

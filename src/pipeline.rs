@@ -102,6 +102,8 @@ pub struct RunContext {
     /// `--consistent`: the snapshot every worker reads in (workers take their source
     /// connections from it).
     pub snapshot: Option<Snapshot>,
+    /// When the job was set up (`JobRecord::started_at`): claims are of this run of the job only.
+    pub run: String,
     /// This process among the job's workers (`host:pid:random`), and its host.
     pub worker: String,
     pub host: String,
@@ -194,8 +196,6 @@ struct Shared<'a> {
     /// Per table: whether this run has started copying it (its start time is recorded once).
     started: Vec<AtomicBool>,
     first_error: Mutex<Option<Error>>,
-    /// When the job was set up, as this process first saw it (see `JobStanding::started_at`).
-    job_started: Mutex<Option<String>>,
 }
 
 impl Shared<'_> {
@@ -223,7 +223,6 @@ pub fn run(ctx: &RunContext, work: &[TableWork], source: &mut Source, target: &m
         work,
         started: ctx.tables.iter().map(|_| AtomicBool::new(false)).collect(),
         first_error: Mutex::new(None),
-        job_started: Mutex::new(None),
     };
     // The process's lock and its row among the workers come before its first claim: other
     // threads treat the leases of a holder without its lock as free.
@@ -350,7 +349,7 @@ fn planner(shared: &Shared<'_>, source: &mut Source, target: &mut PgTarget) -> R
                 ctx,
                 || "claiming a table's planning".to_string(),
                 &mut conns,
-                |(_, target)| state::claim_step(&mut target.conn, &ctx.job, &step, &ctx.worker, ctx.lease),
+                |(_, target)| state::claim_step(&mut target.conn, &ctx.job, &ctx.run, &step, &ctx.worker, ctx.lease),
                 |c| reconnect_planner(ctx, c),
             )?;
             if let Some(fence) = claimed {
@@ -460,7 +459,7 @@ fn work_loop(shared: &Shared<'_>) -> Result<()> {
             ctx,
             || "claiming a chunk".to_string(),
             &mut worker,
-            |w| state::claim_chunk(&mut w.target.conn, &ctx.job, &ctx.worker, ctx.lease),
+            |w| state::claim_chunk(&mut w.target.conn, &ctx.job, &ctx.run, &ctx.worker, ctx.lease),
             |w| w.reconnect(),
         )?;
         let busy = claim.is_some();
@@ -479,12 +478,6 @@ fn work_loop(shared: &Shared<'_>) -> Result<()> {
             |w| state::job_standing(&mut w.target.conn, &ctx.job),
             |w| w.reconnect(),
         )?;
-        let first_seen = shared
-            .job_started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(|| standing.started_at.clone().unwrap_or_default())
-            .clone();
         match &standing.status {
             None => {
                 return Err(Error::State(format!(
@@ -492,7 +485,7 @@ fn work_loop(shared: &Shared<'_>) -> Result<()> {
                     ctx.job
                 )))
             }
-            _ if standing.started_at.as_deref() != Some(first_seen.as_str()) => {
+            _ if standing.started_at.as_deref() != Some(ctx.run.as_str()) => {
                 return Err(Error::State(format!(
                     "job {} was started over (--restart) while this process worked on it; start this worker again \
                      to join the new run",
@@ -520,7 +513,7 @@ fn work_loop(shared: &Shared<'_>) -> Result<()> {
                 ctx,
                 || "claiming a table's index builds".to_string(),
                 &mut worker,
-                |w| state::claim_step(&mut w.target.conn, &ctx.job, &step, &ctx.worker, ctx.lease),
+                |w| state::claim_step(&mut w.target.conn, &ctx.job, &ctx.run, &step, &ctx.worker, ctx.lease),
                 |w| w.reconnect(),
             )?;
             if let Some(fence) = claimed {
@@ -533,7 +526,7 @@ fn work_loop(shared: &Shared<'_>) -> Result<()> {
                 ctx,
                 || "claiming the job's last step".to_string(),
                 &mut worker,
-                |w| state::claim_step(&mut w.target.conn, &ctx.job, "after", &ctx.worker, ctx.lease),
+                |w| state::claim_step(&mut w.target.conn, &ctx.job, &ctx.run, "after", &ctx.worker, ctx.lease),
                 |w| w.reconnect(),
             )?;
             if let Some(fence) = claimed {

@@ -1203,13 +1203,18 @@ pub struct Claim {
 /// Claims the first pending chunk of the job (tables in job order, chunks in key order) whose
 /// lease is free, for `lease` seconds, and records the claim; a previous holder's claim whose
 /// lease ran out is recorded as released.
-pub fn claim_chunk(conn: &mut PgConn, job: &str, worker: &str, lease: f64) -> Result<Option<Claim>> {
+///
+/// `run` is when the job was set up (`JobRecord::started_at`): a job started over since
+/// (`--restart`) has other tables and chunks, and a process that joined the old one claims
+/// nothing of it.
+pub fn claim_chunk(conn: &mut PgConn, job: &str, run: &str, worker: &str, lease: f64) -> Result<Option<Claim>> {
     let started = std::time::Instant::now();
     let row = conn.query_opt(
         &format!(
             "WITH s AS (
                  SELECT table_no, chunk_no FROM rangecopy.chunks x
                   WHERE job = $1 AND status = 'pending' AND {}
+                    AND EXISTS (SELECT 1 FROM rangecopy.jobs j WHERE j.job = $1 AND j.started_at::text = $4)
                   ORDER BY table_no, chunk_no LIMIT 1 FOR UPDATE SKIP LOCKED),
              c AS (
                  UPDATE rangecopy.chunks c SET owner = $2,
@@ -1230,7 +1235,7 @@ pub fn claim_chunk(conn: &mut PgConn, job: &str, worker: &str, lease: f64) -> Re
              SELECT table_no, chunk_no, lo, hi, fence FROM c",
             lease_free("x", 2)
         ),
-        &[&job, &worker, &lease],
+        &[&job, &worker, &lease, &run],
         "claiming a chunk",
     )?;
     Ok(row.map(|r| Claim {
@@ -1317,18 +1322,26 @@ impl StepFence {
 
 /// Claims a step of the job (`plan:<table_no>`, `finalize:<table_no>`, `after`) unless another
 /// process holds its lease or it is done; the caller has checked that the step is due.
-pub fn claim_step(conn: &mut PgConn, job: &str, step: &str, worker: &str, lease: f64) -> Result<Option<StepFence>> {
+pub fn claim_step(
+    conn: &mut PgConn,
+    job: &str,
+    run: &str,
+    step: &str,
+    worker: &str,
+    lease: f64,
+) -> Result<Option<StepFence>> {
     let row = conn.query_opt(
         &format!(
             "INSERT INTO rangecopy.steps AS x (job, step, owner, fence, lease_until)
-             VALUES ($1, $2, $3, 1, now() + $4::float8 * interval '1 second')
+             SELECT $1, $2, $3, 1, now() + $4::float8 * interval '1 second'
+              WHERE EXISTS (SELECT 1 FROM rangecopy.jobs j WHERE j.job = $1 AND j.started_at::text = $5)
              ON CONFLICT (job, step) DO UPDATE SET owner = EXCLUDED.owner, fence = x.fence + 1,
                     lease_until = EXCLUDED.lease_until
               WHERE NOT x.done AND {}
              RETURNING fence",
             lease_free("x", 3)
         ),
-        &[&job, &step, &worker, &lease],
+        &[&job, &step, &worker, &lease, &run],
         "claiming a step of the job",
     )?;
     Ok(row.map(|r| StepFence { job: job.to_string(), step: step.to_string(), fence: r.get(0), lease }))

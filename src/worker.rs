@@ -125,6 +125,7 @@ pub fn run(cfg: &WorkerConfig, cancel: Arc<AtomicBool>) -> Result<WorkerOutcome>
         in_flight: ByteGate::new(IN_FLIGHT_BYTES),
         cancel: cancel.clone(),
         snapshot: None,
+        run: job.started_at.clone(),
         worker: worker.clone(),
         host,
         lease: cfg.lease,
