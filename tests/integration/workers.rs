@@ -120,7 +120,30 @@ fn three_workers_and_the_copy_share_a_job_and_copy_every_chunk_once() {
     let job = "shared";
     // Started before the job exists: they wait for it, then join.
     let mut workers: Vec<Running> = (0..3).map(|_| worker(&db, &db.target, job, &["--wait", "60s"])).collect();
-    let mut starter = copy(&db, job, "500", "6000");
+    // With --verify the job is recorded done by the starting process once verified, whoever
+    // ran its last step.
+    let mut starter = db.spawn_copy(&[
+        "t",
+        "--job",
+        job,
+        "--workers",
+        "1",
+        "--chunk-rows",
+        "500",
+        "--max-rows-per-sec",
+        "6000",
+        "--lease",
+        "3",
+        "--progress",
+        "none",
+        "--verify",
+    ]);
+    // status lists the processes while they work.
+    let listed = wait_until(Duration::from_secs(60), || {
+        let s = db.status(job);
+        s.stdout.lines().filter(|l| l.contains(" pid ") && l.contains("last heartbeat")).count() == 4
+    });
+    assert!(listed, "status never listed the four processes: {:?}", db.status(job));
     let started = starter.wait(Duration::from_secs(120));
     assert_eq!(started.code, 0, "{started:?}");
     for w in &mut workers {
