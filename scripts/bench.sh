@@ -17,6 +17,9 @@
 #              with its primary key and already holds every tenth row (keys interleaved, other
 #              values): each chunk is staged and merged with INSERT … ON CONFLICT DO NOTHING.
 #              Its ratio over `rangecopy` is the cost of the merge (goal: at most 1.5×).
+#   backfill_new the same into an orders table that holds only the newest tenth of the keys (an
+#              application that has written new rows while the history waits): chunks whose
+#              range holds no row are loaded straight into the table, without staging or merge.
 # Each run is timed for wall time and the peak RSS of the client processes (not the servers),
 # its row count on the target is checked, and the figures go to target/bench/results.json.
 # Per-tool output is kept in target/bench/<tool>.log.
@@ -78,9 +81,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=5000000
 REGEN=0
 BENCH_DIR=$REPO/target/bench
-BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,backfill,whole_pgcopydb,whole_rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many,mem_verify_big_values}
+BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,backfill,backfill_new,whole_pgcopydb,whole_rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many,mem_verify_big_values}
 # rangecopy's figures over each peer's, per section: "ours peer".
-RATIOS=("rangecopy psql" "rangecopy pgcopydb" "backfill rangecopy" "whole_rangecopy whole_pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe"
+RATIOS=("rangecopy psql" "rangecopy pgcopydb" "backfill rangecopy" "backfill_new rangecopy" "whole_rangecopy whole_pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe"
     "verify_rangecopy verify_reladiff" "my_verify_rangecopy my_verify_reladiff")
 # RANGECOPY_BIN=PATH benchmarks that binary as it is (no rebuild).
 BIN=${RANGECOPY_BIN:-$REPO/target/release/rangecopy}
@@ -323,23 +326,26 @@ bench_rangecopy() {
 }
 
 # (d) rangecopy --into-existing into a live-looking target: the table exists with its primary
-# key and holds every tenth row already (the "application's", with other values), analyzed.
-bench_backfill() {
-    local db=rc_bench_backfill
-    build_rangecopy backfill || return 0
+# key and already holds the "application's" rows (with other values), analyzed. `backfill`: every
+# tenth key; `backfill_new`: the newest tenth of the keys.
+bench_backfill_into() {
+    local tool=$1 rows_held=$2 db=rc_bench_$1
+    build_rangecopy "$tool" || return 0
     recreate_db "$PG_TGT" "$db"
     { orders_ddl; echo "ALTER TABLE orders ADD PRIMARY KEY (id);"; orders_rows "$ROWS" |
-        sed 's/AS g;$/AS g WHERE g % 10 = 0;/'; } | sql "$PG_TGT/$db"
+        sed "s/AS g;\$/AS g WHERE $rows_held;/"; } | sql "$PG_TGT/$db"
     sql "$PG_TGT/$db" -c "VACUUM ANALYZE orders"
-    measure backfill "$BIN" copy --source "$PG_SRC_FULL/rc_bench" --target "$PG_TGT_FULL/$db" \
+    measure "$tool" "$BIN" copy --source "$PG_SRC_FULL/rc_bench" --target "$PG_TGT_FULL/$db" \
         --job bench --into-existing --on-conflict skip
-    [[ -n ${FAILED[backfill]+set} ]] || check_rows backfill "$PG_TGT/$db" orders
+    [[ -n ${FAILED[$tool]+set} ]] || check_rows "$tool" "$PG_TGT/$db" orders
 }
+bench_backfill() { bench_backfill_into backfill "g % 10 = 0"; }
+bench_backfill_new() { bench_backfill_into backfill_new "g > $ROWS * 9 \/ 10"; }
 
 section_pg_to_pg() {
     generate_orders
     local tool
-    for tool in psql pgcopydb rangecopy backfill; do
+    for tool in psql pgcopydb rangecopy backfill backfill_new; do
         if selected "$tool"; then "bench_$tool"; fi
     done
     if selected verify_rangecopy || selected verify_reladiff; then
@@ -1020,7 +1026,7 @@ parse_args() {
 }
 
 usage() {
-    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,backfill,whole_pgcopydb,whole_rangecopy," >&2
+    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,backfill,backfill_new,whole_pgcopydb,whole_rangecopy," >&2
     echo "       my_pgloader,my_pipe,my_rangecopy," >&2
     echo "       verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values," >&2
     echo "       mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many," >&2
@@ -1046,7 +1052,7 @@ main() {
     PGPASSWORD=$(url_password "$RANGECOPY_TEST_PG_SOURCE")
     export PGPASSWORD
 
-    if selected psql || selected pgcopydb || selected rangecopy || selected backfill ||
+    if selected psql || selected pgcopydb || selected rangecopy || selected backfill || selected backfill_new ||
         selected verify_rangecopy || selected verify_reladiff; then section_pg_to_pg; fi
     if selected whole_pgcopydb || selected whole_rangecopy; then section_whole; fi
     section_mysql_to_pg

@@ -166,6 +166,11 @@ impl Error {
         }
     }
 
+    /// A statement failed on a unique key (SQLSTATE 23505).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self.root(), Error::Sql { code: ErrorCode::Sqlstate(s), .. } if s == "23505")
+    }
+
     /// The innermost error, looking through chunk context.
     pub fn root(&self) -> &Error {
         match self {

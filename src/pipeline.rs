@@ -20,12 +20,12 @@ use crossbeam_channel::{bounded, unbounded};
 
 use crate::config::{PgEndpoint, ProgressMode, RetryPolicy, SourceEndpoint, ThrottleConfig};
 use crate::error::{redact, Error, Result};
-use crate::plan::plan_table;
+use crate::plan::{plan_table, Chunk};
 use crate::progress::{self, Progress};
 use crate::schema::Table;
 use crate::source::{Block, ChunkPrep, Snapshot, Source};
 use crate::state::{self, Claim, StepFence};
-use crate::target::postgres::{self as target, copy_in_sql, PgTarget};
+use crate::target::postgres::{self as target, copy_in_sql, Merged, PgTarget};
 use crate::throttle::{PauseReason, Throttle};
 
 /// Bytes per block read from the source (a block may exceed it by one network message).
@@ -446,6 +446,8 @@ fn work_loop(shared: &Shared<'_>) -> Result<()> {
                 target: PgTarget::connect(&ctx.target)?,
                 shared,
                 staging: Vec::new(),
+                merge_only: None,
+                direct: None,
             })
         },
         |_| Ok(()),
@@ -549,9 +551,19 @@ struct Worker<'a> {
     shared: &'a Shared<'a>,
     /// The tables whose staging table this worker's target session has (`--into-existing`).
     staging: Vec<usize>,
+    /// `--into-existing`: the chunk whose direct load met a row the application had just
+    /// inserted into its range, now copied through the staging table and the merge.
+    merge_only: Option<(usize, u32)>,
+    /// `--into-existing`: the chunk last loaded straight into its table (its range was empty).
+    direct: Option<(usize, u32)>,
 }
 
 impl Worker<'_> {
+    /// Whether the chunk's last attempt loaded it straight into its table (`--into-existing`).
+    fn loaded_directly(&self, chunk: &Chunk) -> bool {
+        self.direct == Some((chunk.table_no, chunk.chunk_no))
+    }
+
     fn reconnect(&mut self) -> Result<()> {
         let ctx = self.shared.ctx;
         self.source = ctx.worker_source()?;
@@ -618,7 +630,17 @@ impl Worker<'_> {
                         state::ClaimState::Held => {}
                     }
                 }
-                w.copy_chunk(claim)
+                match w.copy_chunk(claim) {
+                    // Loaded straight into a range that was empty a moment before: the
+                    // application wrote a row there meanwhile. Merged instead, once.
+                    Err(e) if e.is_unique_violation() && w.merge_only.is_none() && w.loaded_directly(chunk) => {
+                        w.merge_only = Some((chunk.table_no, chunk.chunk_no));
+                        let merged = w.copy_chunk(claim);
+                        w.merge_only = None;
+                        merged
+                    }
+                    other => other,
+                }
             },
             |w| w.reconnect(),
         )
@@ -685,9 +707,16 @@ impl Worker<'_> {
             self.target.conn.batch(&m.create_staging, &what)?;
             self.staging.push(chunk.table_no);
         }
-        let in_sql = merge.map_or_else(|| copy_in_sql(table), |m| m.copy_in.clone());
-        let Worker { source, target, .. } = self;
+        let merge_only = self.merge_only == Some((chunk.table_no, chunk.chunk_no));
+        let Worker { source, target, direct, .. } = self;
         target.conn.transaction("copying a chunk", |conn| {
+            // `--into-existing`: staged and merged, unless the chunk's range holds no row yet.
+            let merge = match merge {
+                Some(m) if merge_only || !m.loads_directly(conn, table, chunk)? => Some(m),
+                _ => None,
+            };
+            *direct = (work.merge.is_some() && merge.is_none()).then_some((chunk.table_no, chunk.chunk_no));
+            let in_sql = merge.map_or_else(|| copy_in_sql(table), |m| m.copy_in.clone());
             let mut writer = conn.copy_in(&in_sql)?;
             let summary = std::thread::scope(|s| -> Result<_> {
                 let (block_tx, block_rx) = bounded::<(Block, Permit<'_>)>(QUEUE_BLOCKS);
@@ -723,7 +752,12 @@ impl Worker<'_> {
             // The chunk's own count is the truth; blocks may have counted rows a little apart.
             ctx.progress.add(chunk.table_no, summary.rows as i64 - added.0, 0);
             added.0 = summary.rows as i64;
-            let merged = merge.map(|m| m.run(conn, &table.target, summary.rows as i64)).transpose()?;
+            let merged = match merge {
+                Some(m) => Some(m.run(conn, &table.target, summary.rows as i64)?),
+                // Loaded straight into an empty range: every row is new.
+                None if work.merge.is_some() => Some(Merged { inserted: summary.rows as i64, ..Merged::default() }),
+                None => None,
+            };
             state::mark_chunk_done(conn, &ctx.job, claim, &summary)?;
             match merged {
                 Some(merged) => state::record_merged(conn, &ctx.job, chunk, &merged),

@@ -841,6 +841,15 @@ pub fn copy_out_sql(table: &Table, chunk: &Chunk) -> String {
     range_copy_sql(table, &from_clause(table), chunk)
 }
 
+/// The condition that a row's key is in a chunk's range (`None` for an unbounded chunk), on
+/// the source or on its copy on the target (same column names and types).
+pub fn range_condition(table: &Table, chunk: &Chunk) -> Option<String> {
+    let key = table.key_columns();
+    let mut conds: Vec<String> = chunk.lo.iter().map(|lo| key_compare(&key, ">=", lo)).collect();
+    conds.extend(chunk.hi.iter().map(|hi| key_compare(&key, "<", hi)));
+    (!conds.is_empty()).then(|| conds.join(" AND "))
+}
+
 /// `copy_out_sql`, with the rows that match `filter` only (an SQL condition).
 pub fn filtered_copy_sql(table: &Table, chunk: &Chunk, filter: Option<&str>) -> String {
     span_copy_sql_where(table, &from_clause(table), chunk.lo.iter(), chunk.hi.iter(), filter)

@@ -10,6 +10,7 @@
 use crate::config::PgEndpoint;
 use crate::error::{Error, Result};
 use crate::pg::PgConn;
+use crate::plan::Chunk;
 use crate::schema::{quote_ident, Table, TableName};
 
 /// Every name rangecopy sends is schema-qualified; with search_path = pg_catalog the types the
@@ -162,6 +163,9 @@ pub struct Merge {
     /// updated).
     pub upsert: String,
     pub update: bool,
+    /// Whether the conflict key is the source's key (same columns, same order): then the key's
+    /// index finds at once whether a chunk's range holds any row yet (see `loads_directly`).
+    pub source_key: bool,
 }
 
 /// Session settings of a worker that stages chunks, set before its first staging table:
@@ -181,6 +185,23 @@ pub struct Merged {
 }
 
 impl Merge {
+    /// Whether a chunk can skip the staging table and the merge, and go straight into the
+    /// table by COPY (inside the chunk's transaction): when the table holds no row in the
+    /// chunk's key range. That is most of a backfill in practice: the application has written
+    /// new rows, and the history's ranges are empty. A row the application inserts into the
+    /// range meanwhile makes the COPY fail on the key (unique_violation); the chunk is then
+    /// copied again through the merge (`Error::is_unique_violation`). The check is only made
+    /// where the conflict key is the source's key, whose index answers it in one probe.
+    pub fn loads_directly(&self, conn: &mut PgConn, table: &Table, chunk: &Chunk) -> Result<bool> {
+        if !self.source_key {
+            return Ok(false);
+        }
+        let filter = crate::source::postgres::range_condition(table, chunk).unwrap_or_else(|| "true".into());
+        let sql = format!("SELECT NOT EXISTS (SELECT FROM {} WHERE {filter})", table.target.quoted());
+        let row = conn.query_one(&sql, &[], &format!("looking for rows of {} in a chunk's range", table.target))?;
+        Ok(row.get(0))
+    }
+
     /// Merges the staged rows (`staged` of them) into the table, inside the chunk's transaction.
     pub fn run(&self, conn: &mut PgConn, table: &TableName, staged: i64) -> Result<Merged> {
         let what = format!("merging a chunk into {table} on its {}", self.key);
@@ -287,6 +308,8 @@ impl PgTarget {
             copy_in: format!("COPY {staging} ({list}) FROM STDIN (FORMAT binary)"),
             upsert,
             update,
+            source_key: !key_columns.is_empty()
+                && key_columns.iter().eq(table.key_columns().iter().map(|c| &c.name)),
         })
     }
 }

@@ -417,3 +417,61 @@ fn backfill_holds_triggers_and_foreign_keys_and_never_moves_a_sequence_back() {
     assert_eq!(scalar::<i64>(&db.target, "SELECT last_value FROM public.parent_id_seq"), 50000, "moved back");
     assert_eq!(scalar::<i64>(&db.target, "SELECT last_value FROM public.child_id_seq"), 6000, "not moved forward");
 }
+
+/// Chunks whose key range the target holds no row of go straight into the table (no staging,
+/// no merge); a row the application inserts into such a range while the chunk loads makes the
+/// load fail on the key, and the chunk is merged instead: the application's row is kept, every
+/// source row arrives, and the counts add up.
+#[test]
+fn an_empty_range_loads_directly_and_a_row_written_into_it_meanwhile_is_kept() {
+    let Some(db) = setup("backfill_direct") else { return };
+    exec(
+        &db.source,
+        "CREATE TABLE public.events (id bigint PRIMARY KEY, v text NOT NULL);
+         INSERT INTO public.events SELECT g, 'src' || g FROM generate_series(1, 10000) g;",
+    );
+    // The application has written only new rows so far (keys above the history's).
+    exec(
+        &db.target,
+        "CREATE TABLE public.events (id bigint PRIMARY KEY, v text NOT NULL);
+         INSERT INTO public.events SELECT g, 'app' FROM generate_series(9901, 10100) g;",
+    );
+    // An application transaction inserts a key inside the first chunk's range and stays open:
+    // the chunk finds its range empty (the row is not committed), and its load waits on the key.
+    let mut app = Client::connect(&db.target).expect("the application connects");
+    app.batch_execute("BEGIN; INSERT INTO public.events VALUES (500, 'app-late')").unwrap();
+    let report = db.dir.join("copy.json");
+    let mut copy = db.spawn_copy(&[
+        "events",
+        "--into-existing",
+        "--chunk-rows",
+        "1000",
+        "--workers",
+        "1",
+        "--progress",
+        "none",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let waiting = wait_until(Duration::from_secs(60), || {
+        scalar::<i64>(
+            &db.target,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'COPY%'",
+        ) > 0
+    });
+    assert!(waiting, "the first chunk's load never waited on the application's key:\n{}", copy.stderr());
+    app.batch_execute("COMMIT").unwrap();
+    let out = copy.wait(Duration::from_secs(120));
+    assert_eq!(out.code, 0, "{out:?}");
+    let kept: String = scalar(&db.target, "SELECT v FROM public.events WHERE id = 500");
+    assert_eq!(kept, "app-late", "the application's row is kept (--on-conflict skip)");
+    let (rows, from_source): (i64, i64) = (
+        scalar(&db.target, "SELECT count(*) FROM public.events"),
+        scalar(&db.target, "SELECT count(*) FROM public.events WHERE v = 'src' || id"),
+    );
+    assert_eq!((rows, from_source), (10100, 10000 - 100 - 1));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let merged = &report["tables"][0]["merged"];
+    let counts = (merged["inserted"].as_i64(), merged["skipped"].as_i64(), merged["updated"].as_i64());
+    assert_eq!(counts, (Some(10000 - 101), Some(101), Some(0)), "{report}");
+}
