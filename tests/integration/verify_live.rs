@@ -37,15 +37,28 @@ fn live_table(db: &TestDbs) {
 }
 
 /// A writer changing the source and an applier replaying each change on the target `LAG`
-/// later, running until dropped (the writer stops `writing_for` after the start).
+/// later: the writer writes until `finish` (at most `WRITING_AT_MOST`), the applier until it
+/// has replayed every change.
 struct LaggingReplica {
     stop: Arc<AtomicBool>,
+    stop_writing: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<u64>>,
 }
 
+/// How long the writer goes on at most, should a test never call `finish`.
+const WRITING_AT_MOST: Duration = Duration::from_secs(120);
+
+/// How long the writer goes on after a rechecking verify starts: its first pass (well within
+/// this time, however slow the machine) sees rows the applier has not replayed yet, and its
+/// rechecks (`--recheck 5 --recheck-delay 2`, ten seconds) outlast the writer and the lag, so
+/// every lagging row converges before the last one.
+const WRITING_DURING_RECHECKS: Duration = Duration::from_secs(5);
+
 impl LaggingReplica {
-    fn start(db: &TestDbs, writing_for: Duration) -> LaggingReplica {
+    fn start(db: &TestDbs) -> LaggingReplica {
         let stop = Arc::new(AtomicBool::new(false));
+        let stop_writing = Arc::new(AtomicBool::new(false));
+        let writing = stop_writing.clone();
         let (tx, rx) = mpsc::channel::<(i32, Instant)>();
         let source = db.source.clone();
         let writer = thread::spawn(move || {
@@ -53,7 +66,7 @@ impl LaggingReplica {
             let started = Instant::now();
             let mut next_id: i32 = c.query_one("SELECT max(id) + 1 FROM live.t", &[]).unwrap().get(0);
             let (mut seed, mut changes) = (12345u64 + next_id as u64, 0u64);
-            while started.elapsed() < writing_for {
+            while !writing.load(Ordering::SeqCst) && started.elapsed() < WRITING_AT_MOST {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let pick = (seed >> 33) as i32;
                 let id = 1 + pick.rem_euclid(WRITTEN);
@@ -112,12 +125,13 @@ impl LaggingReplica {
             }
             applied
         });
-        LaggingReplica { stop, threads: vec![writer, applier] }
+        LaggingReplica { stop, stop_writing, threads: vec![writer, applier] }
     }
 
-    /// Waits for the writer to finish and the applier to replay everything; returns how many
+    /// Stops the writer and waits for the applier to replay everything; returns how many
     /// changes were written.
     fn finish(mut self) -> u64 {
+        self.stop_writing.store(true, Ordering::SeqCst);
         let mut counts = self.threads.drain(..).map(|t| t.join().expect("a replica thread"));
         let written = counts.next().unwrap_or_default();
         let applied = counts.next().unwrap_or_default();
@@ -140,6 +154,19 @@ fn table<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["tables"].as_array().unwrap().iter().find(|t| t["source_table"] == name).expect("the table in the report")
 }
 
+/// Runs `verify live.t --recheck 5 --recheck-delay 2 --report JSON` while the replica's writer
+/// goes on for `WRITING_DURING_RECHECKS`, then stops the writer; returns the run and how many
+/// changes the writer made.
+fn verify_while_writing(db: &TestDbs, replica: LaggingReplica, json: &str) -> (crate::common::Run, u64) {
+    let args = ["live.t", "--workers", "2", "--recheck", "5", "--recheck-delay", "2", "--report", json];
+    let mut all = vec!["verify", "--source", &db.source, "--target", &db.target];
+    all.extend_from_slice(&args);
+    let mut verifying = db.spawn(&all);
+    thread::sleep(WRITING_DURING_RECHECKS);
+    let written = replica.finish();
+    (verifying.wait(Duration::from_secs(120)), written)
+}
+
 /// Lagging rows converge when read again: none is a difference, some are in flight; the
 /// same run without rechecks reports them, and a row the applier never touches, changed on
 /// the target, is reported after every recheck (exit 1).
@@ -151,14 +178,13 @@ fn rechecked_rows_that_converge_are_in_flight_and_a_planted_divergence_is_still_
     let json_arg = json.to_str().unwrap();
 
     // Premise: with the replica lagging, a single comparison sees differences.
-    let replica = LaggingReplica::start(&db, Duration::from_secs(4));
+    let replica = LaggingReplica::start(&db);
     thread::sleep(Duration::from_millis(1500));
     let once = verify(&db, &["live.t", "--workers", "2"]);
     assert_different(once);
-    // The writer stops 4 s after it started; the rechecks go on for 10 s after the pass.
-    let rechecked =
-        verify(&db, &["live.t", "--workers", "2", "--recheck", "5", "--recheck-delay", "2", "--report", json_arg]);
-    let written = replica.finish();
+    let rechecked = verify_while_writing(&db, replica, json_arg);
+    let written = rechecked.1;
+    let rechecked = rechecked.0;
     assert!(written > 50, "the writer made {written} changes");
     let rechecked = assert_identical(rechecked);
     let report = read_json(&json);
@@ -173,11 +199,9 @@ fn rechecked_rows_that_converge_are_in_flight_and_a_planted_divergence_is_still_
 
     // A real divergence where the applier never writes: reported after all rechecks.
     exec(&db.target, &format!("UPDATE live.t SET v = -1 WHERE id = {}", WRITTEN + 100));
-    let replica = LaggingReplica::start(&db, Duration::from_secs(4));
+    let replica = LaggingReplica::start(&db);
     thread::sleep(Duration::from_millis(1500));
-    let run =
-        verify(&db, &["live.t", "--workers", "2", "--recheck", "5", "--recheck-delay", "2", "--report", json_arg]);
-    replica.finish();
+    let (run, _) = verify_while_writing(&db, replica, json_arg);
     let run = assert_different(run);
     let report = read_json(&json);
     let t = table(&report, "live.t");
@@ -203,10 +227,12 @@ fn a_table_without_a_key_is_rechecked_whole() {
     );
     db.copy(&["bag", "--job", "bag", "--progress", "none"]).ok();
     exec(&db.source, "UPDATE bag SET note = 'late' WHERE v = 7");
-    // The change reaches the target while verify waits for its first recheck.
+    // The change reaches the target while verify waits for its first recheck: after its first
+    // pass (six seconds is ample for 3000 rows, even on a loaded machine) and before its first
+    // recheck (eight seconds after that pass).
     let target = db.target.clone();
     let applier = thread::spawn(move || {
-        thread::sleep(Duration::from_secs(3));
+        thread::sleep(Duration::from_secs(6));
         exec(&target, "UPDATE bag SET note = 'late' WHERE v = 7");
     });
     let json = db.dir.join("r.json");
