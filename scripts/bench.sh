@@ -3,7 +3,8 @@
 #
 #   scripts/bench.sh [ROWS] [--regen]        ROWS defaults to 5000000
 #   BENCH_ONLY=psql,pgcopydb,rangecopy,whole_pgcopydb,whole_rangecopy,my_pgloader,verify_rangecopy,…
-#                                            the tools to run (default: all of them)
+#                                            the tools to run (default: all of them but the
+#                                            opt-in scale rows)
 #
 # PostgreSQL → PostgreSQL section: generates table `orders` (ROWS rows) in database rc_bench on
 # the PG source (kept between runs when it already holds exactly ROWS rows; --regen forces),
@@ -20,9 +21,24 @@
 #   backfill_new the same into an orders table that holds only the newest tenth of the keys (an
 #              application that has written new rows while the history waits): chunks whose
 #              range holds no row are loaded straight into the table, without staging or merge.
+#   procs_one  rangecopy copy --workers 2: one process of two workers
+#   procs_two  rangecopy copy --workers 1 and rangecopy worker --workers 1 on the same job, side
+#              by side: two processes of one worker. Its ratio over procs_one is what sharing a
+#              job between processes through the target's state costs (expected about 1.0 on
+#              2 cores), and the coordination overhead per chunk (claim + renew + commit check,
+#              ms) is read from the job's claims afterwards. Skipped while the binary has no
+#              `worker` command.
 # Each run is timed for wall time and the peak RSS of the client processes (not the servers),
 # its row count on the target is checked, and the figures go to target/bench/results.json.
 # Per-tool output is kept in target/bench/<tool>.log.
+#
+# Scale (opt-in: BENCH_ONLY=scale_1x,scale_10x; ~25 GB of disk and some 15 minutes at the
+# default size): the same orders copy at BENCH_SCALE_ROWS rows (default ROWS) and at ten times
+# as many (50M), tables orders_1x and orders_10x of database rc_bench_scale on the PG source
+# (kept between runs), each copied into a fresh database that is dropped afterwards:
+#   scale_1x   rangecopy copy orders_1x
+#   scale_10x  rangecopy copy orders_10x
+# The time ratio 10×/1× should stay at most 10.5 and the peak RSS ratio about 1 (memory flat).
 #
 # Whole-database section (PostgreSQL → PostgreSQL): initializes database rc_bench_whole on the
 # PG source with `pgbench -i -s ${BENCH_WHOLE_SCALE:-50} --partitions 8 --foreign-keys` (pgbench
@@ -81,9 +97,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=5000000
 REGEN=0
 BENCH_DIR=$REPO/target/bench
-BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,backfill,backfill_new,whole_pgcopydb,whole_rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many,mem_verify_big_values}
+BENCH_TOOLS=${BENCH_ONLY:-psql,pgcopydb,rangecopy,backfill,backfill_new,procs_one,procs_two,whole_pgcopydb,whole_rangecopy,my_pgloader,my_pipe,my_rangecopy,verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values,mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many,mem_verify_big_values}
 # rangecopy's figures over each peer's, per section: "ours peer".
-RATIOS=("rangecopy psql" "rangecopy pgcopydb" "backfill rangecopy" "backfill_new rangecopy" "whole_rangecopy whole_pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe"
+RATIOS=("rangecopy psql" "rangecopy pgcopydb" "backfill rangecopy" "backfill_new rangecopy" "procs_two procs_one" "scale_10x scale_1x" "whole_rangecopy whole_pgcopydb" "my_rangecopy my_pgloader" "my_rangecopy my_pipe"
     "verify_rangecopy verify_reladiff" "my_verify_rangecopy my_verify_reladiff")
 # RANGECOPY_BIN=PATH benchmarks that binary as it is (no rebuild).
 BIN=${RANGECOPY_BIN:-$REPO/target/release/rangecopy}
@@ -99,6 +115,8 @@ declare -A WALL_S=() RSS_KIB=() FAILED=()
 declare -A NOTES=()
 # Rows a tool copied when not ROWS (the memory section's tables).
 declare -A ROWS_OF=()
+# More figures of a tool for results.json, as JSON members ("name": value, ...).
+declare -A EXTRA_JSON=()
 TOOLS_RUN=()
 
 # record TOOL WALL_SECONDS PEAK_RSS_KIB
@@ -167,12 +185,12 @@ recreate_db() {
         -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" -c "CREATE DATABASE $2"
 }
 
-# check_rows TOOL URL TABLE: the copy must have exactly ROWS rows.
+# check_rows TOOL URL TABLE [EXPECTED]: the copy must have exactly EXPECTED (default ROWS) rows.
 check_rows() {
-    local count
+    local count want=${4:-$ROWS}
     count=$(sql "$2" -c "SELECT count(*) FROM $3" 2>&1) || count="error: $count"
-    if [[ $count != "$ROWS" ]]; then
-        fail "$1" "target has $count rows in $3, expected $ROWS"
+    if [[ $count != "$want" ]]; then
+        fail "$1" "target has $count rows in $3, expected $want"
     fi
 }
 
@@ -228,9 +246,10 @@ build_rangecopy() {
 
 # ---------------------------------------------------------------- PostgreSQL → PostgreSQL
 
+# orders_ddl [TABLE]: the table (default orders), without its key.
 orders_ddl() {
-    cat <<'SQL'
-CREATE TABLE orders (
+    cat <<SQL
+CREATE TABLE ${1:-orders} (
     id           bigint,
     customer_id  bigint NOT NULL,
     amount       numeric(12,2),
@@ -243,31 +262,44 @@ CREATE TABLE orders (
 SQL
 }
 
-# The marker comment is set last, so an interrupted generation is redone.
-generate_orders() {
-    local marker="rangecopy bench: $ROWS rows, complete"
-    if [[ $REGEN -eq 0 ]] &&
-        [[ $(sql "$PG_SRC/postgres" -c "SELECT 1 FROM pg_database WHERE datname = 'rc_bench'") == 1 ]] &&
-        [[ $(sql "$PG_SRC/rc_bench" -c "SELECT obj_description('orders'::regclass, 'pg_class')" 2>/dev/null) == "$marker" ]] &&
-        [[ $(sql "$PG_SRC/rc_bench" -c "SELECT count(*) FROM orders") == "$ROWS" ]]; then
-        log "rc_bench.orders already has $ROWS rows (--regen to rebuild)"
+generate_orders() { generate_table rc_bench orders "$ROWS" recreate; }
+
+# generate_table DB TABLE N [recreate]: table TABLE of N generated orders in database DB of the
+# PG source, kept when its marker comment says it has N rows (--regen forces). DB is made when
+# missing; with `recreate` it is made anew (the whole-database peers copy all of it). The marker
+# comment is set last, so an interrupted generation is redone.
+generate_table() {
+    local db=$1 table=$2 rows=$3 recreate=${4:-}
+    local marker="rangecopy bench: $rows rows, complete" exists
+    exists=$(sql "$PG_SRC/postgres" -c "SELECT count(*) FROM pg_database WHERE datname = '$db'")
+    if [[ $REGEN -eq 0 && $exists == 1 ]] &&
+        [[ $(sql "$PG_SRC/$db" -c "SELECT obj_description(to_regclass('$table'), 'pg_class')" 2>/dev/null) == "$marker" ]] &&
+        [[ $(sql "$PG_SRC/$db" -c "SELECT count(*) FROM $table") == "$rows" ]]; then
+        log "$db.$table already has $rows rows (--regen to rebuild)"
         return 0
     fi
-    log "generating rc_bench.orders with $ROWS rows"
+    log "generating $db.$table with $rows rows"
     local start=$SECONDS
-    recreate_db "$PG_SRC" rc_bench
-    { orders_ddl; orders_rows "$ROWS"; cat <<SQL; } | sql "$PG_SRC/rc_bench"
-ALTER TABLE orders ADD PRIMARY KEY (id);
-COMMENT ON TABLE orders IS '$marker';
-SQL
-    sql "$PG_SRC/rc_bench" -c "VACUUM ANALYZE orders"
+    if [[ -n $recreate ]]; then
+        recreate_db "$PG_SRC" "$db"
+    elif [[ $exists == 0 ]]; then
+        sql "$PG_SRC/postgres" -c "CREATE DATABASE $db"
+    fi
+    {
+        echo "SET client_min_messages = warning; DROP TABLE IF EXISTS $table;"
+        orders_ddl "$table"
+        orders_rows "$rows" "$table"
+        echo "ALTER TABLE $table ADD PRIMARY KEY (id);"
+        echo "COMMENT ON TABLE $table IS '$marker';"
+    } | sql "$PG_SRC/$db"
+    sql "$PG_SRC/$db" -c "VACUUM ANALYZE $table"
     log "generated in $((SECONDS - start)) s"
 }
 
-# orders_rows N: the INSERT of the issue's generator, rows 1..N.
+# orders_rows N [TABLE]: the INSERT of the issue's generator, rows 1..N.
 orders_rows() {
     cat <<SQL
-INSERT INTO orders
+INSERT INTO ${2:-orders}
 SELECT g,
        (g * 7919) % 100000,
        round((random() * 10000)::numeric, 2),
@@ -342,10 +374,96 @@ bench_backfill_into() {
 bench_backfill() { bench_backfill_into backfill "g % 10 = 0"; }
 bench_backfill_new() { bench_backfill_into backfill_new "g > $ROWS * 9 \/ 10"; }
 
+# has_worker: the binary has the `worker` command (joining another process's job).
+has_worker() { "$BIN" worker --help >/dev/null 2>&1; }
+
+# (e) one process of two workers, the baseline of procs_two.
+bench_procs_one() {
+    local db=rc_bench_procs_one
+    build_rangecopy procs_one || return 0
+    if ! has_worker; then
+        log "SKIPPED procs_one: this rangecopy has no worker command (rangecopy worker --help failed)"
+        return 0
+    fi
+    recreate_db "$PG_TGT" "$db"
+    measure procs_one "$BIN" copy --source "$PG_SRC_FULL/rc_bench" --target "$PG_TGT_FULL/$db" \
+        --job bench --workers 2
+    [[ -n ${FAILED[procs_one]+set} ]] || check_rows procs_one "$PG_TGT/$db" orders
+}
+
+# (f) two processes of one worker on one job: the copy that starts it and a worker that joins
+# it, started together (the worker waits for the job). Timed by hand like the pipes: wall time
+# until both have exited, peak RSS the larger of the two; then the coordination overhead per
+# chunk from the job's claims (rangecopy.claims.coord_ms).
+bench_procs_two() {
+    local db=rc_bench_procs_two t=$BENCH_DIR/procs_two tool=procs_two
+    build_rangecopy "$tool" || return 0
+    if ! has_worker; then
+        log "SKIPPED $tool: this rangecopy has no worker command (rangecopy worker --help failed)"
+        return 0
+    fi
+    recreate_db "$PG_TGT" "$db"
+    log "running $tool"
+    local endpoints=(--source "$PG_SRC_FULL/rc_bench" --target "$PG_TGT_FULL/$db" --job bench)
+    local start end copy_pid worker_pid copy_status=0 worker_status=0
+    start=$(date +%s.%N)
+    /usr/bin/time -f '%M' -o "$t.copy.time" "$BIN" copy "${endpoints[@]}" --workers 1 >"$t.copy.log" 2>&1 &
+    copy_pid=$!
+    /usr/bin/time -f '%M' -o "$t.worker.time" "$BIN" worker "${endpoints[@]}" --workers 1 --wait 5m \
+        >"$t.worker.log" 2>&1 &
+    worker_pid=$!
+    wait "$copy_pid" || copy_status=$?
+    wait "$worker_pid" || worker_status=$?
+    end=$(date +%s.%N)
+    if [[ $copy_status -ne 0 || $worker_status -ne 0 ]]; then
+        tail -n 15 "$t.copy.log" "$t.worker.log" >&2
+        fail "$tool" "copy exit $copy_status, worker exit $worker_status (see $t.copy.log, $t.worker.log)"
+        return 0
+    fi
+    local wall rss
+    wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+    rss=$(tail -q -n 1 "$t.copy.time" "$t.worker.time" | sort -n | tail -n 1)
+    record "$tool" "$wall" "$rss"
+    log "$tool: ${wall} s"
+    check_rows "$tool" "$PG_TGT/$db" orders
+    local coord ms claims
+    if coord=$(sql "$PG_TGT/$db" -c "SELECT round(avg(coord_ms)::numeric, 3) || ' ' || count(*)
+                                     FROM rangecopy.claims WHERE job = 'bench'" 2>&1) && [[ $coord == [0-9]* ]]; then
+        read -r ms claims <<<"$coord"
+        NOTES[$tool]="coordination $ms ms per chunk, $claims claims"
+        EXTRA_JSON[$tool]="\"coord_ms_per_chunk\": $ms, \"claims\": $claims"
+        log "$tool: ${NOTES[$tool]}"
+    else
+        NOTES[$tool]="coordination overhead not recorded"
+        log "note: $tool: could not read rangecopy.claims.coord_ms: ${coord:-no claims}"
+    fi
+}
+
+# (g) the scale rows: orders_1x (BENCH_SCALE_ROWS rows, default ROWS) and orders_10x (ten times
+# as many) of rc_bench_scale, each copied into a fresh database that is dropped once its rows
+# are counted (the 10× copy takes ~10 GB at the default size).
+bench_scale() {
+    local tool=$1 rows=$2 table=orders_${1#scale_} db=rc_bench_$1
+    build_rangecopy "$tool" || return 0
+    generate_table rc_bench_scale "$table" "$rows"
+    recreate_db "$PG_TGT" "$db"
+    measure "$tool" "$BIN" copy --source "$PG_SRC_FULL/rc_bench_scale" --target "$PG_TGT_FULL/$db" "$table" \
+        --job bench
+    ROWS_OF[$tool]=$rows
+    [[ -n ${FAILED[$tool]+set} ]] || check_rows "$tool" "$PG_TGT/$db" "$table" "$rows"
+    sql "$PG_TGT/postgres" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+}
+
 section_pg_to_pg() {
-    generate_orders
-    local tool
-    for tool in psql pgcopydb rangecopy backfill backfill_new; do
+    if selected psql || selected pgcopydb || selected rangecopy || selected backfill || selected backfill_new ||
+        selected procs_one ||
+        selected procs_two || selected verify_rangecopy || selected verify_reladiff; then
+        generate_orders
+    fi
+    local tool rows=${BENCH_SCALE_ROWS:-$ROWS}
+    if selected scale_1x; then bench_scale scale_1x "$rows"; fi
+    if selected scale_10x; then bench_scale scale_10x $((rows * 10)); fi
+    for tool in psql pgcopydb rangecopy backfill backfill_new procs_one procs_two; do
         if selected "$tool"; then "bench_$tool"; fi
     done
     if selected verify_rangecopy || selected verify_reladiff; then
@@ -950,7 +1068,8 @@ ratio() {
     local a=$1 b=$2
     [[ -n ${WALL_S[$a]:-} && -n ${WALL_S[$b]:-} && -z ${FAILED[$a]:-} && -z ${FAILED[$b]:-} ]] || return 1
     awk -v wa="${WALL_S[$a]}" -v wb="${WALL_S[$b]}" -v ra="${RSS_KIB[$a]}" -v rb="${RSS_KIB[$b]}" \
-        'BEGIN { printf "%.3f %.3f %.3f", wa / wb, wb / wa, ra / rb }'
+        -v na="${ROWS_OF[$a]:-$ROWS}" -v nb="${ROWS_OF[$b]:-$ROWS}" \
+        'BEGIN { printf "%.3f %.3f %.3f", wa / wb, (na / wa) / (nb / wb), ra / rb }'
 }
 
 print_table() {
@@ -970,11 +1089,20 @@ print_table() {
         read -r ours peer <<<"$pair"
         if r=$(ratio "$ours" "$peer"); then
             read -r wall speed rss <<<"$r"
-            printf '%-40s wall time x%s, throughput x%s, peak RSS x%s\n' \
-                "$ours/$peer:" "$wall" "$speed" "$rss"
+            printf '%-40s wall time x%s, throughput x%s, peak RSS x%s%s\n' \
+                "$ours/$peer:" "$wall" "$speed" "$rss" "$(ratio_goal "$ours" "$wall")"
         fi
     done
     echo
+}
+
+# ratio_goal TOOL WALL_RATIO: what a ratio is expected to be, for the rows that have a goal.
+ratio_goal() {
+    case $1 in
+        procs_two) echo " (two processes / one; expected about 1.0)" ;;
+        scale_10x) awk -v w="$2" 'BEGIN { printf " (10x the rows; goal: wall time at most x10.5, %s; peak RSS flat)",
+                                               w <= 10.5 ? "met" : "MISSED" }' ;;
+    esac
 }
 
 write_json() {
@@ -991,7 +1119,9 @@ write_json() {
             else
                 awk -v w="${WALL_S[$tool]}" -v r="${RSS_KIB[$tool]}" -v n="${ROWS_OF[$tool]:-$ROWS}" \
                     -v note="$(n=${NOTES[$tool]:-}; printf '%s' "${n//\"/\'}")" \
+                    -v extra="${EXTRA_JSON[$tool]:-}" \
                     'BEGIN { printf "{\"wall_s\": %.2f, \"rows_per_s\": %.0f, \"peak_rss_kib\": %d", w, n / w, r
+                             if (extra != "") printf ", %s", extra
                              if (note != "") printf ", \"note\": \"%s\"", note
                              printf "}" }'
             fi
@@ -1026,7 +1156,8 @@ parse_args() {
 }
 
 usage() {
-    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,backfill,backfill_new,whole_pgcopydb,whole_rangecopy," >&2
+    echo "usage: $0 [ROWS] [--regen]   (BENCH_ONLY=psql,pgcopydb,rangecopy,backfill,backfill_new,procs_one,procs_two,scale_1x,scale_10x," >&2
+    echo "       whole_pgcopydb,whole_rangecopy," >&2
     echo "       my_pgloader,my_pipe,my_rangecopy," >&2
     echo "       verify_rangecopy,verify_reladiff,my_verify_rangecopy,my_verify_reladiff,mem_big_values," >&2
     echo "       mem_my_big_values,mem_tenth,mem_verify_identical,mem_verify_one_changed,mem_verify_many," >&2
@@ -1052,7 +1183,8 @@ main() {
     PGPASSWORD=$(url_password "$RANGECOPY_TEST_PG_SOURCE")
     export PGPASSWORD
 
-    if selected psql || selected pgcopydb || selected rangecopy || selected backfill || selected backfill_new ||
+    if selected psql || selected pgcopydb || selected rangecopy || selected backfill || selected backfill_new || selected procs_one ||
+        selected procs_two || selected scale_1x || selected scale_10x ||
         selected verify_rangecopy || selected verify_reladiff; then section_pg_to_pg; fi
     if selected whole_pgcopydb || selected whole_rangecopy; then section_whole; fi
     section_mysql_to_pg

@@ -1,6 +1,6 @@
 //! Servers that stop answering, and a server that is not the one the URL names.
 //!
-//! A loopback TCP proxy of the test's own stands between rangecopy and one server; at a fault
+//! A loopback TCP proxy (`proxy::Proxy`) stands between rangecopy and one server; at a fault
 //! it turns into a black hole for the connections open at that moment (their sockets stay
 //! open, nothing passes), as a hung tunnel or a network that drops packets does, while new
 //! connections pass again. With a small `--io-timeout` the copy gives the held connections up,
@@ -9,12 +9,9 @@
 //! resume completes the job. A throwaway MariaDB whose socket leads to the dev server checks
 //! that a copy, its positions and its verification read the server the URL names.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
@@ -26,126 +23,7 @@ use crate::faults::{
     assert_copied, assert_exactly_committed, assert_my_copied, big_table, copy_args, database_of, is_root, my_setup,
     spawn, wait_for_rows, Bg, MyDb,
 };
-
-// ---------------------------------------------------------------------------------------------
-// A proxy that can turn into a black hole
-// ---------------------------------------------------------------------------------------------
-
-/// One proxied connection.
-#[derive(Default)]
-struct Link {
-    /// Nothing passes any more, in either direction; the sockets stay open.
-    held: AtomicBool,
-    /// One side closed it.
-    closed: AtomicBool,
-}
-
-/// A loopback TCP proxy in front of the server of a URL, stopped when dropped.
-struct Proxy {
-    port: u16,
-    upstream: String,
-    stop: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<Arc<Link>>>>,
-}
-
-/// How long a proxy thread blocks at most before it looks at its flags again.
-const POLL: Duration = Duration::from_millis(50);
-
-impl Proxy {
-    fn start(url: &str) -> Proxy {
-        let upstream = host_port(url);
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a proxy port");
-        listener.set_nonblocking(true).expect("a non-blocking listener");
-        let port = listener.local_addr().expect("the proxy's address").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let links: Arc<Mutex<Vec<Arc<Link>>>> = Arc::default();
-        let (to, halt, all) = (upstream.clone(), stop.clone(), links.clone());
-        std::thread::spawn(move || {
-            while !halt.load(Ordering::SeqCst) {
-                let Ok((client, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                let Ok(server) = TcpStream::connect(&to) else { continue };
-                let link = Arc::new(Link::default());
-                all.lock().unwrap().push(link.clone());
-                let (c2, s2) =
-                    (client.try_clone().expect("a socket clone"), server.try_clone().expect("a socket clone"));
-                for (from, into) in [(client, s2), (server, c2)] {
-                    let (halt, link) = (halt.clone(), link.clone());
-                    std::thread::spawn(move || pump(from, into, &halt, &link));
-                }
-            }
-        });
-        Proxy { port, upstream, stop, links }
-    }
-
-    /// `url` through the proxy.
-    fn url(&self, url: &str) -> String {
-        url.replacen(&self.upstream, &format!("127.0.0.1:{}", self.port), 1)
-    }
-
-    /// Holds every connection open now; returns how many there were.
-    fn black_hole(&self) -> usize {
-        let links = self.links.lock().unwrap();
-        let open: Vec<_> = links.iter().filter(|l| !l.closed.load(Ordering::SeqCst)).collect();
-        open.iter().for_each(|l| l.held.store(true, Ordering::SeqCst));
-        open.len()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // The threads let go of their sockets within a poll.
-        std::thread::sleep(POLL * 4);
-    }
-}
-
-/// Forwards `from` into `into` until either closes, the link is held (then it neither reads
-/// nor writes, keeping both sockets open) or the proxy stops.
-fn pump(mut from: TcpStream, mut into: TcpStream, stop: &AtomicBool, link: &Link) {
-    let _ = from.set_read_timeout(Some(POLL));
-    let _ = into.set_write_timeout(Some(POLL));
-    let mut buf = vec![0u8; 64 << 10];
-    let passing = || !stop.load(Ordering::SeqCst) && !link.held.load(Ordering::SeqCst);
-    while !stop.load(Ordering::SeqCst) {
-        if link.held.load(Ordering::SeqCst) {
-            std::thread::sleep(POLL);
-            continue;
-        }
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if is_timeout(&e) => continue,
-            Err(_) => break,
-        };
-        let mut rest = &buf[..n];
-        while !rest.is_empty() && passing() {
-            match into.write(rest) {
-                Ok(0) => break,
-                Ok(w) => rest = &rest[w..],
-                Err(e) if is_timeout(&e) => {}
-                Err(_) => break,
-            }
-        }
-    }
-    if !link.held.load(Ordering::SeqCst) {
-        link.closed.store(true, Ordering::SeqCst);
-        let _ = into.shutdown(Shutdown::Write);
-    }
-}
-
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted)
-}
-
-/// `host:port` of a URL.
-fn host_port(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    authority.rsplit_once('@').map_or(authority, |(_, h)| h).to_string()
-}
+use crate::proxy::Proxy;
 
 /// Sends SIGTERM to a background copy.
 fn sigterm(bg: &Bg) {

@@ -20,6 +20,8 @@ mod live;
 mod mysql;
 mod mysql_objects;
 mod names;
+mod packaging;
+mod proxy;
 mod refusals;
 mod report;
 mod restart;
