@@ -7,14 +7,11 @@
 //! Leases are short (`--lease 3`) and chunks small and slowed by the job's rate limit, so that
 //! a chunk takes seconds and the faults land in the middle of one.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::{connect, exec, run, scalar, setup, wait_until, Running, TestDbs};
+use crate::proxy::Proxy;
 
 /// `t` with `rows` rows of about 40 bytes.
 fn rows_table(db: &TestDbs, rows: i64) {
@@ -353,114 +350,4 @@ fn a_worker_waits_for_its_job_refuses_another_source_and_leaves_a_done_job_alone
 fn signal(pid: u32, name: &str) {
     let sent = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().expect("running kill");
     assert!(sent.success(), "kill -{name} {pid}");
-}
-
-// ---------------------------------------------------------------------------------------------
-// A loopback proxy that can turn into a black hole (lifted from hangs.rs; tests/integration/
-// proxy.rs is to replace it once merged).
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Default)]
-struct Link {
-    held: AtomicBool,
-    closed: AtomicBool,
-}
-
-struct Proxy {
-    port: u16,
-    upstream: String,
-    stop: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<Arc<Link>>>>,
-}
-
-const POLL: Duration = Duration::from_millis(50);
-
-impl Proxy {
-    fn start(url: &str) -> Proxy {
-        let rest = url.split_once("://").map_or(url, |(_, r)| r);
-        let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-        let upstream = authority.rsplit_once('@').map_or(authority, |(_, h)| h).to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a proxy port");
-        listener.set_nonblocking(true).expect("a non-blocking listener");
-        let port = listener.local_addr().expect("the proxy's address").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let links: Arc<Mutex<Vec<Arc<Link>>>> = Arc::default();
-        let (to, halt, all) = (upstream.clone(), stop.clone(), links.clone());
-        std::thread::spawn(move || {
-            while !halt.load(Ordering::SeqCst) {
-                let Ok((client, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                let _ = client.set_nonblocking(false);
-                let Ok(server) = TcpStream::connect(&to) else { continue };
-                let link = Arc::new(Link::default());
-                all.lock().unwrap().push(link.clone());
-                let (c2, s2) =
-                    (client.try_clone().expect("a socket clone"), server.try_clone().expect("a socket clone"));
-                for (from, into) in [(client, s2), (server, c2)] {
-                    let (halt, link) = (halt.clone(), link.clone());
-                    std::thread::spawn(move || pump(from, into, &halt, &link));
-                }
-            }
-        });
-        Proxy { port, upstream, stop, links }
-    }
-
-    fn url(&self, url: &str) -> String {
-        url.replacen(&self.upstream, &format!("127.0.0.1:{}", self.port), 1)
-    }
-
-    /// Holds every connection open now (nothing passes; new connections pass); returns how
-    /// many there were.
-    fn black_hole(&self) -> usize {
-        let links = self.links.lock().unwrap();
-        let open: Vec<_> = links.iter().filter(|l| !l.closed.load(Ordering::SeqCst)).collect();
-        open.iter().for_each(|l| l.held.store(true, Ordering::SeqCst));
-        open.len()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        std::thread::sleep(POLL * 4);
-    }
-}
-
-fn pump(mut from: TcpStream, mut into: TcpStream, stop: &AtomicBool, link: &Link) {
-    let _ = from.set_read_timeout(Some(POLL));
-    let _ = into.set_write_timeout(Some(POLL));
-    let mut buf = vec![0u8; 64 << 10];
-    let timeout = |e: &std::io::Error| {
-        matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
-        )
-    };
-    while !stop.load(Ordering::SeqCst) {
-        if link.held.load(Ordering::SeqCst) {
-            std::thread::sleep(POLL);
-            continue;
-        }
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if timeout(&e) => continue,
-            Err(_) => break,
-        };
-        let mut rest = &buf[..n];
-        while !rest.is_empty() && !stop.load(Ordering::SeqCst) && !link.held.load(Ordering::SeqCst) {
-            match into.write(rest) {
-                Ok(0) => break,
-                Ok(w) => rest = &rest[w..],
-                Err(e) if timeout(&e) => {}
-                Err(_) => break,
-            }
-        }
-    }
-    if !link.held.load(Ordering::SeqCst) {
-        link.closed.store(true, Ordering::SeqCst);
-        let _ = into.shutdown(Shutdown::Write);
-    }
 }
