@@ -1007,12 +1007,14 @@ struct Controller<'a> {
     source: Option<Source>,
     replicas: Vec<Option<Source>>,
     warned: bool,
+    /// Whether this process has written a hold for the job's other processes that it must lift.
+    holding: bool,
 }
 
 impl<'a> Controller<'a> {
     fn new(ctx: &'a RunContext) -> Self {
         let replicas = ctx.throttle_config.lag_replicas.iter().map(|_| None).collect();
-        Controller { ctx, state: None, source: None, replicas, warned: false }
+        Controller { ctx, state: None, source: None, replicas, warned: false, holding: false }
     }
 
     /// Checks everything once and applies the outcome to the throttle and the progress display.
@@ -1055,6 +1057,37 @@ impl<'a> Controller<'a> {
                 pause = PauseReason::Operator;
             }
         }
+        if cfg.max_lag.is_none() && cfg.query.is_none() {
+            // Another process (the one that started the job) watches the source for all.
+            if pause == PauseReason::None {
+                pause = match state::read_hold(&mut conn.conn, &ctx.job)?.as_deref() {
+                    Some("lag") => PauseReason::Lag,
+                    Some("query") => PauseReason::Query,
+                    _ => PauseReason::None,
+                };
+            }
+            return Ok(pause);
+        }
+        let held = self.watch_source()?;
+        // The job's other processes hold with this one: renewed while it holds, lifted once.
+        if held != PauseReason::None || self.holding {
+            let word = match held {
+                PauseReason::Lag => Some("lag"),
+                PauseReason::Query => Some("query"),
+                _ => None,
+            };
+            let conn = self.state.as_mut().expect("connected above");
+            state::write_hold(&mut conn.conn, &ctx.job, word)?;
+            self.holding = word.is_some();
+        }
+        Ok(if pause == PauseReason::None { held } else { pause })
+    }
+
+    /// Checks --max-lag and --throttle-query: the pause they call for, if any.
+    fn watch_source(&mut self) -> Result<PauseReason> {
+        let ctx = self.ctx;
+        let cfg = &ctx.throttle_config;
+        let mut pause = PauseReason::None;
         if let Some(max) = cfg.max_lag {
             let mut lag = 0f64;
             if cfg.lag_replicas.is_empty() {
@@ -1072,7 +1105,7 @@ impl<'a> Controller<'a> {
                 lag = lag.max(replica.replication_lag()?);
             }
             crate::live::lag_seen(lag);
-            if pause == PauseReason::None && lag > max.as_secs_f64() {
+            if lag > max.as_secs_f64() {
                 pause = PauseReason::Lag;
             }
         }

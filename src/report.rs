@@ -510,6 +510,14 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
                 writeln!(out, "  throttle: {}", throttle_words(rows, bytes, paused)).map_err(io)?;
             }
         }
+        if let Some(held) = state::read_hold(&mut conn, &job.job)? {
+            let why = if held == "lag" {
+                "replication lag above --max-lag"
+            } else {
+                "--throttle-query above --throttle-above"
+            };
+            writeln!(out, "  held: every process waits: {why}").map_err(io)?;
+        }
         if let Some(err) = &job.last_error {
             writeln!(out, "  last error: {err}").map_err(io)?;
         }

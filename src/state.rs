@@ -90,6 +90,11 @@ ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS fence bigint NOT NULL DEFA
 ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS lease_until timestamptz;
 -- Whether the starting process has set the job up (P0 recorded): workers join only then.
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS open_to_workers boolean NOT NULL DEFAULT false;
+-- A pause that the process watching --max-lag or --throttle-query decided, for every process of
+-- the job: 'lag' or 'query' while held_until is ahead (renewed each second while it holds, so a
+-- hold outlives its process by a few seconds only).
+ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS held text;
+ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS held_until timestamptz;
 -- Every claim of a chunk: running | done | fenced (its commit was refused: another process
 -- held the chunk by then) | failed | released (given up, or taken over once its lease ran out).
 -- coord_ms: the claim statement plus the fence check at commit, as the claiming process timed them.
@@ -863,6 +868,33 @@ pub fn write_throttle(
         "changing the job's throttle",
     )?;
     Ok(n == 1)
+}
+
+/// How long a hold written by [`write_hold`] lasts unless written again.
+pub const HOLD_SECONDS: f64 = 10.0;
+
+/// Records the pause the process that watches --max-lag or --throttle-query decided, for the
+/// job's other processes (`Some("lag")`, `Some("query")`), or lifts it (`None`).
+pub fn write_hold(conn: &mut PgConn, job: &str, held: Option<&str>) -> Result<()> {
+    conn.execute(
+        "UPDATE rangecopy.jobs SET held = $2,
+                held_until = CASE WHEN $2::text IS NULL THEN NULL
+                                  ELSE now() + $3::float8 * interval '1 second' END
+          WHERE job = $1",
+        &[&job, &held, &HOLD_SECONDS],
+        "recording the job's hold",
+    )?;
+    Ok(())
+}
+
+/// The job's hold (`lag` or `query`) if one is in force.
+pub fn read_hold(conn: &mut PgConn, job: &str) -> Result<Option<String>> {
+    let row = conn.query_opt(
+        "SELECT held FROM rangecopy.jobs WHERE job = $1 AND held IS NOT NULL AND held_until > now()",
+        &[&job],
+        "reading the job's hold",
+    )?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 /// Holds the job's advisory lock for the life of the connection, so two processes never

@@ -316,6 +316,58 @@ fn the_job_wide_rate_limit_holds_with_three_processes() {
     assert!(rate <= 1.1 * 20_000.0, "the job ran at {rate:.0} rows/s, above its limit of 20000");
 }
 
+/// --throttle-query (and --max-lag) are watched by the process that started the job, and its
+/// hold is the job's: a worker that joins does not copy while the gate is closed.
+#[test]
+fn a_hold_of_the_starting_process_holds_every_worker() {
+    let Some(db) = setup("workers_hold") else { return };
+    rows_table(&db, 40_000);
+    exec(&db.source, "CREATE TABLE gate (n int); INSERT INTO gate VALUES (1);");
+    let job = "held";
+    let mut w = worker(&db, &db.target, job, &[]);
+    let mut starter = db.spawn_copy(&[
+        "t",
+        "--job",
+        job,
+        "--workers",
+        "1",
+        "--chunk-rows",
+        "2000",
+        "--max-rows-per-sec",
+        "10k",
+        "--lease",
+        "3",
+        "--throttle-query",
+        "SELECT n FROM gate",
+        "--throttle-above",
+        "0",
+        "--progress",
+        "none",
+    ]);
+    let both = wait_until(Duration::from_secs(60), || {
+        scalar::<bool>(&db.target, "SELECT to_regclass('rangecopy.workers') IS NOT NULL")
+            && scalar::<i64>(&db.target, &format!("SELECT count(*) FROM rangecopy.workers WHERE job = '{job}'")) == 2
+    });
+    assert!(both, "the worker never joined:\n{}\n{}", starter.stderr(), w.stderr());
+    let done = || {
+        scalar::<i64>(
+            &db.target,
+            &format!("SELECT count(*) FROM rangecopy.chunks WHERE job = '{job}' AND status = 'done'"),
+        )
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(done(), 0, "chunks were copied while the gate was closed");
+    let status = db.status(job).ok();
+    assert!(status.stdout.contains("held: every process waits: --throttle-query"), "{status:?}");
+    assert_eq!(w.try_wait(), None, "the worker ended while held:\n{}", w.stderr());
+
+    exec(&db.source, "UPDATE gate SET n = 0");
+    assert_eq!(starter.wait(Duration::from_secs(120)).code, 0, "{}", starter.stderr());
+    assert_eq!(w.wait(Duration::from_secs(60)).code, 0, "{}", w.stderr());
+    let did = assert_copied_once(&db, job, 40_000);
+    assert_eq!(did.len(), 2, "both processes should have copied once the gate opened: {did:?}");
+}
+
 #[test]
 fn a_worker_waits_for_its_job_refuses_another_source_and_leaves_a_done_job_alone() {
     let Some(mut db) = setup("workers_refusals") else { return };
