@@ -125,7 +125,8 @@ fn route(method: &Method, path: &str, request: &mut Request, live: &Live, contro
             ),
             Some(_) if cross_site(request) => Reply::error(
                 403,
-                "a control request from a page of another site is refused; send it directly (curl, a script)",
+                "a control request from a browser is taken only from this server's own page, opened by its IP \
+                 address or localhost; send it directly otherwise (curl, a script)",
             ),
             Some(control) => match change(path, request, live, control) {
                 Ok(reply) => reply,
@@ -149,13 +150,39 @@ fn cross_site(request: &Request) -> bool {
     let header = |name: &'static str| {
         request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string())
     };
-    match (header("Origin"), header("Host")) {
-        (None, _) => false,
-        (Some(origin), host) => {
-            let origin_host = origin.split_once("://").map_or(origin.as_str(), |(_, rest)| rest);
-            host.is_none_or(|h| !origin_host.eq_ignore_ascii_case(&h))
-        }
+    browser_request_refused(header("Origin").as_deref(), header("Host").as_deref())
+}
+
+/// A browser's request (it names its `Origin`) is taken only from this server's own page:
+/// the origin's host must be the `Host` the request was sent to, and that host a name no
+/// outside site can point at this server. A page of a domain its owner re-points at this
+/// machine's address (DNS rebinding) is same-origin to the browser; its host is a public name.
+fn browser_request_refused(origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else { return false };
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    match host {
+        Some(host) => !origin_host.eq_ignore_ascii_case(host) || !private_host(host),
+        None => true,
     }
+}
+
+/// Whether a `Host` header (with or without a port) names this server by an address or a name
+/// only a local resolver gives out: an IP address, `localhost`, a single label (a Kubernetes
+/// Service, a host in /etc/hosts), or a name under `.localhost`, `.local`, `.internal`, `.svc`,
+/// `.cluster.local` or `.home.arpa`.
+fn private_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => return rest.split_once(']').is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            host.rsplit_once(':').map_or(host, |(name, port)| if port.parse::<u16>().is_ok() { name } else { host })
+        }
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name.parse::<std::net::Ipv4Addr>().is_ok() || name == "localhost" || !name.contains('.') {
+        return !name.is_empty();
+    }
+    [".localhost", ".local", ".internal", ".svc", ".cluster.local", ".home.arpa"].iter().any(|s| name.ends_with(s))
 }
 
 /// The limits a rate change asks for (`None`: leave as it is; 0 removes the limit).
@@ -237,6 +264,23 @@ fn change(path: &str, request: &mut Request, live: &Live, control: &Control) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_browser_steers_only_from_this_servers_own_page_at_a_private_name() {
+        // Tools send no Origin.
+        assert!(!browser_request_refused(None, Some("example.com")));
+        for host in ["127.0.0.1:9187", "localhost:9187", "[::1]:9187", "rangecopy:9187", "rc.jobs.svc", "10.0.0.7"] {
+            let origin = format!("http://{host}");
+            assert!(!browser_request_refused(Some(&origin), Some(host)), "{host}");
+        }
+        // Another site's page.
+        assert!(browser_request_refused(Some("http://elsewhere.example"), Some("127.0.0.1:9187")));
+        // A public name re-pointed at this machine: same origin to the browser, refused.
+        assert!(browser_request_refused(Some("http://evil.example:9187"), Some("evil.example:9187")));
+        assert!(browser_request_refused(Some("http://127.0.0.1.nip.io:9187"), Some("127.0.0.1.nip.io:9187")));
+        assert!(browser_request_refused(Some("http://localhost:9187"), None));
+        assert!(!private_host(":9187") && !private_host("[not-an-ip]:1"));
+    }
 
     #[test]
     fn a_rate_change_names_known_limits_as_whole_numbers() {

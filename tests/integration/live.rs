@@ -59,8 +59,9 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
 fn http_with(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n{body}", body.len())
-        .unwrap();
+    // The caller's own Host, if it names one (a request as a browser would send it to a name).
+    let host = if headers.starts_with("Host:") { String::new() } else { format!("Host: {addr}\r\n") };
+    write!(stream, "{method} {path} HTTP/1.0\r\n{host}{headers}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap_or_else(|e| panic!("reading {method} {path}: {e}"));
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {response:?}"));
@@ -240,6 +241,11 @@ fn control_pauses_a_copy_through_http_and_resume_lets_it_finish() {
 
     // A browser page of another site may not steer the job (a form could POST here).
     let (code, body) = http_with(&addr, "POST", "/api/pause", "Origin: http://elsewhere.example\r\n", "");
+    assert_eq!(code, 403, "{body}");
+    // Nor a page of a public name re-pointed at this address (DNS rebinding): same origin to the browser.
+    let port = addr.rsplit_once(':').unwrap().1;
+    let rebound = format!("Host: evil.example:{port}\r\nOrigin: http://evil.example:{port}\r\n");
+    let (code, body) = http_with(&addr, "POST", "/api/pause", &rebound, "");
     assert_eq!(code, 403, "{body}");
     let (code, body) = http_with(&addr, "POST", "/api/pause", &format!("Origin: http://{addr}\r\n"), "");
     assert_eq!(code, 200, "the status page's own origin may: {body}");
