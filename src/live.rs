@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::error::{redact, Error, ErrorCode};
 use crate::progress::Progress;
+use crate::target::postgres::Merged;
 use crate::throttle::{PauseReason, Throttle};
 
 /// Recent errors and retries kept for the status page.
@@ -85,6 +86,8 @@ struct Inner {
     /// `verify --watch`: the last completed pass (the verification shown may be the next one,
     /// under way).
     watch: Option<WatchStatus>,
+    /// Per table (`--into-existing`): what the merges of this process's committed chunks did.
+    merged: Vec<Option<Merged>>,
 }
 
 /// An error or retry, as shown on the page.
@@ -242,6 +245,7 @@ impl Live {
                     rows_per_second: rps,
                     bytes_per_second: bps,
                     eta_seconds: eta(estimated.saturating_sub(rows), rps, done),
+                    merged: inner.merged.get(no).copied().flatten(),
                 });
                 totals.rows += rows;
                 totals.bytes += bytes;
@@ -428,6 +432,9 @@ pub struct TableStatus {
     pub rows_per_second: f64,
     pub bytes_per_second: f64,
     pub eta_seconds: Option<f64>,
+    /// `--into-existing`: rows of this process's committed chunks by what the merge did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Merged>,
 }
 
 #[derive(Debug, Serialize)]
@@ -510,6 +517,19 @@ pub fn chunk_done(table: &str, chunk: u32, rows: i64, bytes: i64, took: Duration
         "chunk",
         json!({ "table": table, "chunk": chunk, "rows": rows, "bytes": bytes, "ms": took.as_millis() as u64 }),
     );
+}
+
+/// A committed `--into-existing` chunk's merge: rows inserted, skipped, updated.
+pub fn chunk_merged(table_no: usize, merged: &Merged) {
+    let Some(live) = live() else { return };
+    let mut inner = live.inner();
+    if inner.merged.len() <= table_no {
+        inner.merged.resize(table_no + 1, None);
+    }
+    let sum = inner.merged[table_no].get_or_insert_with(Merged::default);
+    sum.inserted += merged.inserted;
+    sum.skipped += merged.skipped;
+    sum.updated += merged.updated;
 }
 
 /// Work failed in a way that is retried: `what` says what, when the error itself does not.
@@ -719,6 +739,23 @@ pub fn metrics(s: &Status) -> String {
         );
         if let Some(eta) = s.totals.eta_seconds {
             m.gauge("rangecopy_eta_seconds", "Seconds left at the recent rate.", eta);
+        }
+        if s.tables.iter().any(|t| t.merged.is_some()) {
+            let name = "rangecopy_rows_merged_total";
+            m.family(
+                name,
+                "counter",
+                "--into-existing: rows of committed chunks by outcome: inserted (new to the target), skipped (the \
+                 target's row kept), updated (the target's row overwritten).",
+            );
+            for t in &s.tables {
+                let merged = t.merged.unwrap_or_default();
+                for (outcome, n) in
+                    [("inserted", merged.inserted), ("skipped", merged.skipped), ("updated", merged.updated)]
+                {
+                    m.sample(name, &[("table", &t.table), ("outcome", outcome)], n as f64);
+                }
+            }
         }
     }
     m.family("rangecopy_retries_total", "counter", "Work retried after a transient failure, by kind of error.");

@@ -231,6 +231,57 @@ fn the_live_view_counts_up_parses_and_fills_its_page_without_showing_a_password(
     assert_eq!(done_rows(&db.target, "watched"), ROWS + 100);
 }
 
+/// A backfill's /metrics count what its merges did, as its chunks in the state record it.
+#[test]
+fn a_backfill_counts_rows_inserted_and_skipped_by_its_merges() {
+    let Some(db) = setup("live_backfill") else { return };
+    rows_table(&db);
+    exec(
+        &db.target,
+        "CREATE TABLE orders (id bigint PRIMARY KEY, v text);
+         INSERT INTO orders SELECT g, 'app' FROM generate_series(10, 100000, 10) g;
+         CREATE TABLE \"odd \"\"name\\\" (id int PRIMARY KEY);",
+    );
+    let (mut copy, addr) = slow_copy(&db, "backfilled", &["--into-existing"]);
+    let going = wait_until(Duration::from_secs(60), || done_rows(&db.target, "backfilled") >= 20_000);
+    assert!(going, "the backfill never got going:\n{}", copy.stderr());
+    let recorded = || -> (f64, f64) {
+        let mut c = crate::common::connect(&db.target);
+        let row = c
+            .query_one(
+                "SELECT coalesce(sum(inserted), 0)::float8, coalesce(sum(skipped), 0)::float8 FROM rangecopy.chunks
+                  WHERE job = 'backfilled' AND status = 'done'",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let before = recorded();
+    let samples = scrape(&addr);
+    let after = recorded();
+    let counted = |outcome: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|(m, l, _)| m == "rangecopy_rows_merged_total" && l.starts_with(&format!("outcome={outcome},")))
+            .map(|s| s.2)
+            .sum()
+    };
+    let (inserted, skipped) = (counted("inserted"), counted("skipped"));
+    // A chunk (2000 rows) may be committed and not counted yet at the moment of the scrape.
+    assert!(before.0 - 2000.0 <= inserted && inserted <= after.0, "inserted {inserted}, state {before:?}..{after:?}");
+    assert!(before.1 - 2000.0 <= skipped && skipped <= after.1, "skipped {skipped}, state {before:?}..{after:?}");
+    assert!(skipped > 0.0 && inserted > 9.0 * skipped - 2000.0, "inserted {inserted}, skipped {skipped}");
+    assert_eq!(sample(&samples, "rangecopy_rows_merged_total", "outcome=updated,table=public.orders"), 0.0);
+    let s = status(&addr);
+    let orders = s["tables"].as_array().unwrap().iter().find(|t| t["table"] == "public.orders").unwrap().clone();
+    assert!(orders["merged"]["skipped"].as_f64().unwrap() > 0.0, "{orders}");
+
+    let done = copy.wait(Duration::from_secs(120));
+    assert_eq!(done.code, 0, "{done:?}");
+    assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM orders WHERE v = 'app'"), 10_000);
+    assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM orders"), ROWS);
+}
+
 #[test]
 fn control_pauses_a_copy_through_http_and_resume_lets_it_finish() {
     let Some(db) = setup("live_control") else { return };
