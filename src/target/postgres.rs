@@ -205,13 +205,42 @@ impl Merge {
     /// Merges the staged rows (`staged` of them) into the table, inside the chunk's transaction.
     pub fn run(&self, conn: &mut PgConn, table: &TableName, staged: i64) -> Result<Merged> {
         let what = format!("merging a chunk into {table} on its {}", self.key);
-        if !self.update {
-            let inserted = conn.execute(&self.upsert, &[], &what)? as i64;
-            return Ok(Merged { inserted, skipped: staged - inserted, updated: 0 });
+        let merged = if !self.update {
+            conn.execute(&self.upsert, &[], &what).map(|inserted| {
+                let inserted = inserted as i64;
+                Merged { inserted, skipped: staged - inserted, updated: 0 }
+            })
+        } else {
+            conn.query_one(&self.upsert, &[], &what).map(|row| {
+                let (inserted, touched): (i64, i64) = (row.get(0), row.get(1));
+                Merged { inserted, skipped: staged - touched, updated: touched - inserted }
+            })
+        };
+        merged.map_err(|e| self.other_key_conflict(e))
+    }
+
+    /// A unique violation in the merge is on another unique index than the merge key (that one
+    /// is the `ON CONFLICT`'s): a target row and a source row with different keys share a value
+    /// the target requires unique. Says what to do; other errors are returned as they are.
+    fn other_key_conflict(&self, e: Error) -> Error {
+        if !e.is_unique_violation() {
+            return e;
         }
-        let row = conn.query_one(&self.upsert, &[], &what)?;
-        let (inserted, touched): (i64, i64) = (row.get(0), row.get(1));
-        Ok(Merged { inserted, skipped: staged - touched, updated: touched - inserted })
+        match e {
+            Error::Sql { endpoint, what, detail, code } => Error::Sql {
+                endpoint,
+                what,
+                detail: format!(
+                    "{}; the target already has that value in a row whose {} differs, so the source's row cannot be \
+                     added beside it: change or delete one of the two rows (or leave the table out with \
+                     --exclude-table), then resume",
+                    detail.trim_end_matches('.'),
+                    self.key
+                ),
+                code,
+            },
+            other => other,
+        }
     }
 }
 

@@ -313,6 +313,37 @@ fn a_target_table_without_a_usable_key_is_refused_and_nothing_is_written() {
     assert!(out.stderr.contains("--into-existing"), "{out:?}");
 }
 
+/// A source row that collides with an application row on another unique index than the merge
+/// key fails its chunk (exit 1) saying which value and what to do; the other chunks are kept,
+/// and once the application's row is dealt with, the resume merges the rest.
+#[test]
+fn a_conflict_on_another_unique_index_says_which_rows_and_resumes_once_resolved() {
+    let Some(db) = setup("backfill_other_key") else { return };
+    let users = "CREATE TABLE public.users (id int PRIMARY KEY, email text NOT NULL UNIQUE)";
+    exec(
+        &db.source,
+        &format!("{users}; INSERT INTO public.users SELECT g, 'u' || g || '@x' FROM generate_series(1, 10000) g"),
+    );
+    exec(&db.target, &format!("{users}; INSERT INTO public.users VALUES (20000, 'u7777@x'), (7, 'u7@x')"));
+    let args = ["users", "--job", "other_key", "--into-existing", "--chunk-rows", "1000", "--progress", "none"];
+    let out = db.copy(&args);
+    assert_eq!(out.code, 1, "{out:?}");
+    for words in ["users_email_key", "(email)=(u7777@x)", "change or delete one of the two rows", "--resume"] {
+        assert!(out.stderr.contains(words), "no {words:?} in:\n{}", out.stderr);
+    }
+    let done: i64 =
+        scalar(&db.target, "SELECT count(*) FROM rangecopy.chunks WHERE job = 'other_key' AND status = 'done'");
+    assert!(done >= 1, "no chunk was kept");
+    assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM public.users WHERE id BETWEEN 7001 AND 8000"), 0);
+
+    exec(&db.target, "DELETE FROM public.users WHERE id = 20000");
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    db.copy(&resume).ok();
+    assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM public.users"), 10_000);
+    assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM public.users WHERE email = 'u' || id || '@x'"), 10_000);
+}
+
 /// A `--restart` of a backfill forgets the job's record of a table that existed before it and
 /// merges again: the application's rows are never emptied.
 #[test]
