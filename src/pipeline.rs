@@ -294,7 +294,10 @@ fn heartbeat(ctx: &RunContext, first: PgTarget, stop: &AtomicBool) {
                     conn.insert(c)
                 }
             };
-            state::heartbeat(&mut c.conn, &ctx.job, &ctx.worker, ctx.lease, now_rows - base, rate)
+            state::heartbeat(&mut c.conn, &ctx.job, &ctx.worker, ctx.lease, now_rows - base, rate)?;
+            let (rows, bytes) = state::done_by_others(&mut c.conn, &ctx.job, &ctx.worker)?;
+            ctx.progress.set_others(rows, bytes);
+            Ok(())
         })();
         match beat {
             Ok(()) => {

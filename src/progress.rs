@@ -35,6 +35,9 @@ pub struct Progress {
     paused: AtomicBool,
     /// The longest wait for a silent server right now, set by the pipeline's watcher.
     waiting: std::sync::Mutex<Option<String>>,
+    /// Rows and bytes of the job that other processes committed since this one joined, as its
+    /// heartbeat last read them: the totals shown are the job's.
+    others: (AtomicU64, AtomicU64),
 }
 
 impl Progress {
@@ -56,7 +59,14 @@ impl Progress {
             hold: std::sync::Mutex::new(None),
             paused: AtomicBool::new(false),
             waiting: std::sync::Mutex::new(None),
+            others: (AtomicU64::new(0), AtomicU64::new(0)),
         }
+    }
+
+    /// What other processes of the job have committed since this one joined (rows, bytes).
+    pub fn set_others(&self, rows: u64, bytes: u64) {
+        self.others.0.store(rows, Relaxed);
+        self.others.1.store(bytes, Relaxed);
     }
 
     /// Says why the run is held back (None: it is not), and whether it is paused; shown with
@@ -110,12 +120,14 @@ impl Progress {
 
     /// The totals now, with rates over the `window`'s recent samples (which this call adds to).
     fn totals(&self, window: &mut RateWindow) -> Totals {
-        let rows: u64 = self.tables.iter().map(|t| t.rows.load(Relaxed)).sum();
-        let bytes: u64 = self.tables.iter().map(|t| t.bytes.load(Relaxed)).sum();
-        let estimated: u64 = self.tables.iter().map(|t| t.estimated_rows.max(t.rows.load(Relaxed))).sum();
+        let others = (self.others.0.load(Relaxed), self.others.1.load(Relaxed));
+        let rows: u64 = self.tables.iter().map(|t| t.rows.load(Relaxed)).sum::<u64>() + others.0;
+        let bytes: u64 = self.tables.iter().map(|t| t.bytes.load(Relaxed)).sum::<u64>() + others.1;
+        let estimated: u64 =
+            self.tables.iter().map(|t| t.estimated_rows.max(t.rows.load(Relaxed))).sum::<u64>().max(rows);
         let tables_done = self.tables.iter().filter(|t| t.done.load(Relaxed)).count();
         let rates = window.sample(Instant::now(), rows, bytes);
-        Totals { rows, bytes, estimated, tables_done, rates, paused: self.paused.load(Relaxed) }
+        Totals { rows, bytes, estimated, tables_done, rates, paused: self.paused.load(Relaxed), by_others: others.0 }
     }
 }
 
@@ -127,6 +139,8 @@ struct Totals {
     /// Rows/s and bytes/s over the recent window; `None` until it spans enough time.
     rates: Option<(f64, f64)>,
     paused: bool,
+    /// Of `rows`, those other processes of the job copied.
+    by_others: u64,
 }
 
 impl Totals {
@@ -215,8 +229,17 @@ fn wait(stop: &AtomicBool, d: Duration) -> bool {
 
 /// One plain progress line, for logs and non-terminals.
 fn line(progress: &Progress, t: &Totals) -> String {
-    let pct =
-        if t.estimated > 0 { format!(" ({:.0}%)", 100.0 * t.rows as f64 / t.estimated as f64) } else { String::new() };
+    let others = match t.by_others {
+        0 => String::new(),
+        n => format!(", {} by other processes", human_count(n)),
+    };
+    let pct = if t.estimated > 0 {
+        format!(" ({:.0}%{others})", 100.0 * t.rows as f64 / t.estimated as f64)
+    } else if !others.is_empty() {
+        format!(" ({})", &others[2..])
+    } else {
+        String::new()
+    };
     let hold = progress.hold().map(|h| format!("; {h}")).unwrap_or_default();
     format!(
         "progress: {}/{} rows{pct}, {}, {}, ETA {}, tables done {}/{}{hold}",
@@ -353,7 +376,15 @@ mod tests {
         assert_eq!(w.sample(at(1), 901_000, 0), None);
         let (rows, _) = w.sample(at(4), 904_000, 0).expect("a rate after 4 s");
         assert!((rows - 1000.0).abs() < 1e-6, "{rows}");
-        let t = |rates, paused| Totals { rows: 904_000, bytes: 0, estimated: 1_000_000, tables_done: 0, rates, paused };
+        let t = |rates, paused| Totals {
+            rows: 904_000,
+            bytes: 0,
+            estimated: 1_000_000,
+            tables_done: 0,
+            rates,
+            paused,
+            by_others: 0,
+        };
         assert_eq!(t(Some((1000.0, 0.0)), false).eta(), "1m36s");
         assert_eq!(t(Some((1000.0, 0.0)), true).eta(), "paused");
         assert_eq!(t(None, false).eta(), "-");
@@ -399,6 +430,18 @@ mod tests {
         let text = now(&p);
         assert!(text.starts_with("progress: 0/100 rows (0%)"), "{text}");
         assert!(text.contains("- rows/s, ETA -"), "no rate nor ETA at the start: {text}");
+    }
+
+    #[test]
+    fn the_totals_are_the_jobs_with_the_rows_of_other_processes() {
+        let p = Progress::new(vec![("t".into(), 1000, 0, 0, false)]);
+        p.add(0, 300, 3000);
+        p.set_others(400, 4000);
+        let text = now(&p);
+        assert!(text.starts_with("progress: 700/1000 rows (70%, 400 by other processes), 6.8 KiB"), "{text}");
+        // More than estimated: the estimate grows with them.
+        p.set_others(900, 9000);
+        assert!(now(&p).starts_with("progress: 1200/1200 rows (100%, 900 by other processes)"), "{}", now(&p));
     }
 
     /// A progress line now (no rate yet).

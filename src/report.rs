@@ -431,7 +431,7 @@ pub fn merged_words(m: &state::Merged) -> String {
 /// The one-line summary a finished copy prints.
 pub fn summary_line(outcome: &CopyOutcome) -> String {
     let secs = outcome.seconds.max(1e-3);
-    format!(
+    let line = format!(
         "job {} done: {} rows, {} copied in {} ({} rows/s, {}/s)",
         outcome.job,
         human_count(outcome.rows_this_run),
@@ -439,7 +439,14 @@ pub fn summary_line(outcome: &CopyOutcome) -> String {
         human_duration(std::time::Duration::from_secs_f64(outcome.seconds)),
         human_count((outcome.rows_this_run as f64 / secs) as u64),
         human_bytes((outcome.bytes_this_run as f64 / secs) as u64)
-    )
+    );
+    match outcome.rows_by_others {
+        0 => line,
+        others => format!(
+            "{line} by this process; other processes (rangecopy worker) copied {} rows more",
+            human_count(others)
+        ),
+    }
 }
 
 /// `rangecopy throttle`: writes the change into the job's state, where the running job picks

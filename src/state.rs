@@ -1576,6 +1576,21 @@ pub fn other_threads(conn: &mut PgConn, job: &str, worker: &str, lease: f64) -> 
     Ok(row.get::<_, i64>(0).max(0) as u64)
 }
 
+/// Rows and bytes of the job's chunks that other processes than `worker` committed since
+/// `worker` joined.
+pub fn done_by_others(conn: &mut PgConn, job: &str, worker: &str) -> Result<(u64, u64)> {
+    let row = conn.query_one(
+        "SELECT coalesce(sum(c.rows), 0)::int8, coalesce(sum(c.bytes), 0)::int8
+           FROM rangecopy.claims k
+           JOIN rangecopy.chunks c ON (c.job, c.table_no, c.chunk_no) = (k.job, k.table_no, k.chunk_no)
+          WHERE k.job = $1 AND k.outcome = 'done' AND k.worker <> $2
+            AND k.claimed_at >= (SELECT started_at FROM rangecopy.workers WHERE job = $1 AND worker = $2)",
+        &[&job, &worker],
+        "counting the rows other processes copied",
+    )?;
+    Ok((row.get::<_, i64>(0).max(0) as u64, row.get::<_, i64>(1).max(0) as u64))
+}
+
 /// A live worker process of a job, for `status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerRecord {

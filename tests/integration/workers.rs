@@ -151,6 +151,8 @@ fn three_workers_and_the_copy_share_a_job_and_copy_every_chunk_once() {
     }
     let did = assert_copied_once(&db, job, 30_000);
     assert!(did.len() >= 2, "only {did:?} copied chunks");
+    // The starting process's summary tells its own rows from the others'.
+    assert!(started.stderr.contains("by this process; other processes (rangecopy worker) copied"), "{started:?}");
     // The indexes were built once the table was loaded, whoever did it.
     assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass"), 1);
     let status = db.status(job).ok();
