@@ -712,64 +712,64 @@ impl Worker<'_> {
         }
         let merge_only = self.merge_only == Some((chunk.table_no, chunk.chunk_no));
         let Worker { source, target, direct, .. } = self;
-        target
-            .conn
-            .transaction("copying a chunk", |conn| {
-                // `--into-existing`: staged and merged, unless the chunk's range holds no row yet.
-                let merge = match merge {
-                    Some(m) if merge_only || !m.loads_directly(conn, table, chunk)? => Some(m),
-                    _ => None,
-                };
-                *direct = (work.merge.is_some() && merge.is_none()).then_some((chunk.table_no, chunk.chunk_no));
-                let in_sql = merge.map_or_else(|| copy_in_sql(table), |m| m.copy_in.clone());
-                let mut writer = conn.copy_in(&in_sql)?;
-                let summary = std::thread::scope(|s| -> Result<_> {
-                    let (block_tx, block_rx) = bounded::<(Block, Permit<'_>)>(QUEUE_BLOCKS);
-                    let extractor = s.spawn(move || {
-                        let _doing = crate::wait::doing(format!("chunk {} of {}", chunk.chunk_no, table.name));
-                        let bytes_per_row = table.estimated_bytes as f64 / table.estimated_rows.max(1) as f64;
-                        let block_bytes = ctx.throttle.block_bytes(BLOCK_BYTES, bytes_per_row);
-                        source.extract_chunk(table, chunk, &work.prep, block_bytes, |block| {
-                            // Each block waits for its slot in the shared budget (or while paused),
-                            // and for room among the bytes in flight.
-                            ctx.throttle.acquire(block.rows, block.bytes.len() as u64, &ctx.cancel)?;
-                            let permit = ctx.in_flight.acquire(block.bytes.len() as u64, &ctx.cancel)?;
-                            // A closed channel means the loader stopped; it reports why.
-                            Ok(block_tx.send((block, permit)).is_ok())
-                        })
-                    });
-                    for (Block { bytes: data, rows, hold }, permit) in block_rx.iter() {
-                        let bytes = data.len() as i64;
-                        writer.write(data)?;
-                        // Written: its bytes in flight, and a huge row's share of the source's
-                        // budget for rows read whole, are free again.
-                        drop((hold, permit));
-                        // Rows count as they stream, like bytes (a failed chunk takes both back).
-                        ctx.progress.add(chunk.table_no, rows as i64, bytes);
-                        *added = (added.0 + rows as i64, added.1 + bytes);
-                    }
-                    extractor.join().unwrap_or_else(|_| Err(Error::Bug("the extractor thread panicked".into())))
-                })?;
-                let loaded = writer.finish()?;
-                if loaded != summary.rows {
-                    return Err(Error::RowCount { sent: summary.rows, loaded });
+        let merged = target.conn.transaction("copying a chunk", |conn| {
+            // `--into-existing`: staged and merged, unless the chunk's range holds no row yet.
+            let merge = match merge {
+                Some(m) if merge_only || !m.loads_directly(conn, table, chunk)? => Some(m),
+                _ => None,
+            };
+            *direct = (work.merge.is_some() && merge.is_none()).then_some((chunk.table_no, chunk.chunk_no));
+            let in_sql = merge.map_or_else(|| copy_in_sql(table), |m| m.copy_in.clone());
+            let mut writer = conn.copy_in(&in_sql)?;
+            let summary = std::thread::scope(|s| -> Result<_> {
+                let (block_tx, block_rx) = bounded::<(Block, Permit<'_>)>(QUEUE_BLOCKS);
+                let extractor = s.spawn(move || {
+                    let _doing = crate::wait::doing(format!("chunk {} of {}", chunk.chunk_no, table.name));
+                    let bytes_per_row = table.estimated_bytes as f64 / table.estimated_rows.max(1) as f64;
+                    let block_bytes = ctx.throttle.block_bytes(BLOCK_BYTES, bytes_per_row);
+                    source.extract_chunk(table, chunk, &work.prep, block_bytes, |block| {
+                        // Each block waits for its slot in the shared budget (or while paused),
+                        // and for room among the bytes in flight.
+                        ctx.throttle.acquire(block.rows, block.bytes.len() as u64, &ctx.cancel)?;
+                        let permit = ctx.in_flight.acquire(block.bytes.len() as u64, &ctx.cancel)?;
+                        // A closed channel means the loader stopped; it reports why.
+                        Ok(block_tx.send((block, permit)).is_ok())
+                    })
+                });
+                for (Block { bytes: data, rows, hold }, permit) in block_rx.iter() {
+                    let bytes = data.len() as i64;
+                    writer.write(data)?;
+                    // Written: its bytes in flight, and a huge row's share of the source's
+                    // budget for rows read whole, are free again.
+                    drop((hold, permit));
+                    // Rows count as they stream, like bytes (a failed chunk takes both back).
+                    ctx.progress.add(chunk.table_no, rows as i64, bytes);
+                    *added = (added.0 + rows as i64, added.1 + bytes);
                 }
-                // The chunk's own count is the truth; blocks may have counted rows a little apart.
-                ctx.progress.add(chunk.table_no, summary.rows as i64 - added.0, 0);
-                added.0 = summary.rows as i64;
-                let merged = match merge {
-                    Some(m) => Some(m.run(conn, &table.target, summary.rows as i64)?),
-                    // Loaded straight into an empty range: every row is new.
-                    None if work.merge.is_some() => Some(Merged { inserted: summary.rows as i64, ..Merged::default() }),
-                    None => None,
-                };
-                state::mark_chunk_done(conn, &ctx.job, claim, &summary)?;
-                if let Some(merged) = &merged {
-                    state::record_merged(conn, &ctx.job, chunk, merged)?;
-                }
-                Ok(merged)
-            })?
-            .inspect(|merged| crate::live::chunk_merged(chunk.table_no, merged));
+                extractor.join().unwrap_or_else(|_| Err(Error::Bug("the extractor thread panicked".into())))
+            })?;
+            let loaded = writer.finish()?;
+            if loaded != summary.rows {
+                return Err(Error::RowCount { sent: summary.rows, loaded });
+            }
+            // The chunk's own count is the truth; blocks may have counted rows a little apart.
+            ctx.progress.add(chunk.table_no, summary.rows as i64 - added.0, 0);
+            added.0 = summary.rows as i64;
+            let merged = match merge {
+                Some(m) => Some(m.run(conn, &table.target, summary.rows as i64)?),
+                // Loaded straight into an empty range: every row is new.
+                None if work.merge.is_some() => Some(Merged { inserted: summary.rows as i64, ..Merged::default() }),
+                None => None,
+            };
+            state::mark_chunk_done(conn, &ctx.job, claim, &summary)?;
+            if let Some(merged) = &merged {
+                state::record_merged(conn, &ctx.job, chunk, merged)?;
+            }
+            Ok(merged)
+        })?;
+        if let Some(merged) = &merged {
+            crate::live::chunk_merged(chunk.table_no, merged);
+        }
         Ok(())
     }
 

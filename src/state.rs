@@ -92,7 +92,7 @@ ALTER TABLE rangecopy.chunks ADD COLUMN IF NOT EXISTS lease_until timestamptz;
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS open_to_workers boolean NOT NULL DEFAULT false;
 -- A pause that the process watching --max-lag or --throttle-query decided, for every process of
 -- the job: 'lag' or 'query' while held_until is ahead (renewed each second while it holds, so a
--- hold outlives its process by a few seconds only).
+-- hold outlives its process by ten seconds at most).
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS held text;
 ALTER TABLE rangecopy.jobs ADD COLUMN IF NOT EXISTS held_until timestamptz;
 -- Every claim of a chunk: running | done | fenced (its commit was refused: another process
