@@ -98,7 +98,7 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
     };
     // The job is recorded from here on: whatever stops the run now is a failure at run time
     // (exit 1, committed chunks kept), and the job's status says how the run ended.
-    let mut run = Run { cfg, cancel: &cancel, progress: None, base: (0, 0), worker: None };
+    let mut run = Run { cfg, cancel: &cancel, progress: None, base: (0, 0) };
     let result = run.execute(&mut source, &mut target, &records, slot_p0, existing.as_ref());
     let seconds = started.elapsed().as_secs_f64();
     let counted = |f: fn(&progress::TableCounters) -> u64| run.progress.as_deref().map_or(0, |p| total(p, f));
@@ -107,13 +107,7 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
         seconds,
         rows_this_run: counted(|t| t.rows.load(Ordering::Relaxed)).saturating_sub(run.base.0),
         bytes_this_run: counted(|t| t.bytes.load(Ordering::Relaxed)).saturating_sub(run.base.1),
-        // Only for the summary: a lost connection leaves it out.
-        rows_by_others: match (&result, &run.worker) {
-            (Ok(()), Some(worker)) => {
-                state::done_by_others(&mut target.conn, &cfg.job, worker).map_or(0, |(rows, _)| rows)
-            }
-            _ => 0,
-        },
+        rows_by_others: run.progress.as_deref().map_or(0, |p| p.others().0),
     };
     let result = result.and_then(|()| if cfg.verify { verify_copy(cfg, &cancel) } else { Ok(()) });
     let result = result.map_err(Error::started);
@@ -156,8 +150,6 @@ struct Run<'a> {
     progress: Option<Arc<Progress>>,
     /// Rows and bytes already committed before this run.
     base: (u64, u64),
-    /// This process's name among the job's workers, once the pipeline is set up.
-    worker: Option<String>,
 }
 
 impl Run<'_> {
@@ -222,7 +214,6 @@ impl Run<'_> {
         };
         self.record_p0(source, target, slot_p0.or(snapshot_p0))?;
         let (worker, host) = pipeline::process_name();
-        self.worker = Some(worker.clone());
         let run = state::load_job(&mut target.conn, &cfg.job)?.map(|j| j.started_at).unwrap_or_default();
         let ctx = RunContext {
             job: cfg.job.clone(),

@@ -319,6 +319,15 @@ fn heartbeat(ctx: &RunContext, first: PgTarget, stop: &AtomicBool) {
             }
         }
     }
+    // Leaving the job: what the others did until now, then this process is no longer listed.
+    if let Some(c) = &mut conn {
+        if let Ok((rows, bytes)) = state::done_by_others(&mut c.conn, &ctx.job, &ctx.worker) {
+            ctx.progress.set_others(rows, bytes);
+        }
+        if let Err(e) = state::leave(&mut c.conn, &ctx.job, &ctx.worker) {
+            crate::say!("warning: {}; status lists this process for a minute more", redact(&e.to_string()));
+        }
+    }
 }
 
 /// Claims the planning steps of tables whose planning is not complete, one at a time, and

@@ -69,6 +69,11 @@ impl Progress {
         self.others.1.store(bytes, Relaxed);
     }
 
+    /// Rows and bytes of the job other processes committed since this one joined, as last read.
+    pub fn others(&self) -> (u64, u64) {
+        (self.others.0.load(Relaxed), self.others.1.load(Relaxed))
+    }
+
     /// Says why the run is held back (None: it is not), and whether it is paused; shown with
     /// the progress (a paused run has no ETA).
     pub fn set_hold(&self, hold: Option<String>, paused: bool) {
@@ -120,7 +125,7 @@ impl Progress {
 
     /// The totals now, with rates over the `window`'s recent samples (which this call adds to).
     fn totals(&self, window: &mut RateWindow) -> Totals {
-        let others = (self.others.0.load(Relaxed), self.others.1.load(Relaxed));
+        let others = self.others();
         let rows: u64 = self.tables.iter().map(|t| t.rows.load(Relaxed)).sum::<u64>() + others.0;
         let bytes: u64 = self.tables.iter().map(|t| t.bytes.load(Relaxed)).sum::<u64>() + others.1;
         let estimated: u64 =

@@ -1576,6 +1576,16 @@ pub fn other_threads(conn: &mut PgConn, job: &str, worker: &str, lease: f64) -> 
     Ok(row.get::<_, i64>(0).max(0) as u64)
 }
 
+/// Takes a process that ends its run off the job's list of workers.
+pub fn leave(conn: &mut PgConn, job: &str, worker: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM rangecopy.workers WHERE job = $1 AND worker = $2",
+        &[&job, &worker],
+        "taking this process off the job's workers",
+    )?;
+    Ok(())
+}
+
 /// Rows and bytes of the job's chunks that other processes than `worker` committed since
 /// `worker` joined.
 pub fn done_by_others(conn: &mut PgConn, job: &str, worker: &str) -> Result<(u64, u64)> {

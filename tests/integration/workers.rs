@@ -157,6 +157,8 @@ fn three_workers_and_the_copy_share_a_job_and_copy_every_chunk_once() {
     assert_eq!(scalar::<i64>(&db.target, "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass"), 1);
     let status = db.status(job).ok();
     assert!(status.stdout.contains("job shared: done"), "{status:?}");
+    // Processes that ended are no longer listed as working on it.
+    assert!(!status.stdout.contains("last heartbeat"), "{status:?}");
 }
 
 #[test]
