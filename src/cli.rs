@@ -67,7 +67,7 @@ pub enum Command {
 }
 
 /// How fast a run may read the source (copy and verify).
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct RateArgs {
     /// Read at most this many rows per second, all workers together (K/M/G suffixes: 20k, 1.5M).
     #[arg(long, value_name = "RATE")]
@@ -547,6 +547,11 @@ pub struct WorkerArgs {
     /// Seconds between progress lines when not drawing bars.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub progress_interval: f64,
+
+    /// --max-lag and --throttle-query watched by this process: while they call for a pause,
+    /// every process of the job waits (as when the starting `copy` watches them).
+    #[command(flatten, next_help_heading = "Safety and throttling")]
+    pub load: LoadArgs,
 
     #[command(flatten)]
     pub view: LiveArgs,

@@ -1179,6 +1179,8 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     pub progress: ProgressMode,
     pub progress_interval: Duration,
+    /// --max-lag and --throttle-query this process watches for the job (its rates are the job's).
+    pub throttle: ThrottleConfig,
 }
 
 impl WorkerConfig {
@@ -1216,6 +1218,8 @@ impl WorkerConfig {
                 _ => ProgressMode::Lines,
             },
             progress_interval: Duration::from_secs_f64(args.progress_interval),
+            throttle: ThrottleConfig::from_args(&crate::cli::RateArgs::default(), Some(&args.load))?
+                .with_io_timeout(io_timeout),
         })
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{CopyConfig, Engine, OnConflict, StartMode, VerifyConfig};
+use crate::config::{CopyConfig, Engine, OnConflict, StartMode, ThrottleConfig, VerifyConfig};
 use crate::credentials::{PasswordSource, MY_PASSWORD_VAR, PG_PASSWORD_VAR, SOURCE_ENV, TARGET_ENV};
 use crate::error::{redact, Error, Result};
 use crate::objects::SchemaMode;
@@ -47,7 +47,7 @@ pub fn run(cfg: &CopyConfig, cancel: Arc<AtomicBool>) -> Result<CopyOutcome> {
             cfg.job
         )));
     }
-    check_throttle_sources(cfg, &mut source)?;
+    check_throttle_sources(&cfg.throttle, &mut source)?;
     check_slot(cfg, &mut source)?;
     if cfg.consistent {
         source.check_snapshot_can_last()?;
@@ -418,14 +418,14 @@ fn total(progress: &Progress, f: impl Fn(&progress::TableCounters) -> u64) -> u6
 
 /// Runs the throttle query and reaches the lag replicas once before anything is written, so a
 /// mistake in them is bad input (exit 2) rather than a warning every second.
-fn check_throttle_sources(cfg: &CopyConfig, source: &mut Source) -> Result<()> {
-    if let Some((sql, _)) = &cfg.throttle.query {
+pub(crate) fn check_throttle_sources(throttle: &ThrottleConfig, source: &mut Source) -> Result<()> {
+    if let Some((sql, _)) = &throttle.query {
         source.query_number(sql).map_err(|e| Error::input(format!("--throttle-query: {e}")))?;
     }
-    for ep in &cfg.throttle.lag_replicas {
+    for ep in &throttle.lag_replicas {
         Source::connect(ep)?.replication_lag().map_err(|e| Error::input(format!("--lag-replica: {e}")))?;
     }
-    if cfg.throttle.max_lag.is_some() && cfg.throttle.lag_replicas.is_empty() {
+    if throttle.max_lag.is_some() && throttle.lag_replicas.is_empty() {
         source.replication_lag().map_err(|e| Error::input(format!("--max-lag: {e}")))?;
     }
     Ok(())

@@ -1073,30 +1073,31 @@ impl<'a> Controller<'a> {
                 pause = PauseReason::Operator;
             }
         }
-        if cfg.max_lag.is_none() && cfg.query.is_none() {
-            // Another process (the one that started the job) watches the source for all.
-            if pause == PauseReason::None {
-                pause = match state::read_hold(&mut conn.conn, &ctx.job)?.as_deref() {
-                    Some("lag") => PauseReason::Lag,
-                    Some("query") => PauseReason::Query,
-                    _ => PauseReason::None,
-                };
-            }
-            return Ok(pause);
-        }
-        let held = self.watch_source()?;
-        // The job's other processes hold with this one: renewed while it holds, lifted once.
-        if held != PauseReason::None || self.holding {
-            let word = match held {
+        // The processes that watch --max-lag or --throttle-query (the starting `copy`, workers
+        // given them) hold the whole job: a hold is renewed while it lasts and lifted once.
+        let watches = cfg.max_lag.is_some() || cfg.query.is_some();
+        let own = if watches { self.watch_source()? } else { PauseReason::None };
+        let conn = self.state.as_mut().expect("connected above");
+        if own != PauseReason::None || self.holding {
+            let word = match own {
                 PauseReason::Lag => Some("lag"),
                 PauseReason::Query => Some("query"),
                 _ => None,
             };
-            let conn = self.state.as_mut().expect("connected above");
             state::write_hold(&mut conn.conn, &ctx.job, word)?;
             self.holding = word.is_some();
         }
-        Ok(if pause == PauseReason::None { held } else { pause })
+        if pause != PauseReason::None {
+            return Ok(pause);
+        }
+        if own != PauseReason::None {
+            return Ok(own);
+        }
+        Ok(match state::read_hold(&mut conn.conn, &ctx.job)?.as_deref() {
+            Some("lag") => PauseReason::Lag,
+            Some("query") => PauseReason::Query,
+            _ => PauseReason::None,
+        })
     }
 
     /// Checks --max-lag and --throttle-query: the pause they call for, if any.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{OnConflict, SourceEndpoint, ThrottleConfig, WorkerConfig, ZeroDates};
+use crate::config::{OnConflict, SourceEndpoint, WorkerConfig, ZeroDates};
 use crate::error::{redact, Error, Result};
 use crate::pipeline::{self, ByteGate, RunContext, TableWork, IN_FLIGHT_BYTES};
 use crate::progress::Progress;
@@ -55,6 +55,7 @@ pub fn run(cfg: &WorkerConfig, cancel: Arc<AtomicBool>) -> Result<WorkerOutcome>
     let started = Instant::now();
     let mut source = Source::connect(&cfg.source)?;
     let mut target = PgTarget::connect(&cfg.target)?;
+    crate::copy::check_throttle_sources(&cfg.throttle, &mut source)?;
     let (worker, host) = pipeline::process_name();
     let outcome = |done_before: bool, progress: Option<&Progress>, base: (u64, u64)| {
         let sum =
@@ -120,8 +121,8 @@ pub fn run(cfg: &WorkerConfig, cancel: Arc<AtomicBool>) -> Result<WorkerOutcome>
         retry: cfg.retry,
         // The job's limits arrive with the first throttle check, before anything is read.
         throttle: Arc::new(Throttle::new(0, 0)),
-        // --max-lag and --throttle-query are the starting process's: it holds the job for them.
-        throttle_config: ThrottleConfig::default(),
+        // --max-lag and --throttle-query, if this process watches them: it holds the job for them.
+        throttle_config: cfg.throttle.clone(),
         in_flight: ByteGate::new(IN_FLIGHT_BYTES),
         cancel: cancel.clone(),
         snapshot: None,

@@ -320,16 +320,16 @@ fn the_job_wide_rate_limit_holds_with_three_processes() {
     assert!(rate <= 1.1 * 20_000.0, "the job ran at {rate:.0} rows/s, above its limit of 20000");
 }
 
-/// --throttle-query (and --max-lag) are watched by the process that started the job, and its
-/// hold is the job's: a worker that joins does not copy while the gate is closed.
-#[test]
-fn a_hold_of_the_starting_process_holds_every_worker() {
-    let Some(db) = setup("workers_hold") else { return };
+/// --throttle-query (and --max-lag) are watched by the process given them, and its hold is the
+/// job's: while the gate is closed, no process of the job copies.
+fn a_hold_holds_every_process(name: &str, watcher_is_the_copy: bool) {
+    let Some(db) = setup(name) else { return };
     rows_table(&db, 40_000);
     exec(&db.source, "CREATE TABLE gate (n int); INSERT INTO gate VALUES (1);");
     let job = "held";
-    let mut w = worker(&db, &db.target, job, &[]);
-    let mut starter = db.spawn_copy(&[
+    let gate = ["--throttle-query", "SELECT n FROM gate", "--throttle-above", "0"];
+    let mut w = worker(&db, &db.target, job, if watcher_is_the_copy { &[] } else { &gate });
+    let mut copy_args = vec![
         "t",
         "--job",
         job,
@@ -338,31 +338,42 @@ fn a_hold_of_the_starting_process_holds_every_worker() {
         "--chunk-rows",
         "2000",
         "--max-rows-per-sec",
-        "10k",
+        "5k",
         "--lease",
         "3",
-        "--throttle-query",
-        "SELECT n FROM gate",
-        "--throttle-above",
-        "0",
         "--progress",
         "none",
-    ]);
+    ];
+    if watcher_is_the_copy {
+        copy_args.extend_from_slice(&gate);
+    }
+    let mut starter = db.spawn_copy(&copy_args);
     let both = wait_until(Duration::from_secs(60), || {
         scalar::<bool>(&db.target, "SELECT to_regclass('rangecopy.workers') IS NOT NULL")
             && scalar::<i64>(&db.target, &format!("SELECT count(*) FROM rangecopy.workers WHERE job = '{job}'")) == 2
     });
     assert!(both, "the worker never joined:\n{}\n{}", starter.stderr(), w.stderr());
+    let held = wait_until(Duration::from_secs(30), || {
+        db.status(job).stdout.contains("held: every process waits: --throttle-query")
+    });
+    assert!(held, "status never said the job is held: {:?}", db.status(job));
     let done = || {
         scalar::<i64>(
             &db.target,
             &format!("SELECT count(*) FROM rangecopy.chunks WHERE job = '{job}' AND status = 'done'"),
         )
     };
+    // Each process applies the hold at its next control tick (a second); a chunk granted its
+    // rows before may still commit.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = done();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(done(), 0, "chunks were copied while the gate was closed");
-    let status = db.status(job).ok();
-    assert!(status.stdout.contains("held: every process waits: --throttle-query"), "{status:?}");
+    assert_eq!(done(), before, "chunks were copied while the gate was closed");
+    if watcher_is_the_copy {
+        // Closed from the job's start: the copy's first check comes before its first row, and
+        // a joining worker's before its own.
+        assert_eq!(before, 0, "chunks were copied although the gate was closed from the start");
+    }
     assert_eq!(w.try_wait(), None, "the worker ended while held:\n{}", w.stderr());
 
     exec(&db.source, "UPDATE gate SET n = 0");
@@ -370,6 +381,16 @@ fn a_hold_of_the_starting_process_holds_every_worker() {
     assert_eq!(w.wait(Duration::from_secs(60)).code, 0, "{}", w.stderr());
     let did = assert_copied_once(&db, job, 40_000);
     assert_eq!(did.len(), 2, "both processes should have copied once the gate opened: {did:?}");
+}
+
+#[test]
+fn a_hold_of_the_starting_process_holds_every_worker() {
+    a_hold_holds_every_process("workers_hold", true);
+}
+
+#[test]
+fn a_hold_of_a_worker_holds_the_starting_process_too() {
+    a_hold_holds_every_process("workers_hold_worker", false);
 }
 
 #[test]
@@ -383,6 +404,22 @@ fn a_worker_waits_for_its_job_refuses_another_source_and_leaves_a_done_job_alone
     let early = worker_args(&db.source, &db.target, "later", "1s");
     assert_eq!(early.code, 2, "{early:?}");
     assert!(early.stderr.contains("\"later\"") && early.stderr.contains("--wait"), "{early:?}");
+    // A throttle query that does not run is refused at once.
+    let bad_gate = run(&[
+        "worker",
+        "--source",
+        &db.source,
+        "--target",
+        &db.target,
+        "--job",
+        "later",
+        "--throttle-query",
+        "SELEC n FROM nowhere",
+        "--throttle-above",
+        "0",
+    ]);
+    assert_eq!(bad_gate.code, 2, "{bad_gate:?}");
+    assert!(bad_gate.stderr.contains("--throttle-query"), "{bad_gate:?}");
     db.copy(&["t", "--job", "later", "--progress", "none"]).ok();
     // Done already: exit 0 at once.
     let late = worker_args(&db.source, &db.target, "later", "1s");
