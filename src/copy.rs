@@ -1021,25 +1021,36 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
             );
             state::set_table_phase(&mut target.conn, &cfg.job, r.table_no, "copying")?;
         }
-        let mut prep = ChunkPrep::default();
-        for (i, col) in r.table.copied_columns().enumerate() {
-            if let Some(type_sql) = &col.user_elem_type_sql {
-                prep.elem_rewrites.push((i, target.type_oid(type_sql)?));
-            }
-        }
-        work.push(TableWork {
-            table_no: r.table_no,
-            prep,
-            build_indexes: r.created_by_job,
-            merge: match cfg.into_existing {
-                Some(mode) if !r.created_by_job => {
-                    Some(target.merge_plan(&r.table, r.table_no, mode == OnConflict::Update)?)
-                }
-                _ => None,
-            },
-        });
+        work.push(table_work(target, r, cfg.into_existing)?);
     }
     Ok(work)
+}
+
+/// How a table that is not done is copied, by this process or a worker that joins the job:
+/// the element types to rewrite, whether its indexes are built once loaded (the job created
+/// it), and how its chunks merge into an existing table under `--into-existing`.
+pub(crate) fn table_work(
+    target: &mut PgTarget,
+    r: &TableRecord,
+    into_existing: Option<OnConflict>,
+) -> Result<TableWork> {
+    let mut prep = ChunkPrep::default();
+    for (i, col) in r.table.copied_columns().enumerate() {
+        if let Some(type_sql) = &col.user_elem_type_sql {
+            prep.elem_rewrites.push((i, target.type_oid(type_sql)?));
+        }
+    }
+    Ok(TableWork {
+        table_no: r.table_no,
+        prep,
+        build_indexes: r.created_by_job,
+        merge: match into_existing {
+            Some(mode) if !r.created_by_job => {
+                Some(target.merge_plan(&r.table, r.table_no, mode == OnConflict::Update)?)
+            }
+            _ => None,
+        },
+    })
 }
 
 /// The job's settings as recorded in the state and the report (no secrets).

@@ -1062,41 +1062,34 @@ impl<'a> Controller<'a> {
             Some(c) => c,
             None => self.state.insert(PgTarget::connect(&ctx.target)?),
         };
-        let mut pause = PauseReason::None;
-        if let Some((rows, bytes, paused)) = state::read_throttle(&mut conn.conn, &ctx.job)? {
+        let job = state::read_throttle(&mut conn.conn, &ctx.job)?;
+        if let Some(job) = &job {
             // The limits are the job's, over all its processes: each takes the share of its
             // threads among the threads of every live process.
             let others = state::other_threads(&mut conn.conn, &ctx.job, &ctx.worker, ctx.lease)?;
             let share = |limit: u64| job_share(limit, ctx.workers as u64, others);
-            ctx.throttle.set_rates(share(rows), share(bytes));
-            if paused {
-                pause = PauseReason::Operator;
-            }
+            ctx.throttle.set_rates(share(job.rows_per_sec), share(job.bytes_per_sec));
         }
+        let job = job.unwrap_or_default();
         // The processes that watch --max-lag or --throttle-query (the starting `copy`, workers
         // given them) hold the whole job: a hold is renewed while it lasts and lifted once.
         let watches = cfg.max_lag.is_some() || cfg.query.is_some();
         let own = if watches { self.watch_source()? } else { PauseReason::None };
-        let conn = self.state.as_mut().expect("connected above");
+        let lifted = self.holding && own == PauseReason::None;
         if own != PauseReason::None || self.holding {
-            let word = match own {
-                PauseReason::Lag => Some("lag"),
-                PauseReason::Query => Some("query"),
-                _ => None,
-            };
-            state::write_hold(&mut conn.conn, &ctx.job, word)?;
-            self.holding = word.is_some();
+            let conn = self.state.as_mut().expect("connected above");
+            state::write_hold(&mut conn.conn, &ctx.job, own)?;
+            self.holding = own != PauseReason::None;
         }
-        if pause != PauseReason::None {
-            return Ok(pause);
-        }
-        if own != PauseReason::None {
-            return Ok(own);
-        }
-        Ok(match state::read_hold(&mut conn.conn, &ctx.job)?.as_deref() {
-            Some("lag") => PauseReason::Lag,
-            Some("query") => PauseReason::Query,
-            _ => PauseReason::None,
+        Ok(if job.paused {
+            PauseReason::Operator
+        } else if own != PauseReason::None {
+            own
+        } else if lifted {
+            // The hold read above was this process's own, lifted just now.
+            PauseReason::None
+        } else {
+            job.held
         })
     }
 

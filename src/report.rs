@@ -19,6 +19,7 @@ use crate::pg::PgConn;
 use crate::progress::{counted, human_bytes, human_count, human_duration};
 use crate::source::SourcePosition;
 use crate::state::{self, TableProgress};
+use crate::throttle::PauseReason;
 use crate::verify::{DiffKind, TableStatus, Verdict, Verification};
 
 #[derive(Serialize)]
@@ -458,8 +459,8 @@ pub fn apply_throttle(change: &ThrottleChange) -> Result<()> {
     {
         return Err(Error::input(format!("the target has no job named {:?}", change.job)));
     }
-    let (rows, bytes, paused) = state::read_throttle(&mut conn, &change.job)?.unwrap_or_default();
-    eprintln!("job {}: {}", change.job, throttle_words(rows, bytes, paused));
+    let job = state::read_throttle(&mut conn, &change.job)?.unwrap_or_default();
+    eprintln!("job {}: {}", change.job, throttle_words(job.rows_per_sec, job.bytes_per_sec, job.paused));
     Ok(())
 }
 
@@ -512,17 +513,14 @@ pub fn print_status(cfg: &StatusConfig, out: &mut impl Write) -> Result<()> {
         if job.consistent {
             writeln!(out, "  consistent: every chunk is read in one snapshot, at P0").map_err(io)?;
         }
-        if let Some((rows, bytes, paused)) = state::read_throttle(&mut conn, &job.job)? {
-            if rows > 0 || bytes > 0 || paused {
-                writeln!(out, "  throttle: {}", throttle_words(rows, bytes, paused)).map_err(io)?;
-            }
+        let throttle = state::read_throttle(&mut conn, &job.job)?.unwrap_or_default();
+        let (rows, bytes, paused) = (throttle.rows_per_sec, throttle.bytes_per_sec, throttle.paused);
+        if rows > 0 || bytes > 0 || paused {
+            writeln!(out, "  throttle: {}", throttle_words(rows, bytes, paused)).map_err(io)?;
         }
-        if let Some(held) = state::read_hold(&mut conn, &job.job)? {
-            let why = if held == "lag" {
-                "replication lag above --max-lag"
-            } else {
-                "--throttle-query above --throttle-above"
-            };
+        if throttle.held != PauseReason::None {
+            // "paused: replication lag above --max-lag" → "held: every process waits: replication lag …"
+            let why = throttle.held.describe().trim_start_matches("paused: ");
             writeln!(out, "  held: every process waits: {why}").map_err(io)?;
         }
         if let Some(err) = &job.last_error {

@@ -15,6 +15,7 @@ use crate::plan::{bound_text, Bound, Chunk, PlanCursor};
 use crate::schema::Table;
 use crate::source::SourcePosition;
 pub use crate::target::postgres::Merged;
+use crate::throttle::PauseReason;
 
 /// Created on first use, in one transaction with the job's first rows.
 const SCHEMA_DDL: &str = "
@@ -841,14 +842,38 @@ pub fn table_progress(conn: &mut PgConn, job: &str) -> Result<Vec<TableProgress>
         .collect())
 }
 
-/// The rate limits and pause a job is to run with: (rows/s, bytes/s, paused); 0 = no limit.
-pub fn read_throttle(conn: &mut PgConn, job: &str) -> Result<Option<(u64, u64, bool)>> {
+/// What a job is to run with, as `rangecopy throttle` and the watching processes set it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobThrottle {
+    /// 0 = no limit.
+    pub rows_per_sec: u64,
+    /// 0 = no limit.
+    pub bytes_per_sec: u64,
+    /// `rangecopy throttle --pause`.
+    pub paused: bool,
+    /// The hold in force of a process watching --max-lag or --throttle-query (`Lag`, `Query`),
+    /// else `None`.
+    pub held: PauseReason,
+}
+
+/// A job's throttle and hold; `None` if there is no such job.
+pub fn read_throttle(conn: &mut PgConn, job: &str) -> Result<Option<JobThrottle>> {
     let row = conn.query_opt(
-        "SELECT max_rows_per_sec, max_bytes_per_sec, paused FROM rangecopy.jobs WHERE job = $1",
+        "SELECT max_rows_per_sec, max_bytes_per_sec, paused, CASE WHEN held_until > now() THEN held END
+           FROM rangecopy.jobs WHERE job = $1",
         &[&job],
         "reading the job's throttle",
     )?;
-    Ok(row.map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64, r.get(2))))
+    Ok(row.map(|r| JobThrottle {
+        rows_per_sec: r.get::<_, i64>(0) as u64,
+        bytes_per_sec: r.get::<_, i64>(1) as u64,
+        paused: r.get(2),
+        held: match r.get::<_, Option<&str>>(3) {
+            Some("lag") => PauseReason::Lag,
+            Some("query") => PauseReason::Query,
+            _ => PauseReason::None,
+        },
+    }))
 }
 
 /// Changes a job's limits and pause (`None` leaves a setting as it is); false if no such job.
@@ -873,9 +898,14 @@ pub fn write_throttle(
 /// How long a hold written by [`write_hold`] lasts unless written again.
 pub const HOLD_SECONDS: f64 = 10.0;
 
-/// Records the pause the process that watches --max-lag or --throttle-query decided, for the
-/// job's other processes (`Some("lag")`, `Some("query")`), or lifts it (`None`).
-pub fn write_hold(conn: &mut PgConn, job: &str, held: Option<&str>) -> Result<()> {
+/// Records the pause a process that watches --max-lag or --throttle-query decided, for the
+/// job's other processes (`Lag`, `Query`), or lifts it (any other).
+pub fn write_hold(conn: &mut PgConn, job: &str, held: PauseReason) -> Result<()> {
+    let held = match held {
+        PauseReason::Lag => Some("lag"),
+        PauseReason::Query => Some("query"),
+        _ => None,
+    };
     conn.execute(
         "UPDATE rangecopy.jobs SET held = $2,
                 held_until = CASE WHEN $2::text IS NULL THEN NULL
@@ -885,16 +915,6 @@ pub fn write_hold(conn: &mut PgConn, job: &str, held: Option<&str>) -> Result<()
         "recording the job's hold",
     )?;
     Ok(())
-}
-
-/// The job's hold (`lag` or `query`) if one is in force.
-pub fn read_hold(conn: &mut PgConn, job: &str) -> Result<Option<String>> {
-    let row = conn.query_opt(
-        "SELECT held FROM rangecopy.jobs WHERE job = $1 AND held IS NOT NULL AND held_until > now()",
-        &[&job],
-        "reading the job's hold",
-    )?;
-    Ok(row.map(|r| r.get(0)))
 }
 
 /// Holds the job's advisory lock for the life of the connection, so two processes never

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 
 /// Why a run is paused, for progress and status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(u8)]
 pub enum PauseReason {
+    #[default]
     None = 0,
     /// `rangecopy throttle --pause`.
     Operator = 1,

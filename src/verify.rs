@@ -335,6 +335,20 @@ struct RowFilter {
 }
 
 impl Subject {
+    /// A row sink that keeps the hashes of the rows whose key is `wanted`, by key, in `into`.
+    fn keep_wanted<'a>(
+        &'a self,
+        wanted: &'a HashSet<Vec<u8>>,
+        into: &'a mut HashMap<Vec<u8>, Vec<RowHash>>,
+    ) -> impl FnMut(&[u8], &RowHash) + 'a {
+        move |row, hash| {
+            let key = self.row_key(row, hash);
+            if wanted.contains(&key) {
+                into.entry(key).or_default().push(*hash);
+            }
+        }
+    }
+
     /// What identifies a captured row: its key's values, or its hash for a table without a key.
     fn row_key(&self, row: &[u8], hash: &RowHash) -> Vec<u8> {
         match &self.key_positions {
@@ -1479,35 +1493,8 @@ fn recheck_keys(run: &Run, i: usize, held: &Differing) -> Result<HashSet<Vec<u8>
             let mut on_source: HashMap<Vec<u8>, Vec<RowHash>> = HashMap::new();
             let mut on_target: HashMap<Vec<u8>, Vec<RowHash>> = HashMap::new();
             let (s, t) = pipeline::join(
-                || {
-                    scan_source(
-                        run,
-                        source,
-                        table,
-                        None,
-                        chunk,
-                        Some(&mut |row: &[u8], hash: &RowHash| {
-                            let key = subject.row_key(row, hash);
-                            if wanted.contains(&key) {
-                                on_source.entry(key).or_default().push(*hash);
-                            }
-                        }),
-                    )
-                },
-                || {
-                    scan_target(
-                        target,
-                        table,
-                        None,
-                        span,
-                        Some(&mut |row: &[u8], hash: &RowHash| {
-                            let key = subject.row_key(row, hash);
-                            if wanted.contains(&key) {
-                                on_target.entry(key).or_default().push(*hash);
-                            }
-                        }),
-                    )
-                },
+                || scan_source(run, source, table, None, chunk, Some(&mut subject.keep_wanted(wanted, &mut on_source))),
+                || scan_target(target, table, None, span, Some(&mut subject.keep_wanted(wanted, &mut on_target))),
             );
             s.map_err(in_range(table, chunk))?;
             t.map_err(in_range(table, chunk))?;

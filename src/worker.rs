@@ -15,7 +15,7 @@ use crate::config::{OnConflict, SourceEndpoint, WorkerConfig, ZeroDates};
 use crate::error::{redact, Error, Result};
 use crate::pipeline::{self, ByteGate, RunContext, TableWork, IN_FLIGHT_BYTES};
 use crate::progress::Progress;
-use crate::source::{ChunkPrep, Source};
+use crate::source::Source;
 use crate::state::{self, JobRecord, TableRecord};
 use crate::target::postgres::PgTarget;
 use crate::throttle::Throttle;
@@ -237,25 +237,5 @@ fn check_joinable(cfg: &WorkerConfig, job: &JobRecord) -> Result<()> {
 /// How this process copies each table of the job that is not done: as a resumed copy would.
 fn table_work(job: &JobRecord, target: &mut PgTarget, records: &[TableRecord]) -> Result<Vec<TableWork>> {
     let into_existing = job.settings.get("into_existing").and_then(|v| v.as_str()).and_then(OnConflict::from_word);
-    let mut work = Vec::new();
-    for r in records.iter().filter(|r| r.phase != "done") {
-        let mut prep = ChunkPrep::default();
-        for (i, col) in r.table.copied_columns().enumerate() {
-            if let Some(type_sql) = &col.user_elem_type_sql {
-                prep.elem_rewrites.push((i, target.type_oid(type_sql)?));
-            }
-        }
-        work.push(TableWork {
-            table_no: r.table_no,
-            prep,
-            build_indexes: r.created_by_job,
-            merge: match into_existing {
-                Some(mode) if !r.created_by_job => {
-                    Some(target.merge_plan(&r.table, r.table_no, mode == OnConflict::Update)?)
-                }
-                _ => None,
-            },
-        });
-    }
-    Ok(work)
+    records.iter().filter(|r| r.phase != "done").map(|r| crate::copy::table_work(target, r, into_existing)).collect()
 }

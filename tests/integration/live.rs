@@ -39,15 +39,22 @@ fn slow_copy(db: &TestDbs, job: &str, extra: &[&str]) -> (Running, String) {
         vec!["--job", job, "--chunk-rows", "2000", "--workers", "2", "--max-rows-per-sec", "5k", "--listen", "0"];
     args.extend_from_slice(extra);
     let copy = db.spawn_copy(&args);
+    let addr = listening_address(&copy);
+    (copy, addr)
+}
+
+/// The address a run with `--listen 0` says it listens on (waits half a minute at most).
+#[track_caller]
+fn listening_address(child: &Running) -> String {
     let mut addr = None;
     let found = wait_until(Duration::from_secs(30), || {
-        addr = copy.stderr().lines().find_map(|l| {
+        addr = child.stderr().lines().find_map(|l| {
             l.strip_prefix("listening on http://").map(|rest| rest.split('/').next().unwrap_or_default().to_string())
         });
         addr.is_some()
     });
-    assert!(found, "the copy never said where it listens:\n{}", copy.stderr());
-    (copy, addr.unwrap())
+    assert!(found, "the run never said where it listens:\n{}", child.stderr());
+    addr.unwrap()
 }
 
 /// One HTTP/1.0 request (the server closes the connection after answering): status and body.
@@ -413,14 +420,7 @@ fn a_verify_shows_its_ranges_and_consistency_while_it_runs() {
         "--control",
     ];
     let mut child = db.spawn(&args);
-    let mut addr = None;
-    assert!(wait_until(Duration::from_secs(30), || {
-        addr = child.stderr().lines().find_map(|l| {
-            l.strip_prefix("listening on http://").map(|rest| rest.split('/').next().unwrap_or_default().to_string())
-        });
-        addr.is_some()
-    }));
-    let addr = addr.unwrap();
+    let addr = listening_address(&child);
     let compared =
         |s: &[(String, String, f64)]| try_sample(s, "rangecopy_verify_rows_compared_total", "table=public.orders");
     assert!(
@@ -465,14 +465,7 @@ fn a_watch_shows_its_last_pass_and_how_long_it_has_been_consistent() {
         "--listen", "0",
     ];
     let mut child = db.spawn(&args);
-    let mut addr = None;
-    assert!(wait_until(Duration::from_secs(30), || {
-        addr = child.stderr().lines().find_map(|l| {
-            l.strip_prefix("listening on http://").map(|rest| rest.split('/').next().unwrap_or_default().to_string())
-        });
-        addr.is_some()
-    }));
-    let addr = addr.unwrap();
+    let addr = listening_address(&child);
     let passes = |s: &[(String, String, f64)]| try_sample(s, "rangecopy_watch_passes_total", "watch=watched");
     assert!(
         wait_until(Duration::from_secs(60), || passes(&scrape(&addr)).is_some_and(|p| p >= 2.0)),

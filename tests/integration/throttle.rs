@@ -21,7 +21,7 @@ const ROWS: i64 = 200_000;
 const CHUNK_ROWS: &str = "5000";
 
 /// `t` with `rows` rows of about 50 bytes, analyzed (the block size follows the estimate).
-fn rows_table(db: &TestDbs, rows: i64) {
+pub fn rows_table(db: &TestDbs, rows: i64) {
     exec(
         &db.source,
         &format!(

@@ -12,18 +12,7 @@ use std::time::Duration;
 
 use crate::common::{connect, exec, run, scalar, setup, wait_until, Running, TestDbs};
 use crate::proxy::Proxy;
-
-/// `t` with `rows` rows of about 40 bytes.
-fn rows_table(db: &TestDbs, rows: i64) {
-    exec(
-        &db.source,
-        &format!(
-            "CREATE TABLE t (id bigint PRIMARY KEY, v text);
-             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;
-             ANALYZE t;"
-        ),
-    );
-}
+use crate::throttle::rows_table;
 
 /// `rangecopy worker` for the test's job, in the background.
 fn worker(db: &TestDbs, target: &str, job: &str, extra: &[&str]) -> Running {
@@ -76,6 +65,18 @@ fn running_claim_of(target: &str, job: &str, pid: u32) -> Option<(String, i32, i
         )
         .ok()?;
     rows.first().map(|r| (r.get(0), r.get(1), r.get(2)))
+}
+
+/// Waits (a minute at most) until the worker `w` holds a chunk; its claim as `running_claim_of`.
+#[track_caller]
+fn first_claim_of(target: &str, job: &str, w: &Running) -> (String, i32, i64) {
+    let mut held = None;
+    let found = wait_until(Duration::from_secs(60), || {
+        held = running_claim_of(target, job, w.pid());
+        held.is_some()
+    });
+    assert!(found, "the worker never held a chunk: {}", w.stderr());
+    held.unwrap()
 }
 
 /// Asserts the job copied `t` exactly: the same rows on both sides (count, `verify`), every
@@ -170,16 +171,7 @@ fn a_worker_killed_mid_chunk_loses_it_to_another_and_nothing_is_lost_or_doubled(
     let mut other = worker(&db, &db.target, job, &[]);
     // Three processes of one thread at 1500 rows/s: a chunk of 1000 rows takes two seconds.
     let mut starter = copy(&db, job, "1000", "1500");
-    let mut held = None;
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            held = running_claim_of(&db.target, job, victim.pid());
-            held.is_some()
-        }),
-        "the worker never held a chunk: {}",
-        victim.stderr()
-    );
-    let (name, chunk_no, fence) = held.unwrap();
+    let (name, chunk_no, fence) = first_claim_of(&db.target, job, &victim);
     assert_eq!(victim.kill9(), None, "the worker should still have been running");
     let started = starter.wait(Duration::from_secs(120));
     assert_eq!(started.code, 0, "{started:?}");
@@ -218,16 +210,7 @@ fn a_worker_frozen_past_its_lease_has_its_late_commit_refused_and_carries_on() {
     let mut frozen = worker(&db, &db.target, job, &[]);
     let mut other = worker(&db, &db.target, job, &[]);
     let mut starter = copy(&db, job, "1000", "1500");
-    let mut held = None;
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            held = running_claim_of(&db.target, job, frozen.pid());
-            held.is_some()
-        }),
-        "the worker never held a chunk: {}",
-        frozen.stderr()
-    );
-    let (name, chunk_no, fence) = held.unwrap();
+    let (name, chunk_no, fence) = first_claim_of(&db.target, job, &frozen);
     signal(frozen.pid(), "STOP");
     // Past its lease (3 s): another process claims the chunk again, with a higher token.
     let taken = wait_until(Duration::from_secs(30), || {
@@ -264,16 +247,7 @@ fn a_worker_cut_off_from_the_target_loses_its_lease_and_the_job_completes() {
     let mut cut = worker(&db, &through, job, &["--io-timeout", "4", "--retry-max-wait", "1"]);
     let mut other = worker(&db, &db.target, job, &[]);
     let mut starter = copy(&db, job, "1000", "1500");
-    let mut held = None;
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            held = running_claim_of(&db.target, job, cut.pid());
-            held.is_some()
-        }),
-        "the worker never held a chunk: {}",
-        cut.stderr()
-    );
-    let (_, chunk_no, fence) = held.unwrap();
+    let (_, chunk_no, fence) = first_claim_of(&db.target, job, &cut);
     assert!(proxy.black_hole() > 0, "no connection of the worker went through the proxy");
     let started = starter.wait(Duration::from_secs(120));
     assert_eq!(started.code, 0, "{started:?}");
