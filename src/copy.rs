@@ -191,23 +191,10 @@ impl Run<'_> {
         let given = |v: u64| (!resumed || v > 0).then_some(v);
         state::write_throttle(&mut target.conn, &cfg.job, given(t.rows_per_sec), given(t.bytes_per_sec), Some(false))?;
         let work = plan_work(cfg, target, records)?;
-        let done_before = state::table_progress(&mut target.conn, &cfg.job)?;
-        let progress = Arc::new(Progress::new(
-            records
-                .iter()
-                .map(|r| {
-                    let p = done_before.iter().find(|p| p.table_no == r.table_no);
-                    let (rows, bytes) = p.map_or((0, 0), |p| (p.rows as u64, p.bytes as u64));
-                    let done = !work.iter().any(|w| w.table_no == r.table_no);
-                    (r.table.name.to_string(), r.table.estimated_rows.max(rows), rows, bytes, done)
-                })
-                .collect(),
-        ));
-        for p in &done_before {
-            progress.set_chunks(p.table_no, p.chunks_done as u64, p.chunks_total as u64);
-        }
+        let (progress, base) =
+            progress_from_state(target, &cfg.job, records, |r| !work.iter().any(|w| w.table_no == r.table_no))?;
         self.progress = Some(progress.clone());
-        self.base = done_before.iter().fold((0, 0), |a, p| (a.0 + p.rows as u64, a.1 + p.bytes as u64));
+        self.base = base;
         let (snapshot, snapshot_p0) = match cfg.consistent {
             true => Snapshot::start(&cfg.source, source, cfg.workers).map(|(s, p)| (Some(s), Some(p)))?,
             false => (None, None),
@@ -1024,6 +1011,33 @@ fn plan_work(cfg: &CopyConfig, target: &mut PgTarget, records: &[TableRecord]) -
         work.push(table_work(target, r, cfg.into_existing)?);
     }
     Ok(work)
+}
+
+/// The progress counters of a run that starts on a job: each table's rows, bytes and chunks
+/// already committed (by earlier runs and other processes), and whether it is `done`; with the
+/// rows and bytes committed in all before the run.
+pub(crate) fn progress_from_state(
+    target: &mut PgTarget,
+    job: &str,
+    records: &[TableRecord],
+    done: impl Fn(&TableRecord) -> bool,
+) -> Result<(Arc<Progress>, (u64, u64))> {
+    let done_before = state::table_progress(&mut target.conn, job)?;
+    let progress = Arc::new(Progress::new(
+        records
+            .iter()
+            .map(|r| {
+                let p = done_before.iter().find(|p| p.table_no == r.table_no);
+                let (rows, bytes) = p.map_or((0, 0), |p| (p.rows as u64, p.bytes as u64));
+                (r.table.name.to_string(), r.table.estimated_rows.max(rows), rows, bytes, done(r))
+            })
+            .collect(),
+    ));
+    for p in &done_before {
+        progress.set_chunks(p.table_no, p.chunks_done as u64, p.chunks_total as u64);
+    }
+    let base = done_before.iter().fold((0, 0), |a, p| (a.0 + p.rows as u64, a.1 + p.bytes as u64));
+    Ok((progress, base))
 }
 
 /// How a table that is not done is copied, by this process or a worker that joins the job:

@@ -87,21 +87,7 @@ pub fn run(cfg: &WorkerConfig, cancel: Arc<AtomicBool>) -> Result<WorkerOutcome>
         Ok((source_ep, records, work))
     })();
     let (source_ep, records, work) = joined.map_err(Error::started)?;
-    let done_before = state::table_progress(&mut target.conn, &cfg.job)?;
-    let progress = Arc::new(Progress::new(
-        records
-            .iter()
-            .map(|r| {
-                let p = done_before.iter().find(|p| p.table_no == r.table_no);
-                let (rows, bytes) = p.map_or((0, 0), |p| (p.rows as u64, p.bytes as u64));
-                (r.table.name.to_string(), r.table.estimated_rows.max(rows), rows, bytes, r.phase == "done")
-            })
-            .collect(),
-    ));
-    for p in &done_before {
-        progress.set_chunks(p.table_no, p.chunks_done as u64, p.chunks_total as u64);
-    }
-    let base = done_before.iter().fold((0, 0), |a, p| (a.0 + p.rows as u64, a.1 + p.bytes as u64));
+    let (progress, base) = crate::copy::progress_from_state(&mut target, &cfg.job, &records, |r| r.phase == "done")?;
     let into_existing = job.settings.get("into_existing").is_some_and(|v| v.is_string());
     crate::say!("worker {worker}: joining job {} ({} tables, {} workers)", cfg.job, records.len(), cfg.workers);
     let ctx = RunContext {
